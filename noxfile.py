@@ -1,0 +1,129 @@
+"""The one entry point for developers and CI: `nox` runs every check CI runs.
+
+Sessions: tests (per Python), lint, types, protos (regenerate; `-- --check`
+fails on stale code), bench, demo.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import tempfile
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+PACKAGES = ["coldmod-trace", "coldmod-codemod", "coldmod-cli"]
+PYTHONS = ["3.11", "3.12", "3.13"]
+# Pinned: the generated code requires grpcio >= this version at run time, so
+# raising it raises coldmod-trace's minimum grpcio too (see its pyproject).
+GRPCIO_TOOLS = "grpcio-tools==1.68.1"
+PROTO_OUT = ROOT / "packages" / "coldmod-trace" / "src"
+PROTO_FILES = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
+TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright"]
+
+nox.options.sessions = ["tests", "lint", "types", "protos_check"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def build_wheels(session: nox.Session) -> pathlib.Path:
+    """Build every distribution's wheel into a fresh folder and return it."""
+    dist = pathlib.Path(tempfile.mkdtemp(prefix="coldmod-dist-"))
+    session.install("build>=1.2", "hatchling>=1.24")
+    for name in PACKAGES:
+        session.run(
+            "python", "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist),
+            str(ROOT / "packages" / name), silent=True,
+        )
+    return dist
+
+
+def install_wheels(session: nox.Session, dist: pathlib.Path) -> None:
+    """Install the built wheels (not editable: packaging is tested too)."""
+    wheels = sorted(str(w) for w in dist.glob("*.whl"))
+    session.install("--force-reinstall", "--no-deps", *wheels)
+    session.install("--find-links", str(dist), *wheels)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Unit tests of every package and the whole-system tests, from built wheels."""
+    dist = build_wheels(session)
+    install_wheels(session, dist)
+    session.install(*TEST_DEPS)
+    paths = [f"packages/{name}/tests" for name in PACKAGES] + ["tests-integration"]
+    session.run(
+        "pytest", "-p", "no:cacheprovider", *(session.posargs or paths),
+        env={"COLDMOD_WHEELS": str(dist)},
+    )
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    """ruff, and the versions of the three distributions kept in lockstep."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("python", "scripts/check_versions.py")
+
+
+@nox.session(python="3.12")
+def types(session: nox.Session) -> None:
+    """mypy: strict for coldmod-trace, standard for the others."""
+    dist = build_wheels(session)
+    install_wheels(session, dist)
+    session.install("mypy", "types-protobuf", "grpc-stubs", "pytest")
+    session.run(
+        "mypy",
+        "packages/coldmod-trace/src/coldmod_trace",
+        "packages/coldmod-codemod/src/coldmod_codemod",
+        "packages/coldmod-cli/src/coldmod_cli",
+    )
+
+
+def _generate(session: nox.Session, out: pathlib.Path) -> None:
+    session.run(
+        "python", "-m", "grpc_tools.protoc", "-I", str(ROOT / "protos"),
+        f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}",
+        *PROTO_FILES,
+    )
+
+
+@nox.session(python="3.12")
+def protos(session: nox.Session) -> None:
+    """Regenerate coldmod_proto from protos/ with the pinned grpcio-tools."""
+    session.install(GRPCIO_TOOLS)
+    _generate(session, PROTO_OUT)
+
+
+@nox.session(python="3.12")
+def protos_check(session: nox.Session) -> None:
+    """Fail when the committed generated code differs from what protos/ generates."""
+    session.install(GRPCIO_TOOLS)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp)
+        _generate(session, out)
+        stale = []
+        for generated in sorted(out.rglob("*.py*")):
+            committed = PROTO_OUT / generated.relative_to(out)
+            if not committed.exists() or committed.read_bytes() != generated.read_bytes():
+                stale.append(str(committed.relative_to(ROOT)))
+        if stale:
+            session.error(f"generated protocol code is stale: {', '.join(stale)}; run `nox -s protos`")
+
+
+@nox.session(python="3.12")
+def demo(session: nox.Session) -> None:
+    """The main job end to end: `coldmod demo` from freshly built wheels."""
+    dist = build_wheels(session)
+    install_wheels(session, dist)
+    session.run("coldmod", "demo", *session.posargs)
+
+
+@nox.session(python=["3.12", "3.13"])
+def bench(session: nox.Session) -> None:
+    """Benchmarks, baselines side by side in one run; prints tables with ratios."""
+    dist = build_wheels(session)
+    install_wheels(session, dist)
+    session.install("libcst", "pyperformance", "coverage", "slipcover", "pyperf")
+    session.run("python", "bench/run.py", *session.posargs)
+    shutil.rmtree(dist, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules of the Coldmod wire protocol (see protos/)."""

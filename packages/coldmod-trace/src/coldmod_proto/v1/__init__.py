@@ -1,0 +1,1 @@
+"""Coldmod wire protocol v1 (package coldmod.v1)."""

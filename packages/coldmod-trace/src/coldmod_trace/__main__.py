@@ -1,0 +1,59 @@
+"""``coldmod-trace`` / ``python -m coldmod_trace``: what production images can run.
+
+Production images carry no CLI; these commands tell an operator what will be
+traced and start a program under the tracer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from coldmod_trace.discovery import Skipped, discover
+from coldmod_trace.rootmarker import RootmarkerError
+
+
+def _srcs(args: argparse.Namespace) -> int:
+    def warn(skipped: Skipped) -> None:
+        print(f"coldmod-trace: warning: {skipped}", file=sys.stderr)
+
+    try:
+        result = discover(args.root, cache=not args.no_cache, warn=warn)
+    except RootmarkerError as exc:
+        print(f"coldmod-trace: {exc}", file=sys.stderr)
+        return 1
+    out = sys.stdout
+    for key in sorted(result.sources):
+        out.write(key + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (subcommands srcs and run)."""
+    parser = argparse.ArgumentParser(prog="coldmod-trace", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    srcs = commands.add_parser("srcs", help="print the keys of every function that will be traced")
+    srcs.add_argument("root", nargs="?", default=None, help="a directory at or below the rootmarker (default: cwd)")
+    srcs.add_argument("--no-cache", action="store_true", help="ignore and do not write .coldmod-cache")
+    srcs.set_defaults(handler=_srcs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``coldmod-trace``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    try:
+        code: int = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error; silence the final flush.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Trace-source discovery with the standard library only: every ``def`` under the root.
+
+Fast enough to run at every process start: ``ast.parse`` is C, and the walk only
+descends into statement bodies (a ``def`` is never inside an expression). A
+per-root cache in ``.coldmod-cache`` makes a warm start a ``stat`` per file.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coldmod_trace._version import __version__
+from coldmod_trace.keys import module_for
+from coldmod_trace.rootmarker import Rootmarker, load
+
+__all__ = [
+    "CACHE_DIR",
+    "EXCLUDED_DIRS",
+    "Discovery",
+    "Skipped",
+    "Source",
+    "discover",
+    "iter_files",
+    "qualnames",
+]
+
+log = logging.getLogger("coldmod_trace")
+
+CACHE_DIR = ".coldmod-cache"
+#: Directory names never walked (besides hidden ones and virtual environments).
+EXCLUDED_DIRS = frozenset({"__pycache__", "site-packages", "node_modules", CACHE_DIR})
+_CACHE_NAME = f"discovery-{sys.implementation.cache_tag}-{__version__}.json"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One trace source: its key, its root-relative file and the line of each definition."""
+
+    key: str
+    path: str
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file discovery could not parse, with where and why."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        """``path:line: skipped: reason``, the form of the warning."""
+        return f"{self.path}:{self.line}: skipped: {self.reason}"
+
+
+@dataclass
+class Discovery:
+    """The result of discovering one root."""
+
+    marker: Rootmarker
+    sources: dict[str, Source] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    cache_hits: int = 0
+
+
+def iter_files(marker: Rootmarker) -> Iterator[str]:
+    """Root-relative ``/``-separated paths of the ``.py`` files to parse, sorted per directory."""
+    ignored = marker.file_filter()
+    stack = [""]
+    while stack:
+        reldir = stack.pop()
+        try:
+            with os.scandir(marker.root / reldir if reldir else marker.root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            rel = f"{reldir}/{name}" if reldir else name
+            if entry.is_dir(follow_symlinks=False):
+                if name.startswith(".") or name in EXCLUDED_DIRS or ignored.prunes(rel):
+                    continue
+                if os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
+                    continue
+                subdirs.append(rel)
+            elif name.endswith(".py") and entry.is_file() and not ignored(rel):
+                yield rel
+        stack.extend(reversed(subdirs))
+
+
+def qualnames(tree: ast.Module) -> Iterator[tuple[str, int]]:
+    """``(qualname, line)`` of every function definition in a module, as CPython names them."""
+    # (body statements, qualname prefix, names declared global in that scope)
+    stack: list[tuple[list[ast.stmt], str, frozenset[str]]] = [(tree.body, "", frozenset())]
+    while stack:
+        body, prefix, globals_ = stack.pop()
+        for node in _statements(body):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                # CPython: a nested def declared `global` in its enclosing scope
+                # gets its bare name as qualname (compile.c, compiler_set_qualname).
+                qualname = node.name if node.name in globals_ else prefix + node.name
+                yield qualname, node.lineno
+                stack.append((node.body, qualname + ".<locals>.", _declared_global(node.body)))
+            elif isinstance(node, ast.ClassDef):
+                qualname = node.name if node.name in globals_ else prefix + node.name
+                stack.append((node.body, qualname + ".", _declared_global(node.body)))
+
+
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements of a scope, descending into compound statements (not into new scopes)."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for attr in ("body", "orelse", "finalbody"):
+            inner = getattr(node, attr, None)
+            if isinstance(inner, list):
+                yield from _statements(inner)
+        for handler in getattr(node, "handlers", ()):
+            yield from _statements(handler.body)
+        for case in getattr(node, "cases", ()):
+            yield from _statements(case.body)
+
+
+def _declared_global(body: list[ast.stmt]) -> frozenset[str]:
+    names = [name for node in _statements(body) if isinstance(node, ast.Global) for name in node.names]
+    return frozenset(names)
+
+
+def _parse(source: bytes, relpath: str) -> list[tuple[str, int]] | Skipped:
+    try:
+        tree = ast.parse(source, filename=relpath)
+    except SyntaxError as exc:
+        return Skipped(relpath, exc.lineno or 1, f"syntax error ({exc.msg})")
+    except (UnicodeDecodeError, LookupError) as exc:
+        return Skipped(relpath, 1, f"cannot decode the file ({exc})")
+    except ValueError as exc:  # e.g. source contains null bytes
+        return Skipped(relpath, 1, f"cannot parse the file ({exc})")
+    return list(qualnames(tree))
+
+
+class _Cache:
+    """Per-root discovery cache; any problem with it only costs a re-parse."""
+
+    def __init__(self, root: Path, enabled: bool) -> None:
+        self.path = root / CACHE_DIR / _CACHE_NAME
+        self.enabled = enabled
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        if enabled:
+            try:
+                data = json.loads(self.path.read_bytes())
+                if isinstance(data, dict) and data.get("version") == __version__:
+                    files = data.get("files")
+                    self.entries = files if isinstance(files, dict) else {}
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def lookup(self, relpath: str, stat: os.stat_result) -> list[tuple[str, int]] | None:
+        entry = self.entries.get(relpath)
+        if not self.enabled or not isinstance(entry, dict):
+            return None
+        if entry.get("stat") == [stat.st_mtime_ns, stat.st_size]:
+            return _decode(entry.get("defs"))
+        return None
+
+    def lookup_digest(self, relpath: str, digest: str, stat: os.stat_result) -> list[tuple[str, int]] | None:
+        entry = self.entries.get(relpath)
+        if not self.enabled or not isinstance(entry, dict) or entry.get("sha256") != digest:
+            return None
+        defs = _decode(entry.get("defs"))
+        if defs is not None:
+            entry["stat"] = [stat.st_mtime_ns, stat.st_size]
+            self.dirty = True
+        return defs
+
+    def store(self, relpath: str, digest: str, stat: os.stat_result, defs: list[tuple[str, int]]) -> None:
+        if self.enabled:
+            self.entries[relpath] = {"stat": [stat.st_mtime_ns, stat.st_size], "sha256": digest, "defs": defs}
+            self.dirty = True
+
+    def save(self, keep: set[str]) -> None:
+        """Write atomically; a read-only or full filesystem just means no cache."""
+        if not self.enabled:
+            return
+        stale = set(self.entries) - keep
+        if not self.dirty and not stale:
+            return
+        for relpath in stale:
+            del self.entries[relpath]
+        payload = json.dumps({"version": __version__, "files": self.entries}, separators=(",", ":"))
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            gitignore = self.path.parent / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text("*\n")
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            try:
+                os.fchmod(fd, 0o644)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(payload)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:
+            log.debug("coldmod: discovery cache not written (%s)", exc)
+
+
+def _decode(defs: Any) -> list[tuple[str, int]] | None:
+    """Entries read back from JSON, or None when the cache entry is malformed."""
+    try:
+        out = [(qualname, line) for qualname, line in defs]
+    except (TypeError, ValueError):
+        return None
+    if all(type(q) is str and type(n) is int for q, n in out):
+        return out
+    return None
+
+
+def discover(
+    root: str | os.PathLike[str] | Rootmarker | None = None,
+    *,
+    cache: bool = True,
+    warn: Callable[[Skipped], None] | None = None,
+) -> Discovery:
+    """Every trace source under the root, minus ``[ignore]`` files and keys.
+
+    ``root`` is a directory at or below the rootmarker's (default: the cwd) or a
+    loaded :class:`Rootmarker`. Files that cannot be parsed are skipped and
+    reported through ``warn`` (default: a warning on the ``coldmod_trace`` logger).
+    Raises :class:`~coldmod_trace.rootmarker.RootmarkerError` for a missing or
+    invalid rootmarker.
+    """
+    marker = root if isinstance(root, Rootmarker) else load(root)
+    result = Discovery(marker=marker)
+    store = _Cache(marker.root, cache)
+    collected: dict[str, tuple[str, list[int]]] = {}
+    root = str(marker.root)
+    ignore_keys = marker.ignore_keys
+    for relpath in iter_files(marker):
+        full = os.path.join(root, relpath)
+        try:
+            stat = os.stat(full)
+            defs = store.lookup(relpath, stat)
+            if defs is None:
+                with open(full, "rb") as handle:
+                    data = handle.read()
+                digest = hashlib.sha256(data).hexdigest()
+                defs = store.lookup_digest(relpath, digest, stat)
+                if defs is None:
+                    parsed = _parse(data, relpath)
+                    if isinstance(parsed, Skipped):
+                        result.skipped.append(parsed)
+                        (warn or _log_skipped)(parsed)
+                        continue
+                    defs = parsed
+                    store.store(relpath, digest, stat, defs)
+                else:
+                    result.cache_hits += 1
+            else:
+                result.cache_hits += 1
+        except OSError as exc:
+            skipped = Skipped(relpath, 1, f"cannot read the file ({exc.strerror or exc})")
+            result.skipped.append(skipped)
+            (warn or _log_skipped)(skipped)
+            continue
+        result.files.append(relpath)
+        module = module_for(relpath)
+        prefix = module + "." if module else ""
+        for qualname, line in defs:
+            key = prefix + qualname  # keys.key_for, inlined: this loop runs per definition
+            if key in ignore_keys:
+                continue
+            entry = collected.get(key)
+            if entry is None:
+                collected[key] = (relpath, [line])
+            elif entry[0] == relpath:
+                entry[1].append(line)
+    store.save(set(result.files))
+    result.sources = {
+        key: Source(key, path, tuple(sorted(lines))) for key, (path, lines) in sorted(collected.items())
+    }
+    return result
+
+
+def _log_skipped(skipped: Skipped) -> None:
+    log.warning("coldmod: %s", skipped)

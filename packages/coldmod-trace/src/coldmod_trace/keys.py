@@ -1,0 +1,30 @@
+"""The function key: ``<module>.<qualname>``, the one contract every part shares.
+
+The module comes from the file's path relative to the root (the directory that
+holds ``coldmod.rootmarker``), never from the runtime ``__name__``.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["key_for", "module_for"]
+
+
+def module_for(relpath: str) -> str:
+    """Map a root-relative path (``/`` or ``os.sep`` separated) to its module name."""
+    parts = relpath.replace(os.sep, "/").split("/")
+    last = parts[-1]
+    if last.endswith(".py"):
+        last = last[:-3]
+    if last == "__init__":
+        parts.pop()
+    else:
+        parts[-1] = last
+    return ".".join(p for p in parts if p)
+
+
+def key_for(relpath: str, qualname: str) -> str:
+    """The key of the function ``qualname`` defined in the file at ``relpath``."""
+    module = module_for(relpath)
+    return f"{module}.{qualname}" if module else qualname
