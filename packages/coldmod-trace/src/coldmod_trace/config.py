@@ -1,0 +1,196 @@
+"""Every ``COLDMOD_*`` environment variable, read and validated in one place.
+
+Precedence everywhere: an explicit argument, then the variable, then the
+default. An invalid value raises :class:`ConfigError`, whose message is one
+sentence naming the variable and what a valid value looks like. This module
+also builds the gRPC client channel (TLS and the API key), so there is one
+place that does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # grpc is imported lazily: reading config must stay cheap.
+    import grpc
+
+__all__ = [
+    "COLDMOD_API_KEY",
+    "COLDMOD_APP",
+    "COLDMOD_FLUSH_INTERVAL",
+    "COLDMOD_GRPC_HOST",
+    "COLDMOD_INSECURE",
+    "COLDMOD_MODE",
+    "COLDMOD_ROOT",
+    "COLDMOD_TLS_CA",
+    "COLDMOD_TLS_CERT",
+    "COLDMOD_TLS_KEY",
+    "COLDMOD_WEB_HOST",
+    "MAX_MESSAGE_BYTES",
+    "ClientConfig",
+    "ConfigError",
+    "client_channel",
+    "client_config",
+    "flush_interval",
+    "host_port",
+    "insecure",
+    "trace_mode",
+]
+
+COLDMOD_GRPC_HOST = "COLDMOD_GRPC_HOST"
+"""``host:port`` of the collector's gRPC endpoint, no scheme. Default ``localhost:7777``."""
+
+COLDMOD_WEB_HOST = "COLDMOD_WEB_HOST"
+"""``host:port`` of the web UI, no scheme. Default ``localhost:7778``."""
+
+COLDMOD_TLS_CA = "COLDMOD_TLS_CA"
+"""PEM CA bundle that signs the server's certificate. Default: the system's roots."""
+
+COLDMOD_TLS_CERT = "COLDMOD_TLS_CERT"
+"""The server's PEM certificate (chain). Required by ``coldmod serve`` unless insecure."""
+
+COLDMOD_TLS_KEY = "COLDMOD_TLS_KEY"
+"""The server's PEM private key. Required by ``coldmod serve`` unless insecure."""
+
+COLDMOD_API_KEY = "COLDMOD_API_KEY"
+"""Shared secret: gRPC ``authorization: Bearer …``; web basic auth user ``coldmod``. Required unless insecure."""
+
+COLDMOD_INSECURE = "COLDMOD_INSECURE"
+"""``on``: plaintext, no authentication (development only). Anything else: TLS and auth."""
+
+COLDMOD_ROOT = "COLDMOD_ROOT"
+"""The traced application's root (a directory at or below its rootmarker). Default: found from the cwd, then the main script."""
+
+COLDMOD_APP = "COLDMOD_APP"
+"""The app name (heatmap namespace). Default: ``[app] name`` of the rootmarker, else the root's name."""
+
+COLDMOD_MODE = "COLDMOD_MODE"
+"""Tracer mode: ``sampled`` (default; bounded overhead, first calls exact) or ``exact``."""
+
+COLDMOD_FLUSH_INTERVAL = "COLDMOD_FLUSH_INTERVAL"
+"""Seconds between the tracer's batches, a number from 0.05 to 3600. Default ``10``."""
+
+DEFAULT_GRPC_HOST = "localhost:7777"
+DEFAULT_WEB_HOST = "localhost:7778"
+DEFAULT_FLUSH_INTERVAL = 10.0
+MODES = ("sampled", "exact")
+#: Largest gRPC message either side accepts (a Register of ~100k keys fits).
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+class ConfigError(ValueError):
+    """A ``COLDMOD_*`` variable (or the argument standing for it) is missing or invalid."""
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def insecure(env: Mapping[str, str] | None = None) -> bool:
+    """True only when ``COLDMOD_INSECURE`` is exactly ``on`` (any case)."""
+    return _env(env).get(COLDMOD_INSECURE, "").strip().lower() == "on"
+
+
+def host_port(
+    value: str | None = None, *, variable: str = COLDMOD_GRPC_HOST, env: Mapping[str, str] | None = None
+) -> tuple[str, int]:
+    """``(host, port)`` from the argument, else the variable, else its default."""
+    default = DEFAULT_WEB_HOST if variable == COLDMOD_WEB_HOST else DEFAULT_GRPC_HOST
+    raw = value if value is not None else _env(env).get(variable, default)
+    raw = raw.strip()
+    match = _HOST_PORT.match(raw)
+    if not match or not 0 <= int(match.group(2)) <= 65535:
+        hint = " (no scheme)" if "://" in raw else ""
+        raise ConfigError(f"{variable}={raw!r} is not a host:port{hint}; use a value like {default}")
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+def trace_mode(value: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The tracer mode from the argument, else ``COLDMOD_MODE``, else ``sampled``."""
+    raw = (value if value is not None else _env(env).get(COLDMOD_MODE, "sampled")).strip().lower()
+    if raw not in MODES:
+        raise ConfigError(f"{COLDMOD_MODE}={raw!r} is not a mode; use sampled or exact")
+    return raw
+
+
+def flush_interval(value: float | str | None = None, env: Mapping[str, str] | None = None) -> float:
+    """Seconds between batches from the argument, else ``COLDMOD_FLUSH_INTERVAL``, else 10."""
+    raw = value if value is not None else _env(env).get(COLDMOD_FLUSH_INTERVAL)
+    if raw is None or raw == "":
+        return DEFAULT_FLUSH_INTERVAL
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0.05 <= seconds <= 3600:
+        raise ConfigError(f"{COLDMOD_FLUSH_INTERVAL}={raw!r} is not a number of seconds from 0.05 to 3600; use e.g. 10")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client (tracer or CLI) reaches the collector."""
+
+    target: str
+    insecure: bool
+    api_key: str | None
+    ca: bytes | None
+
+    def __repr__(self) -> str:
+        """Never shows the API key."""
+        return f"ClientConfig(target={self.target!r}, insecure={self.insecure}, api_key={'***' if self.api_key else None})"
+
+
+def client_config(target: str | None = None, env: Mapping[str, str] | None = None) -> ClientConfig:
+    """Read and validate the client side of the environment."""
+    environ = _env(env)
+    host, port = host_port(target, env=environ)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if insecure(environ):
+        return ClientConfig(address, True, None, None)
+    api_key = environ.get(COLDMOD_API_KEY, "")
+    if not api_key.strip():
+        raise ConfigError(
+            f"{COLDMOD_API_KEY} is not set; set it to the collector's API key, "
+            f"or set {COLDMOD_INSECURE}=on for a plaintext development collector"
+        )
+    ca = None
+    ca_path = environ.get(COLDMOD_TLS_CA, "").strip()
+    if ca_path:
+        try:
+            ca = Path(ca_path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{COLDMOD_TLS_CA}={ca_path!r} cannot be read ({exc.strerror}); point it at a PEM CA bundle") from None
+        if b"-----BEGIN CERTIFICATE-----" not in ca:
+            raise ConfigError(f"{COLDMOD_TLS_CA}={ca_path!r} holds no PEM certificate; point it at a PEM CA bundle")
+    return ClientConfig(address, False, api_key.strip(), ca)
+
+
+def channel_options() -> list[tuple[str, int]]:
+    """gRPC options shared by clients and the server."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.enable_retries", 0),  # we retry ourselves, with our own ids
+    ]
+
+
+def client_channel(config: ClientConfig | None = None) -> grpc.Channel:
+    """A gRPC channel to the collector: TLS plus ``authorization: Bearer`` unless insecure."""
+    import grpc
+
+    config = config or client_config()
+    if config.insecure:
+        return grpc.insecure_channel(config.target, options=channel_options())
+    credentials = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(root_certificates=config.ca),
+        grpc.access_token_call_credentials(config.api_key or ""),
+    )
+    return grpc.secure_channel(config.target, credentials, options=channel_options())
