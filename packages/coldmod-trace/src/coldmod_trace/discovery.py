@@ -152,6 +152,16 @@ def _parse(source: bytes, relpath: str) -> list[tuple[str, int]] | Skipped:
     return list(qualnames(tree))
 
 
+def _fingerprint(stat: os.stat_result) -> list[int]:
+    """What must be unchanged to trust a cache entry without reading the file.
+
+    ctime cannot be set by ``touch``/``os.utime``, so an edit that restores the
+    mtime and size still misses; a copied tree misses too and falls back to the
+    content digest, which then refreshes the fingerprint.
+    """
+    return [stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino]
+
+
 class _Cache:
     """Per-root discovery cache; any problem with it only costs a re-parse."""
 
@@ -173,7 +183,7 @@ class _Cache:
         entry = self.entries.get(relpath)
         if not self.enabled or not isinstance(entry, dict):
             return None
-        if entry.get("stat") == [stat.st_mtime_ns, stat.st_size]:
+        if entry.get("stat") == _fingerprint(stat):
             return _decode(entry.get("defs"))
         return None
 
@@ -183,13 +193,13 @@ class _Cache:
             return None
         defs = _decode(entry.get("defs"))
         if defs is not None:
-            entry["stat"] = [stat.st_mtime_ns, stat.st_size]
+            entry["stat"] = _fingerprint(stat)
             self.dirty = True
         return defs
 
     def store(self, relpath: str, digest: str, stat: os.stat_result, defs: list[tuple[str, int]]) -> None:
         if self.enabled:
-            self.entries[relpath] = {"stat": [stat.st_mtime_ns, stat.st_size], "sha256": digest, "defs": defs}
+            self.entries[relpath] = {"stat": _fingerprint(stat), "sha256": digest, "defs": defs}
             self.dirty = True
 
     def save(self, keep: set[str]) -> None:

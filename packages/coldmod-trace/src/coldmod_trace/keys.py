@@ -7,8 +7,9 @@ holds ``coldmod.rootmarker``), never from the runtime ``__name__``.
 from __future__ import annotations
 
 import os
+from types import CodeType
 
-__all__ = ["key_for", "module_for"]
+__all__ = ["is_function_code", "key_for", "module_for"]
 
 
 def module_for(relpath: str) -> str:
@@ -28,3 +29,17 @@ def key_for(relpath: str, qualname: str) -> str:
     """The key of the function ``qualname`` defined in the file at ``relpath``."""
     module = module_for(relpath)
     return f"{module}.{qualname}" if module else qualname
+
+
+# Code-object flags (Include/cpython/code.h): functions are optimized and get
+# new locals; module and class bodies are neither.
+_CO_OPTIMIZED = 0x0001
+_CO_NEWLOCALS = 0x0002
+
+
+def is_function_code(code: CodeType) -> bool:
+    """True for the code of a ``def``/``async def``; False for modules, classes, lambdas, comprehensions."""
+    return (
+        code.co_flags & (_CO_OPTIMIZED | _CO_NEWLOCALS) == (_CO_OPTIMIZED | _CO_NEWLOCALS)
+        and not code.co_name.startswith("<")
+    )

@@ -1,0 +1,2 @@
+def in_an_ignored_file():
+    return None
