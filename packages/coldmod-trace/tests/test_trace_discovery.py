@@ -115,7 +115,8 @@ def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     make_tree(tmp_path, {"a.py": "def a(): pass\n"})
     discover(tmp_path)
     (cache_file,) = (tmp_path / CACHE_DIR).glob("discovery-*.json")
-    for garbage in (b"{not json", b"[]", json.dumps({"version": "0.1.0", "files": {"a.py": {"stat": 1, "defs": [[1, "x"]]}}}).encode()):
+    wrong_shape = {"version": "0.1.0", "files": {"a.py": {"stat": 1, "defs": [[1, "x"]]}}}
+    for garbage in (b"{not json", b"[]", json.dumps(wrong_shape).encode()):
         cache_file.write_bytes(garbage)
         assert keys(tmp_path) == ["a.a"]
 
@@ -146,7 +147,7 @@ def test_cache_disabled_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_missing_rootmarker_raises_the_one_sentence(tmp_path: Path) -> None:
-    with pytest.raises(RootmarkerError, match="no coldmod.rootmarker"):
+    with pytest.raises(RootmarkerError, match=r"no coldmod\.rootmarker"):
         discover(tmp_path)
 
 

@@ -64,7 +64,7 @@ COLDMOD_INSECURE = "COLDMOD_INSECURE"
 """``on``: plaintext, no authentication (development only). Anything else: TLS and auth."""
 
 COLDMOD_ROOT = "COLDMOD_ROOT"
-"""The traced application's root (a directory at or below its rootmarker). Default: found from the cwd, then the main script."""
+"""The traced application's root (at or below its rootmarker). Default: found from the cwd, then the main script."""
 
 COLDMOD_APP = "COLDMOD_APP"
 """The app name (heatmap namespace). Default: ``[app] name`` of the rootmarker, else the root's name."""
@@ -130,7 +130,9 @@ def flush_interval(value: float | str | None = None, env: Mapping[str, str] | No
     except (TypeError, ValueError):
         seconds = float("nan")
     if not 0.05 <= seconds <= 3600:
-        raise ConfigError(f"{COLDMOD_FLUSH_INTERVAL}={raw!r} is not a number of seconds from 0.05 to 3600; use e.g. 10")
+        raise ConfigError(
+            f"{COLDMOD_FLUSH_INTERVAL}={raw!r} is not a number of seconds from 0.05 to 3600; use e.g. 10"
+        )
     return seconds
 
 
@@ -145,7 +147,8 @@ class ClientConfig:
 
     def __repr__(self) -> str:
         """Never shows the API key."""
-        return f"ClientConfig(target={self.target!r}, insecure={self.insecure}, api_key={'***' if self.api_key else None})"
+        masked = "***" if self.api_key else None
+        return f"ClientConfig(target={self.target!r}, insecure={self.insecure}, api_key={masked})"
 
 
 def client_config(target: str | None = None, env: Mapping[str, str] | None = None) -> ClientConfig:
@@ -167,7 +170,9 @@ def client_config(target: str | None = None, env: Mapping[str, str] | None = Non
         try:
             ca = Path(ca_path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{COLDMOD_TLS_CA}={ca_path!r} cannot be read ({exc.strerror}); point it at a PEM CA bundle") from None
+            raise ConfigError(
+                f"{COLDMOD_TLS_CA}={ca_path!r} cannot be read ({exc.strerror}); point it at a PEM CA bundle"
+            ) from None
         if b"-----BEGIN CERTIFICATE-----" not in ca:
             raise ConfigError(f"{COLDMOD_TLS_CA}={ca_path!r} holds no PEM certificate; point it at a PEM CA bundle")
     return ClientConfig(address, False, api_key.strip(), ca)

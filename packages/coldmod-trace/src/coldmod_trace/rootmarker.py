@@ -80,7 +80,9 @@ def load(root: str | os.PathLike[str] | None = None) -> Rootmarker:
     try:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RootmarkerError(f"{path}: cannot be read ({_reason(exc)}); it must be a UTF-8 TOML file") from None
+        raise RootmarkerError(
+            f"{path}: cannot be read ({_reason(exc)}); it must be a UTF-8 TOML file"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -102,7 +104,8 @@ def _validate(base: Path, path: Path, text: str, data: dict[str, Any]) -> Rootma
         for key in value:
             if key not in _EXPECTED[table]:
                 known = ", ".join(_EXPECTED[table])
-                raise _error(path, text, table, key, f"unknown key {key!r} in [{table}]; the keys of [{table}] are {known}")
+                message = f"unknown key {key!r} in [{table}]; the keys of [{table}] are {known}"
+                raise _error(path, text, table, key, message)
     app_table = data.get("app", {})
     ignore = data.get("ignore", {})
     name = app_table.get("name", base.name)

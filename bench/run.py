@@ -1,0 +1,40 @@
+"""`nox -s bench`: every benchmark, baselines side by side in the same run.
+
+Usage: python bench/run.py [--quick] [--only discovery,tracer,server,codemod]
+Each part prints a Markdown table; the README shows the latest ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+PARTS = ["discovery", "tracer", "server", "codemod"]
+
+
+def main() -> int:
+    """Run the selected parts in order; a part that fails is reported and the rest still run."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmarks)")
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: " + ", ".join(PARTS))
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    failed = []
+    for part in [p.strip() for p in args.only.split(",") if p.strip()]:
+        if part not in PARTS:
+            parser.error(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
+        started = time.perf_counter()
+        try:
+            importlib.import_module(part).main(["--quick"] if args.quick else [])
+        except Exception as exc:  # report and go on: one broken part must not hide the others
+            failed.append(part)
+            print(f"\n{part}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr)
+        print(f"\n({part}: {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
