@@ -20,7 +20,7 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 GRPCIO_TOOLS = "grpcio-tools==1.68.1"
 PROTO_OUT = ROOT / "packages" / "coldmod-trace" / "src"
 PROTO_FILES = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
-TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright", "attrs"]
 
 nox.options.sessions = ["tests", "lint", "types", "protos_check"]
 nox.options.reuse_existing_virtualenvs = True

@@ -1,8 +1,10 @@
 """coldmod-codemod: find Python functions and remove them safely with LibCST.
 
-Importable by any tool; results rather than exceptions for per-file problems.
+Importable by any tool; per-file problems come back as results, not exceptions.
+The LibCST codemod command lives in :mod:`coldmod_codemod.commands`.
 """
 
+from coldmod_codemod._apply import ApplyResult, apply
 from coldmod_codemod._discovery import (
     DiscoveryFailure,
     FunctionDef,
@@ -10,13 +12,48 @@ from coldmod_codemod._discovery import (
     iter_python_files,
     module_for,
 )
+from coldmod_codemod._plan import FileEdit, RemovalPlan, Verdict, plan_removal
+from coldmod_codemod._references import (
+    ALL,
+    ATTRIBUTE,
+    CALL,
+    IMPLICIT,
+    IMPORT,
+    METHOD,
+    NAME,
+    REMOVABLE_KINDS,
+    STRING,
+    UNPARSED,
+    FileFailure,
+    Reference,
+    find_references,
+)
 from coldmod_codemod._version import __version__
 
 __all__ = [
+    "ALL",
+    "ATTRIBUTE",
+    "CALL",
+    "IMPLICIT",
+    "IMPORT",
+    "METHOD",
+    "NAME",
+    "REMOVABLE_KINDS",
+    "STRING",
+    "UNPARSED",
+    "ApplyResult",
     "DiscoveryFailure",
+    "FileEdit",
+    "FileFailure",
     "FunctionDef",
+    "Reference",
+    "RemovalPlan",
+    "Verdict",
     "__version__",
+    "apply",
     "find_functions",
+    "find_references",
     "iter_python_files",
     "module_for",
+    "plan_removal",
 ]
