@@ -11,6 +11,7 @@ from coldmod_trace._version import __version__
 from coldmod_trace.discovery import Discovery, Skipped, Source, discover
 from coldmod_trace.keys import key_for, module_for
 from coldmod_trace.rootmarker import MARKER, Rootmarker, RootmarkerError, find_root, load
+from coldmod_trace.tracer import start, stop
 
 __all__ = [
     "MARKER",
@@ -25,4 +26,6 @@ __all__ = [
     "key_for",
     "load",
     "module_for",
+    "start",
+    "stop",
 ]

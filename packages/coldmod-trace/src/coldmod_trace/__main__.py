@@ -28,6 +28,21 @@ def _srcs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from coldmod_trace._internal.run import environment, run
+
+    env = environment(
+        os.environ,
+        root=args.root,
+        app=args.app,
+        mode=args.mode,
+        flush_interval=args.flush_interval,
+    )
+    return run(list(args.cmd), env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (subcommands srcs and run)."""
     parser = argparse.ArgumentParser(prog="coldmod-trace", description=__doc__)
@@ -36,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     srcs.add_argument("root", nargs="?", default=None, help="a directory at or below the rootmarker (default: cwd)")
     srcs.add_argument("--no-cache", action="store_true", help="ignore and do not write .coldmod-cache")
     srcs.set_defaults(handler=_srcs)
+    run = commands.add_parser(
+        "run",
+        help="run a command with its Python processes traced: coldmod-trace run -- python app.py",
+        description="Run COMMAND with coldmod_trace.start() in every Python process it starts.",
+    )
+    run.add_argument("--root", help="the application's root (sets COLDMOD_ROOT)")
+    run.add_argument("--app", help="the app name (sets COLDMOD_APP)")
+    run.add_argument("--mode", choices=("sampled", "exact"), help="tracer mode (sets COLDMOD_MODE)")
+    run.add_argument("--flush-interval", help="seconds between batches (sets COLDMOD_FLUSH_INTERVAL)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="what to run")
+    run.set_defaults(handler=_run)
     return parser
 
 

@@ -1,0 +1,301 @@
+"""Tracer overhead on programs no one here wrote: pyperformance's benchmarks, side by side.
+
+Each benchmark runs in a fresh process per variant:
+
+- ``untraced``   the baseline
+- ``sampled``    coldmod-trace, default mode
+- ``exact``      coldmod-trace, every call counted
+- ``coverage``   coverage.py with its sys.monitoring core (``COVERAGE_CORE=sysmon``), line coverage
+- ``slipcover``  SlipCover (``python -m slipcover``)
+- ``settrace``   a naive counter: a ``sys.settrace`` function that puts one event per call
+  on a queue, drained by a thread
+
+Each benchmark module is copied under a temporary root with a ``coldmod.rootmarker``
+(the benchmark is the "application"; Django and the stdlib are libraries). The
+tracer reports to a real gRPC collector in this process. Printed: best
+per-iteration time, slowdown ratios against ``untraced``, their geometric mean, and peak
+RSS; then the tracer's own memory for 10,000 traced functions.
+
+    python bench/tracer.py            # full
+    python bench/tracer.py --quick    # about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = ["richards", "deltablue", "go", "raytrace", "django_template"]
+VARIANTS = ["untraced", "sampled", "exact", "coverage", "slipcover", "settrace"]
+HERE = Path(__file__).resolve()
+
+
+# ---------------------------------------------------------------- the child --
+
+
+def _workload(name: str, module: Any) -> Any:
+    """One iteration of the benchmark, as pyperformance's runner would call it."""
+    if name == "richards":
+        richards = module.Richards()
+        return lambda: richards.run(1)
+    if name == "deltablue":
+        return lambda: module.delta_blue(100)
+    if name == "go":
+        return module.versus_cpu
+    if name == "raytrace":
+        return lambda: module.bench_raytrace(1, module.DEFAULT_WIDTH, module.DEFAULT_HEIGHT, None)
+    if name == "django_template":
+        import django.conf
+
+        django.conf.settings.configure(
+            TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates"}]
+        )
+        django.setup()
+
+        class Capture:
+            def bench_func(self, _name: str, func: Any, *args: Any) -> None:
+                self.call = lambda: func(*args)
+
+        capture = Capture()
+        module.bench_django_template(capture, 100)
+        return capture.call
+    raise SystemExit(f"unknown benchmark {name}")
+
+
+def _naive_settrace() -> Any:
+    import queue
+    import threading
+    from collections import Counter
+
+    events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    counts: Counter[Any] = Counter()
+
+    def drain() -> None:
+        while (item := events.get()) is not None:
+            counts[item] += 1
+
+    def trace(frame: Any, event: str, arg: Any) -> None:
+        code = frame.f_code
+        events.put((code.co_filename, code.co_qualname))
+
+    threading.Thread(target=drain, daemon=True).start()
+    sys.settrace(trace)
+    threading.settrace(trace)
+
+    def stop() -> None:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+        events.put(None)
+
+    return stop
+
+
+def child(variant: str, name: str, root: str, budget: float) -> None:
+    """Run one benchmark under one variant; print JSON with the per-iteration times."""
+    import resource
+
+    stop: Any = None
+    if variant in ("sampled", "exact"):
+        import coldmod_trace
+
+        coldmod_trace.start(root, mode=variant)
+    elif variant == "coverage":
+        import coverage
+
+        cov = coverage.Coverage(source=[root], data_file=None)
+        cov.start()
+        stop = cov.stop
+    elif variant == "settrace":
+        stop = _naive_settrace()
+    sys.path.insert(0, root)
+    module = __import__(f"bm_{name}")
+    work = _workload(name, module)
+    work()  # warm-up: imports, first calls, the sampled mode's first window
+    times = []
+    deadline = time.perf_counter() + budget
+    while len(times) < 3 or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    if stop is not None:
+        stop()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The fastest iteration: on a shared machine the others measure the neighbours.
+    print(json.dumps({"best": min(times), "n": len(times), "rss_mb": rss_mb}))
+    sys.stdout.flush()
+    if variant in ("sampled", "exact"):
+        import coldmod_trace
+
+        coldmod_trace.stop(2.0)
+
+
+def memory_child(variant: str, root: str, measure: str) -> None:
+    """Memory with 10,000 traced functions, each called: ``tracemalloc`` or peak ``rss``."""
+    import resource
+    import tracemalloc
+
+    if measure == "tracemalloc":
+        tracemalloc.start()
+    if variant != "untraced":
+        import coldmod_trace
+
+        coldmod_trace.start(root, mode=variant, flush_interval=0.5)
+    sys.path.insert(0, root)
+    import many  # type: ignore[import-not-found]
+
+    functions = [getattr(many, n) for n in dir(many) if n.startswith("f")]
+    for _ in range(3):
+        for function in functions:
+            function()
+    time.sleep(2.0)  # a couple of flushes: counts mapped to keys, batches sent
+    tracer_bytes = 0
+    if measure == "tracemalloc":
+        snapshot = tracemalloc.take_snapshot()
+        ours = snapshot.filter_traces([tracemalloc.Filter(True, "*coldmod_trace*")])
+        tracer_bytes = sum(stat.size for stat in ours.statistics("filename"))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"tracer_mb": tracer_bytes / 2**20, "rss_mb": rss_mb}))
+
+
+# --------------------------------------------------------------- the parent --
+
+
+def _collector() -> tuple[Any, int]:
+    import grpc
+
+    from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+
+    class Sink(coldmod_pb2_grpc.TracingServicer):
+        def Register(self, request: Any, context: Any) -> Any:
+            return coldmod_pb2.RegisterResponse(added=len(request.sources))
+
+        def Report(self, request: Any, context: Any) -> Any:
+            return coldmod_pb2.ReportResponse(sequence=request.sequence)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    coldmod_pb2_grpc.add_TracingServicer_to_server(Sink(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+def _benchmarks_dir() -> Path:
+    import pyperformance
+
+    return Path(pyperformance.__file__).parent / "data-files" / "benchmarks"
+
+
+def _run_child(args: list[str], env: dict[str, str], slipcover_root: str | None = None) -> dict[str, Any]:
+    command = [sys.executable]
+    if slipcover_root is not None:
+        command += ["-m", "slipcover", "--source", slipcover_root, "--out", os.devnull, "--json"]
+    result = subprocess.run(
+        [*command, str(HERE), *args], env=env, capture_output=True, text=True, timeout=900
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        raise SystemExit(f"bench child failed ({' '.join(args)}):\n{result.stderr[-2000:]}")
+    return dict(json.loads(lines[0]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every benchmark under every variant and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short timing budget per run")
+    parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="'' for the memory part only")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (best kept)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        if args.child[0] == "memory":
+            memory_child(args.child[1], args.child[2], args.child[3])
+        else:
+            child(args.child[0], args.child[1], args.child[2], float(args.child[3]))
+        return
+    budget = 1.0 if args.quick else 4.0
+    names = [n for n in args.benchmarks.split(",") if n]
+    variants = [v for v in args.variants.split(",") if v]
+    server, port = _collector()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLDMOD_", "COVERAGE_"))}
+    env.update(COLDMOD_GRPC_HOST=f"127.0.0.1:{port}", COLDMOD_INSECURE="on", COVERAGE_CORE="sysmon")
+    work = Path(tempfile.mkdtemp(prefix="coldmod-bench-"))
+    try:
+        root = work / "app"
+        root.mkdir()
+        (root / "coldmod.rootmarker").write_text('[app]\nname = "bench"\n')
+        source = _benchmarks_dir()
+        for name in names:
+            shutil.copy(source / f"bm_{name}" / "run_benchmark.py", root / f"bm_{name}.py")
+        print(f"Python {sys.version.split()[0]}, budget {budget:g} s per run; "
+              "time = best iteration of the best round, ratio = time / untraced")
+        results: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
+        rounds = args.rounds or (2 if args.quick else 3)
+        for round_ in range(rounds):  # interleaved, so that a busy minute hits every variant
+            for name in names:
+                for variant in variants:
+                    sc = str(root) if variant == "slipcover" else None
+                    row = _run_child(
+                        ["--child", variant, name, str(root), str(budget)], env, slipcover_root=sc
+                    )
+                    best = results[name].get(variant)
+                    if best is None or row["best"] < best["best"]:
+                        results[name][variant] = row
+                    print(f"  round {round_ + 1} {name:16} {variant:10} {row['best'] * 1e3:9.2f} ms",
+                          file=sys.stderr)
+        if names:
+            _print_table(names, variants, results)
+        _memory(work, env)
+    finally:
+        server.stop(None)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_table(names: list[str], variants: list[str], results: dict[str, Any]) -> None:
+    """A Markdown table: slowdown ratio, best time per iteration and peak RSS per cell."""
+    print("| benchmark | " + " | ".join(variants) + " |")
+    print("|---" * (len(variants) + 1) + "|")
+    ratios: dict[str, list[float]] = {v: [] for v in variants}
+    for name in names:
+        base = results[name]["untraced"]["best"] if "untraced" in variants else None
+        cells = []
+        for variant in variants:
+            row = results[name][variant]
+            ratio = row["best"] / base if base else float("nan")
+            ratios[variant].append(ratio)
+            cells.append(f"{ratio:.2f}x ({row['best'] * 1e3:.1f} ms, {row['rss_mb']:.0f} MB)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    geo = [math.exp(statistics.fmean(math.log(r) for r in ratios[v])) for v in variants]
+    print("| **geometric mean** | " + " | ".join(f"**{g:.3f}x**" for g in geo) + " |")
+    print("\nCells: slowdown against untraced (best time per iteration, peak RSS of the process).")
+
+
+def _memory(work: Path, env: dict[str, str]) -> None:
+    root = work / "memory"
+    root.mkdir()
+    (root / "coldmod.rootmarker").write_text("")
+    (root / "many.py").write_text("".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(10_000)))
+    print("\nMemory with 10,000 traced functions, each called 3 times:\n")
+    print("| variant | tracer structures (tracemalloc) | peak RSS | over untraced (grpc, discovery, tracer) |")
+    print("|---|---|---|---|")
+    base = None
+    for variant in ("untraced", "sampled", "exact"):
+        traced = _run_child(["--child", "memory", variant, str(root), "tracemalloc"], env)
+        row = _run_child(["--child", "memory", variant, str(root), "rss"], env)
+        base = row["rss_mb"] if base is None else base
+        print(f"| {variant} | {traced['tracer_mb']:.1f} MB | {row['rss_mb']:.1f} MB | +{row['rss_mb'] - base:.1f} MB |")
+
+
+if __name__ == "__main__":
+    main()

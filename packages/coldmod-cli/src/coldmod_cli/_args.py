@@ -1,0 +1,73 @@
+"""Explicit conversion of command-line values (every command receives strings from Fire)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from coldmod_cli._errors import UsageError
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+FORMATS = ("text", "json")
+
+
+def is_flag_word(value: Any) -> bool:
+    """True when ``value`` reads as a boolean (what a bare ``--flag`` or ``--flag=no`` gives)."""
+    return isinstance(value, bool) or str(value).strip().lower() in _TRUE | _FALSE
+
+
+def flag(name: str, value: Any) -> bool:
+    """A boolean flag's value; ``--name`` alone is true."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise UsageError(f"--{name} takes no value (or yes/no), not {value!r}; put it after the other arguments")
+
+
+def split_flag(name: str, value: Any) -> tuple[bool, list[str]]:
+    """A boolean flag that may have swallowed the next word (``rm --dry-run KEY``): (flag, [KEY])."""
+    if is_flag_word(value):
+        return flag(name, value), []
+    return True, [str(value)]
+
+
+def output_format(value: Any) -> str:
+    """``--format``: text or json."""
+    text = str(value).strip().lower()
+    if text not in FORMATS:
+        raise UsageError(f"--format must be text or json, not {value!r}")
+    return text
+
+
+def duration(name: str, value: Any) -> float | None:
+    """Seconds from a duration like ``30d``, ``12h``, ``15m``, ``90s`` or ``2w``; None when unset."""
+    if value is None or value == "":
+        return None
+    match = _DURATION.match(str(value))
+    if not match:
+        raise UsageError(f"--{name} must be a duration like 30d, 12h, 15m or 2w, not {value!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def keys(values: Iterable[Any]) -> list[str]:
+    """Function keys from positional arguments, as typed (deduplicated, order kept)."""
+    out: list[str] = []
+    for value in values:
+        # Fire hands over strings here (see _errors.command); a tuple only
+        # arrives from Python callers, so flatten it rather than stringify it.
+        items = value if isinstance(value, (tuple, list)) else [value]
+        for item in items:
+            # A key never holds a comma, so `a.f,b.g` is two keys.
+            for part in str(item).split(","):
+                key = part.strip()
+                if key and key not in out:
+                    out.append(key)
+    return out

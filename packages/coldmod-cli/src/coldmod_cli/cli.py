@@ -1,0 +1,305 @@
+"""The ``coldmod`` commands: a python-fire class whose methods are the commands.
+
+Every command prints what it means to print and returns None (a returned
+object would make Fire page its help); data goes to stdout, diagnostics to
+stderr. Arguments arrive as strings and each command converts its own (see
+:mod:`coldmod_cli._args`). Exit codes: 0 success, 1 failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from coldmod_cli import _args, heatmap, local, report
+from coldmod_cli._errors import UsageError, command, say
+
+__all__ = ["Cache", "Coldmod"]
+
+
+class Cache:
+    """The discovery cache (.coldmod-cache under the root): warm it at build time, or clear it."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        """A command group; ``verbose`` shows tracebacks."""
+        self._verbose = verbose
+
+    @command
+    def warm(self) -> None:
+        """Parse every traced file now and cache the result, so traced processes start fast.
+
+        Run it where the image is built (after copying the source), with the
+        Python the application runs on: the cache is per Python version.
+        """
+        from coldmod_trace.discovery import CACHE_DIR
+
+        found = local.checkout()
+        say(f"cached {len(found.sources)} functions from {len(found.files)} files in {found.marker.root / CACHE_DIR}")
+
+    @command
+    def clear(self) -> None:
+        """Delete the .coldmod-cache directory under the root (it is rebuilt on the next start)."""
+        from coldmod_trace.discovery import CACHE_DIR
+        from coldmod_trace.rootmarker import load
+
+        marker = load()
+        path = marker.root / CACHE_DIR
+        if not path.exists():
+            say(f"no cache at {path}; nothing to clear")
+            return
+        shutil.rmtree(path)
+        say(f"removed {path}")
+
+
+class Coldmod:
+    """Coldmod finds functions that never run in production and removes them.
+
+    Run the commands from your application's root (the directory holding
+    coldmod.rootmarker) or below it. The collector is found through
+    COLDMOD_GRPC_HOST, with COLDMOD_API_KEY (or COLDMOD_INSECURE=on for a
+    development collector). Exit codes: 0 success, 1 failure, 2 usage.
+    Add --verbose to any command to see a traceback when it fails.
+    """
+
+    def __init__(self, verbose: bool = False) -> None:
+        """The commands; ``--verbose`` shows a traceback when one fails."""
+        self._verbose = _args.flag("verbose", verbose)
+        self.cache = Cache(self._verbose)
+
+    @command
+    def version(self) -> None:
+        """Print the version of coldmod-cli."""
+        from coldmod_cli import __version__
+
+        print(__version__)
+
+    @command
+    def init(self) -> None:
+        """Write a coldmod.rootmarker here, ignoring the tests, migrations and virtualenvs found.
+
+        Refuses to overwrite an existing rootmarker.
+        """
+        path = local_init(Path.cwd())
+        say(f"wrote {path}; review its [ignore] section, then `coldmod files` shows what will be traced")
+
+    @command
+    def files(self, format: str = "text") -> None:
+        """Print the root-relative paths of the files that will be parsed for functions.
+
+        Args:
+          format: text (one path per line) or json (a list of paths).
+        """
+        fmt = _args.output_format(format)
+        found = local.checkout()
+        if fmt == "json":
+            report.print_json(found.files)
+            return
+        for path in found.files:
+            print(path)
+
+    @command
+    def srcs(self, format: str = "text") -> None:
+        """Print every function that will be traced: its path:line and its key, sorted by file and line.
+
+        Args:
+          format: text (path:line and key per line) or json (a list of {key, path, lines}).
+        """
+        fmt = _args.output_format(format)
+        found = local.checkout()
+        sources = sorted(found.sources.values(), key=lambda s: (s.path, s.lines, s.key))
+        if fmt == "json":
+            report.print_json([{"key": s.key, "path": s.path, "lines": list(s.lines)} for s in sources])
+            return
+        locations = [f"{s.path}:{s.lines[0]}" for s in sources]
+        width = max((len(loc) for loc in locations), default=0)
+        for location, source in zip(locations, sources, strict=True):
+            print(f"{location:<{width}}  {source.key}")
+
+    @command
+    def fetch(self, format: str = "text") -> None:
+        """Print the collector's heatmap for this checkout: calls and last call of every function.
+
+        Keys the collector has but this checkout does not are skipped (their
+        number is said on stderr); functions the collector has not seen yet are
+        shown as untracked.
+
+        Args:
+          format: text (a table) or json (see the README for the shape).
+        """
+        fmt = _args.output_format(format)
+        report.fetch(report.load(), fmt)
+
+    @command
+    def cold(self, since: str | None = None, min_tracked: str | None = None, format: str = "text") -> None:
+        """Print the cold functions, sorted by file and line, with a summary on stderr.
+
+        A function is cold when it was never called since it was first traced,
+        or, with --since, when it was not called within that period.
+
+        Args:
+          since: a period like 30d, 12h or 2w; functions not called within it are cold too.
+          min_tracked: only functions traced at least this long (like 7d) count; younger ones are left out.
+          format: text (a table) or json (see the README for the shape).
+        """
+        since_s = _args.duration("since", since)
+        min_tracked_s = _args.duration("min-tracked", min_tracked)
+        fmt = _args.output_format(format)
+        report.cold(report.load(), fmt, since=since_s, min_tracked=min_tracked_s)
+
+    @command
+    def rm(
+        self,
+        *keys: str,
+        dry_run: bool = False,
+        force: bool = False,
+        cold: bool = False,
+        since: str | None = None,
+        min_tracked: str | None = None,
+    ) -> None:
+        """Remove functions by key with the codemod: prints the verdict for each key, then what changed.
+
+        Keys with references elsewhere are unsafe and refused (exit 1) unless
+        --force; the safe ones are still removed. Warns when the files it would
+        change have uncommitted git changes.
+
+        Args:
+          keys: function keys, like shop.cart.Cart.add (`coldmod srcs` lists them).
+          dry_run: print the verdicts and the unified diff, and change nothing.
+          force: remove unsafe keys too; each statement still referring to one gets a TODO comment.
+          cold: also remove every cold function that is safe to remove (never forced).
+          since: with --cold, as for `coldmod cold`: not called within this period (like 30d).
+          min_tracked: with --cold, as for `coldmod cold`: only functions traced at least this long.
+        """
+        from coldmod_cli import removal
+
+        dry, swallowed = _args.split_flag("dry-run", dry_run)
+        forced, swallowed2 = _args.split_flag("force", force)
+        with_cold, swallowed3 = _args.split_flag("cold", cold)
+        # A bare flag before a key takes the key as its value (Fire); it is still a key.
+        wanted = _args.keys([*keys, *swallowed, *swallowed2, *swallowed3])
+        since_s = _args.duration("since", since)
+        min_tracked_s = _args.duration("min-tracked", min_tracked)
+        if not wanted and not with_cold:
+            raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
+        if (since_s is not None or min_tracked_s is not None) and not with_cold:
+            raise UsageError("--since and --min-tracked only apply with --cold")
+        found = local.checkout()
+        local.require_keys(found, wanted, what="remove")
+        cold_keys: list[str] = []
+        if with_cold:
+            rows = report.load().rows
+            cold_keys = [
+                row.key for row in heatmap.cold(rows, now=heatmap.now_ms(), since=since_s, min_tracked=min_tracked_s)
+            ]
+        removal.remove(found, wanted, cold_keys, dry_run=dry, force=forced)
+
+    @command
+    def ignore(self, *keys: str) -> None:
+        """Add functions to [ignore] keys in coldmod.rootmarker, keeping the file's comments and layout.
+
+        The next start of the traced application drops them from the heatmap.
+
+        Args:
+          keys: function keys, like shop.cart.Cart.add (`coldmod srcs` lists them).
+        """
+        from coldmod_cli import markerfile
+
+        wanted = _args.keys(keys)
+        if not wanted:
+            raise UsageError("name at least one key to ignore; `coldmod srcs` lists them")
+        found = local.checkout()
+        already = [k for k in wanted if k in found.marker.ignore_keys]
+        local.require_keys(found, [k for k in wanted if k not in already], what="ignore")
+        added = markerfile.add_ignore_keys(found.marker.path, wanted)
+        for key in added:
+            print(key)
+        if already:
+            say(f"already ignored: {', '.join(already)}")
+        if added:
+            say(
+                f"added {len(added)} keys to [ignore] keys in {found.marker.path}; "
+                f"they leave the heatmap when the application next starts"
+            )
+
+    @command
+    def serve(self, grpc_host: str | None = None, web_host: str | None = None, store: str | None = None) -> None:
+        """Run the collector (gRPC for tracers and the CLI, and the web UI) until stopped.
+
+        Args:
+          grpc_host: host:port for gRPC (default: COLDMOD_GRPC_HOST, else localhost:7777).
+          web_host: host:port for the web UI (default: COLDMOD_WEB_HOST, else localhost:7778).
+          store: where heatmaps are kept, like sqlite:///var/lib/coldmod.db.
+        """
+        from coldmod_cli.server import serve
+
+        code = serve(grpc_host=grpc_host, web_host=web_host, store=store)
+        if code:
+            raise SystemExit(code)
+
+    @command
+    def connect(self, url: str | None = None, no_open: bool = False) -> None:
+        """Pair this checkout with the web UI, so the UI can ignore, remove and open functions here.
+
+        Without URL, creates a pairing, prints the UI address that holds its
+        connect key and opens it in a browser. With the URL of a UI page that
+        shows a connect key, joins that page. Runs until Ctrl-C; reconnects by
+        itself when the collector restarts.
+
+        Args:
+          url: a UI address containing #connect=KEY (default: create a new pairing).
+          no_open: print the address but do not open a browser.
+        """
+        from coldmod_cli.connect import connect
+
+        code = connect(url, None, open_browser=not _args.flag("no-open", no_open))
+        if code:
+            raise SystemExit(code)
+
+    @command
+    def status(self, format: str = "text") -> None:
+        """Print what coldmod sees: root, app, files and functions, environment, collector, tracing engine.
+
+        Exits 1 when something needs fixing (no rootmarker, a bad variable, the
+        collector unreachable or refusing the credentials).
+
+        Args:
+          format: text or json.
+        """
+        from coldmod_cli import status
+
+        status.report(_args.output_format(format))
+
+    @command
+    def demo(self, open: bool = False, keep: bool = False) -> None:
+        """Show the whole job on sample code in under a minute: trace, heatmap, cold list, removal preview.
+
+        Starts a collector on free ports with a temporary store, runs a bundled
+        sample shop under coldmod-trace, sends it traffic, then prints the
+        heatmap, the cold functions and a dry-run removal. Nothing outside a
+        temporary directory is touched.
+
+        Args:
+          open: open the web UI in a browser at the end, and keep it running until Ctrl-C.
+          keep: keep the collector and the web UI running until Ctrl-C.
+        """
+        from coldmod_cli import demo
+
+        demo.run(open_browser=_args.flag("open", open), keep=_args.flag("keep", keep))
+
+
+def local_init(directory: Path) -> Path:
+    """``coldmod init`` in ``directory``, warning when a parent already has a rootmarker."""
+    from coldmod_cli import markerfile
+    from coldmod_trace.rootmarker import MARKER, RootmarkerError, find_root
+
+    try:
+        parent = find_root(directory.parent) if directory.parent != directory else None
+    except RootmarkerError:
+        parent = None
+    path = markerfile.init(directory)
+    if parent is not None:
+        say(
+            f"note: {parent / MARKER} also exists; the nearest rootmarker wins, "
+            f"so this directory is now a separate root"
+        )
+    return path

@@ -1,0 +1,79 @@
+"""The CLI's calls to the collector, and what their failures mean in one sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from coldmod_trace import config
+
+if TYPE_CHECKING:
+    import grpc
+
+    from coldmod_proto.v1 import coldmod_pb2
+
+#: Seconds a CLI call waits for the collector before saying it is unreachable.
+TIMEOUT = 10.0
+
+
+def _target() -> str:
+    """The collector address, for messages (never raises)."""
+    try:
+        return config.client_config().target
+    except config.ConfigError:
+        return "the collector"
+
+
+def explain_rpc_error(error: grpc.RpcError) -> str:
+    """One sentence for a failed call: what went wrong and what to do."""
+    import grpc
+
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    target = _target()
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return (
+            f"the collector at {target} refused the credentials; "
+            f"check that {config.COLDMOD_API_KEY} matches the collector's key"
+        )
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        lowered = details.lower()
+        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
+            return (
+                f"cannot make a TLS connection to the collector at {target}; set {config.COLDMOD_TLS_CA} "
+                f"to the CA that signed its certificate, "
+                f"or {config.COLDMOD_INSECURE}=on for a plaintext development collector"
+            )
+        return (
+            f"cannot reach the collector at {target}; start one with `coldmod serve` "
+            f"or point {config.COLDMOD_GRPC_HOST} at a running one"
+        )
+    if code == grpc.StatusCode.NOT_FOUND:
+        return (
+            f"the collector at {target} has no heatmap for this app ({details}); "
+            f"run the application under coldmod-trace first"
+        )
+    name = code.name if code is not None else "unknown"
+    return f"the collector at {target} failed the request ({name}: {details or 'no details'})"
+
+
+def fetch(app: str, env: Mapping[str, str] | None = None) -> coldmod_pb2.FetchResponse:
+    """The app's heatmap from the collector named by the environment (default: ``os.environ``)."""
+    from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+
+    settings = config.client_config(env=env)
+    with config.client_channel(settings) as channel:
+        stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
+        response: coldmod_pb2.FetchResponse = stub.Fetch(coldmod_pb2.FetchRequest(app=app), timeout=TIMEOUT)
+        return response
+
+
+def list_apps(timeout: float = TIMEOUT) -> coldmod_pb2.ListAppsResponse:
+    """Every app the collector knows (an authenticated call: it also checks the credentials)."""
+    from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+
+    settings = config.client_config()
+    with config.client_channel(settings) as channel:
+        stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
+        response: coldmod_pb2.ListAppsResponse = stub.ListApps(coldmod_pb2.ListAppsRequest(), timeout=timeout)
+        return response

@@ -1,0 +1,469 @@
+"""``coldmod connect [URL]``: pair this checkout with a web UI, and do here what the UI asks.
+
+The CLI holds one gRPC stream to the collector (``Connect.Attach``), named by
+a connect key of 192 random bits that is also in the UI's URL. Up the stream
+go the checkout's functions, its ignored keys and, computed in the
+background, each function's reference count; down it come the UI's commands:
+Ignore (edit the rootmarker), Remove (plan, then apply once the UI confirms),
+Open (``$EDITOR`` at the line, started without a shell). When the stream
+breaks, the CLI reconnects with backoff until stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import queue
+import random
+import secrets
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from coldmod_cli import local
+from coldmod_cli._errors import CliError, UsageError, say, warn
+from coldmod_trace import config
+
+if TYPE_CHECKING:
+    import grpc
+
+    from coldmod_codemod import RemovalPlan
+    from coldmod_proto.v1 import coldmod_pb2 as pb
+    from coldmod_trace.discovery import Discovery
+
+__all__ = ["connect", "editor_command", "key_from_url", "ui_url"]
+
+#: Reconnection backoff: first wait, cap, and the jitter around each wait.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 15.0
+JITTER = 0.2
+#: Editors that take ``file:line`` (the rest take ``+line file``, as vi and emacs do).
+_COLON_EDITORS = frozenset({"subl", "sublime_text", "zed", "hx", "helix", "mate", "kak-remote"})
+_GOTO_EDITORS = frozenset({"code", "code-insiders", "codium", "cursor", "windsurf"})
+_LINE_FLAG_EDITORS = frozenset({"idea", "pycharm", "charm", "webstorm"})
+
+
+def _codemod() -> Any:
+    """The codemod library (imported late: LibCST is slow to import and only needed for commands)."""
+    import coldmod_codemod
+
+    return coldmod_codemod
+
+
+def key_from_url(url: str) -> str:
+    """The connect key in a UI URL (``…/#connect=KEY``), or the URL itself when it is a bare key."""
+    from coldmod_cli.web.relay import valid_key
+
+    text = url.strip()
+    parts = urlsplit(text)
+    candidates = [text]
+    for part in (parts.fragment, parts.query):
+        candidates += parse_qs(part).get("connect", [])
+    for candidate in reversed(candidates):
+        if valid_key(candidate):
+            return candidate
+    raise UsageError(
+        "the URL holds no connect key; copy the whole URL the web UI shows after "
+        "'Connect a checkout' (it ends in #connect=...), or run `coldmod connect` without a URL"
+    )
+
+
+def ui_url(key: str, env: Mapping[str, str] | None = None) -> str:
+    """The web UI's URL for a new pairing, from ``COLDMOD_WEB_HOST`` (https unless insecure)."""
+    environ = os.environ if env is None else env
+    host, port = config.host_port(None, variable=config.COLDMOD_WEB_HOST, env=environ)
+    if _unspecified(host):
+        host = "localhost"  # a collector bound to every interface is reachable here as localhost
+    scheme = "http" if config.insecure(environ) else "https"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{netloc}/#connect={key}"
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a host name
+
+
+def editor_command(editor: str, path: str, line: int) -> list[str]:
+    """The argv that opens ``path`` at ``line`` in ``editor`` (a ``$EDITOR`` value, split like a shell would)."""
+    argv = shlex.split(editor)
+    if not argv:
+        raise CliError("$EDITOR is empty; set it to your editor, like EDITOR=vim or EDITOR='code --wait'")
+    name = os.path.basename(argv[0])
+    if name in _GOTO_EDITORS:
+        return [*argv, "--goto", f"{path}:{line}"]
+    if name in _COLON_EDITORS:
+        return [*argv, f"{path}:{line}"]
+    if name in _LINE_FLAG_EDITORS:
+        return [*argv, "--line", str(line), path]
+    return [*argv, f"+{line}", path]
+
+
+class Checkout:
+    """The local side of a pairing: the checkout's functions, reference counts, and the UI's commands."""
+
+    def __init__(self, start: str | os.PathLike[str] | None, env: Mapping[str, str]) -> None:
+        """Discover the checkout at or above ``start`` (raises RootmarkerError when there is none)."""
+        self.env = env
+        self.found: Discovery = local.checkout(start)
+        self.root = self.found.marker.root
+        self.app = local.app_name(self.found, env)
+        self._lock = threading.Lock()
+        self._sink: Callable[[pb.CliEvent], None] | None = None
+        self._references: dict[str, tuple[int, bool]] = {}
+        self._generation = 0
+        self._plans: dict[str, RemovalPlan] = {}
+        self._closed = threading.Event()
+        self._start_counting()
+
+    # ------------------------------------------------------------ what we send
+
+    def sources_event(self) -> pb.CliEvent:
+        """Every function of the checkout, and every ignored key."""
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        sources = [
+            pb.LocalSource(key=s.key, path=s.path, line=s.lines[0] if s.lines else 0)
+            for s in sorted(self.found.sources.values(), key=lambda s: (s.path, s.lines, s.key))
+        ]
+        sources += [pb.LocalSource(key=k, ignored=True) for k in sorted(self.found.marker.ignore_keys)]
+        return pb.CliEvent(sources=pb.LocalSources(sources=sources))
+
+    def attach(self, sink: Callable[[pb.CliEvent], None] | None) -> None:
+        """Send events to ``sink`` from now on (None: the stream is down); replays the known counts."""
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        with self._lock:
+            self._sink = sink
+            known = dict(self._references)
+        if sink is None:
+            return
+        sink(self.sources_event())
+        for key, (count, safe) in known.items():
+            sink(pb.CliEvent(references=pb.ReferenceCount(key=key, references=count, safe=safe)))
+
+    def _send(self, event: pb.CliEvent) -> None:
+        with self._lock:
+            sink = self._sink
+        if sink is not None:
+            sink(event)
+
+    def close(self) -> None:
+        """Stop counting references."""
+        self._closed.set()
+
+    # ------------------------------------------------------ reference counting
+
+    def _start_counting(self) -> None:
+        """Count references of every function in a background thread (restarted after each edit)."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self._references.clear()
+        keys = sorted(self.found.sources, key=lambda k: (self.found.sources[k].path, self.found.sources[k].lines))
+        threading.Thread(
+            target=self._count, args=(generation, keys), daemon=True, name="coldmod-references"
+        ).start()
+
+    def _count(self, generation: int, keys: list[str]) -> None:
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        codemod = _codemod()
+        removable = codemod.REMOVABLE_KINDS
+        for key in keys:
+            if self._closed.is_set() or generation != self._generation:
+                return  # the checkout changed: a newer thread counts again
+            try:
+                references = codemod.find_references(self.root, key)
+            except Exception as exc:  # one bad file must not stop the others
+                warn(f"cannot count the references of {key}: {exc}")
+                continue
+            safe = not [r for r in references if r.kind not in removable]
+            with self._lock:
+                if generation != self._generation:
+                    return
+                self._references[key] = (len(references), safe)
+            self._send(pb.CliEvent(references=pb.ReferenceCount(key=key, references=len(references), safe=safe)))
+
+    def _refresh(self) -> None:
+        """Discover again after an edit, tell the UI, and count again."""
+        self.found = local.checkout(self.root)
+        with self._lock:
+            self._plans.clear()
+        self._send(self.sources_event())
+        self._start_counting()
+
+    # ---------------------------------------------------------------- commands
+
+    def run(self, command: pb.UiCommand) -> pb.CliEvent:
+        """Carry out one UI command; the result is always an event (failures say why in one sentence)."""
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        kind = command.WhichOneof("command")
+        key = getattr(command, kind) if kind else ""
+        handler = {
+            "ignore": self.ignore,
+            "plan_removal": self.plan_removal,
+            "apply_removal": self.apply_removal,
+            "open": self.open,
+        }.get(kind or "")
+        if handler is None:
+            result = pb.CommandResult(ok=False, message="this CLI does not know that command; update coldmod-cli")
+        else:
+            try:
+                result = handler(key)
+            except CliError as exc:
+                result = pb.CommandResult(ok=False, message=str(exc))
+            except Exception as exc:  # the UI gets one sentence; the terminal the details
+                warn(f"{kind} {key} failed: {type(exc).__name__}: {exc}")
+                result = pb.CommandResult(ok=False, message=f"{kind} failed in the CLI ({type(exc).__name__}: {exc})")
+        result.command_id = command.command_id
+        return pb.CliEvent(result=result)
+
+    def _require(self, key: str, what: str) -> None:
+        if key not in self.found.sources:
+            if key in self.found.marker.ignore_keys:
+                raise CliError(f"{key} is ignored in {self.found.marker.path}; nothing to {what}")
+            raise CliError(f"{key} is not a function of the checkout {self.root}; nothing to {what}")
+
+    def ignore(self, key: str) -> pb.CommandResult:
+        """Add ``key`` to ``[ignore] keys`` in the rootmarker."""
+        from coldmod_cli import markerfile
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        self._require(key, "ignore")
+        markerfile.add_ignore_keys(self.found.marker.path, [key])
+        say(f"ignored {key} (added to [ignore] keys in {self.found.marker.path})")
+        self._refresh()
+        return pb.CommandResult(
+            ok=True,
+            message=f"Ignored {key} in {self.found.marker.path}; "
+            "it leaves the heatmap when the application next starts.",
+        )
+
+    def plan_removal(self, key: str) -> pb.CommandResult:
+        """Plan removing ``key``: the diff, and whether it is safe (with the references when not)."""
+        from coldmod_cli.removal import uncommitted
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        self._require(key, "remove")
+        plan = _codemod().plan_removal(self.root, [key])
+        verdict = plan.verdicts[key]
+        with self._lock:
+            self._plans[key] = plan
+        files = [edit.path for edit in plan.edits]
+        if verdict.safe and verdict.removed:
+            message = f"Removes {key} from {', '.join(files)}."
+            dirty = uncommitted(self.root, files)
+            if dirty:
+                message += (
+                    f" Note: {', '.join(dirty)} has uncommitted changes; commit first to review the removal alone."
+                )
+        else:
+            where = len(verdict.reasons)
+            message = (
+                f"{key} is still referenced ({where} place{'s' if where != 1 else ''}); "
+                f"remove those references first, or run `coldmod rm --force {key}` in a terminal."
+            )
+        return pb.CommandResult(
+            ok=True, message=message, diff=plan.diff(), safe=verdict.safe, reasons=list(verdict.reasons)
+        )
+
+    def apply_removal(self, key: str) -> pb.CommandResult:
+        """Apply the plan made for ``key``, only if it is safe and nothing changed since."""
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        with self._lock:
+            plan = self._plans.pop(key, None)
+        if plan is None:
+            raise CliError(f"there is no current plan for {key}; choose Remove again to see what it changes")
+        verdict = plan.verdicts[key]
+        if not (verdict.safe and verdict.removed):
+            raise CliError(f"refused: {key} is unsafe to remove ({'; '.join(verdict.reasons)})")
+        result = _codemod().apply(plan)
+        if not result.ok:
+            raise CliError(f"nothing was changed: {'; '.join(result.problems)}")
+        say(f"removed {key} ({', '.join(result.written)}); run your tests, then review with `git diff`")
+        self._refresh()
+        return pb.CommandResult(
+            ok=True,
+            message=f"Removed {key} from {', '.join(result.written)}; run your tests, then review with git diff.",
+        )
+
+    def open(self, key: str) -> pb.CommandResult:
+        """Open ``$VISUAL``/``$EDITOR`` at the function's first line (no shell; the key never reaches argv)."""
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+
+        self._require(key, "open")
+        source = self.found.sources[key]
+        editor = self.env.get("VISUAL") or self.env.get("EDITOR")
+        if not editor:
+            raise CliError(
+                "set $EDITOR (or $VISUAL) in the shell that runs `coldmod connect` to open files from the UI"
+            )
+        line = source.lines[0] if source.lines else 1
+        argv = editor_command(editor, str(self.root / source.path), line)
+        try:
+            process = subprocess.Popen(argv, cwd=self.root)
+        except OSError as exc:
+            raise CliError(f"cannot start the editor {argv[0]!r} ({exc.strerror or exc}); check $EDITOR") from None
+        threading.Thread(target=process.wait, daemon=True, name="coldmod-editor").start()
+        return pb.CommandResult(ok=True, message=f"Opened {source.path}:{line} in {os.path.basename(argv[0])}.")
+
+
+class _Stream:
+    """One ``Attach`` call: events up from a queue, commands down, each command run in order."""
+
+    def __init__(self, channel: grpc.Channel, key: str, checkout: Checkout, hostname: str) -> None:
+        from coldmod_proto.v1 import coldmod_pb2 as pb
+        from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
+
+        self.outgoing: queue.Queue[pb.CliEvent | None] = queue.Queue()
+        self.hello = pb.CliEvent(
+            hello=pb.CliHello(connect_key=key, app=checkout.app, root=str(checkout.root), hostname=hostname)
+        )
+        self.checkout = checkout
+        self.call = pb_grpc.ConnectStub(channel).Attach(self._events())  # type: ignore[no-untyped-call]
+
+    def _events(self) -> Iterator[pb.CliEvent]:
+        yield self.hello
+        while True:
+            event = self.outgoing.get()
+            if event is None:
+                return
+            yield event
+
+    def run(self, on_attached: Callable[[], None]) -> None:
+        """Until the stream ends: wait to be attached, then carry out each command (raises grpc.RpcError)."""
+        self.call.initial_metadata()  # the collector sends it once the pairing is in its table
+        if not self.call.done():
+            on_attached()
+        self.checkout.attach(self.outgoing.put)
+        # One worker: commands edit files, and two edits at once would race.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldmod-command") as worker:
+            try:
+                for command in self.call:
+                    worker.submit(self._answer, command)
+            finally:
+                self.checkout.attach(None)
+                self.outgoing.put(None)
+
+    def _answer(self, command: pb.UiCommand) -> None:
+        self.outgoing.put(self.checkout.run(command))
+
+    def cancel(self) -> None:
+        """End the call (from another thread)."""
+        self.outgoing.put(None)
+        self.call.cancel()
+
+
+def _cancel_on_stop(stop: threading.Event, done: threading.Event, stream: _Stream) -> None:
+    while not done.wait(0.2):
+        if stop.is_set():
+            stream.cancel()
+            return
+
+
+def _wait(stop: threading.Event, attempt: int) -> None:
+    delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt)
+    stop.wait(delay * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311 - jitter, not a secret
+
+
+def _attach_once(
+    settings: config.ClientConfig, key: str, checkout: Checkout, hostname: str, stop: threading.Event
+) -> tuple[bool, str]:
+    """One ``Attach`` call until it ends: (whether it was attached, how it ended).
+
+    Raises CliError for what retrying cannot fix (credentials, a collector without connect mode).
+    """
+    import grpc
+
+    with config.client_channel(settings) as channel:
+        stream = _Stream(channel, key, checkout, hostname)
+        done = threading.Event()
+        threading.Thread(
+            target=_cancel_on_stop, args=(stop, done, stream), daemon=True, name="coldmod-connect-stop"
+        ).start()
+        attached = threading.Event()
+
+        def on_attached() -> None:
+            attached.set()
+            say(f"connected through the collector at {settings.target}; waiting for the UI (Ctrl-C to stop)")
+
+        try:
+            stream.run(on_attached)
+            return attached.is_set(), "the collector ended the pairing"
+        except grpc.RpcError as error:
+            code = error.code()
+            if stop.is_set():
+                return attached.is_set(), "stopped"
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                raise CliError(
+                    f"the collector at {settings.target} does not offer connect mode; "
+                    "upgrade it to this version of coldmod-cli"
+                ) from None
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                        grpc.StatusCode.INVALID_ARGUMENT):
+                from coldmod_cli.client import explain_rpc_error
+
+                raise CliError(explain_rpc_error(error)) from None
+            return attached.is_set(), "lost the collector" if attached.is_set() else "cannot reach the collector"
+        finally:
+            done.set()
+            stream.cancel()
+
+
+def connect(
+    url: str | None,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    open_browser: bool = True,
+    stop: threading.Event | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Pair this checkout with a web UI until Ctrl-C (or ``stop``); returns the exit code.
+
+    Without ``url`` a new connect key is made, its URL printed and (on a
+    terminal, with ``open_browser``) opened in a browser. User errors (no
+    rootmarker, bad variables, refused credentials) raise with one sentence.
+    """
+    environ = os.environ if env is None else env
+    settings = config.client_config(env=environ)
+    if url:
+        key = key_from_url(url)
+        page = url.strip()
+    else:
+        key = secrets.token_urlsafe(24)
+        page = ui_url(key, environ)
+    checkout = Checkout(root, environ)
+    print(page, flush=True)
+    say(f"pairing {checkout.root} (app {checkout.app}, {len(checkout.found.sources)} functions) with the web UI above")
+    if not url and open_browser and sys.stdout.isatty():
+        webbrowser.open(page)
+    stop = stop or threading.Event()
+    hostname = socket.gethostname()
+    attempt = 0
+    try:
+        while not stop.is_set():
+            attached, ended = _attach_once(settings, key, checkout, hostname, stop)
+            if stop.is_set():
+                break
+            attempt = 0 if attached else attempt + 1
+            if attempt <= 1:  # once per outage, not once per retry
+                say(f"{ended} at {settings.target}; reconnecting until it is back (Ctrl-C to stop)")
+            _wait(stop, attempt)
+    except KeyboardInterrupt:
+        say("stopped")
+    finally:
+        stop.set()
+        checkout.close()
+    return 0

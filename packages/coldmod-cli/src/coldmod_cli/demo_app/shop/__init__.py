@@ -1,0 +1,1 @@
+"""demo-shop: a tiny HTTP shop for `coldmod demo`."""

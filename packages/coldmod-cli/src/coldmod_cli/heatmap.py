@@ -1,0 +1,178 @@
+"""The server's heatmap reconciled with the local checkout, and which functions are cold.
+
+Local discovery is the truth for what exists and where: a server key the
+checkout no longer has is skipped (and counted), a local key the server has not
+seen yet is *untracked* (never cold: nothing is known about it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coldmod_proto.v1 import coldmod_pb2
+    from coldmod_trace.discovery import Discovery
+
+
+@dataclass(frozen=True)
+class Row:
+    """One local function and what the collector knows of it."""
+
+    key: str
+    path: str
+    line: int
+    tracked: bool
+    calls: int = 0
+    estimated: bool = False
+    first_seen_ms: int = 0
+    last_seen_ms: int = 0
+    tracked_since_ms: int = 0
+
+
+@dataclass
+class Heatmap:
+    """The reconciled heatmap of one app."""
+
+    app: str
+    root: str
+    rows: list[Row] = field(default_factory=list)
+    skipped_keys: list[str] = field(default_factory=list)
+    registered_ms: int = 0
+    dropped_unknown: int = 0
+    dropped_updates: int = 0
+
+    @property
+    def untracked(self) -> int:
+        """Local functions the collector has not seen registered."""
+        return sum(1 for row in self.rows if not row.tracked)
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds, the protocol's unit."""
+    return int(time.time() * 1000)
+
+
+def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heatmap:
+    """Join the server's entries with the local sources, sorted by file and line."""
+    entries = {entry.key: entry for entry in response.entries}
+    heatmap = Heatmap(
+        app=discovery.marker.app,
+        root=str(discovery.marker.root),
+        registered_ms=response.registered_ms,
+        dropped_unknown=response.dropped_unknown,
+        dropped_updates=response.dropped_updates,
+    )
+    for key, source in discovery.sources.items():
+        entry = entries.get(key)
+        line = source.lines[0] if source.lines else 0
+        if entry is None:
+            heatmap.rows.append(Row(key, source.path, line, tracked=False))
+            continue
+        heatmap.rows.append(
+            Row(
+                key,
+                source.path,
+                line,
+                tracked=True,
+                calls=entry.calls,
+                estimated=entry.estimated,
+                first_seen_ms=entry.first_seen_ms,
+                last_seen_ms=entry.last_seen_ms,
+                tracked_since_ms=entry.tracked_since_ms,
+            )
+        )
+    heatmap.skipped_keys = sorted(set(entries) - set(discovery.sources))
+    heatmap.rows.sort(key=lambda row: (row.path, row.line, row.key))
+    return heatmap
+
+
+def cold(rows: Iterable[Row], *, now: int, since: float | None = None, min_tracked: float | None = None) -> list[Row]:
+    """Tracked rows never called (or, with ``since`` seconds, not within it), tracked at least ``min_tracked``."""
+    out = []
+    for row in rows:
+        if not row.tracked:
+            continue
+        if min_tracked and row.tracked_since_ms > now - min_tracked * 1000:
+            continue
+        if row.calls == 0 or row.last_seen_ms == 0 or (since is not None and row.last_seen_ms < now - since * 1000):
+            out.append(row)
+    return out
+
+
+def iso(ms: int) -> str | None:
+    """An epoch-milliseconds time as ISO 8601 UTC (``2026-01-31T12:00:00.123Z``); None for 0."""
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def row_json(row: Row) -> dict[str, Any]:
+    """The stable JSON form of a row (documented in the package README)."""
+    return {
+        "key": row.key,
+        "path": row.path,
+        "line": row.line,
+        "tracked": row.tracked,
+        "calls": row.calls if row.tracked else None,
+        "estimated": row.estimated,
+        "first_seen": iso(row.first_seen_ms),
+        "last_seen": iso(row.last_seen_ms),
+        "tracked_since": iso(row.tracked_since_ms),
+    }
+
+
+def ago(ms: int, now: int) -> str:
+    """A short relative time: ``never``, ``12s ago``, ``5m ago``, ``3h ago``, ``4d ago``."""
+    if not ms:
+        return "never"
+    seconds = max(0, (now - ms) // 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def table(rows: Iterable[Row], now: int) -> list[str]:
+    """Aligned text lines: calls, last call, location, key (``~`` marks an estimated count)."""
+    body = []
+    for row in rows:
+        if row.tracked:
+            calls = ("~" if row.estimated else "") + str(row.calls)
+            last = ago(row.last_seen_ms, now)
+        else:
+            calls, last = "-", "untracked"
+        body.append((calls, last, f"{row.path}:{row.line}", row.key))
+    header = ("CALLS", "LAST CALL", "LOCATION", "KEY")
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(3)]
+    return [f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in [header, *body]]
+
+
+def line_counts(
+    root: str,
+    files: Iterable[str],
+    cold_keys: set[str],
+    progress: Callable[[Iterable[str]], Iterable[str]],
+) -> tuple[int, int]:
+    """(lines inside cold functions, lines inside all functions), each line counted once."""
+    from coldmod_codemod import find_functions
+
+    cold_lines = total_lines = 0
+    for relpath in progress(list(files)):
+        spans = [(f.start_line, f.end_line, f.key in cold_keys) for f in find_functions(root, files=[relpath])]
+        total_lines += _covered(spans)
+        cold_lines += _covered([s for s in spans if s[2]])
+    return cold_lines, total_lines
+
+
+def _covered(spans: list[tuple[int, int, bool]]) -> int:
+    """How many lines the (start, end) spans cover together (nested functions count once)."""
+    count, reach = 0, 0
+    for start, end, _ in sorted(spans):
+        if end > reach:
+            count += end - max(start, reach + 1) + 1
+            reach = end
+    return count

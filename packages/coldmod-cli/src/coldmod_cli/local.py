@@ -1,0 +1,50 @@
+"""The local checkout: its rootmarker and its functions, as the tracer sees them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from coldmod_cli._errors import CliError, warn
+from coldmod_trace import config
+
+if TYPE_CHECKING:
+    from coldmod_trace.discovery import Discovery, Skipped
+
+
+def _warn_skipped(skipped: Skipped) -> None:
+    warn(str(skipped))
+
+
+def checkout(start: str | os.PathLike[str] | None = None, *, cache: bool = True) -> Discovery:
+    """Discover the functions under the rootmarker found from ``start`` (default: the cwd)."""
+    from coldmod_trace.discovery import discover
+
+    return discover(start, cache=cache, warn=_warn_skipped)
+
+
+def app_name(discovery: Discovery, env: Mapping[str, str] | None = None) -> str:
+    """The heatmap's name: ``COLDMOD_APP``, else the rootmarker's ``[app] name``."""
+    environ = os.environ if env is None else env
+    return environ.get(config.COLDMOD_APP, "").strip() or discovery.marker.app
+
+
+def require_keys(discovery: Discovery, keys: list[str], *, what: str) -> None:
+    """Fail with one sentence when a key is not a function of this checkout."""
+    unknown = [key for key in keys if key not in discovery.sources]
+    if not unknown:
+        return
+    ignored = [key for key in unknown if key in discovery.marker.ignore_keys]
+    if ignored and len(ignored) == len(unknown):
+        raise CliError(f"{_quoted(ignored)} already ignored in {discovery.marker.path}; nothing to {what}")
+    listing = _quoted(unknown)
+    raise CliError(
+        f"unknown key {listing}: no such function under {discovery.marker.root}; "
+        f"`coldmod srcs` lists the keys (a key is <module>.<qualname>, like shop.cart.Cart.add)"
+    )
+
+
+def _quoted(keys: list[str]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:5])
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")

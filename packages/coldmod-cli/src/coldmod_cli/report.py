@@ -1,0 +1,110 @@
+"""What ``fetch`` and ``cold`` print, shared with ``demo`` (data on stdout, the summary on stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from coldmod_cli import heatmap, local
+from coldmod_cli._errors import CliError, say
+from coldmod_cli._progress import progress
+
+
+def print_json(data: Any) -> None:
+    """Indented JSON on stdout."""
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def load(start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> heatmap.Heatmap:
+    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap on the collector."""
+    import grpc
+
+    from coldmod_cli import client
+
+    found = local.checkout(start)
+    app = local.app_name(found, env)
+    try:
+        response = client.fetch(app, env=env)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        raise CliError(
+            f"the collector has no heatmap for app {app!r} yet; "
+            f"start the application under coldmod-trace (it registers when it starts)"
+        ) from None
+    result = heatmap.reconcile(response, found)
+    result.app = app
+    if result.skipped_keys:
+        say(
+            f"skipped {len(result.skipped_keys)} keys the collector knows but this checkout does not have "
+            f"(removed, renamed or ignored since the application last started)"
+        )
+    return result
+
+
+def fetch(result: heatmap.Heatmap, fmt: str) -> None:
+    """Print the reconciled heatmap."""
+    if fmt == "json":
+        print_json(
+            {
+                "app": result.app,
+                "root": result.root,
+                "registered": heatmap.iso(result.registered_ms),
+                "functions": [heatmap.row_json(row) for row in result.rows],
+                "skipped_server_keys": len(result.skipped_keys),
+                "untracked": result.untracked,
+                "dropped_unknown": result.dropped_unknown,
+                "dropped_updates": result.dropped_updates,
+            }
+        )
+        return
+    for line in heatmap.table(result.rows, heatmap.now_ms()):
+        print(line)
+
+
+def cold(
+    result: heatmap.Heatmap,
+    fmt: str,
+    *,
+    since: float | None = None,
+    min_tracked: float | None = None,
+) -> list[heatmap.Row]:
+    """Print the cold functions and their summary; returns them."""
+    now = heatmap.now_ms()
+    rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
+    tracked = [row for row in result.rows if row.tracked]
+    cold_lines, total_lines = heatmap.line_counts(
+        result.root,
+        sorted({row.path for row in tracked}),
+        {row.key for row in rows},
+        progress=lambda files: progress(files, "counting lines"),
+    )
+    if fmt == "json":
+        print_json(
+            {
+                "app": result.app,
+                "root": result.root,
+                "cold": [heatmap.row_json(row) for row in rows],
+                "summary": {
+                    "cold_functions": len(rows),
+                    "tracked_functions": len(tracked),
+                    "untracked_functions": result.untracked,
+                    "cold_lines": cold_lines,
+                    "function_lines": total_lines,
+                },
+            }
+        )
+        return rows
+    if rows:
+        for line in heatmap.table(rows, now):
+            print(line)
+    say(
+        f"{len(rows)} of {len(tracked)} tracked functions are cold "
+        f"({cold_lines} of {total_lines} lines in functions)"
+        + (f"; {result.untracked} untracked functions left out" if result.untracked else "")
+    )
+    return rows

@@ -1,0 +1,27 @@
+"""``python -m coldmod_cli.server``: the collector without the CLI around it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from coldmod_cli.server.runner import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and run the collector; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m coldmod_cli.server", description="Run the Coldmod collector.")
+    parser.add_argument("--grpc-host", help="host:port for gRPC (default: $COLDMOD_GRPC_HOST or localhost:7777)")
+    parser.add_argument("--web-host", help="host:port for the web UI (default: $COLDMOD_WEB_HOST or localhost:7778)")
+    parser.add_argument("--store", help="store URL, e.g. sqlite:///var/lib/coldmod.db (default: ./coldmod.db)")
+    parser.add_argument(
+        "--no-group-commit",
+        action="store_true",
+        help="commit each write alone (benchmark baseline)",
+    )
+    args = parser.parse_args(argv)
+    return serve(args.grpc_host, args.web_host, args.store, group_commit=not args.no_group_commit)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

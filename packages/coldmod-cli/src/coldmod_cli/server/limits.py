@@ -1,0 +1,143 @@
+"""What the collector accepts: limits and the validation of incoming messages.
+
+Every check raises :class:`Rejected` with the gRPC status and one sentence;
+nothing here touches the store, so a rejected message never changes data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import grpc
+
+from coldmod_cli.server.store import Batch, Source
+from coldmod_proto.v1 import coldmod_pb2 as pb
+
+__all__ = [
+    "MAX_APP_LENGTH",
+    "MAX_CALLS",
+    "MAX_INSTANCE_ID_LENGTH",
+    "MAX_KEYS_PER_APP",
+    "MAX_KEY_LENGTH",
+    "Rejected",
+    "batch_from",
+    "check_app",
+    "sources_from",
+]
+
+MAX_KEYS_PER_APP = 200_000
+MAX_KEY_LENGTH = 1024
+MAX_PATH_LENGTH = 4096
+MAX_LINES_PER_SOURCE = 1024
+MAX_APP_LENGTH = 128
+MAX_INSTANCE_ID_LENGTH = 128
+#: No process makes 2**62 calls in one window; larger deltas are corrupt or hostile.
+MAX_CALLS = 2**62
+#: Batch windows may run ahead of the server's clock by this much (clock skew).
+MAX_CLOCK_SKEW_MS = 24 * 3600 * 1000
+
+
+class Rejected(Exception):
+    """A message the collector refuses: its status code and one sentence."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        """Keep the status code next to the message."""
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _invalid(message: str) -> Rejected:
+    return Rejected(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def check_app(app: str) -> str:
+    """The app name, if it is a usable heatmap namespace."""
+    if not app:
+        raise _invalid("the app name is empty")
+    if len(app) > MAX_APP_LENGTH or not app.isprintable() or app != app.strip():
+        raise _invalid(f"the app name must be 1 to {MAX_APP_LENGTH} printable characters without surrounding spaces")
+    return app
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise _invalid("a key is empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise _invalid(f"a key is {len(key)} characters long; keys may be at most {MAX_KEY_LENGTH}")
+    if not key.isprintable():
+        raise _invalid(f"the key {key[:80]!r} holds control characters")
+
+
+def sources_from(request: pb.RegisterRequest) -> tuple[list[Source], str]:
+    """The validated sources of a Register and their fingerprint (equal sets, equal prints)."""
+    if len(request.sources) > MAX_KEYS_PER_APP:
+        raise Rejected(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the app has {len(request.sources)} keys; a collector keeps at most {MAX_KEYS_PER_APP} per app",
+        )
+    sources = []
+    seen: set[str] = set()
+    for source in request.sources:
+        key = source.key
+        _check_key(key)
+        if key in seen:
+            raise _invalid(f"the key {key[:80]!r} is registered twice; send each key once with all its lines")
+        seen.add(key)
+        if len(source.path) > MAX_PATH_LENGTH or not source.path.isprintable():
+            raise _invalid(f"the path of {key[:80]!r} is too long or holds control characters")
+        if len(source.lines) > MAX_LINES_PER_SOURCE:
+            raise _invalid(f"the key {key[:80]!r} has {len(source.lines)} lines; at most {MAX_LINES_PER_SOURCE}")
+        sources.append(Source(key, source.path, tuple(source.lines)))
+    digest = hashlib.blake2b(digest_size=16)
+    for s in sorted(sources, key=lambda s: s.key):
+        digest.update(f"{s.key}\0{s.path}\0{','.join(map(str, s.lines))}\n".encode())
+    return sources, digest.hexdigest()
+
+
+def batch_from(request: pb.ReportRequest) -> Batch:
+    """The validated batch of a Report."""
+    app = check_app(request.app)
+    instance = request.instance_id
+    if not instance or len(instance) > MAX_INSTANCE_ID_LENGTH or not instance.isprintable():
+        raise _invalid(f"the instance_id must be 1 to {MAX_INSTANCE_ID_LENGTH} printable characters")
+    if request.sequence < 1:
+        raise _invalid("the sequence must start at 1")
+    if request.sequence >= 2**63:
+        raise _invalid("the sequence is beyond 2**63")
+    start, end = request.window_start_ms, request.window_end_ms
+    now = time.time_ns() // 1_000_000
+    if start < 0 or end < 0 or end < start:
+        raise _invalid("the batch window must satisfy 0 <= window_start_ms <= window_end_ms")
+    if end > now + MAX_CLOCK_SKEW_MS:
+        raise _invalid("the batch window ends more than a day in the future; check the clock")
+    if end == 0:  # the tracer did not say when: now is the best guess
+        start = end = now
+    elif start == 0:
+        start = end
+    if request.dropped_updates > MAX_CALLS:
+        raise _invalid(f"dropped_updates {request.dropped_updates} is beyond any real count")
+    if len(request.deltas) > MAX_KEYS_PER_APP:
+        raise Rejected(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the batch has {len(request.deltas)} deltas; an app has at most {MAX_KEYS_PER_APP} keys",
+        )
+    # The ingestion hot path: one pass per field, then checks done by C loops
+    # (min/max/join); a per-delta Python loop costs about twice as much.
+    items = list(request.deltas)  # wrap each element once, not once per field
+    keys = [d.key for d in items]
+    calls = [d.calls for d in items]
+    estimated = [d.estimated for d in items]
+    if keys and (not min(map(len, keys)) or max(map(len, keys)) > MAX_KEY_LENGTH or not "".join(keys).isprintable()):
+        for key in keys:
+            _check_key(key)
+    if calls and max(calls) > MAX_CALLS:
+        raise _invalid(f"a delta has {max(calls)} calls, beyond any real count")
+    if len(set(keys)) != len(keys):
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                raise _invalid(f"the key {key[:80]!r} appears twice in one batch; aggregate it first")
+            seen.add(key)
+    return Batch(app, instance, request.sequence, start, end, keys, calls, estimated, request.dropped_updates)

@@ -1,0 +1,236 @@
+"""``serve``: start the collector, print where it listens, stop cleanly on SIGTERM/SIGINT.
+
+Shutdown order (SIGTERM or SIGINT): health turns NOT_SERVING, the gRPC server
+stops accepting calls and gives the running ones up to ``GRACE_S`` seconds —
+a Report in flight is applied, committed and acknowledged — then the store
+drains its queue and closes, and ``serve`` returns 0.
+
+The web UI hook: when a module ``coldmod_cli.web`` exists, ``serve`` calls
+its optional ``register(grpc_server) -> extension`` before the gRPC server
+starts (to add services such as Connect; they sit behind the same API-key
+check), then ``start(info: ServerInfo[, extension]) -> WebHandle`` once it
+runs. ``info`` carries the store (read it; ``info.store.subscribe`` for live
+updates, see :mod:`coldmod_cli.server.store`), ``info.settings`` (web
+address, port 0 allowed; TLS material and the API key for basic auth). The
+handle has ``port: int`` (the bound port) and ``stop() -> None``, called
+before the store closes. ``start`` may raise ``ConfigError`` (port in use):
+one sentence and exit code 1, like every startup problem.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import importlib.util
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from coldmod_cli.server.auth import ApiKeyInterceptor
+from coldmod_cli.server.service import HeatmapService, TracingService
+from coldmod_cli.server.settings import ServerSettings, server_settings
+from coldmod_cli.server.store import Store, StoreError, open_store
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
+from coldmod_trace.config import ConfigError, channel_options
+
+__all__ = ["GRACE_S", "ServerInfo", "WebHandle", "serve"]
+
+#: Seconds running calls get to finish after SIGTERM.
+GRACE_S = 3.0
+#: Handler threads. A Report handler mostly waits for its group commit, and a
+#: group can only be as large as the number of handlers waiting together.
+MAX_WORKERS = 128
+_SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values() if d.name in ("Tracing", "Heatmap")]
+
+
+class WebHandle(Protocol):
+    """What ``coldmod_cli.web.start`` returns."""
+
+    port: int
+
+    def stop(self) -> None:
+        """Stop serving the web UI."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running collector, passed to ``ready`` (and to the web UI's ``start``)."""
+
+    grpc_host: str
+    grpc_port: int
+    web_host: str
+    web_port: int | None  # None until (or unless) a web UI is up
+    store_url: str
+    insecure: bool
+    store: Store = field(repr=False)
+    settings: ServerSettings = field(repr=False)
+    stop: Callable[[], None] = field(repr=False)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail with one sentence when the port is taken (gRPC's own error is a log line and a traceback)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise ConfigError(f"cannot listen on {_address(host, port)}: the host name does not resolve") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"cannot listen on {_address(host, port)}: the port is in use") from None
+                if exc.errno == errno.EADDRNOTAVAIL and len(infos) > 1:
+                    continue  # e.g. ::1 on a host without IPv6; gRPC binds what it can
+                raise ConfigError(f"cannot listen on {_address(host, port)}: {exc.strerror}") from None
+
+
+def _web_module() -> Any:
+    """``coldmod_cli.web`` when this build has a web UI, else None."""
+    if importlib.util.find_spec("coldmod_cli.web") is None:
+        return None
+    return importlib.import_module("coldmod_cli.web")
+
+
+def serve(
+    grpc_host: str | None = None,
+    web_host: str | None = None,
+    store: str | None = None,
+    *,
+    ready: Callable[[ServerInfo], None] | None = None,
+    group_commit: bool = True,
+) -> int:
+    """Run the collector until SIGTERM/SIGINT (or ``info.stop()``); returns the exit code.
+
+    Arguments win over ``COLDMOD_GRPC_HOST``/``COLDMOD_WEB_HOST``; ``store`` is a
+    URL like ``sqlite:///var/lib/coldmod.db`` (default ``coldmod.db`` here).
+    A problem the user can fix is one sentence on stderr and exit code 1.
+    """
+    try:
+        settings = server_settings(grpc_host, web_host)
+        _check_free(settings.grpc_host, settings.grpc_port)
+        opened = open_store(store, group_commit=group_commit)
+    except (ConfigError, StoreError) as exc:
+        print(f"coldmod serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(settings, opened, ready)
+    except ConfigError as exc:
+        print(f"coldmod serve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        opened.close()
+        print("coldmod: stopped", file=sys.stderr, flush=True)
+
+
+def _run(settings: ServerSettings, store: Store, ready: Callable[[ServerInfo], None] | None) -> int:
+    stopping = threading.Event()
+    # Handlers first: once "listening" is printed, a SIGTERM must already mean a clean stop.
+    previous = _install_signals(stopping)
+    try:
+        return _run_until(stopping, settings, store, ready)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_until(
+    stopping: threading.Event,
+    settings: ServerSettings,
+    store: Store,
+    ready: Callable[[ServerInfo], None] | None,
+) -> int:
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="coldmod-rpc"),
+        interceptors=[] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")],
+        # so_reuseport off: a second collector on a taken port must fail, not share it.
+        options=[*channel_options(), ("grpc.so_reuseport", 0)],
+    )
+    # The generated registration functions are untyped; named here with their types.
+    add_tracing: Callable[[TracingService, grpc.Server], None] = pb_grpc.add_TracingServicer_to_server
+    add_heatmap: Callable[[HeatmapService, grpc.Server], None] = pb_grpc.add_HeatmapServicer_to_server
+    add_tracing(TracingService(store), server)
+    add_heatmap(HeatmapService(store, insecure=settings.insecure), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    web_module = _web_module()
+    register = getattr(web_module, "register", None)
+    extension = register(server) if register is not None else None
+    address = _address(settings.grpc_host, settings.grpc_port)
+    try:
+        if settings.insecure:
+            port = server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.private_key or b"", settings.certificate_chain or b"")]
+            )
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise ConfigError(f"cannot listen on {address}; the address is in use or not on this host")
+    server.start()
+    for name in ["", *_SERVICES]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    info = ServerInfo(
+        grpc_host=settings.grpc_host,
+        grpc_port=port,
+        web_host=settings.web_host,
+        web_port=None,
+        store_url=store.url,
+        insecure=settings.insecure,
+        store=store,
+        settings=settings,
+        stop=stopping.set,
+    )
+    mode = "plaintext, no authentication" if settings.insecure else "TLS, API key required"
+    web: WebHandle | None = None
+    try:
+        if web_module is not None:
+            start = web_module.start
+            web = start(info) if extension is None else start(info, extension)
+        if web is not None:
+            info = replace(info, web_port=web.port)
+        print(f"coldmod: gRPC listening on {_address(settings.grpc_host, port)} ({mode})", file=sys.stderr)
+        if web is not None:
+            print(f"coldmod: web UI on {_address(settings.web_host, web.port)}", file=sys.stderr)
+        print(f"coldmod: store {store.url}", file=sys.stderr, flush=True)
+        if ready is not None:
+            ready(info)
+        while not stopping.wait(0.5):
+            pass
+        print("coldmod: stopping", file=sys.stderr, flush=True)
+    finally:
+        health_servicer.enter_graceful_shutdown()
+        if web is not None:
+            web.stop()
+        # Stop accepting; running calls (a Report waiting for its commit) finish and are answered.
+        server.stop(GRACE_S).wait()
+    return 0
+
+
+def _install_signals(stopping: threading.Event) -> dict[int, Any]:
+    """SIGTERM and SIGINT set ``stopping`` (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, lambda *_: stopping.set())
+    return previous

@@ -1,0 +1,151 @@
+"""The gRPC servicers: Tracing (Register, Report) and Heatmap (Fetch, ListApps, Reset).
+
+They translate between protobuf and the store and map every refusal to a
+precise status: INVALID_ARGUMENT for a malformed message, RESOURCE_EXHAUSTED
+for a limit, FAILED_PRECONDITION for a Report to an app never registered
+(register first), NOT_FOUND for reading an unknown app, UNAVAILABLE while the
+store is closing or cannot write (retry later).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+
+import grpc
+
+from coldmod_cli.server.limits import Rejected, batch_from, check_app, sources_from
+from coldmod_cli.server.store import Store, StoreUnavailable, UnknownApp
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
+
+__all__ = ["HeatmapService", "TracingService", "is_loopback"]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def is_loopback(peer: str) -> bool:
+    """True when a gRPC peer string names this machine (loopback or a Unix socket)."""
+    return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:", "ipv6:[::ffff:127."))
+
+
+class TracingService(pb_grpc.TracingServicer):
+    """What traced processes call."""
+
+    def __init__(self, store: Store) -> None:
+        """Serve from this store."""
+        self.store = store
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        """Replace the app's set of keys."""
+        try:
+            app = check_app(request.app)
+            sources, fingerprint = sources_from(request)
+            result = self.store.register(app, sources, _now_ms(), fingerprint)
+        except Rejected as exc:
+            _abort(context, exc.code, exc.message)
+        except StoreUnavailable as exc:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        return pb.RegisterResponse(kept=result.kept, added=result.added, removed=result.removed)
+
+    def Report(self, request: pb.ReportRequest, context: grpc.ServicerContext) -> pb.ReportResponse:
+        """Apply one batch at most once; answer once it is durable."""
+        try:
+            result = self.store.report(batch_from(request))
+        except Rejected as exc:
+            _abort(context, exc.code, exc.message)
+        except UnknownApp as exc:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except StoreUnavailable as exc:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        return pb.ReportResponse(sequence=result.sequence, duplicate=result.duplicate, unknown_keys=result.unknown_keys)
+
+
+class HeatmapService(pb_grpc.HeatmapServicer):
+    """What developers, the CLI and the web UI call.
+
+    Reset is for authenticated callers only. With TLS and an API key every
+    call here is authenticated (the interceptor saw the key). In insecure mode
+    nobody is authenticated, so Reset is then allowed only from this machine
+    (a loopback peer) and refused with PERMISSION_DENIED from anywhere else.
+    """
+
+    def __init__(self, store: Store, *, insecure: bool) -> None:
+        """Serve from this store; ``insecure`` restricts Reset to loopback peers."""
+        self.store = store
+        self.insecure = insecure
+
+    def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> pb.FetchResponse:
+        """The heatmap of one app."""
+        try:
+            heatmap = self.store.fetch(check_app(request.app))
+        except Rejected as exc:
+            _abort(context, exc.code, exc.message)
+        except UnknownApp as exc:
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except StoreUnavailable as exc:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        entries: list[Any] = [
+            pb.HeatmapEntry(
+                key=e.key,
+                calls=e.calls,
+                estimated=e.estimated,
+                first_seen_ms=e.first_seen_ms,
+                last_seen_ms=e.last_seen_ms,
+                tracked_since_ms=e.tracked_since_ms,
+                path=e.path,
+                lines=e.lines,
+            )
+            for e in heatmap.entries
+        ]
+        return pb.FetchResponse(
+            app=heatmap.app,
+            entries=entries,
+            registered_ms=heatmap.registered_ms,
+            dropped_unknown=heatmap.dropped_unknown,
+            dropped_updates=heatmap.dropped_updates,
+        )
+
+    def ListApps(self, request: pb.ListAppsRequest, context: grpc.ServicerContext) -> pb.ListAppsResponse:
+        """Every app the collector knows."""
+        try:
+            apps = self.store.list_apps()
+        except StoreUnavailable as exc:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        return pb.ListAppsResponse(
+            apps=[
+                pb.AppSummary(
+                    app=a.app,
+                    keys=a.keys,
+                    cold_keys=a.cold_keys,
+                    calls=a.calls,
+                    updated_ms=a.updated_ms,
+                )
+                for a in apps
+            ]
+        )
+
+    def Reset(self, request: pb.ResetRequest, context: grpc.ServicerContext) -> pb.ResetResponse:
+        """Zero one app's counts (its keys stay, tracked from now)."""
+        if self.insecure and not is_loopback(context.peer()):
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "Reset needs an authenticated caller; an insecure collector accepts it only from its own machine",
+            )
+        try:
+            keys = self.store.reset(check_app(request.app), _now_ms())
+        except Rejected as exc:
+            _abort(context, exc.code, exc.message)
+        except UnknownApp as exc:
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except StoreUnavailable as exc:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        return pb.ResetResponse(keys=keys)

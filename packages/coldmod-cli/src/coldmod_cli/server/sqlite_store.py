@@ -1,0 +1,728 @@
+"""The embedded store: one SQLite file, one writer thread, group commit.
+
+Why one writer thread: SQLite allows one writer at a time, so the collector
+funnels every write (Register, Report, Reset) through a queue that a single
+thread drains. With group commit it applies *everything waiting* in one
+transaction — merging the deltas of all waiting batches per stored row and
+writing them with one statement — commits once (one fsync for the whole
+group), and only then answers every caller.
+Without group commit it commits each item on its own (the baseline the
+benchmark compares against). Readers use their own connections; WAL lets
+them read the last committed state while the writer writes.
+
+Durability: WAL with ``synchronous=FULL``, so a commit is on disk (fsynced)
+before any batch in it is acknowledged — a power loss cannot undo an ack.
+
+Exactly-once: ``batches`` remembers each applied ``(instance_id, sequence)``
+with the outcome returned then, so a resend gets the same answer and changes
+nothing. Rows older than 24 hours are pruned; ``instances.pruned_through``
+keeps, per instance, the highest pruned sequence, and anything at or below
+it still counts as applied (tracers send in order and resend only the
+unacknowledged batch, so a lower sequence is always an old resend).
+Instances silent for 30 days are forgotten.
+
+Register replaces the set in one transaction (readers see the old set or the
+new one); a set equal to the stored one (same fingerprint) changes nothing.
+Reset zeroes counts and restarts every key's ``tracked_since``: coldness is
+then judged from the reset on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import add, itemgetter
+from pathlib import Path
+from typing import Any
+
+from coldmod_cli.server.store import (
+    AppSummary,
+    Batch,
+    Change,
+    Entry,
+    Heatmap,
+    RegisterResult,
+    ReportResult,
+    SchemaError,
+    Source,
+    StoreError,
+    StoreUnavailable,
+    UnknownApp,
+)
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+#: ``PRAGMA application_id`` of every Coldmod store: "Cold" in ASCII.
+APPLICATION_ID = 0x436F6C64
+#: ``PRAGMA user_version`` this code writes; MIGRATIONS lifts older ones to it.
+SCHEMA_VERSION = 1
+#: Counts saturate here instead of overflowing SQLite's signed 64-bit integers.
+MAX_COUNT = 2**63 - 1  # written out as 9223372036854775807 in SQL
+DEDUPE_KEEP_MS = 24 * 3600 * 1000
+INSTANCE_KEEP_MS = 30 * 24 * 3600 * 1000
+PRUNE_EVERY_S = 600.0
+#: Most items one group commit takes, so one commit's latency stays bounded.
+MAX_GROUP = 1024
+
+_SCHEMA = """
+CREATE TABLE apps (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL DEFAULT '',
+    registered_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    dropped_unknown INTEGER NOT NULL DEFAULT 0,
+    dropped_updates INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE keys (
+    id INTEGER PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps(id),
+    key TEXT NOT NULL,
+    path TEXT NOT NULL,
+    lines TEXT NOT NULL,
+    UNIQUE (app_id, key)
+);
+-- Apart from keys (same id) and narrow: a group commit rewrites a third of
+-- the pages it would in one wide table, and its commit is ~10x quicker.
+CREATE TABLE counts (
+    id INTEGER PRIMARY KEY REFERENCES keys(id),
+    calls INTEGER NOT NULL DEFAULT 0,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    first_seen_ms INTEGER NOT NULL DEFAULT 0,
+    last_seen_ms INTEGER NOT NULL DEFAULT 0,
+    tracked_since_ms INTEGER NOT NULL
+);
+CREATE TABLE batches (
+    instance_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    applied_ms INTEGER NOT NULL,
+    unknown_keys INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, sequence)
+) WITHOUT ROWID;
+CREATE INDEX batches_applied ON batches (applied_ms);
+CREATE TABLE instances (
+    instance_id TEXT PRIMARY KEY,
+    pruned_through INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: ``from_version -> SQL`` lifting a store one version up. Empty: version 1 is the first.
+MIGRATIONS: dict[int, str] = {}
+
+# What a group adds to each stored row it touched, as one statement over a
+# JSON array of [calls, estimated, first, last, rowid] rows: one call into
+# SQLite, so the writer gives up and retakes the GIL once per group, not once
+# per row (executemany does, and under load every retake waits behind the
+# request threads). Counts saturate at MAX_COUNT (9223372036854775807):
+# SQLite turns an overflowing integer sum into a float, and min() brings it
+# back. A batch window may open before the key entered the set (the batch
+# was in flight during a Register): no call is seen before tracked_since.
+_APPLY_BULK = (
+    "UPDATE counts SET"
+    " calls = min(calls + j.c, 9223372036854775807),"
+    " estimated = estimated | j.e,"
+    " first_seen_ms = min(coalesce(nullif(first_seen_ms, 0), 9223372036854775807), max(j.f, tracked_since_ms)),"
+    " last_seen_ms = max(last_seen_ms, j.l, tracked_since_ms)"
+    " FROM (SELECT json_extract(value, '$[0]') AS c, json_extract(value, '$[1]') AS e,"
+    " json_extract(value, '$[2]') AS f, json_extract(value, '$[3]') AS l,"
+    " json_extract(value, '$[4]') AS id FROM json_each(?)) AS j"
+    " WHERE counts.id = j.id"
+)
+#: The same a row at a time, for SQLite builds without UPDATE ... FROM (before 3.33) or JSON.
+_APPLY_ROW = (
+    "UPDATE counts SET"
+    " calls = min(calls + ?, 9223372036854775807),"
+    " estimated = estimated | ?,"
+    " first_seen_ms = min(coalesce(nullif(first_seen_ms, 0), 9223372036854775807), max(?, tracked_since_ms)),"
+    " last_seen_ms = max(last_seen_ms, ?, tracked_since_ms)"
+    " WHERE id = ?"
+)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _App:
+    """The writer's cache of one app: its row id and its keys' row ids."""
+
+    id: int
+    fingerprint: str
+    keys: dict[str, int]
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    op: str
+    args: tuple[Any, ...]
+    future: Future[Any]
+
+
+_CLOSE = _Item("close", (), Future())
+
+
+class _Merge:
+    """The deltas of one group so far, merged per stored row.
+
+    Ingestion's hot path: a group holds hundreds of thousands of deltas, so
+    every per-delta step here is a loop that runs in C (map, zip,
+    dict.update) instead of a Python statement per delta.
+    """
+
+    __slots__ = ("calls", "estimated", "windows")
+
+    def __init__(self) -> None:
+        self.calls: dict[int, int] = {}
+        self.estimated: set[int] = set()
+        self.windows: list[tuple[int, int, list[int]]] = []
+
+    def add(self, rowids: list[int], calls: list[int], estimated: list[bool], first: int, last: int) -> None:
+        """Merge one batch (unique rows, non-zero calls) seen between ``first`` and ``last``."""
+        merged = self.calls
+        sums = list(map(add, map(merged.get, rowids, repeat(0)), calls))
+        if sums and max(sums) > MAX_COUNT:
+            sums = [min(n, MAX_COUNT) for n in sums]
+        merged.update(zip(rowids, sums, strict=True))
+        if any(estimated):
+            self.estimated.update(compress(rowids, estimated))
+        self.windows.append((first, last, rowids))
+
+    def rows(self) -> list[tuple[int, bool, int, int, int]]:
+        """``(calls, estimated, first, last, rowid)`` per row, in row order."""
+        # Later updates win: earliest window start last, latest window end last.
+        firsts: dict[int, int] = {}
+        for first, _, rowids in sorted(self.windows, key=itemgetter(0), reverse=True):
+            firsts.update(zip(rowids, repeat(first), strict=False))
+        lasts: dict[int, int] = {}
+        for _, last, rowids in sorted(self.windows, key=itemgetter(1)):
+            lasts.update(zip(rowids, repeat(last), strict=False))
+        # In row order: neighbouring rows share pages, so SQLite touches each page once.
+        order = sorted(self.calls)
+        return list(
+            zip(
+                map(self.calls.__getitem__, order),
+                map(self.estimated.__contains__, order),
+                map(firsts.__getitem__, order),
+                map(lasts.__getitem__, order),
+                order,
+                strict=True,
+            )
+        )
+
+    def clear(self) -> None:
+        """Forget what was written."""
+        self.calls.clear()
+        self.estimated.clear()
+        self.windows.clear()
+
+
+class SqliteStore:
+    """The :class:`~coldmod_cli.server.store.Store` in one SQLite file."""
+
+    def __init__(self, path: Path, *, group_commit: bool = True) -> None:
+        """Open (creating, migrating or refusing) the store file and start its writer."""
+        self.path = path
+        self.url = f"sqlite://{path}"
+        self.group_commit = group_commit
+        self._lock_fd = _lock(path)
+        try:
+            self._db = _open_writer(path)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._bulk = _supports_bulk(self._db)
+        self._apps: dict[str, _App] = {}
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._next_prune = 0.0
+        self._writer = threading.Thread(target=self._write_loop, name="coldmod-store-writer", daemon=True)
+        self._writer.start()
+
+    # ------------------------------------------------------------- the API --
+
+    def register(self, app: str, sources: Sequence[Source], now_ms: int, fingerprint: str = "") -> RegisterResult:
+        """Replace the app's set of keys atomically; kept keys keep their counts."""
+        return self._submit("register", app, sources, now_ms, fingerprint)  # type: ignore[no-any-return]
+
+    def report(self, batch: Batch) -> ReportResult:
+        """Apply the batch at most once; returns once it is durable."""
+        return self._submit("report", batch)  # type: ignore[no-any-return]
+
+    def reset(self, app: str, now_ms: int) -> int:
+        """Zero the app's counts and restart its keys' tracking; returns the number of keys."""
+        return self._submit("reset", app, now_ms)  # type: ignore[no-any-return]
+
+    def fetch(self, app: str) -> Heatmap:
+        """The app's heatmap, read in one transaction; raises UnknownApp."""
+        try:
+            return self._fetch(app)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the store could not be read ({exc})") from None
+
+    def _fetch(self, app: str) -> Heatmap:
+        db = self._reader()
+        db.execute("BEGIN")
+        try:
+            row = db.execute(
+                "SELECT id, registered_ms, dropped_unknown, dropped_updates FROM apps WHERE name = ?",
+                (app,),
+            ).fetchone()
+            if row is None:
+                raise UnknownApp(f"the app {app!r} is not registered")
+            rows = db.execute(
+                "SELECT k.key, c.calls, c.estimated, c.first_seen_ms, c.last_seen_ms, c.tracked_since_ms,"
+                " k.path, k.lines FROM keys k JOIN counts c ON c.id = k.id WHERE k.app_id = ? ORDER BY k.key",
+                (row[0],),
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        entries = [
+            Entry(k, c, bool(e), f, la, t, p, tuple(int(n) for n in ln.split(",")) if ln else ())
+            for k, c, e, f, la, t, p, ln in rows
+        ]
+        return Heatmap(app, entries, row[1], row[2], row[3])
+
+    def list_apps(self) -> list[AppSummary]:
+        """Every app with its key count, cold keys and total calls, sorted by name."""
+        try:
+            return self._list_apps()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the store could not be read ({exc})") from None
+
+    def _list_apps(self) -> list[AppSummary]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT a.name, count(c.id), coalesce(sum(c.calls = 0), 0), coalesce(total(c.calls), 0), a.updated_ms"
+                " FROM apps a LEFT JOIN keys k ON k.app_id = a.id LEFT JOIN counts c ON c.id = k.id"
+                " GROUP BY a.id ORDER BY a.name"
+            )
+            .fetchall()
+        )
+        return [AppSummary(n, k, c, min(int(t), MAX_COUNT), u) for n, k, c, t, u in rows]
+
+    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``callback`` after each commit that changed an app; returns the unsubscriber."""
+        self._subscribers = [*self._subscribers, callback]
+
+        def unsubscribe() -> None:
+            self._subscribers = [s for s in self._subscribers if s is not callback]
+
+        return unsubscribe
+
+    def close(self) -> None:
+        """Apply and answer everything queued, checkpoint the WAL and release the file."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            # Under the lock: nothing can be queued behind _CLOSE, so nothing waits forever.
+            self._queue.put(_CLOSE)
+        self._writer.join()
+        with self._readers_lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+        os.close(self._lock_fd)
+
+    # ------------------------------------------------------------ plumbing --
+
+    def _submit(self, op: str, *args: Any) -> Any:
+        item = _Item(op, args, Future())
+        with self._close_lock:
+            if self._closed:
+                raise StoreUnavailable("the store is closing")
+            self._queue.put(item)
+        return item.future.result()
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if self._closed:
+                raise StoreUnavailable("the store is closing")
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute("PRAGMA query_only = 1")
+            with self._readers_lock:
+                self._readers.append(db)
+            self._local.db = db
+        return db
+
+    def _write_loop(self) -> None:
+        """Drain the queue: one transaction per group (or per item), then answer."""
+        closing = False
+        while not closing:
+            items = [self._queue.get()]
+            limit = MAX_GROUP if self.group_commit else 1
+            while len(items) < limit:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _CLOSE in items:  # close() queues nothing after it: this is the last group
+                items.remove(_CLOSE)
+                closing = True
+            if not items:
+                continue
+            try:
+                if self.group_commit or len(items) == 1:
+                    self._apply(items)
+                else:
+                    for item in items:
+                        self._apply([item])
+            except Exception:  # a bug, not a write error: fail these calls, keep the writer alive
+                log.exception("coldmod store: the writer failed")
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                self._apps.clear()
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(StoreUnavailable("the store failed to apply a write"))
+            self._maybe_prune()
+
+    def _apply(self, items: list[_Item]) -> None:
+        """Apply items in one transaction; on failure, retry each alone so one bad item fails alone."""
+        db = self._db
+        changes: dict[str, Change] = {}  # whole-app changes: register, reset
+        changed: dict[str, set[str]] = {}  # keys whose counts a report changed
+        outcomes: list[tuple[_Item, Any, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            pending = _Merge()
+            seen: dict[tuple[str, int], ReportResult] = {}
+            counters: dict[int, list[int]] = {}
+            for item in items:
+                try:
+                    if item.op == "report":
+                        result: Any = self._report(item.args[0], pending, seen, counters, changed)
+                    elif item.op == "register":
+                        self._flush(pending, counters)  # a Register renumbers rows
+                        name, sources, now_ms, fingerprint = item.args
+                        result = self._register(name, sources, now_ms, fingerprint, changes)
+                    else:
+                        self._flush(pending, counters)
+                        name, now_ms = item.args
+                        result = self._reset(name, now_ms, changes)
+                except UnknownApp as exc:
+                    outcomes.append((item, None, exc))
+                else:
+                    outcomes.append((item, result, None))
+            self._flush(pending, counters)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            self._apps.clear()  # the caches may hold rows the rollback undid
+            if len(items) > 1:
+                for item in items:
+                    self._apply([item])
+                return
+            log.error("coldmod store: a write failed: %s", exc)
+            items[0].future.set_exception(StoreUnavailable(f"the store could not be written ({exc})"))
+            return
+        for item, result, error in outcomes:
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)
+        for name, keys in changed.items():
+            cached = self._apps.get(name)
+            stored = frozenset(filter(cached.keys.__contains__, keys)) if cached else frozenset()
+            if stored:
+                changes.setdefault(name, Change(name, "report", stored))
+        for change in changes.values():
+            for callback in self._subscribers:
+                try:
+                    callback(change)
+                except Exception:
+                    log.exception("coldmod store: a change subscriber failed")
+
+    def _app(self, name: str) -> _App | None:
+        cached = self._apps.get(name)
+        if cached is not None:
+            return cached
+        row = self._db.execute("SELECT id, fingerprint FROM apps WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        keys = dict(self._db.execute("SELECT key, id FROM keys WHERE app_id = ?", (row[0],)).fetchall())
+        self._apps[name] = app = _App(row[0], row[1], keys)
+        return app
+
+    def _report(
+        self,
+        batch: Batch,
+        pending: _Merge,
+        seen: dict[tuple[str, int], ReportResult],
+        counters: dict[int, list[int]],
+        changed: dict[str, set[str]],
+    ) -> ReportResult:
+        ident = (batch.instance_id, batch.sequence)
+        earlier = seen.get(ident)
+        if earlier is not None:  # the same batch twice in one group
+            return ReportResult(batch.sequence, True, earlier.unknown_keys)
+        db = self._db
+        row = db.execute("SELECT unknown_keys FROM batches WHERE instance_id = ? AND sequence = ?", ident).fetchone()
+        if row is None:
+            floor = db.execute(
+                "SELECT pruned_through FROM instances WHERE instance_id = ?", (batch.instance_id,)
+            ).fetchone()
+            if floor is not None and batch.sequence <= floor[0]:
+                row = (0,)
+        if row is not None:
+            return ReportResult(batch.sequence, True, row[0])
+        app = self._app(batch.app)
+        if app is None:
+            raise UnknownApp(f"the app {batch.app!r} is not registered; register it before reporting")
+        rowids = list(map(app.keys.get, batch.keys))
+        calls, estimated = batch.calls, batch.estimated
+        unknown = rowids.count(None)
+        if unknown or 0 in calls:  # rare: drop unknown keys and zero deltas first
+            keep = [i for i, (r, n) in enumerate(zip(rowids, calls, strict=True)) if r is not None and n]
+            rowids = [rowids[i] for i in keep]
+            calls = [calls[i] for i in keep]
+            estimated = [estimated[i] for i in keep]
+        pending.add(rowids, calls, estimated, batch.window_start_ms, batch.window_end_ms)  # type: ignore[arg-type]
+        if self._subscribers:  # narrowed to stored keys once per group, in _apply
+            changed.setdefault(batch.app, set()).update(batch.keys)
+        db.execute(
+            "INSERT INTO batches (instance_id, sequence, applied_ms, unknown_keys) VALUES (?, ?, ?, ?)",
+            (*ident, _now_ms(), unknown),
+        )
+        counter = counters.setdefault(app.id, [0, 0])
+        counter[0] += unknown
+        counter[1] += batch.dropped_updates
+        result = ReportResult(batch.sequence, False, unknown)
+        seen[ident] = result
+        return result
+
+    def _flush(self, pending: _Merge, counters: dict[int, list[int]]) -> None:
+        """Write the merged deltas of the group so far (before a Register renumbers keys)."""
+        if pending.calls:
+            if self._bulk:
+                self._db.execute(_APPLY_BULK, (json.dumps(pending.rows()),))
+            else:
+                self._db.executemany(_APPLY_ROW, pending.rows())
+            pending.clear()
+        if counters:
+            now = _now_ms()
+            self._db.executemany(
+                "UPDATE apps SET"
+                " dropped_unknown = min(dropped_unknown + ?, 9223372036854775807),"
+                " dropped_updates = min(dropped_updates + ?, 9223372036854775807),"
+                " updated_ms = max(updated_ms, ?)"
+                " WHERE id = ?",
+                [(u, d, now, app_id) for app_id, (u, d) in counters.items()],
+            )
+            counters.clear()
+
+    def _register(
+        self,
+        name: str,
+        sources: Sequence[Source],
+        now_ms: int,
+        fingerprint: str,
+        changes: dict[str, Change],
+    ) -> RegisterResult:
+        db = self._db
+        app = self._app(name)
+        if app is None:
+            cursor = db.execute(
+                "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms) VALUES (?, '', ?, ?)",
+                (name, now_ms, now_ms),
+            )
+            app = self._apps[name] = _App(int(cursor.lastrowid or 0), "", {})
+        elif fingerprint and fingerprint == app.fingerprint:
+            # A fleet restarting registers the same set again and again: nothing to change.
+            db.execute("UPDATE apps SET registered_ms = ? WHERE id = ?", (now_ms, app.id))
+            return RegisterResult(len(app.keys), 0, 0)
+        old = app.keys
+        new = {s.key: s for s in sources}
+        removed = [old[k] for k in old.keys() - new.keys()]
+        added = [s for k, s in new.items() if k not in old]
+        kept = [
+            (s.path, lines, old[k], s.path, lines)
+            for k, s in new.items()
+            if k in old
+            for lines in (",".join(map(str, s.lines)),)
+        ]
+        db.executemany("DELETE FROM counts WHERE id = ?", [(r,) for r in removed])
+        db.executemany("DELETE FROM keys WHERE id = ?", [(r,) for r in removed])
+        db.executemany(
+            "UPDATE keys SET path = ?, lines = ? WHERE id = ? AND (path != ? OR lines != ?)",
+            kept,
+        )
+        db.executemany(
+            "INSERT INTO keys (app_id, key, path, lines) VALUES (?, ?, ?, ?)",
+            [(app.id, s.key, s.path, ",".join(map(str, s.lines))) for s in added],
+        )
+        if added:  # a count row for each new key, tracked from now
+            db.execute(
+                "INSERT INTO counts (id, tracked_since_ms) SELECT k.id, ? FROM keys k"
+                " LEFT JOIN counts c ON c.id = k.id WHERE k.app_id = ? AND c.id IS NULL",
+                (now_ms, app.id),
+            )
+        db.execute(
+            "UPDATE apps SET fingerprint = ?, registered_ms = ?, updated_ms = ? WHERE id = ?",
+            (fingerprint, now_ms, now_ms, app.id),
+        )
+        if added:
+            app.keys = dict(db.execute("SELECT key, id FROM keys WHERE app_id = ?", (app.id,)).fetchall())
+        else:
+            app.keys = {k: r for k, r in old.items() if k in new}
+        app.fingerprint = fingerprint
+        changes[name] = Change(name, "register")
+        return RegisterResult(len(kept), len(added), len(removed))
+
+    def _reset(self, name: str, now_ms: int, changes: dict[str, Change]) -> int:
+        app = self._app(name)
+        if app is None:
+            raise UnknownApp(f"the app {name!r} is not registered")
+        self._db.execute(
+            "UPDATE counts SET calls = 0, estimated = 0, first_seen_ms = 0, last_seen_ms = 0, tracked_since_ms = ?"
+            " WHERE id IN (SELECT id FROM keys WHERE app_id = ?)",
+            (now_ms, app.id),
+        )
+        self._db.execute(
+            "UPDATE apps SET dropped_unknown = 0, dropped_updates = 0, updated_ms = ? WHERE id = ?",
+            (now_ms, app.id),
+        )
+        changes[name] = Change(name, "reset")
+        return len(app.keys)
+
+    def _maybe_prune(self) -> None:
+        """Forget dedupe rows older than a day (keeping a per-instance floor) every few minutes."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY_S
+        cutoff = _now_ms() - DEDUPE_KEEP_MS
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO instances (instance_id, pruned_through, last_ms)"
+                " SELECT instance_id, max(sequence), max(applied_ms) FROM batches WHERE applied_ms < ?"
+                " GROUP BY instance_id"
+                " ON CONFLICT (instance_id) DO UPDATE SET"
+                " pruned_through = max(pruned_through, excluded.pruned_through),"
+                " last_ms = max(last_ms, excluded.last_ms)",
+                (cutoff,),
+            )
+            db.execute("DELETE FROM batches WHERE applied_ms < ?", (cutoff,))
+            db.execute("DELETE FROM instances WHERE last_ms < ?", (_now_ms() - INSTANCE_KEEP_MS,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            log.warning("coldmod store: pruning old batch ids failed: %s", exc)
+
+
+def _supports_bulk(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite runs ``_APPLY_BULK`` (UPDATE ... FROM and JSON)."""
+    try:
+        db.execute(_APPLY_BULK, ("[]",))
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def _lock(path: Path) -> int:
+    """Hold an exclusive lock on the store file: two collectors on one file would diverge."""
+    if path.exists() and not path.is_file():
+        raise StoreError(f"the store {path} is not a regular file; point --store at a file")
+    if not path.parent.is_dir():
+        raise StoreError(f"the store's directory {path.parent} does not exist; create it or choose another --store")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"the store {path} cannot be opened ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"the store {path} is in use by another coldmod serve") from None
+    return fd
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    """The writer's connection: schema checked, created or migrated; WAL; synchronous=FULL."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"the store {path} cannot be opened ({exc})") from None
+    try:
+        try:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise SchemaError(
+                f"{path} is not a Coldmod store (not an SQLite database); point --store at a new or Coldmod file"
+            ) from None
+        if app_id == 0 and version == 0 and tables == 0:
+            db.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
+                f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+        elif app_id != APPLICATION_ID:
+            raise SchemaError(
+                f"{path} is an SQLite database of another program, not a Coldmod store; choose another --store"
+            )
+        elif version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{path} was written by a newer Coldmod (schema {version}; this version reads up to {SCHEMA_VERSION});"
+                " upgrade coldmod-cli"
+            )
+        elif version < SCHEMA_VERSION:
+            _migrate(db, path, version)
+        if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            raise StoreError(f"the store {path} cannot use write-ahead logging; put it on a local file system")
+        # FULL: in WAL mode, NORMAL may lose the last commits on power loss — acks must not be lost.
+        db.execute("PRAGMA synchronous = FULL")
+        # A heatmap of a few hundred thousand keys fits in the page cache: updates never wait on reads.
+        db.execute("PRAGMA cache_size = -65536")
+        # Checkpoint (copy the WAL into the file, with its own fsyncs) per ~16 MB, not per 4 MB.
+        db.execute("PRAGMA wal_autocheckpoint = 4000")
+        db.execute("PRAGMA busy_timeout = 5000")
+        return db
+    except sqlite3.Error as exc:  # reached only on I/O errors (disk full, permissions)
+        db.close()
+        raise StoreError(f"the store {path} cannot be used ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
+
+
+def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
+    """Lift the store to SCHEMA_VERSION one step at a time, in one transaction."""
+    steps = []
+    for v in range(version, SCHEMA_VERSION):
+        if v not in MIGRATIONS:
+            raise SchemaError(
+                f"{path} has schema {version}, which this version of Coldmod cannot migrate; start a new store"
+            )
+        steps.append(MIGRATIONS[v])
+    db.executescript("BEGIN; " + "; ".join(steps) + f"; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")

@@ -1,0 +1,144 @@
+"""``coldmod status``: what the CLI sees, each part checked on its own so one problem hides no other."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from coldmod_cli._errors import CliError
+from coldmod_trace import config
+from coldmod_trace.rootmarker import RootmarkerError
+
+_SECRETS = frozenset({config.COLDMOD_API_KEY})
+_VARIABLES = (
+    config.COLDMOD_GRPC_HOST,
+    config.COLDMOD_WEB_HOST,
+    config.COLDMOD_INSECURE,
+    config.COLDMOD_API_KEY,
+    config.COLDMOD_TLS_CA,
+    config.COLDMOD_APP,
+    config.COLDMOD_ROOT,
+    config.COLDMOD_MODE,
+    config.COLDMOD_FLUSH_INTERVAL,
+)
+
+
+def mask(name: str, value: str) -> str:
+    """A variable's value for display; secrets show only that they are set and their length."""
+    if name in _SECRETS:
+        return f"set ({len(value)} characters, hidden)"
+    return value
+
+
+def engine() -> dict[str, str]:
+    """The tracing engine this Python would use, and why (coverage.py's habit: the reason is reportable)."""
+    if sys.version_info >= (3, 12) and hasattr(sys, "monitoring"):
+        return {
+            "engine": "sys.monitoring",
+            "reason": f"Python {sys.version_info.major}.{sys.version_info.minor} has PEP 669 monitoring",
+        }
+    return {
+        "engine": "sys.settrace",
+        "reason": f"Python {sys.version_info.major}.{sys.version_info.minor} predates sys.monitoring (3.12)",
+    }
+
+
+def gather() -> tuple[dict[str, Any], list[str]]:
+    """Everything status reports, and the problems found (one sentence each)."""
+    from coldmod_cli import client, local
+
+    problems: list[str] = []
+    info: dict[str, Any] = {
+        "root": None,
+        "app": None,
+        "files": None,
+        "functions": None,
+        "ignored_keys": None,
+    }
+    try:
+        found = local.checkout()
+        info.update(
+            root=str(found.marker.root),
+            app=local.app_name(found),
+            files=len(found.files),
+            functions=len(found.sources),
+            ignored_keys=len(found.marker.ignore_keys),
+            skipped_files=len(found.skipped),
+        )
+    except RootmarkerError as exc:  # reported; the other checks still run
+        problems.append(str(exc))
+    info["environment"] = {name: mask(name, os.environ[name]) for name in _VARIABLES if name in os.environ}
+    collector: dict[str, Any] = {
+        "address": None,
+        "reachable": False,
+        "authenticated": False,
+        "apps": None,
+    }
+    try:
+        settings = config.client_config()
+        collector["address"] = settings.target
+        collector["tls"] = not settings.insecure
+        response = client.list_apps(timeout=5.0)
+        collector.update(reachable=True, authenticated=True, apps=len(response.apps))
+        if info["app"] and info["app"] not in {summary.app for summary in response.apps}:
+            collector["note"] = f"no heatmap for {info['app']!r} yet"
+    except config.ConfigError as exc:
+        problems.append(str(exc))
+    except Exception as exc:
+        import grpc
+
+        if not isinstance(exc, grpc.RpcError):
+            raise
+        if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            collector["reachable"] = True
+        problems.append(client.explain_rpc_error(exc))
+    info["collector"] = collector
+    info["tracing"] = engine() | {"python": sys.version.split()[0]}
+    return info, problems
+
+
+def report(fmt: str) -> None:
+    """Print the status; fail (exit 1) when something needs fixing."""
+    info, problems = gather()
+    if fmt == "json":
+        json.dump(info | {"problems": problems}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _text(info)
+    if problems:
+        for problem in problems[:-1]:
+            print(f"coldmod: {problem}", file=sys.stderr)
+        raise CliError(problems[-1])
+
+
+def _text(info: dict[str, Any]) -> None:
+    def line(label: str, value: Any) -> None:
+        print(f"{label + ':' if label else '':<14}{value if value is not None else '-'}")
+
+    line("root", info["root"])
+    line("app", info["app"])
+    line("files", info["files"])
+    if info["functions"] is not None:
+        line("functions", f"{info['functions']} ({info['ignored_keys']} keys ignored)")
+    else:
+        line("functions", None)
+    collector = info["collector"]
+    if collector["authenticated"]:
+        auth = "authenticated" if collector.get("tls") else "no authentication (insecure)"
+        state = f"reachable, {auth}, {collector['apps']} apps" + (
+            f"; {collector['note']}" if "note" in collector else ""
+        )
+    elif collector["reachable"]:
+        state = "reachable, credentials refused"
+    else:
+        state = "not reachable"
+    line("collector", f"{collector['address'] or '-'} ({state})")
+    tracing = info["tracing"]
+    line("engine", f"{tracing['engine']} (Python {tracing['python']}: {tracing['reason']})")
+    env = info["environment"]
+    if not env:
+        line("environment", "no COLDMOD_* variables set")
+    for index, (name, value) in enumerate(env.items()):
+        line("environment" if index == 0 else "", f"{name}={value}")

@@ -1,0 +1,199 @@
+"""Fixtures for the collector's tests: a real server process on a loopback port.
+
+Imported by the ``test_server_*`` modules (``conftest.py`` belongs to the CLI's
+tests). The server runs as ``python -m coldmod_cli.server`` on port 0 with a
+real SQLite file; its stderr tells us the port it bound.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import grpc
+import pytest
+
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
+from coldmod_trace.config import client_channel, client_config
+
+_LISTENING = re.compile(r"gRPC listening on (\S+):(\d+) ")
+INSECURE = {"COLDMOD_INSECURE": "on"}
+
+
+class ServerProcess:
+    """One ``python -m coldmod_cli.server`` process and clients for it."""
+
+    def __init__(self, store: Path, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
+        """Start the server and wait until it listens (or fails)."""
+        self.store = store
+        self.env = dict(env)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
+        full_env.update(self.env)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coldmod_cli.server",
+                "--grpc-host",
+                "127.0.0.1:0",
+                "--web-host",
+                "127.0.0.1:0",
+                "--store",
+                f"sqlite://{store}",
+                *args,
+            ],
+            env=full_env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.port = 0
+        listening = threading.Event()
+        self._reader = threading.Thread(target=self._read, args=(listening,), daemon=True)
+        self._reader.start()
+        listening.wait(30)
+        self._channels: list[grpc.Channel] = []
+
+    def _read(self, listening: threading.Event) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.port = int(match.group(2))
+                listening.set()
+        listening.set()
+
+    @property
+    def stderr(self) -> str:
+        """Everything the server printed so far."""
+        return "".join(self.lines)
+
+    @property
+    def target(self) -> str:
+        """The address clients dial."""
+        assert self.port, f"the server did not start: {self.stderr}"
+        return f"127.0.0.1:{self.port}"
+
+    def channel(self, **env: str) -> grpc.Channel:
+        """A client channel built the way every Coldmod client builds it."""
+        channel = client_channel(client_config(self.target, env={**self.env, **env}))
+        self._channels.append(channel)
+        return channel
+
+    def tracing(self, **env: str) -> pb_grpc.TracingStub:
+        """A Tracing client."""
+        return pb_grpc.TracingStub(self.channel(**env))
+
+    def heatmap(self, **env: str) -> pb_grpc.HeatmapStub:
+        """A Heatmap client."""
+        return pb_grpc.HeatmapStub(self.channel(**env))
+
+    def terminate(self, timeout: float = 10) -> tuple[int, float]:
+        """SIGTERM; returns the exit code and the seconds it took."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code, time.monotonic() - start
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def close(self) -> None:
+        """Close the clients and make sure the process is gone."""
+        for channel in self._channels:
+            channel.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def run_server_once(store: Path, env: Mapping[str, str], *args: str, timeout: float = 30) -> tuple[int, str]:
+    """Run the server expecting it to exit by itself (a refused start); returns (code, stderr)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
+    full_env.update(env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coldmod_cli.server",
+            "--grpc-host",
+            "127.0.0.1:0",
+            "--web-host",
+            "127.0.0.1:0",
+            "--store",
+            f"sqlite://{store}",
+            *args,
+        ],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.fixture(name="start_server")
+def start_server_fixture(tmp_path: Path) -> Iterator:
+    """A factory: ``start_server(env=..., store=...)`` starts a server; all are stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(env: Mapping[str, str] = INSECURE, store: Path | None = None, args: tuple[str, ...] = ()):
+        server = ServerProcess(store or tmp_path / "coldmod.db", env, args)
+        started.append(server)
+        assert server.port, f"the server did not start: {server.stderr}"
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds, as the protocol counts time."""
+    return time.time_ns() // 1_000_000
+
+
+def sources(*keys: str) -> list[pb.TraceSource]:
+    """Trace sources for these keys, each in a file named after its module."""
+    return [pb.TraceSource(key=k, path=k.rsplit(".", 1)[0].replace(".", "/") + ".py", lines=[1]) for k in keys]
+
+
+def report(
+    app: str,
+    instance: str,
+    sequence: int,
+    calls: Mapping[str, int],
+    *,
+    estimated: bool = False,
+    start: int | None = None,
+    end: int | None = None,
+) -> pb.ReportRequest:
+    """A Report of these deltas."""
+    end = end if end is not None else now_ms()
+    start = start if start is not None else end - 1000
+    return pb.ReportRequest(
+        app=app,
+        instance_id=instance,
+        sequence=sequence,
+        window_start_ms=start,
+        window_end_ms=end,
+        deltas=[pb.KeyDelta(key=k, calls=c, estimated=estimated) for k, c in calls.items()],
+    )
+
+
+def heat(heatmap: pb_grpc.HeatmapStub, app: str) -> dict[str, pb.HeatmapEntry]:
+    """The app's heatmap as ``{key: entry}``."""
+    return {e.key: e for e in heatmap.Fetch(pb.FetchRequest(app=app), timeout=30).entries}

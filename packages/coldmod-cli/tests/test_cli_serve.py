@@ -1,0 +1,57 @@
+"""serve: the collector through `coldmod serve`, and its errors through the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import HOT, traced
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_serve_runs_a_collector_that_fetch_and_status_use(tmp_path, shop):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | {"COLDMOD_INSECURE": "on"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coldmod_cli", "serve", "--grpc-host", "127.0.0.1:0", "--web-host", "127.0.0.1:0",
+         "--store", f"sqlite:///{tmp_path / 'store.db'}"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        address = None
+        deadline = time.monotonic() + 30
+        while address is None and time.monotonic() < deadline:
+            line = server.stderr.readline()
+            found = re.search(r"gRPC listening on (\S+)", line)
+            address = found.group(1) if found else None
+            assert line or server.poll() is None
+        assert address
+        traced(address, shop, HOT)
+        env["COLDMOD_GRPC_HOST"] = address
+        status = subprocess.run(
+            [sys.executable, "-m", "coldmod_cli", "status", "--format", "json"],
+            cwd=shop, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["collector"]["apps"] == 1
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert server.returncode == 0  # SIGTERM is a clean stop
+    assert (tmp_path / "store.db").exists()
+
+
+def test_serve_with_a_bad_address_is_one_sentence_exit_1(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLDMOD_INSECURE", "on")
+
+    result = cli("serve", "--grpc-host", "http://nowhere", "--store", f"sqlite:///{tmp_path / 's.db'}")
+
+    assert result.code == 1
+    assert "is not a host:port" in result.err
+    assert "Traceback" not in result.err

@@ -1,0 +1,210 @@
+"""The web UI in Debian's Chromium: auth, rows and the picture, live updates, filters, text-only rendering."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from web_fixtures import (
+    ARTIFACTS,
+    CALLS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Stack,
+    checkout_sources,
+    running_stack,
+    write_checkout,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+COLD = {"shop.cart.clear", "shop.cart.total", "shop.views.legacy"}
+WARM = {"shop.cart.summary", "shop.views.receipt"}
+HOT = {"shop.cart.add", "shop.views.index"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, shared by the module's tests."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """An insecure collector with the checkout's app registered and one flush reported."""
+    root = write_checkout(tmp_path / "checkout")
+    with running_stack(tmp_path) as running:
+        running.register("webshop", checkout_sources(root))
+        running.report("webshop", CALLS, estimated=frozenset({"shop.cart.add"}))
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page that fails the test on any JavaScript error or dialog."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    yield page
+    context.close()
+    assert problems == []
+
+
+def expect_keys(page: Page, expected: set[str]) -> None:
+    """Wait until the table shows exactly ``expected`` (rendering is asynchronous)."""
+    expect(page.locator("#rows tbody tr")).to_have_count(len(expected))
+    for key in expected:
+        expect(page.locator(f'#rows tbody tr[data-key="{key}"]')).to_have_count(1)
+
+
+def test_page_and_api_need_basic_auth_over_https(tmp_path: Path, browser: Browser) -> None:
+    import trustme
+
+    api_key = "the-api-key-for-tests"
+    with running_stack(tmp_path, api_key=api_key, tls=trustme.CA()) as secured:
+        assert secured.url.startswith("https://")
+        status, headers, _ = secured.get("/")
+        assert status == 401
+        assert headers["WWW-Authenticate"].startswith('Basic realm="coldmod"')
+        assert secured.get("/api/apps")[0] == 401
+        assert secured.get("/api/events")[0] == 401
+        assert secured.get("/", auth=("coldmod", "wrong"))[0] == 401
+        assert secured.get("/", auth=("admin", api_key))[0] == 401
+        status, headers, body = secured.get("/", auth=("coldmod", api_key))
+        assert status == 200
+        assert b"<title>Coldmod</title>" in body
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+
+        wrong = browser.new_context(
+            ignore_https_errors=True, http_credentials={"username": "coldmod", "password": "wrong"}
+        )
+        response = wrong.new_page().goto(secured.url + "/")
+        assert response is not None
+        assert response.status == 401
+        wrong.close()
+
+        context = browser.new_context(
+            ignore_https_errors=True, http_credentials={"username": "coldmod", "password": api_key}
+        )
+        page = context.new_page()
+        assert page.goto(secured.url + "/").status == 200
+        expect(page.locator("#empty")).to_contain_text("No heatmaps yet")
+        expect(page.locator("#live")).to_have_text("live")  # the event stream passed auth too
+        context.close()
+
+
+def test_rows_picture_counts_and_a_flush_appear_live(stack: Stack, page: Page) -> None:
+    page.goto(stack.url + "/")
+    expect_keys(page, COLD | WARM | HOT)
+    # The picture: one box per file, one square per function, cold ones striped blue.
+    expect(page.locator("#grid .file")).to_have_count(2)
+    expect(page.locator("#grid .cell")).to_have_count(7)
+    expect(page.locator("#grid .cell.cold")).to_have_count(3)
+    expect(page.locator('[data-count="cold"] b')).to_have_text("3")
+    expect(page.locator('[data-count="hot"] b')).to_have_text("2")
+    add = page.locator('tr[data-key="shop.cart.add"]')
+    expect(add.locator("td").nth(2)).to_have_text("~1.5k")  # estimated, compact
+    expect(page.locator('tr[data-key="shop.views.legacy"] td').nth(3)).to_have_text("never")
+    expect(page.locator("#live")).to_have_text("live")
+
+    page.evaluate("window.notReloaded = true")
+    flushed = time.monotonic()
+    stack.report("webshop", {"shop.cart.clear": 7})
+    clear = page.locator('tr[data-key="shop.cart.clear"]')
+    expect(clear.locator("td").nth(2)).to_have_text("7", timeout=2000)
+    elapsed = time.monotonic() - flushed
+    assert elapsed < 2.0
+    expect(clear.locator(".state")).to_have_text("warm")
+    expect(page.locator("#grid .cell.cold")).to_have_count(2)
+    assert page.evaluate("window.notReloaded") is True
+    print(f"flush to screen: {elapsed * 1000:.0f} ms")
+
+
+def test_filters_sorting_and_the_app_picker(stack: Stack, page: Page) -> None:
+    stack.register("other", [("other.only", "other.py", 1)])
+    page.goto(stack.url + "/#app=webshop")
+    expect(page.locator("#rows tbody tr")).to_have_count(7)
+    for name, expected in (("cold", COLD), ("warm", WARM), ("hot", HOT), ("all", COLD | WARM | HOT)):
+        page.click(f'[data-filter="{name}"]')
+        expect_keys(page, expected)
+    page.fill("#search", "views")
+    expect_keys(page, {"shop.views.index", "shop.views.legacy", "shop.views.receipt"})
+    page.click('[data-filter="cold"]')
+    expect(page.locator("#rows tbody tr")).to_have_count(1)
+    page.fill("#search", "")
+    page.click('[data-filter="all"]')
+
+    page.click('th[data-sort="calls"]')  # already by calls ascending: now descending
+    expect(page.locator("#rows tbody tr").first).to_have_attribute("data-key", "shop.cart.add")
+    page.click('th[data-sort="key"]')
+    expect(page.locator("#rows tbody tr").last).to_have_attribute("data-key", "shop.views.receipt")
+    keys = page.locator("#rows tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    assert keys == sorted(keys)
+
+    page.select_option("#app", "other")
+    expect_keys(page, {"other.only"})
+    assert "app=other" in page.url
+
+
+def test_keys_from_the_network_render_as_text(stack: Stack, page: Page) -> None:
+    script = "shop.<script>alert(1)</script>"
+    image = "shop.<img src=x onerror=alert(2)>"
+    stack.register("<b>xss</b>", [(script, "<i>x</i>.py", 1), (image, "y.py", 2)])
+    stack.report("<b>xss</b>", {image: 5})
+    page.goto(stack.url + "/#app=" + "%3Cb%3Exss%3C%2Fb%3E")
+    expect(page.locator("#rows tbody tr")).to_have_count(2)
+    expect(page.get_by_text(script, exact=True)).to_be_visible()
+    expect(page.get_by_text(image, exact=True)).to_be_visible()
+    expect(page.get_by_text("<i>x</i>.py:1", exact=True)).to_be_visible()
+    expect(page.locator("#app option:checked")).to_contain_text("<b>xss</b>")
+    assert page.locator("script").count() == 1  # our own app.js, nothing injected
+    assert page.locator("img").count() == 0
+    assert page.locator("#rows b, #rows i, #grid b, #grid i").count() == 0
+    page.wait_for_timeout(300)  # an injected handler would have fired by now; the fixture checks dialogs
+
+
+def test_screenshot_for_the_readme(tmp_path: Path, browser: Browser) -> None:
+    """A larger heatmap, kept as ``artifacts/heatmap.png`` (docs/heatmap.png is a copy of a good one)."""
+    files = {
+        "shop/cart.py": ["Cart.__init__", "Cart.add", "Cart.remove", "Cart.total", "Cart.apply_coupon",
+                         "Cart.merge", "Cart.export_csv", "checkout"],
+        "shop/catalog.py": ["Product.label", "list_products", "find_product", "format_price", "legacy_import",
+                            "search", "bulk_discount"],
+        "shop/views.py": ["index", "product", "add_to_cart", "coupon_page", "admin_report", "healthz"],
+        "shop/payments.py": ["charge", "refund", "retry_failed", "paypal_legacy", "webhook"],
+        "shop/emails.py": ["send_receipt", "send_newsletter", "render_template", "unsubscribe"],
+    }
+    calls = {
+        "shop.cart.Cart.__init__": 41_000, "shop.cart.Cart.add": 38_500, "shop.cart.Cart.total": 12_000,
+        "shop.cart.checkout": 2_100, "shop.cart.Cart.remove": 310, "shop.catalog.Product.label": 220_000,
+        "shop.catalog.list_products": 9_400, "shop.catalog.find_product": 61_000,
+        "shop.catalog.format_price": 180_000, "shop.catalog.search": 4_200, "shop.views.index": 9_400,
+        "shop.views.product": 51_000, "shop.views.add_to_cart": 38_500, "shop.views.healthz": 86_000,
+        "shop.payments.charge": 2_100, "shop.payments.refund": 14, "shop.payments.webhook": 1_900,
+        "shop.emails.send_receipt": 2_100, "shop.emails.render_template": 2_150, "shop.emails.unsubscribe": 3,
+    }
+    sources = [
+        (f"{path[:-3].replace('/', '.')}.{name}", path, 1 + 8 * i)
+        for path, names in files.items()
+        for i, name in enumerate(names)
+    ]
+    with running_stack(tmp_path) as running:
+        running.register("shop", sources)
+        running.report("shop", calls, estimated=frozenset({"shop.catalog.Product.label", "shop.catalog.format_price"}))
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto(running.url + "/")
+        expect(page.locator("#rows tbody tr")).to_have_count(len(sources))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "heatmap.png"
+        page.screenshot(path=str(shot))
+        context.close()
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,73 @@
+"""Engine choice: sys.monitoring on 3.12+ (any free tool id), sys.settrace when none is free or on 3.11."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import Collector, clean_env, make_app, run_py
+
+pytestmark = pytest.mark.timeout(120)
+
+APP = """
+import json
+import sys
+
+TAKE = {take}
+for tool in TAKE:
+    sys.monitoring.use_tool_id(tool, "someone else")
+
+import coldmod_trace
+from coldmod_trace import tracer
+
+coldmod_trace.start(mode="exact", flush_interval=0.1)
+
+
+def f():
+    pass
+
+
+for _ in range(5):
+    f()
+engine = tracer.active().engine
+print(json.dumps({{"engine": engine.name, "tool": getattr(engine, "tool", None)}}))
+"""
+
+
+def _run(tmp_path, collector: Collector, take: list[int]) -> tuple[dict[str, object], str]:
+    root = make_app(tmp_path / "app", {"app.py": APP.format(take=take)})
+    result = run_py(root, ["app.py"], clean_env(**collector.env))
+    assert result.returncode == 0, result.stderr
+    collector.wait_for(lambda r: r.totals() == {"app.f": 5})
+    return json.loads(result.stdout), result.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_a_taken_tool_id_means_another_one(tmp_path, collector: Collector):
+    facts, stderr = _run(tmp_path, collector, [3])
+    assert facts == {"engine": "sys.monitoring", "tool": 4}
+    assert stderr == ""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_every_tool_id_taken_falls_back_to_settrace_and_says_so(tmp_path, collector: Collector):
+    facts, stderr = _run(tmp_path, collector, [3, 4, 5, 2])
+    assert facts["engine"] == "sys.settrace"
+    [line] = stderr.splitlines()
+    assert "tracing with sys.settrace: every sys.monitoring tool id coldmod may use is taken" in line
+    assert collector.recorder.registers[0].process.engine == "sys.settrace"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.11 only")
+def test_python_311_traces_with_settrace(tmp_path, collector: Collector):
+    facts, stderr = _run(tmp_path, collector, [])
+    assert facts["engine"] == "sys.settrace"
+    assert stderr == ""  # expected on 3.11: said at INFO level, not as a warning
+    assert collector.recorder.registers[0].process.engine == "sys.settrace"
+
+
+def test_run_with_a_command_that_does_not_exist_is_one_line(tmp_path):
+    result = run_py(tmp_path, ["-m", "coldmod_trace", "run", "--", "no-such-command-xyz"], clean_env())
+    assert result.returncode == 127
+    assert result.stderr.strip() == "coldmod-trace: cannot run 'no-such-command-xyz': No such file or directory"
