@@ -64,7 +64,7 @@ def test_files_and_srcs_text_and_json(cli, shop):
 def test_cache_warm_then_clear(cli, shop):
     warm = cli("cache", "warm")
     assert warm.code == 0
-    assert list((shop / ".coldmod-cache").glob("discovery-*.json"))
+    assert list((shop / ".coldmod-cache").glob("discovery-*.marshal"))
     assert "cached 20 functions from 5 files" in warm.err
 
     clear = cli("cache", "clear")

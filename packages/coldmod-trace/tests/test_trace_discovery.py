@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import subprocess
 import sys
@@ -114,9 +114,9 @@ def test_warm_cache_hits_and_follows_edits(tmp_path: Path) -> None:
 def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     make_tree(tmp_path, {"a.py": "def a(): pass\n"})
     discover(tmp_path)
-    (cache_file,) = (tmp_path / CACHE_DIR).glob("discovery-*.json")
-    wrong_shape = {"version": "0.1.0", "files": {"a.py": {"stat": 1, "defs": [[1, "x"]]}}}
-    for garbage in (b"{not json", b"[]", json.dumps(wrong_shape).encode()):
+    (cache_file,) = (tmp_path / CACHE_DIR).glob("discovery-*.marshal")
+    wrong_shape = {"version": "0.1.0", "files": {"a.py": {"stat": 1, "names": [1], "lines": ["x"]}}}
+    for garbage in (b"{not marshal", marshal.dumps([]), marshal.dumps(wrong_shape), marshal.dumps(wrong_shape)[:-3]):
         cache_file.write_bytes(garbage)
         assert keys(tmp_path) == ["a.a"]
 
@@ -124,11 +124,12 @@ def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
 def test_poisoned_cache_entry_with_matching_stat_is_not_trusted_blindly(tmp_path: Path) -> None:
     make_tree(tmp_path, {"a.py": "def a(): pass\n"})
     discover(tmp_path)
-    (cache_file,) = (tmp_path / CACHE_DIR).glob("discovery-*.json")
-    data = json.loads(cache_file.read_text())
-    data["files"]["a.py"]["defs"] = "not a list"
-    cache_file.write_text(json.dumps(data))
-    assert keys(tmp_path) == ["a.a"]
+    (cache_file,) = (tmp_path / CACHE_DIR).glob("discovery-*.marshal")
+    data = marshal.loads(cache_file.read_bytes())
+    for names, lines in (("not a list", [1]), (["a", "b"], [1]), ([1], [1]), (["a"], ["1"])):
+        data["files"]["a.py"]["names"], data["files"]["a.py"]["lines"] = names, lines
+        cache_file.write_bytes(marshal.dumps(data))
+        assert keys(tmp_path) == ["a.a"]
 
 
 def test_cache_that_cannot_be_written_is_skipped(tmp_path: Path) -> None:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import logging
+import marshal
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from coldmod_trace._version import __version__
 from coldmod_trace.keys import module_for
@@ -39,13 +39,16 @@ log = logging.getLogger("coldmod_trace")
 CACHE_DIR = ".coldmod-cache"
 #: Directory names never walked (besides hidden ones and virtual environments).
 EXCLUDED_DIRS = frozenset({"__pycache__", "site-packages", "node_modules", CACHE_DIR})
-_CACHE_NAME = f"discovery-{sys.implementation.cache_tag}-{__version__}.json"
+# marshal, as in __pycache__: several times faster to load than JSON, and the
+# name carries the Python version whose marshal format it is.
+_CACHE_NAME = f"discovery-{sys.implementation.cache_tag}-{__version__}.marshal"
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """One trace source: its key, its root-relative file and the line of each definition."""
 
+    # A NamedTuple rather than a frozen dataclass: a warm start builds one per
+    # function (tens of thousands), and a tuple is several times cheaper to make.
     key: str
     path: str
     lines: tuple[int, ...]
@@ -140,7 +143,13 @@ def _declared_global(body: list[ast.stmt]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _parse(source: bytes, relpath: str) -> list[tuple[str, int]] | Skipped:
+#: A file's definitions: their qualnames and the line of each, in file order.
+#: Two parallel lists rather than pairs: the cache stores them as they are, and
+#: a warm start then allocates nothing per definition but the key and its Source.
+Defs = tuple[list[str], list[int]]
+
+
+def _parse(source: bytes, relpath: str) -> Defs | Skipped:
     try:
         tree = ast.parse(source, filename=relpath)
     except SyntaxError as exc:
@@ -149,7 +158,8 @@ def _parse(source: bytes, relpath: str) -> list[tuple[str, int]] | Skipped:
         return Skipped(relpath, 1, f"cannot decode the file ({exc})")
     except ValueError as exc:  # e.g. source contains null bytes
         return Skipped(relpath, 1, f"cannot parse the file ({exc})")
-    return list(qualnames(tree))
+    found = list(qualnames(tree))
+    return [qualname for qualname, _ in found], [line for _, line in found]
 
 
 def _fingerprint(stat: os.stat_result) -> list[int]:
@@ -172,34 +182,35 @@ class _Cache:
         self.dirty = False
         if enabled:
             try:
-                data = json.loads(self.path.read_bytes())
+                # The trust of __pycache__: a file under the root that only we write.
+                data = marshal.loads(self.path.read_bytes())  # noqa: S302
                 if isinstance(data, dict) and data.get("version") == __version__:
                     files = data.get("files")
                     self.entries = files if isinstance(files, dict) else {}
-            except (OSError, ValueError):
+            except (OSError, ValueError, EOFError, TypeError):  # missing, truncated or garbage
                 self.entries = {}
 
-    def lookup(self, relpath: str, stat: os.stat_result) -> list[tuple[str, int]] | None:
+    def lookup(self, relpath: str, stat: os.stat_result) -> Defs | None:
         entry = self.entries.get(relpath)
         if not self.enabled or not isinstance(entry, dict):
             return None
         if entry.get("stat") == _fingerprint(stat):
-            return _decode(entry.get("defs"))
+            return _decode(entry)
         return None
 
-    def lookup_digest(self, relpath: str, digest: str, stat: os.stat_result) -> list[tuple[str, int]] | None:
+    def lookup_digest(self, relpath: str, digest: str, stat: os.stat_result) -> Defs | None:
         entry = self.entries.get(relpath)
         if not self.enabled or not isinstance(entry, dict) or entry.get("sha256") != digest:
             return None
-        defs = _decode(entry.get("defs"))
+        defs = _decode(entry)
         if defs is not None:
             entry["stat"] = _fingerprint(stat)
             self.dirty = True
         return defs
 
-    def store(self, relpath: str, digest: str, stat: os.stat_result, defs: list[tuple[str, int]]) -> None:
+    def store(self, relpath: str, digest: str, stat: os.stat_result, defs: Defs) -> None:
         if self.enabled:
-            self.entries[relpath] = {"stat": _fingerprint(stat), "sha256": digest, "defs": defs}
+            self.entries[relpath] = {"stat": _fingerprint(stat), "sha256": digest, "names": defs[0], "lines": defs[1]}
             self.dirty = True
 
     def save(self, keep: set[str]) -> None:
@@ -211,7 +222,7 @@ class _Cache:
             return
         for relpath in stale:
             del self.entries[relpath]
-        payload = json.dumps({"version": __version__, "files": self.entries}, separators=(",", ":"))
+        payload = marshal.dumps({"version": __version__, "files": self.entries})
         try:
             self.path.parent.mkdir(exist_ok=True)
             gitignore = self.path.parent / ".gitignore"
@@ -220,7 +231,7 @@ class _Cache:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
             try:
                 os.fchmod(fd, 0o644)
-                with os.fdopen(fd, "w") as handle:
+                with os.fdopen(fd, "wb") as handle:
                     handle.write(payload)
                 os.replace(tmp, self.path)
             except BaseException:
@@ -230,14 +241,13 @@ class _Cache:
             log.debug("coldmod: discovery cache not written (%s)", exc)
 
 
-def _decode(defs: Any) -> list[tuple[str, int]] | None:
-    """Entries read back from JSON, or None when the cache entry is malformed."""
-    try:
-        out = [(qualname, line) for qualname, line in defs]
-    except (TypeError, ValueError):
+def _decode(entry: dict[str, Any]) -> Defs | None:
+    """A cache entry's definitions, or None when it is malformed (then the file is re-parsed)."""
+    names, lines = entry.get("names"), entry.get("lines")
+    if not (type(names) is list and type(lines) is list and len(names) == len(lines)):
         return None
-    if all(type(q) is str and type(n) is int for q, n in out):
-        return out
+    if all(type(n) is str for n in names) and all(type(n) is int for n in lines):
+        return names, lines
     return None
 
 
@@ -258,7 +268,7 @@ def discover(
     marker = root if isinstance(root, Rootmarker) else load(root)
     result = Discovery(marker=marker)
     store = _Cache(marker.root, cache)
-    collected: dict[str, tuple[str, list[int]]] = {}
+    collected: dict[str, Source] = {}
     root = str(marker.root)
     ignore_keys = marker.ignore_keys
     for relpath in iter_files(marker):
@@ -291,19 +301,17 @@ def discover(
         result.files.append(relpath)
         module = module_for(relpath)
         prefix = module + "." if module else ""
-        for qualname, line in defs:
+        for qualname, line in zip(*defs, strict=True):
             key = prefix + qualname  # keys.key_for, inlined: this loop runs per definition
-            if key in ignore_keys:
-                continue
-            entry = collected.get(key)
-            if entry is None:
-                collected[key] = (relpath, [line])
-            elif entry[0] == relpath:
-                entry[1].append(line)
+            known = collected.get(key)
+            if known is None:
+                collected[key] = Source(key, relpath, (line,))
+            elif known.path == relpath:  # getter and setter, overloads: one key, every line
+                collected[key] = Source(key, relpath, tuple(sorted((*known.lines, line))))
     store.save(set(result.files))
-    result.sources = {
-        key: Source(key, path, tuple(sorted(lines))) for key, (path, lines) in sorted(collected.items())
-    }
+    for key in ignore_keys:
+        collected.pop(key, None)
+    result.sources = dict(sorted(collected.items()))
     return result
 
 

@@ -117,24 +117,35 @@ class _FirstCall:
 class _Sampler:
     """One function's counter for one window in sampled mode."""
 
-    __slots__ = ("cap", "first", "remaining", "tick")
+    __slots__ = ("armed_at", "cap", "first", "remaining", "size", "tick")
 
-    def __init__(self, size: int, cap: _Cap) -> None:
-        self.first = _FirstCall()
-        self.remaining: Iterator[None] = itertools.repeat(None, size - 1)  # knows its length left
+    def __init__(self, size: int, cap: _Cap, now: float, timed: bool = False) -> None:
+        self.size = size
+        self.armed_at = now
         self.cap = cap
-        # The first call notes the time; then size - 1 plain C steps; then cap.hit for
-        # every call until the function is switched off. The pace is measured from the
-        # first call, not from when the window was armed: between the two the sender
-        # thread (or the rest of the program) may have run for a long time.
         # Nothing here points back at the sampler: a replaced one is freed at once.
-        self.tick: Callable[[], object] = itertools.chain(
-            itertools.islice(iter(self.first.hit, _NEVER), 1), self.remaining, cap.calls
-        ).__next__
+        if not timed:
+            # size plain C steps, then cap.hit for every call until the function is switched off.
+            self.first: _FirstCall | None = None
+            self.remaining: Iterator[None] = itertools.repeat(None, size)  # knows its length left
+            self.tick: Callable[[], object] = itertools.chain(self.remaining, cap.calls).__next__
+        else:
+            # A function that was hot last window: its first call notes the time, so the pace
+            # is measured from it rather than from when the window was armed (between the two
+            # the sender thread, or the rest of the program, may have run for a long time).
+            # Only hot functions pay for these few extra objects (memory stays bounded).
+            self.first = _FirstCall()
+            self.remaining = itertools.repeat(None, size - 1)
+            self.tick = itertools.chain(
+                itertools.islice(iter(self.first.hit, _NEVER), 1), self.remaining, cap.calls
+            ).__next__
 
-    def called(self) -> bool:
-        """Whether the function ran in this window."""
-        return self.first.at != 0.0
+    def seen(self) -> int:
+        """Calls counted individually in this window (the cap included)."""
+        left: int = self.remaining.__length_hint__()  # type: ignore[attr-defined]
+        if self.first is None:
+            return self.size - left
+        return self.size - left if self.first.at else 0
 
     def calls(self, size: int, now: float, overhead: float, capped_at: float) -> tuple[int, bool]:
         """Calls in the window: exact below the cap, else extrapolated from how fast it was reached.
@@ -142,17 +153,16 @@ class _Sampler:
         The calls before the cap ran slower than the rest (each paid for the callback,
         ``overhead`` seconds): that time is taken out before extrapolating the pace.
         """
-        if not self.called():
-            return 0, False
-        seen = size - self.remaining.__length_hint__()  # type: ignore[attr-defined]
+        seen = self.seen()
         if not capped_at:
             return seen, False
         seen += 1  # the call that ran _Cap.hit
-        took = capped_at - self.first.at
+        start = self.first.at if self.first is not None and self.first.at else self.armed_at
+        took = capped_at - start
         # At most halved: the overhead is measured, not known, and an over-correction
         # would inflate the estimate; uncorrected, trivial functions come out ~3x low.
         took = max(took - seen * overhead, took * 0.5, 1e-7)
-        return max(seen, round(seen * (now - self.first.at) / took)), True
+        return max(seen, round(seen * (now - start) / took)), True
 
 
 class _Counting:
@@ -175,7 +185,7 @@ class _Counting:
         self.codes.setdefault(cid, code)
         if self.mode == "sampled":
             sampler = self.samplers.setdefault(
-                cid, _Sampler(self.cap, _Cap(self.disable))
+                cid, _Sampler(self.cap, _Cap(self.disable), _clock())
             )
             return sampler.tick
         return self.counters.setdefault(cid, itertools.count()).__next__
@@ -192,9 +202,9 @@ class _Counting:
                 self.reported[cid] = total
                 out.append((self.codes[cid], delta, False))
         for cid, sampler in list(self.samplers.items()):
-            if not sampler.called() and not sampler.cap.at:
+            if not sampler.seen() and not sampler.cap.at:
                 continue  # not called this window: keep its sampler
-            new = self.samplers[cid] = _Sampler(self.cap, sampler.cap)
+            new = self.samplers[cid] = _Sampler(self.cap, sampler.cap, now, timed=bool(sampler.cap.at))
             install(cid, new.tick)  # first, so that no call lands on the old one once it is read
             capped_at, sampler.cap.at = sampler.cap.at, 0.0  # the new window starts uncapped
             calls, estimated = sampler.calls(self.cap, now, self.overhead, capped_at)
@@ -206,6 +216,7 @@ class _Counting:
         """Zero every counter (forked child); returns the ticks to install."""
         # The parent's lock may have been held by a thread the child does not have.
         self.lock = threading.Lock()
+        now = _clock()
         self.reported.clear()
         ticks: dict[int, Callable[[], object]] = {}
         for cid in self.counters:
@@ -214,7 +225,7 @@ class _Counting:
         for cid in self.samplers:
             old = self.samplers[cid]
             old.cap.at = 0.0
-            sampler = self.samplers[cid] = _Sampler(self.cap, old.cap)
+            sampler = self.samplers[cid] = _Sampler(self.cap, old.cap, now)
             ticks[cid] = sampler.tick
         return ticks
 
