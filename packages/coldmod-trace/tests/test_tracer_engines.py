@@ -71,3 +71,37 @@ def test_run_with_a_command_that_does_not_exist_is_one_line(tmp_path):
     result = run_py(tmp_path, ["-m", "coldmod_trace", "run", "--", "no-such-command-xyz"], clean_env())
     assert result.returncode == 127
     assert result.stderr.strip() == "coldmod-trace: cannot run 'no-such-command-xyz': No such file or directory"
+
+
+PREVIEW = """
+import json
+import sys
+
+for tool in {take}:
+    sys.monitoring.use_tool_id(tool, "someone else")
+
+from coldmod_trace.tracer import engine_preview
+
+before = [sys.monitoring.get_tool(t) for t in range(6)] if hasattr(sys, "monitoring") else []
+preview = engine_preview()
+after = [sys.monitoring.get_tool(t) for t in range(6)] if hasattr(sys, "monitoring") else []
+print(json.dumps({{"preview": preview, "claimed_nothing": before == after}}))
+"""
+
+
+@pytest.mark.parametrize("take", [[], [3, 4, 5, 2]])
+def test_engine_preview_matches_the_choice_and_claims_nothing(tmp_path, take: list[int]):
+    if take and sys.version_info < (3, 12):
+        take = []  # no tool ids to take on 3.11; the preview is settrace either way
+    result = run_py(tmp_path, ["-c", PREVIEW.format(take=take)], clean_env())
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["claimed_nothing"] is True
+    name, reason = facts["preview"]
+    if sys.version_info < (3, 12):
+        assert (name, reason) == ("sys.settrace", "Python 3.11 has no sys.monitoring")
+    elif take:
+        assert name == "sys.settrace"
+        assert reason.startswith("every sys.monitoring tool id coldmod may use is taken (3=someone else")
+    else:
+        assert (name, reason) == ("sys.monitoring", "")

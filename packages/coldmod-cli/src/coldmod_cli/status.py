@@ -34,15 +34,10 @@ def mask(name: str, value: str) -> str:
 
 def engine() -> dict[str, str]:
     """The tracing engine this Python would use, and why (coverage.py's habit: the reason is reportable)."""
-    if sys.version_info >= (3, 12) and hasattr(sys, "monitoring"):
-        return {
-            "engine": "sys.monitoring",
-            "reason": f"Python {sys.version_info.major}.{sys.version_info.minor} has PEP 669 monitoring",
-        }
-    return {
-        "engine": "sys.settrace",
-        "reason": f"Python {sys.version_info.major}.{sys.version_info.minor} predates sys.monitoring (3.12)",
-    }
+    from coldmod_trace.tracer import engine_preview
+
+    name, reason = engine_preview()
+    return {"engine": name, "reason": reason or "the fastest engine this Python offers"}
 
 
 def gather() -> tuple[dict[str, Any], list[str]]:

@@ -117,3 +117,10 @@ def status() -> dict[str, Any] | None:
     """Internal state of the running tracer (engine, pending, dropped…), for debugging and tests."""
     tracer = _tracer
     return None if tracer is None else dict(tracer.status())
+
+
+def engine_preview() -> tuple[str, str]:
+    """The engine ``start()`` would use in this process now, and why not a faster one ("" when none)."""
+    from coldmod_trace._internal.engines import preview_engine
+
+    return preview_engine()

@@ -435,12 +435,26 @@ def _call_trace_function(
     return trace
 
 
+def _no_monitoring_reason(monitoring: Any) -> str:
+    """Why sys.monitoring cannot be used here (it is absent, or every id we may use is taken)."""
+    if monitoring is None:
+        return f"Python {sys.version_info[0]}.{sys.version_info[1]} has no sys.monitoring"
+    taken = ", ".join(f"{t}={monitoring.get_tool(t)}" for t in _TOOL_IDS)
+    return f"every sys.monitoring tool id coldmod may use is taken ({taken})"
+
+
+def preview_engine() -> tuple[str, str]:
+    """The engine :func:`select_engine` would pick in this process now, and why not a faster one; claims nothing."""
+    monitoring: Any = getattr(sys, "monitoring", None)
+    if monitoring is not None and any(monitoring.get_tool(tool) is None for tool in _TOOL_IDS):
+        return SysMonitoringEngine.name, ""
+    return SettraceEngine.name, _no_monitoring_reason(monitoring)
+
+
 def select_engine(apps: AppFilter, mode: str) -> tuple[Engine, str]:
     """The fastest engine available, and why a faster one could not be used ("" when none)."""
     monitoring: Any = getattr(sys, "monitoring", None)
-    if monitoring is None:
-        reason = f"Python {sys.version_info[0]}.{sys.version_info[1]} has no sys.monitoring"
-    else:
+    if monitoring is not None:
         for tool in _TOOL_IDS:
             if monitoring.get_tool(tool) is None:
                 try:
@@ -448,6 +462,4 @@ def select_engine(apps: AppFilter, mode: str) -> tuple[Engine, str]:
                 except ValueError:
                     continue  # taken between the check and the claim
                 return SysMonitoringEngine(tool, apps, mode), ""
-        taken = ", ".join(f"{t}={monitoring.get_tool(t)}" for t in _TOOL_IDS)
-        reason = f"every sys.monitoring tool id coldmod may use is taken ({taken})"
-    return SettraceEngine(apps, mode), reason
+    return SettraceEngine(apps, mode), _no_monitoring_reason(monitoring)
