@@ -144,17 +144,9 @@ def worker(spec: dict) -> None:
 
 
 def _start_server(store: Path, group_commit: bool) -> tuple[subprocess.Popen, str]:
-    args = [
-        sys.executable,
-        "-m",
-        "coldmod_cli.server",
-        "--grpc-host",
-        "127.0.0.1:0",
-        "--web-host",
-        "127.0.0.1:0",
-        "--store",
-        f"sqlite://{store}",
-    ]
+    from coldmod_cli.server.process import collector_command
+
+    args = collector_command(f"sqlite://{store}")
     if not group_commit:
         args.append("--no-group-commit")
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | INSECURE

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import grpc
 import pytest
 
 from coldmod_cli.__main__ import main
+from coldmod_cli.server.process import collector_command
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.discovery import discover
@@ -72,17 +72,7 @@ class Collector:
 def start_collector(directory: Path, env: dict[str, str]) -> Collector:
     """Start ``python -m coldmod_cli.server`` on port 0; returns once it listens."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coldmod_cli.server",
-            "--grpc-host",
-            "127.0.0.1:0",
-            "--web-host",
-            "127.0.0.1:0",
-            "--store",
-            f"sqlite:///{directory / 'coldmod.db'}",
-        ],
+        collector_command(f"sqlite:///{directory / 'coldmod.db'}"),
         cwd=directory,
         env=env,
         stdin=subprocess.DEVNULL,

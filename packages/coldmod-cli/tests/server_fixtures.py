@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from coldmod_cli.server.process import collector_command
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.config import client_channel, client_config
@@ -38,18 +38,7 @@ class ServerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
         full_env.update(self.env)
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coldmod_cli.server",
-                "--grpc-host",
-                "127.0.0.1:0",
-                "--web-host",
-                "127.0.0.1:0",
-                "--store",
-                f"sqlite://{store}",
-                *args,
-            ],
+            collector_command(f"sqlite://{store}", *args),
             env=full_env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -125,18 +114,7 @@ def run_server_once(store: Path, env: Mapping[str, str], *args: str, timeout: fl
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
     full_env.update(env)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coldmod_cli.server",
-            "--grpc-host",
-            "127.0.0.1:0",
-            "--web-host",
-            "127.0.0.1:0",
-            "--store",
-            f"sqlite://{store}",
-            *args,
-        ],
+        collector_command(f"sqlite://{store}", *args),
         env=full_env,
         capture_output=True,
         text=True,

@@ -10,7 +10,6 @@ import re
 import secrets
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import trustme
 from web_fixtures import write_checkout
 
 from coldmod_cli.connect import connect
+from coldmod_cli.server.process import collector_command
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,8 +27,7 @@ pytestmark = pytest.mark.timeout(60)
 def start_collector(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str, int, str]:
     """``python -m coldmod_cli.server`` on free ports: (process, gRPC address, web port, what it printed)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "coldmod_cli.server", "--grpc-host", "127.0.0.1:0", "--web-host", "127.0.0.1:0",
-         "--store", f"sqlite:///{tmp_path / 'coldmod.db'}"],
+        collector_command(f"sqlite:///{tmp_path / 'coldmod.db'}"),
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     assert process.stderr is not None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from coldmod_cli import heatmap, local, removal, report
 from coldmod_cli._errors import CliError, say
+from coldmod_cli.server.process import collector_command
 
 SAMPLE = Path(__file__).parent / "demo_app"
 #: Seconds to wait for a process to say it is listening.
@@ -109,17 +110,7 @@ def copy_sample(workdir: Path) -> Path:
 def collector(workdir: Path) -> Iterator[tuple[str, str | None, _Process]]:
     """A collector on free loopback ports with a store in ``workdir``: (gRPC address, web address, process)."""
     env = dict(os.environ, COLDMOD_INSECURE="on", PYTHONUNBUFFERED="1")
-    argv = [
-        sys.executable,
-        "-m",
-        "coldmod_cli.server",
-        "--grpc-host",
-        "127.0.0.1:0",
-        "--web-host",
-        "127.0.0.1:0",
-        "--store",
-        f"sqlite:///{workdir / 'coldmod.db'}",
-    ]
+    argv = collector_command(f"sqlite:///{workdir / 'coldmod.db'}")
     process = _Process("collector", argv, cwd=workdir, env=env)
     try:
         grpc_address = process.wait_for(re.compile(r"gRPC listening on (\S+)")).group(1)
