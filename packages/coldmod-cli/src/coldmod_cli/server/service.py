@@ -10,6 +10,8 @@ store is closing or cannot write (retry later).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import grpc
@@ -31,6 +33,21 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
+@contextmanager
+def _statuses(
+    context: grpc.ServicerContext, unknown_app: grpc.StatusCode = grpc.StatusCode.NOT_FOUND
+) -> Iterator[None]:
+    """The one mapping of the store's refusals to gRPC statuses (see the module docstring)."""
+    try:
+        yield
+    except Rejected as exc:
+        _abort(context, exc.code, exc.message)
+    except UnknownApp as exc:
+        _abort(context, unknown_app, str(exc))
+    except StoreUnavailable as exc:
+        _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+
 def is_loopback(peer: str) -> bool:
     """True when a gRPC peer string names this machine (loopback or a Unix socket)."""
     return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:", "ipv6:[::ffff:127."))
@@ -45,26 +62,16 @@ class TracingService(pb_grpc.TracingServicer):
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
         """Replace the app's set of keys."""
-        try:
+        with _statuses(context):
             app = check_app(request.app)
             sources, fingerprint = sources_from(request)
             result = self.store.register(app, sources, _now_ms(), fingerprint)
-        except Rejected as exc:
-            _abort(context, exc.code, exc.message)
-        except StoreUnavailable as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         return pb.RegisterResponse(kept=result.kept, added=result.added, removed=result.removed)
 
     def Report(self, request: pb.ReportRequest, context: grpc.ServicerContext) -> pb.ReportResponse:
         """Apply one batch at most once; answer once it is durable."""
-        try:
+        with _statuses(context, grpc.StatusCode.FAILED_PRECONDITION):
             result = self.store.report(batch_from(request))
-        except Rejected as exc:
-            _abort(context, exc.code, exc.message)
-        except UnknownApp as exc:
-            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except StoreUnavailable as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         return pb.ReportResponse(sequence=result.sequence, duplicate=result.duplicate, unknown_keys=result.unknown_keys)
 
 
@@ -84,14 +91,8 @@ class HeatmapService(pb_grpc.HeatmapServicer):
 
     def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> pb.FetchResponse:
         """The heatmap of one app."""
-        try:
+        with _statuses(context):
             heatmap = self.store.fetch(check_app(request.app))
-        except Rejected as exc:
-            _abort(context, exc.code, exc.message)
-        except UnknownApp as exc:
-            _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
-        except StoreUnavailable as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         entries: list[Any] = [
             pb.HeatmapEntry(
                 key=e.key,
@@ -115,10 +116,8 @@ class HeatmapService(pb_grpc.HeatmapServicer):
 
     def ListApps(self, request: pb.ListAppsRequest, context: grpc.ServicerContext) -> pb.ListAppsResponse:
         """Every app the collector knows."""
-        try:
+        with _statuses(context):
             apps = self.store.list_apps()
-        except StoreUnavailable as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         return pb.ListAppsResponse(
             apps=[
                 pb.AppSummary(
@@ -140,12 +139,6 @@ class HeatmapService(pb_grpc.HeatmapServicer):
                 grpc.StatusCode.PERMISSION_DENIED,
                 "Reset needs an authenticated caller; an insecure collector accepts it only from its own machine",
             )
-        try:
+        with _statuses(context):
             keys = self.store.reset(check_app(request.app), _now_ms())
-        except Rejected as exc:
-            _abort(context, exc.code, exc.message)
-        except UnknownApp as exc:
-            _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
-        except StoreUnavailable as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         return pb.ResetResponse(keys=keys)
