@@ -12,12 +12,11 @@ from typing import Any
 
 import grpc
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from web_fixtures import (
+from playwright.sync_api import Browser, Page, expect
+from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds it by name
     CALLS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Stack,
+    browser,
     checkout_sources,
     running_stack,
     wait_for,
@@ -67,15 +66,6 @@ class Session:
     def close(self) -> None:
         """Stop listening."""
         self._unlisten()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, shared by the module's tests."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

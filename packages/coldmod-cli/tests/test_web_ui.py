@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from web_fixtures import (
+from playwright.sync_api import Browser, Page, expect
+from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds it by name
     ARTIFACTS,
     CALLS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Stack,
+    browser,
     checkout_sources,
     running_stack,
     write_checkout,
@@ -24,15 +23,6 @@ pytestmark = pytest.mark.timeout(120)
 COLD = {"shop.cart.clear", "shop.cart.total", "shop.views.legacy"}
 WARM = {"shop.cart.summary", "shop.views.receipt"}
 HOT = {"shop.cart.add", "shop.views.index"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, shared by the module's tests."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

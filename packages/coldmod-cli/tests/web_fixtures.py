@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from coldmod_cli.server.auth import ApiKeyInterceptor
 from coldmod_cli.server.service import HeatmapService, TracingService
@@ -236,3 +238,12 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, shared by the module's tests."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
