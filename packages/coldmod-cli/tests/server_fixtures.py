@@ -174,4 +174,17 @@ def report(
 
 def heat(heatmap: pb_grpc.HeatmapStub, app: str) -> dict[str, pb.HeatmapEntry]:
     """The app's heatmap as ``{key: entry}``."""
-    return {e.key: e for e in heatmap.Fetch(pb.FetchRequest(app=app), timeout=30).entries}
+    return {e.key: e for e in fetch(heatmap, app).entries}
+
+
+def fetch(heatmap: pb_grpc.HeatmapStub, app: str, timeout: float = 30) -> pb.FetchResponse:
+    """The app's whole heatmap (the streamed parts merged)."""
+    from coldmod_cli.client import merge_fetch
+
+    return merge_fetch(heatmap.Fetch(pb.FetchRequest(app=app), timeout=timeout))
+
+
+def complete(call, *args, **kwargs):
+    """Make a gRPC call and read its whole answer (a streamed answer fails only while it is read)."""
+    answer = call(*args, **kwargs)
+    return list(answer) if hasattr(answer, "__next__") else answer

@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from server_fixtures import (
+    complete,
+    fetch,
     heat,
     now_ms,
     report,
@@ -32,13 +34,13 @@ def shop(start_server):
 
 def _status(call, request) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as err:
-        call(request, timeout=30)
+        complete(call, request, timeout=30)
     assert err.value.details(), "every refusal says why"
     return err.value.code()
 
 
 def _unchanged(server) -> None:
-    fetched = server.heatmap().Fetch(pb.FetchRequest(app="shop"))
+    fetched = fetch(server.heatmap(), "shop")
     assert [(e.key, e.calls) for e in fetched.entries] == [("m.a", 5), ("m.b", 0)]
     assert fetched.dropped_unknown == 0
     assert [a.app for a in server.heatmap().ListApps(pb.ListAppsRequest()).apps] == ["shop"]

@@ -11,6 +11,7 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_fixtures import (
     INSECURE,
+    complete,
     run_server_once,
     sources,
     start_server_fixture,  # noqa: F401 - the start_server fixture
@@ -45,7 +46,7 @@ def tls_env(tmp_path):
 
 def _code(call, *args) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as err:
-        call(*args, timeout=10)
+        complete(call, *args, timeout=10)
     return err.value.code(), err.value.details()
 
 

@@ -7,6 +7,7 @@ import threading
 import grpc
 import pytest
 from server_fixtures import (
+    fetch,
     heat,
     now_ms,
     report,
@@ -82,7 +83,7 @@ def test_a_resent_batch_is_applied_once(start_server):
 
     assert [a.duplicate for a in answers] == [False, True, True, True, True]
     assert {a.unknown_keys for a in answers} == {1}, "a resend gets the first answer"
-    fetched = heatmap.Fetch(pb.FetchRequest(app="shop"))
+    fetched = fetch(heatmap, "shop")
     assert fetched.entries[0].calls == 10
     assert fetched.dropped_unknown == 1
 
@@ -111,10 +112,10 @@ def test_unknown_keys_are_dropped_and_counted_per_app(start_server):
     answer = tracing.Report(report("shop", "i1", 1, {"m.a": 1, "m.x": 4, "m.y": 1}))
 
     assert answer.unknown_keys == 2
-    shop = heatmap.Fetch(pb.FetchRequest(app="shop"))
+    shop = fetch(heatmap, "shop")
     assert shop.dropped_unknown == 2
     assert [e.key for e in shop.entries] == ["m.a"]
-    assert heatmap.Fetch(pb.FetchRequest(app="blog")).dropped_unknown == 0
+    assert fetch(heatmap, "blog").dropped_unknown == 0
 
 
 def test_dropped_updates_are_summed_once(start_server):
@@ -125,7 +126,7 @@ def test_dropped_updates_are_summed_once(start_server):
     batch.dropped_updates = 7
     tracing.Report(batch)
     tracing.Report(batch)
-    assert heatmap.Fetch(pb.FetchRequest(app="shop")).dropped_updates == 7
+    assert fetch(heatmap, "shop").dropped_updates == 7
 
 
 def test_apps_are_separate_and_listed(start_server):
@@ -146,7 +147,7 @@ def test_apps_are_separate_and_listed(start_server):
 def test_fetch_of_an_unknown_app_is_not_found(start_server):
     heatmap = start_server().heatmap()
     with pytest.raises(grpc.RpcError) as err:
-        heatmap.Fetch(pb.FetchRequest(app="nobody"))
+        fetch(heatmap, "nobody")
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -160,7 +161,7 @@ def test_reset_zeroes_counts_and_keeps_keys(start_server):
     # Insecure mode: Reset is allowed from this machine (loopback) only.
     assert heatmap.Reset(pb.ResetRequest(app="shop")).keys == 2
 
-    fetched = heatmap.Fetch(pb.FetchRequest(app="shop"))
+    fetched = fetch(heatmap, "shop")
     assert [(e.key, e.calls, e.estimated, e.first_seen_ms) for e in fetched.entries] == [
         ("m.a", 0, False, 0),
         ("m.b", 0, False, 0),

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from server_fixtures import (
     INSECURE,
+    fetch,
     sources,
     start_server_fixture,  # noqa: F401 - the start_server fixture
 )
@@ -171,7 +172,7 @@ def test_insecure_reset_is_refused_from_another_machine(start_server):
             pb_grpc.HeatmapStub(remote).Reset(pb.ResetRequest(app="shop"), timeout=10)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         # Reading stays open to everyone in insecure mode.
-        assert pb_grpc.HeatmapStub(remote).Fetch(pb.FetchRequest(app="shop"), timeout=10).app == "shop"
+        assert fetch(pb_grpc.HeatmapStub(remote), "shop", timeout=10).app == "shop"
 
 
 @pytest.mark.parametrize("bulk", [True, False], ids=["one-statement", "row-by-row"])

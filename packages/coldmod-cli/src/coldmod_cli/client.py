@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from coldmod_trace import config
@@ -64,8 +64,20 @@ def fetch(app: str, env: Mapping[str, str] | None = None) -> coldmod_pb2.FetchRe
     settings = config.client_config(env=env)
     with config.client_channel(settings) as channel:
         stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
-        response: coldmod_pb2.FetchResponse = stub.Fetch(coldmod_pb2.FetchRequest(app=app), timeout=TIMEOUT)
-        return response
+        return merge_fetch(stub.Fetch(coldmod_pb2.FetchRequest(app=app), timeout=TIMEOUT))
+
+
+def merge_fetch(parts: Iterable[coldmod_pb2.FetchResponse]) -> coldmod_pb2.FetchResponse:
+    """One FetchResponse from the parts of a streamed Fetch (one snapshot split across messages)."""
+    from coldmod_proto.v1 import coldmod_pb2
+
+    merged = coldmod_pb2.FetchResponse()
+    for index, part in enumerate(parts):
+        if index == 0:
+            merged.CopyFrom(part)
+        else:
+            merged.entries.extend(part.entries)
+    return merged
 
 
 def list_apps(timeout: float = TIMEOUT) -> coldmod_pb2.ListAppsResponse:

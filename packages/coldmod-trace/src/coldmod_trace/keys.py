@@ -6,10 +6,12 @@ holds ``coldmod.rootmarker``), never from the runtime ``__name__``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from types import CodeType
 
-__all__ = ["is_function_code", "key_for", "module_for"]
+__all__ = ["is_function_code", "key_for", "module_for", "sources_fingerprint"]
 
 
 def module_for(relpath: str) -> str:
@@ -39,7 +41,18 @@ _CO_NEWLOCALS = 0x0002
 
 def is_function_code(code: CodeType) -> bool:
     """True for the code of a ``def``/``async def``; False for modules, classes, lambdas, comprehensions."""
-    return (
-        code.co_flags & (_CO_OPTIMIZED | _CO_NEWLOCALS) == (_CO_OPTIMIZED | _CO_NEWLOCALS)
-        and not code.co_name.startswith("<")
-    )
+    return code.co_flags & (_CO_OPTIMIZED | _CO_NEWLOCALS) == (
+        _CO_OPTIMIZED | _CO_NEWLOCALS
+    ) and not code.co_name.startswith("<")
+
+
+def sources_fingerprint(sources: Iterable[tuple[str, str, Sequence[int]]]) -> str:
+    """The digest of a set of ``(key, path, lines)`` sources: equal sets, equal prints, in any order.
+
+    The tracer sends it before its sources (a fleet restarting registers the
+    same set many times); the collector computes it over what it receives.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for key, path, lines in sorted(sources, key=lambda s: s[0]):
+        digest.update(f"{key}\0{path}\0{','.join(map(str, lines))}\n".encode())
+    return digest.hexdigest()

@@ -6,13 +6,13 @@ nothing here touches the store, so a rejected message never changes data.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import grpc
 
 from coldmod_cli.server.store import Batch, Source
 from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_trace.keys import sources_fingerprint
 
 __all__ = [
     "MAX_APP_LENGTH",
@@ -90,10 +90,7 @@ def sources_from(request: pb.RegisterRequest) -> tuple[list[Source], str]:
         if len(source.lines) > MAX_LINES_PER_SOURCE:
             raise _invalid(f"the key {key[:80]!r} has {len(source.lines)} lines; at most {MAX_LINES_PER_SOURCE}")
         sources.append(Source(key, source.path, tuple(source.lines)))
-    digest = hashlib.blake2b(digest_size=16)
-    for s in sorted(sources, key=lambda s: s.key):
-        digest.update(f"{s.key}\0{s.path}\0{','.join(map(str, s.lines))}\n".encode())
-    return sources, digest.hexdigest()
+    return sources, sources_fingerprint((s.key, s.path, s.lines) for s in sources)
 
 
 def batch_from(request: pb.ReportRequest) -> Batch:

@@ -21,7 +21,11 @@ from coldmod_cli.server.store import Store, StoreUnavailable, UnknownApp
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
-__all__ = ["HeatmapService", "TracingService", "is_loopback"]
+__all__ = ["FETCH_PART_ENTRIES", "HeatmapService", "TracingService", "is_loopback"]
+
+#: Entries per streamed Fetch part: at the limits on key and path length a
+#: part stays well under the 32 MiB message cap.
+FETCH_PART_ENTRIES = 5_000
 
 
 def _now_ms() -> int:
@@ -89,30 +93,32 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         self.store = store
         self.insecure = insecure
 
-    def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> pb.FetchResponse:
-        """The heatmap of one app."""
+    def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
+        """The heatmap of one app: one snapshot, streamed in parts of at most FETCH_PART_ENTRIES entries."""
         with _statuses(context):
             heatmap = self.store.fetch(check_app(request.app))
-        entries: list[Any] = [
-            pb.HeatmapEntry(
-                key=e.key,
-                calls=e.calls,
-                estimated=e.estimated,
-                first_seen_ms=e.first_seen_ms,
-                last_seen_ms=e.last_seen_ms,
-                tracked_since_ms=e.tracked_since_ms,
-                path=e.path,
-                lines=e.lines,
+        entries = heatmap.entries
+        for start in range(0, max(len(entries), 1), FETCH_PART_ENTRIES):
+            part: list[Any] = [
+                pb.HeatmapEntry(
+                    key=e.key,
+                    calls=e.calls,
+                    estimated=e.estimated,
+                    first_seen_ms=e.first_seen_ms,
+                    last_seen_ms=e.last_seen_ms,
+                    tracked_since_ms=e.tracked_since_ms,
+                    path=e.path,
+                    lines=e.lines,
+                )
+                for e in entries[start : start + FETCH_PART_ENTRIES]
+            ]
+            yield pb.FetchResponse(
+                app=heatmap.app,
+                entries=part,
+                registered_ms=heatmap.registered_ms,
+                dropped_unknown=heatmap.dropped_unknown,
+                dropped_updates=heatmap.dropped_updates,
             )
-            for e in heatmap.entries
-        ]
-        return pb.FetchResponse(
-            app=heatmap.app,
-            entries=entries,
-            registered_ms=heatmap.registered_ms,
-            dropped_unknown=heatmap.dropped_unknown,
-            dropped_updates=heatmap.dropped_updates,
-        )
 
     def ListApps(self, request: pb.ListAppsRequest, context: grpc.ServicerContext) -> pb.ListAppsResponse:
         """Every app the collector knows."""

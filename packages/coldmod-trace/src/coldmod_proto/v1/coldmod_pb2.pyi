@@ -34,34 +34,42 @@ class TraceSource(_message.Message):
     def __init__(self, key: _Optional[str] = ..., path: _Optional[str] = ..., lines: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("app", "process", "sources")
+    __slots__ = ("app", "process", "sources", "fingerprint", "fingerprint_only")
     APP_FIELD_NUMBER: _ClassVar[int]
     PROCESS_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_ONLY_FIELD_NUMBER: _ClassVar[int]
     app: str
     process: ProcessIdentity
     sources: _containers.RepeatedCompositeFieldContainer[TraceSource]
-    def __init__(self, app: _Optional[str] = ..., process: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[TraceSource, _Mapping]]] = ...) -> None: ...
+    fingerprint: str
+    fingerprint_only: bool
+    def __init__(self, app: _Optional[str] = ..., process: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[TraceSource, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., fingerprint_only: bool = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("kept", "added", "removed")
+    __slots__ = ("kept", "added", "removed", "need_sources")
     KEPT_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    NEED_SOURCES_FIELD_NUMBER: _ClassVar[int]
     kept: int
     added: int
     removed: int
-    def __init__(self, kept: _Optional[int] = ..., added: _Optional[int] = ..., removed: _Optional[int] = ...) -> None: ...
+    need_sources: bool
+    def __init__(self, kept: _Optional[int] = ..., added: _Optional[int] = ..., removed: _Optional[int] = ..., need_sources: bool = ...) -> None: ...
 
 class KeyDelta(_message.Message):
-    __slots__ = ("key", "calls", "estimated")
+    __slots__ = ("key", "calls", "estimated", "lower_bound")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
     key: str
     calls: int
     estimated: bool
-    def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ...) -> None: ...
+    lower_bound: bool
+    def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ..., lower_bound: bool = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("app", "instance_id", "sequence", "window_start_ms", "window_end_ms", "deltas", "dropped_updates")
@@ -98,7 +106,7 @@ class FetchRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ...) -> None: ...
 
 class HeatmapEntry(_message.Message):
-    __slots__ = ("key", "calls", "estimated", "first_seen_ms", "last_seen_ms", "tracked_since_ms", "path", "lines")
+    __slots__ = ("key", "calls", "estimated", "first_seen_ms", "last_seen_ms", "tracked_since_ms", "path", "lines", "lower_bound")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +115,7 @@ class HeatmapEntry(_message.Message):
     TRACKED_SINCE_MS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
     key: str
     calls: int
     estimated: bool
@@ -115,7 +124,8 @@ class HeatmapEntry(_message.Message):
     tracked_since_ms: int
     path: str
     lines: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., tracked_since_ms: _Optional[int] = ..., path: _Optional[str] = ..., lines: _Optional[_Iterable[int]] = ...) -> None: ...
+    lower_bound: bool
+    def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., tracked_since_ms: _Optional[int] = ..., path: _Optional[str] = ..., lines: _Optional[_Iterable[int]] = ..., lower_bound: bool = ...) -> None: ...
 
 class FetchResponse(_message.Message):
     __slots__ = ("app", "entries", "registered_ms", "dropped_unknown", "dropped_updates")
@@ -132,8 +142,12 @@ class FetchResponse(_message.Message):
     def __init__(self, app: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[HeatmapEntry, _Mapping]]] = ..., registered_ms: _Optional[int] = ..., dropped_unknown: _Optional[int] = ..., dropped_updates: _Optional[int] = ...) -> None: ...
 
 class ListAppsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class AppSummary(_message.Message):
     __slots__ = ("app", "keys", "cold_keys", "calls", "updated_ms")
@@ -150,10 +164,14 @@ class AppSummary(_message.Message):
     def __init__(self, app: _Optional[str] = ..., keys: _Optional[int] = ..., cold_keys: _Optional[int] = ..., calls: _Optional[int] = ..., updated_ms: _Optional[int] = ...) -> None: ...
 
 class ListAppsResponse(_message.Message):
-    __slots__ = ("apps",)
+    __slots__ = ("apps", "next_page_token", "total_apps")
     APPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_APPS_FIELD_NUMBER: _ClassVar[int]
     apps: _containers.RepeatedCompositeFieldContainer[AppSummary]
-    def __init__(self, apps: _Optional[_Iterable[_Union[AppSummary, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    total_apps: int
+    def __init__(self, apps: _Optional[_Iterable[_Union[AppSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_apps: _Optional[int] = ...) -> None: ...
 
 class ResetRequest(_message.Message):
     __slots__ = ("app",)
@@ -166,6 +184,38 @@ class ResetResponse(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: int
     def __init__(self, keys: _Optional[int] = ...) -> None: ...
+
+class DeleteAppRequest(_message.Message):
+    __slots__ = ("app",)
+    APP_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    def __init__(self, app: _Optional[str] = ...) -> None: ...
+
+class DeleteAppResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: int
+    def __init__(self, keys: _Optional[int] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("version", "web_url", "store", "durability", "max_apps", "max_keys_per_app")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WEB_URL_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_APPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYS_PER_APP_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    web_url: str
+    store: str
+    durability: str
+    max_apps: int
+    max_keys_per_app: int
+    def __init__(self, version: _Optional[str] = ..., web_url: _Optional[str] = ..., store: _Optional[str] = ..., durability: _Optional[str] = ..., max_apps: _Optional[int] = ..., max_keys_per_app: _Optional[int] = ...) -> None: ...
 
 class CliHello(_message.Message):
     __slots__ = ("connect_key", "app", "root", "hostname")
@@ -198,30 +248,36 @@ class LocalSources(_message.Message):
     def __init__(self, sources: _Optional[_Iterable[_Union[LocalSource, _Mapping]]] = ...) -> None: ...
 
 class ReferenceCount(_message.Message):
-    __slots__ = ("key", "references", "safe")
+    __slots__ = ("key", "references", "safe", "verdict", "reasons")
     KEY_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
     SAFE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
     key: str
     references: int
     safe: bool
-    def __init__(self, key: _Optional[str] = ..., references: _Optional[int] = ..., safe: bool = ...) -> None: ...
+    verdict: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., references: _Optional[int] = ..., safe: bool = ..., verdict: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "ok", "message", "diff", "safe", "reasons")
+    __slots__ = ("command_id", "ok", "message", "diff", "safe", "reasons", "verdict")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DIFF_FIELD_NUMBER: _ClassVar[int]
     SAFE_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     ok: bool
     message: str
     diff: str
     safe: bool
     reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, command_id: _Optional[str] = ..., ok: bool = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., safe: bool = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    verdict: str
+    def __init__(self, command_id: _Optional[str] = ..., ok: bool = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., safe: bool = ..., reasons: _Optional[_Iterable[str]] = ..., verdict: _Optional[str] = ...) -> None: ...
 
 class CliEvent(_message.Message):
     __slots__ = ("hello", "sources", "references", "result")

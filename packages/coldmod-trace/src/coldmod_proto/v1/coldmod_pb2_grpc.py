@@ -155,7 +155,7 @@ class HeatmapStub(object):
         Args:
             channel: A grpc.Channel.
         """
-        self.Fetch = channel.unary_unary(
+        self.Fetch = channel.unary_stream(
                 '/coldmod.v1.Heatmap/Fetch',
                 request_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.FetchRequest.SerializeToString,
                 response_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.FetchResponse.FromString,
@@ -170,6 +170,16 @@ class HeatmapStub(object):
                 request_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.ResetRequest.SerializeToString,
                 response_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.ResetResponse.FromString,
                 _registered_method=True)
+        self.DeleteApp = channel.unary_unary(
+                '/coldmod.v1.Heatmap/DeleteApp',
+                request_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.DeleteAppRequest.SerializeToString,
+                response_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.DeleteAppResponse.FromString,
+                _registered_method=True)
+        self.Info = channel.unary_unary(
+                '/coldmod.v1.Heatmap/Info',
+                request_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.InfoRequest.SerializeToString,
+                response_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.InfoResponse.FromString,
+                _registered_method=True)
 
 
 class HeatmapServicer(object):
@@ -177,14 +187,14 @@ class HeatmapServicer(object):
     """
 
     def Fetch(self, request, context):
-        """The heatmap of one app.
+        """The heatmap of one app, one snapshot streamed in parts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListApps(self, request, context):
-        """Every app the collector knows.
+        """The apps the collector knows, one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,10 +207,24 @@ class HeatmapServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteApp(self, request, context):
+        """Delete one app and its heatmap (authenticated callers only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Info(self, request, context):
+        """The collector's version, UI address and store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HeatmapServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Fetch': grpc.unary_unary_rpc_method_handler(
+            'Fetch': grpc.unary_stream_rpc_method_handler(
                     servicer.Fetch,
                     request_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.FetchRequest.FromString,
                     response_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.FetchResponse.SerializeToString,
@@ -214,6 +238,16 @@ def add_HeatmapServicer_to_server(servicer, server):
                     servicer.Reset,
                     request_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.ResetRequest.FromString,
                     response_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.ResetResponse.SerializeToString,
+            ),
+            'DeleteApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApp,
+                    request_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.DeleteAppRequest.FromString,
+                    response_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.DeleteAppResponse.SerializeToString,
+            ),
+            'Info': grpc.unary_unary_rpc_method_handler(
+                    servicer.Info,
+                    request_deserializer=coldmod__proto_dot_v1_dot_coldmod__pb2.InfoRequest.FromString,
+                    response_serializer=coldmod__proto_dot_v1_dot_coldmod__pb2.InfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,7 +272,7 @@ class Heatmap(object):
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/coldmod.v1.Heatmap/Fetch',
@@ -298,6 +332,60 @@ class Heatmap(object):
             '/coldmod.v1.Heatmap/Reset',
             coldmod__proto_dot_v1_dot_coldmod__pb2.ResetRequest.SerializeToString,
             coldmod__proto_dot_v1_dot_coldmod__pb2.ResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coldmod.v1.Heatmap/DeleteApp',
+            coldmod__proto_dot_v1_dot_coldmod__pb2.DeleteAppRequest.SerializeToString,
+            coldmod__proto_dot_v1_dot_coldmod__pb2.DeleteAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Info(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coldmod.v1.Heatmap/Info',
+            coldmod__proto_dot_v1_dot_coldmod__pb2.InfoRequest.SerializeToString,
+            coldmod__proto_dot_v1_dot_coldmod__pb2.InfoResponse.FromString,
             options,
             channel_credentials,
             insecure,
