@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class Row:
     first_seen_ms: int = 0
     last_seen_ms: int = 0
     tracked_since_ms: int = 0
+    #: The line of every definition sharing the key (a getter and its setter); ``line`` is the first.
+    lines: tuple[int, ...] = ()
 
 
 @dataclass
@@ -70,7 +73,7 @@ def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heat
         entry = entries.get(key)
         line = source.lines[0] if source.lines else 0
         if entry is None:
-            heatmap.rows.append(Row(key, source.path, line, tracked=False))
+            heatmap.rows.append(Row(key, source.path, line, tracked=False, lines=tuple(source.lines)))
             continue
         heatmap.rows.append(
             Row(
@@ -83,6 +86,7 @@ def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heat
                 first_seen_ms=entry.first_seen_ms,
                 last_seen_ms=entry.last_seen_ms,
                 tracked_since_ms=entry.tracked_since_ms,
+                lines=tuple(source.lines),
             )
         )
     heatmap.skipped_keys = sorted(set(entries) - set(discovery.sources))
@@ -153,23 +157,40 @@ def table(rows: Iterable[Row], now: int) -> list[str]:
 
 def line_counts(
     root: str,
-    files: Iterable[str],
+    rows: Iterable[Row],
     cold_keys: set[str],
     progress: Callable[[Iterable[str]], Iterable[str]],
 ) -> tuple[int, int]:
-    """(lines inside cold functions, lines inside all functions), each line counted once."""
-    from coldmod_codemod import find_functions
+    """(lines inside cold functions, lines inside all functions) of the rows' files, each line counted once.
 
+    The standard library's ``ast`` gives every definition's extent (``end_lineno``)
+    at C speed; the definition's line ties it to the key discovery gave it.
+    """
+    import ast
+
+    cold_defs: dict[str, set[int]] = {}
+    for row in rows:
+        lines = cold_defs.setdefault(row.path, set())
+        if row.key in cold_keys:
+            lines.update(row.lines or (row.line,))
     cold_lines = total_lines = 0
-    for relpath in progress(list(files)):
-        spans = [(f.start_line, f.end_line, f.key in cold_keys) for f in find_functions(root, files=[relpath])]
+    for relpath in progress(sorted(cold_defs)):
+        try:
+            tree = ast.parse(Path(root, relpath).read_bytes(), filename=relpath)
+        except (OSError, SyntaxError, ValueError):
+            continue  # discovery already warned about it; its lines are simply not counted
+        spans = [
+            (min([node.lineno] + [d.lineno for d in node.decorator_list]), node.end_lineno or node.lineno, node.lineno)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         total_lines += _covered(spans)
-        cold_lines += _covered([s for s in spans if s[2]])
+        cold_lines += _covered([span for span in spans if span[2] in cold_defs[relpath]])
     return cold_lines, total_lines
 
 
-def _covered(spans: list[tuple[int, int, bool]]) -> int:
-    """How many lines the (start, end) spans cover together (nested functions count once)."""
+def _covered(spans: list[tuple[int, int, int]]) -> int:
+    """How many lines the (start, end, _) spans cover together (nested functions count once)."""
     count, reach = 0, 0
     for start, end, _ in sorted(spans):
         if end > reach:

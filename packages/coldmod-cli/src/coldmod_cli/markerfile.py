@@ -15,9 +15,13 @@ import tomlkit
 
 from coldmod_cli._errors import CliError
 from coldmod_trace.discovery import EXCLUDED_DIRS
-from coldmod_trace.rootmarker import MARKER
+from coldmod_trace.rootmarker import DEFAULT_IGNORE_FILES, MARKER
 
-_TEST_DIRS = frozenset({"tests", "test", "testing"})
+# Test code is never traced: the tracer applies DEFAULT_IGNORE_FILES whatever the
+# file says; the template writes them out so the reader sees them. These other
+# directory names usually hold tests but not always (django/test/ is library
+# code), so they are written only where found, for the user to review.
+_TEST_DIRS = frozenset({"test", "testing"})
 _MIGRATION_DIRS = frozenset({"migrations", "alembic"})
 
 
@@ -57,21 +61,14 @@ def _walk_dirs(root: Path) -> Iterator[tuple[str, bool]]:
 
 
 def suggested_ignores(root: Path) -> list[str]:
-    """Globs for the tests, migrations and virtual environments found under ``root``."""
-    globs: list[str] = []
-    has_test_files = False
+    """Globs for test code (always), and the other test directories, migrations and virtualenvs found."""
+    globs = [glob for glob, _ in DEFAULT_IGNORE_FILES]
     for rel, venv in _walk_dirs(root):
         name = rel.rsplit("/", 1)[-1]
         if venv:
             globs.append(f"{rel}/**")
         elif name in _TEST_DIRS or name in _MIGRATION_DIRS:
             globs.append(f"**/{name}/**")
-    for path in root.rglob("*.py"):
-        if path.name.startswith("test_") or path.name.endswith("_test.py") or path.name == "conftest.py":
-            has_test_files = True
-            break
-    if has_test_files:
-        globs += ["**/test_*.py", "**/*_test.py", "**/conftest.py"]
     return list(dict.fromkeys(globs))
 
 
@@ -87,6 +84,7 @@ def init_text(root: Path) -> str:
     doc.add("app", app)
     ignore = tomlkit.table()
     ignore.add(tomlkit.comment("Files never traced (globs relative to this directory; ** spans directories)."))
+    ignore.add(tomlkit.comment("Test code is never traced even when left out here: the first five are built in."))
     files = tomlkit.array()
     files.multiline(True)
     files.extend(suggested_ignores(root))

@@ -79,7 +79,7 @@ def cold(
     tracked = [row for row in result.rows if row.tracked]
     cold_lines, total_lines = heatmap.line_counts(
         result.root,
-        sorted({row.path for row in tracked}),
+        tracked,
         {row.key for row in rows},
         progress=lambda files: progress(files, "counting lines"),
     )

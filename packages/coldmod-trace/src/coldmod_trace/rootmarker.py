@@ -16,15 +16,28 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFAULT_IGNORE_FILES",
     "MARKER",
     "Rootmarker",
     "RootmarkerError",
     "compile_globs",
     "find_root",
+    "is_test_file",
     "load",
 ]
 
 MARKER = "coldmod.rootmarker"
+
+#: Files never traced, whatever the rootmarker says: test code is not production
+#: code, and a function that only tests call would look cold and be removed.
+#: (glob relative to the root, what it catches)
+DEFAULT_IGNORE_FILES: tuple[tuple[str, str], ...] = (
+    ("**/tests/**", "a tests/ directory at any depth"),
+    ("**/test_*.py", "pytest and unittest test modules"),
+    ("**/*_test.py", "test modules named the other way round"),
+    ("**/tests.py", "Django's per-app test module"),
+    ("**/conftest.py", "pytest fixtures and hooks"),
+)
 
 _EXPECTED = {
     "app": {"name": 'a string, like name = "shop"'},
@@ -54,8 +67,8 @@ class Rootmarker:
         return self.root / MARKER
 
     def file_filter(self) -> FileFilter:
-        """A matcher for ``[ignore] files`` (root-relative, ``/``-separated paths)."""
-        return compile_globs(self.ignore_files)
+        """A matcher for the default exclusions plus ``[ignore] files`` (root-relative, ``/``-separated)."""
+        return compile_globs([glob for glob, _ in DEFAULT_IGNORE_FILES] + list(self.ignore_files))
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -180,6 +193,7 @@ def compile_globs(patterns: Iterable[str]) -> FileFilter:
     return FileFilter(patterns)
 
 
+
 def _glob_to_regex(pattern: str) -> str:
     """Translate a root-relative glob: ``**`` spans directories, ``*`` and ``?`` do not."""
     pattern = pattern.strip().lstrip("/").replace(os.sep, "/")
@@ -220,3 +234,11 @@ def _segment_to_regex(segment: str) -> str:
             out.append(re.escape(char))
         i += 1
     return "".join(out)
+
+
+_TEST_FILES = FileFilter(glob for glob, _ in DEFAULT_IGNORE_FILES)
+
+
+def is_test_file(relpath: str) -> bool:
+    """True when the root-relative ``/``-separated path is test code (:data:`DEFAULT_IGNORE_FILES`)."""
+    return _TEST_FILES(relpath)
