@@ -12,7 +12,7 @@ from coldmod_codemod._discovery import (
     iter_python_files,
     module_for,
 )
-from coldmod_codemod._plan import FileEdit, RemovalPlan, Verdict, plan_removal
+from coldmod_codemod._plan import FileEdit, Progress, RemovalPlan, Verdict, plan_removal
 from coldmod_codemod._references import (
     ALL,
     ATTRIBUTE,
@@ -28,6 +28,7 @@ from coldmod_codemod._references import (
     Reference,
     find_references,
 )
+from coldmod_codemod._rules import REVIEW, RULES, SAFE, UNSAFE, VERDICTS, Rule
 from coldmod_codemod._version import __version__
 
 __all__ = [
@@ -39,15 +40,22 @@ __all__ = [
     "METHOD",
     "NAME",
     "REMOVABLE_KINDS",
+    "REVIEW",
+    "RULES",
+    "SAFE",
     "STRING",
     "UNPARSED",
+    "UNSAFE",
+    "VERDICTS",
     "ApplyResult",
     "DiscoveryFailure",
     "FileEdit",
     "FileFailure",
     "FunctionDef",
+    "Progress",
     "Reference",
     "RemovalPlan",
+    "Rule",
     "Verdict",
     "__version__",
     "apply",

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -27,33 +27,41 @@ from coldmod_codemod._references import (
     locate,
     match,
 )
+from coldmod_codemod._rules import SAFE, UNSAFE, VERDICTS, worst
 from coldmod_codemod._transform import RemovalTransformer
 
-__all__ = ["FileEdit", "RemovalPlan", "Verdict", "plan_removal"]
+__all__ = ["FileEdit", "Progress", "RemovalPlan", "Verdict", "plan_removal"]
 
 _NOT_FOUND = "no function with this key under the root"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether one key can be removed safely, and whether the plan removes it.
+    """One key's verdict (``safe``, ``review`` or ``unsafe``), its reasons, and whether the plan removes it.
 
-    ``reasons`` are the references that make it unsafe (``path:line kind``);
-    with ``force`` an unsafe key is removed anyway and those sites get a TODO.
+    ``reasons``: ``path:line kind`` for each definite reference, and
+    ``path:line kind (sentence)`` for each review finding (see ``_rules.RULES``).
+    A key defined nowhere, or one that cannot be edited cleanly, is unsafe with
+    that problem as its reason.
     """
 
     key: str
-    safe: bool
+    verdict: str
     removed: bool
     reasons: tuple[str, ...] = ()
     references: tuple[Reference, ...] = ()
 
+    @property
+    def safe(self) -> bool:
+        """Whether nothing refers to the key by any route the tool knows (``verdict == "safe"``)."""
+        return self.verdict == SAFE
+
     def __str__(self) -> str:
-        """``key: safe`` or ``key: unsafe (reasons)``, one line."""
-        state = "safe" if self.safe else "unsafe"
-        if self.removed and not self.safe:
+        """``key: verdict`` with the reasons, one line."""
+        state = self.verdict
+        if self.removed and self.verdict != SAFE:
             state += ", removed anyway"
-        elif not self.removed and self.safe:
+        elif not self.removed and self.verdict == SAFE:
             state += ", not removed"
         return f"{self.key}: {state}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
@@ -99,28 +107,46 @@ class RemovalPlan:
 
     @property
     def unsafe(self) -> list[str]:
-        """The keys with references that removal cannot deal with."""
+        """The keys that are not safe (verdict ``review`` or ``unsafe``)."""
         return [k for k, v in self.verdicts.items() if not v.safe]
+
+    def by_verdict(self, verdict: str) -> list[str]:
+        """The keys whose verdict is ``verdict`` (``safe``, ``review`` or ``unsafe``)."""
+        return [k for k, v in self.verdicts.items() if v.verdict == verdict]
 
     def diff(self) -> str:
         """A unified diff of every file the plan changes."""
         return "".join(edit.diff() for edit in self.edits)
 
 
+#: A callback ``progress(done, total)``, counted in files; ``total`` grows once, when the edits are known.
+Progress = Callable[[int, int], None]
+
+
 def plan_removal(
     root: str | os.PathLike[str],
     keys: Iterable[str],
     *,
+    include: Iterable[str] = (SAFE,),
     force: bool = False,
     files: Iterable[str] | None = None,
+    progress: Progress | None = None,
 ) -> RemovalPlan:
-    """Plan removing the functions ``keys`` under ``root``, their imports and ``__all__`` entries.
+    """Plan removing the functions ``keys`` under ``root``, with their imports and ``__all__`` entries.
 
-    A key with references other than imports and ``__all__`` entries is unsafe
-    and left in place, unless ``force``: then it is removed and each statement
-    still referring to it gets a TODO comment. ``files`` (root-relative) limits
-    the files searched; by default every ``.py`` file under the root.
+    Each key gets a verdict (``safe``, ``review``, ``unsafe``, see
+    ``_rules.RULES``); only keys whose verdict is in ``include`` are removed —
+    ``("safe",)`` by default, ``("safe", "review")`` to take the review ones
+    too. With ``force`` every key found is removed whatever its verdict, and
+    each statement still referring to it gets a TODO comment. ``files``
+    (root-relative) limits the files searched; by default every Python file
+    under the root. ``progress(done, total)`` is called as files are read and
+    edited.
     """
+    allowed = frozenset(include) | {SAFE}
+    unknown = allowed - set(VERDICTS)
+    if unknown:
+        raise ValueError(f"include: unknown verdict(s) {sorted(unknown)}; use 'safe', 'review' or 'unsafe'")
     wanted = list(dict.fromkeys(keys))
     tree = Tree(root, files)
     targets = locate(tree, wanted)
@@ -128,7 +154,7 @@ def plan_removal(
     matches = {key: match(tree, target) for key, target in targets.items()}
     broken: dict[str, str] = {}
     while True:
-        removing = _removable(targets, matches, force, excluded=set(broken))
+        removing = _removable(targets, matches, allowed, force, excluded=set(broken))
         edits, bad = _edit(tree, targets, matches, removing)
         if not bad:
             break
@@ -140,6 +166,8 @@ def plan_removal(
             broken[key] = "; ".join(failed) or _NOT_FOUND
     verdicts = {key: _verdict(targets[key], matches[key], removing, targets, broken.get(key)) for key in wanted}
     failures = tuple(tree.failures[p] for p in sorted(tree.failures))
+    if progress is not None:
+        progress(1, 1)
     return RemovalPlan(str(root), tuple(wanted), force, tuple(edits), verdicts, failures)
 
 
@@ -153,37 +181,45 @@ def _remaining(key: str, found: list[Match], targets: dict[str, Target], removin
     ]
 
 
-def _blocking(matches: list[Match]) -> list[Match]:
-    return [m for m in matches if m.reference.kind not in REMOVABLE_KINDS]
+def _blocking(matches: list[Match], allowed: frozenset[str] = frozenset({SAFE})) -> list[Match]:
+    """The findings that keep a key in place: not removable, and of a verdict not allowed."""
+    return [m for m in matches if m.reference.kind not in REMOVABLE_KINDS and m.reference.verdict not in allowed]
 
 
 def _removable(
-    targets: dict[str, Target], matches: dict[str, list[Match]], force: bool, excluded: set[str]
+    targets: dict[str, Target],
+    matches: dict[str, list[Match]],
+    allowed: frozenset[str],
+    force: bool,
+    excluded: set[str],
 ) -> set[str]:
-    """The keys to remove: found ones whose references all go away (or all, with ``force``)."""
+    """The keys to remove: found ones whose findings are all allowed (or all, with ``force``)."""
     removing = {k for k, t in targets.items() if t.definitions and k not in excluded}
     if force:
         return removing
     # A reference from inside another removed function does not count, unless
-    # that one turns out unsafe itself: shrink until nothing changes.
+    # that one is kept itself: shrink until nothing changes.
     while True:
-        unsafe = {k for k in removing if _blocking(_remaining(k, matches[k], targets, removing))}
-        if not unsafe:
+        kept = {k for k in removing if _blocking(_remaining(k, matches[k], targets, removing), allowed)}
+        if not kept:
             return removing
-        removing -= unsafe
+        removing -= kept
 
 
 def _verdict(
     target: Target, found: list[Match], removing: set[str], targets: dict[str, Target], broken: str | None
 ) -> Verdict:
     if not target.definitions:
-        return Verdict(target.key, safe=False, removed=False, reasons=(broken or _NOT_FOUND,))
-    blocking = _blocking(_remaining(target.key, found, targets, removing | {target.key}))
-    reasons = tuple(str(m.reference) for m in blocking)
+        return Verdict(target.key, UNSAFE, removed=False, reasons=(broken or _NOT_FOUND,))
+    findings = _blocking(_remaining(target.key, found, targets, removing | {target.key}))
+    findings.sort(key=lambda m: (-VERDICTS.index(m.reference.verdict), m.reference.path, m.reference.line))
+    refs = tuple(m.reference for m in findings)
+    reasons = tuple(r.reason for r in refs)
+    verdict = worst([r.verdict for r in refs])
     if broken is not None:
         reasons += (broken,)
-    refs = tuple(m.reference for m in blocking)
-    return Verdict(target.key, safe=not reasons, removed=target.key in removing, reasons=reasons, references=refs)
+        verdict = UNSAFE
+    return Verdict(target.key, verdict, removed=target.key in removing, reasons=reasons, references=refs)
 
 
 @dataclass

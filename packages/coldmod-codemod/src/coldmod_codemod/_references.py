@@ -25,6 +25,7 @@ import libcst as cst
 
 from coldmod_codemod._cstfile import CstFile, parse_cst
 from coldmod_codemod._discovery import iter_python_files, module_for
+from coldmod_codemod._rules import RULES, SAFE, UNSAFE
 
 __all__ = [
     "ALL",
@@ -60,8 +61,8 @@ STRING = "string"
 UNPARSED = "unparsed"
 #: A ``__dunder__`` function: Python itself calls it (``in``, ``len()``, module ``__getattr__``).
 IMPLICIT = "implicit"
-#: Kinds that removal deals with by itself; any other reference makes a key unsafe.
-REMOVABLE_KINDS = frozenset({IMPORT, ALL})
+#: Kinds that removal deals with by itself (see ``_rules.RULES``).
+REMOVABLE_KINDS = frozenset(rule.name for rule in RULES.values() if rule.removable)
 
 # A string counts as naming the function only if it looks like a dotted or
 # colon-separated path (``f``, ``pkg.mod.f``, ``pkg.mod:f``), not prose.
@@ -78,6 +79,20 @@ class Reference:
     column: int
     kind: str
     certain: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """The verdict this reference gives its key, from the rules table."""
+        rule = RULES.get(self.kind)
+        return rule.verdict if rule else UNSAFE
+
+    @property
+    def reason(self) -> str:
+        """``path:line kind`` for a definite reference; a review finding adds its rule's sentence."""
+        rule = RULES.get(self.kind)
+        if rule is None or rule.verdict in (SAFE, UNSAFE):
+            return str(self)
+        return f"{self} ({rule.reason})"
 
     def __str__(self) -> str:
         """``path:line kind``, the form used in verdicts."""
