@@ -119,12 +119,16 @@ def test_fetch_and_reset_validate_the_app_name(shop):
     _unchanged(shop)
 
 
-def test_counts_saturate_instead_of_overflowing(shop):
+def test_a_batch_that_would_overflow_a_count_is_refused_whole(shop):
     tracing = shop.tracing()
-    for seq in range(1, 5):
-        tracing.Report(report("shop", "big", seq, {"m.b": 2**62}))
-    assert heat(shop.heatmap(), "shop")["m.b"].calls == 2**63 - 1
-    assert heat(shop.heatmap(), "shop")["m.a"].calls == 5
+    tracing.Report(report("shop", "big", 1, {"m.b": 2**62}))
+    tracing.Report(report("shop", "big", 2, {"m.b": 2**62 - 1}))
+    for _ in range(2):  # a resend is refused the same way: it was never recorded as applied
+        assert _status(tracing.Report, report("shop", "big", 3, {"m.a": 1, "m.b": 1})) == grpc.StatusCode.OUT_OF_RANGE
+    entries = heat(shop.heatmap(), "shop")
+    assert entries["m.b"].calls == 2**63 - 1
+    assert entries["m.a"].calls == 5, "no part of the refused batch was applied"
+    assert tracing.Report(report("shop", "big", 4, {"m.a": 1})).duplicate is False
 
 
 def test_an_empty_batch_is_fine(shop):

@@ -19,7 +19,7 @@ from server_fixtures import (
 from coldmod_cli.server import open_store
 from coldmod_cli.server.service import is_loopback
 from coldmod_cli.server.sqlite_store import SqliteStore
-from coldmod_cli.server.store import Batch, Change, SchemaError, Source, StoreError
+from coldmod_cli.server.store import Batch, Change, CountOverflow, SchemaError, Source, StoreError
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.config import client_channel, client_config
@@ -180,8 +180,9 @@ def test_both_ways_of_writing_a_group_agree(store, bulk):
     assert store._bulk, "this SQLite runs the one-statement update; the test forces the fallback"
     store._bulk = bulk
     store.report(_batch("i1", 1, {"m.a": 2**62, "m.b": 3}, 2000, 3000, est=True))
-    store.report(_batch("i1", 2, {"m.a": 2**62, "m.b": 4}, 1500, 3500))
-    store.report(_batch("i1", 3, {"m.a": 2**62}, 2500, 2600))
+    store.report(_batch("i1", 2, {"m.a": 2**62 - 1, "m.b": 4}, 1500, 3500))
+    with pytest.raises(CountOverflow):  # one past 2**63 - 1: refused whole, m.b's delta too
+        store.report(_batch("i1", 3, {"m.b": 100, "m.a": 1}, 2500, 4600))
     entries = _entries(store)
     assert entries["m.a"].calls == 2**63 - 1
     assert (entries["m.b"].calls, entries["m.b"].estimated) == (7, True)

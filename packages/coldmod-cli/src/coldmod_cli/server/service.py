@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import grpc
 
 from coldmod_cli.server.limits import Rejected, batch_from, check_app, sources_from
-from coldmod_cli.server.store import Store, StoreUnavailable, UnknownApp
+from coldmod_cli.server.store import CountOverflow, Store, StoreUnavailable, TooManyApps, UnknownApp
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -50,6 +50,10 @@ def _statuses(
         _abort(context, unknown_app, str(exc))
     except StoreUnavailable as exc:
         _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+    except TooManyApps as exc:
+        _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    except CountOverflow as exc:
+        _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
 
 
 def is_loopback(peer: str) -> bool:

@@ -24,7 +24,19 @@ Instances silent for 30 days are forgotten.
 Register replaces the set in one transaction (readers see the old set or the
 new one); a set equal to the stored one (same fingerprint) changes nothing.
 Reset zeroes counts and restarts every key's ``tracked_since``: coldness is
-then judged from the reset on.
+then judged from the reset on. Delete removes the app, its keys and counts.
+
+Exactness: counts are SQLite's signed 64-bit integers. A batch that would
+push any count past 2**63 - 1 is refused whole (CountOverflow) before any of
+it is applied. The writer keeps, per app, an upper bound of its counts (the
+stored maximum plus every delta since), so the usual batch is checked with
+one comparison and only a batch near the edge reads the stored counts.
+
+A failing disk (full, read-only) fails the writes with one sentence each and
+logs one line per LOG_EVERY_S with the number of failures; the first write
+after a failure checkpoints the WAL first, so space freed on the disk is
+enough for writes to succeed again (the WAL restarts from its beginning
+instead of growing).
 """
 
 from __future__ import annotations
@@ -47,9 +59,11 @@ from pathlib import Path
 from typing import Any
 
 from coldmod_cli.server.store import (
+    DEFAULT_MAX_APPS,
     AppSummary,
     Batch,
     Change,
+    CountOverflow,
     Entry,
     Heatmap,
     RegisterResult,
@@ -57,7 +71,9 @@ from coldmod_cli.server.store import (
     SchemaError,
     Source,
     StoreError,
+    StoreInfo,
     StoreUnavailable,
+    TooManyApps,
     UnknownApp,
 )
 
@@ -68,9 +84,15 @@ log = logging.getLogger(__name__)
 #: ``PRAGMA application_id`` of every Coldmod store: "Cold" in ASCII.
 APPLICATION_ID = 0x436F6C64
 #: ``PRAGMA user_version`` this code writes; MIGRATIONS lifts older ones to it.
-SCHEMA_VERSION = 1
-#: Counts saturate here instead of overflowing SQLite's signed 64-bit integers.
+SCHEMA_VERSION = 2
+#: The largest count SQLite's signed 64-bit integers hold; a batch beyond it is refused.
 MAX_COUNT = 2**63 - 1  # written out as 9223372036854775807 in SQL
+#: Seconds between two log lines about failing writes (the rest are counted).
+LOG_EVERY_S = 30.0
+DURABILITY = (
+    "every acknowledged write is on disk (SQLite WAL, synchronous=FULL): a crash or power loss loses nothing"
+    " acknowledged"
+)
 DEDUPE_KEEP_MS = 24 * 3600 * 1000
 INSTANCE_KEEP_MS = 30 * 24 * 3600 * 1000
 PRUNE_EVERY_S = 600.0
@@ -103,7 +125,8 @@ CREATE TABLE counts (
     estimated INTEGER NOT NULL DEFAULT 0,
     first_seen_ms INTEGER NOT NULL DEFAULT 0,
     last_seen_ms INTEGER NOT NULL DEFAULT 0,
-    tracked_since_ms INTEGER NOT NULL
+    tracked_since_ms INTEGER NOT NULL,
+    lower_bound INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE batches (
     instance_id TEXT NOT NULL,
@@ -120,36 +143,51 @@ CREATE TABLE instances (
 ) WITHOUT ROWID;
 """
 
-#: ``from_version -> SQL`` lifting a store one version up. Empty: version 1 is the first.
-MIGRATIONS: dict[int, str] = {}
+#: ``from_version -> SQL`` lifting a store one version up.
+MIGRATIONS: dict[int, str] = {
+    # 2: counts known only as ">= N" (KeyDelta.lower_bound).
+    1: "ALTER TABLE counts ADD COLUMN lower_bound INTEGER NOT NULL DEFAULT 0",
+}
 
 # What a group adds to each stored row it touched, as one statement over a
-# JSON array of [calls, estimated, first, last, rowid] rows: one call into
-# SQLite, so the writer gives up and retakes the GIL once per group, not once
-# per row (executemany does, and under load every retake waits behind the
-# request threads). Counts saturate at MAX_COUNT (9223372036854775807):
-# SQLite turns an overflowing integer sum into a float, and min() brings it
-# back. A batch window may open before the key entered the set (the batch
-# was in flight during a Register): no call is seen before tracked_since.
+# JSON array of [calls, estimated, first, last, rowid, lower_bound] rows: one
+# call into SQLite, so the writer gives up and retakes the GIL once per group,
+# not once per row (executemany does, and under load every retake waits
+# behind the request threads). No sum can overflow: _report refused every
+# batch that would. A batch window may open before the key entered the set
+# (the batch was in flight during a Register): no call is seen before
+# tracked_since.
 _APPLY_BULK = (
     "UPDATE counts SET"
-    " calls = min(calls + j.c, 9223372036854775807),"
+    " calls = calls + j.c,"
     " estimated = estimated | j.e,"
     " first_seen_ms = min(coalesce(nullif(first_seen_ms, 0), 9223372036854775807), max(j.f, tracked_since_ms)),"
-    " last_seen_ms = max(last_seen_ms, j.l, tracked_since_ms)"
+    " last_seen_ms = max(last_seen_ms, j.l, tracked_since_ms),"
+    " lower_bound = lower_bound | j.b"
     " FROM (SELECT json_extract(value, '$[0]') AS c, json_extract(value, '$[1]') AS e,"
     " json_extract(value, '$[2]') AS f, json_extract(value, '$[3]') AS l,"
-    " json_extract(value, '$[4]') AS id FROM json_each(?)) AS j"
+    " json_extract(value, '$[4]') AS id, json_extract(value, '$[5]') AS b FROM json_each(?)) AS j"
     " WHERE counts.id = j.id"
 )
 #: The same a row at a time, for SQLite builds without UPDATE ... FROM (before 3.33) or JSON.
 _APPLY_ROW = (
     "UPDATE counts SET"
-    " calls = min(calls + ?, 9223372036854775807),"
+    " calls = calls + ?,"
     " estimated = estimated | ?,"
     " first_seen_ms = min(coalesce(nullif(first_seen_ms, 0), 9223372036854775807), max(?, tracked_since_ms)),"
-    " last_seen_ms = max(last_seen_ms, ?, tracked_since_ms)"
+    " last_seen_ms = max(last_seen_ms, ?, tracked_since_ms),"
+    " lower_bound = lower_bound | ?"
     " WHERE id = ?"
+)
+# The ListApps sums, exact: SQLite's sum() fails past 2**63 and total() is a
+# float, so each count is summed in two 32-bit halves (neither half's sum can
+# overflow for fewer than 2**31 keys) and joined in Python.
+_LIST_APPS = (
+    "SELECT a.name, count(c.id), coalesce(sum(c.calls = 0), 0),"
+    " coalesce(sum(c.calls >> 32), 0), coalesce(sum(c.calls & 4294967295), 0), a.updated_ms"
+    " FROM (SELECT id, name, updated_ms FROM apps WHERE name > ? ORDER BY name LIMIT ?) a"
+    " LEFT JOIN keys k ON k.app_id = a.id LEFT JOIN counts c ON c.id = k.id"
+    " GROUP BY a.id ORDER BY a.name"
 )
 
 
@@ -159,11 +197,12 @@ def _now_ms() -> int:
 
 @dataclass(slots=True)
 class _App:
-    """The writer's cache of one app: its row id and its keys' row ids."""
+    """The writer's cache of one app: its row id, its keys' row ids and an upper bound of its counts."""
 
     id: int
     fingerprint: str
     keys: dict[str, int]
+    ceiling: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -184,26 +223,34 @@ class _Merge:
     dict.update) instead of a Python statement per delta.
     """
 
-    __slots__ = ("calls", "estimated", "windows")
+    __slots__ = ("calls", "estimated", "lower_bound", "windows")
 
     def __init__(self) -> None:
         self.calls: dict[int, int] = {}
         self.estimated: set[int] = set()
+        self.lower_bound: set[int] = set()
         self.windows: list[tuple[int, int, list[int]]] = []
 
-    def add(self, rowids: list[int], calls: list[int], estimated: list[bool], first: int, last: int) -> None:
+    def add(
+        self,
+        rowids: list[int],
+        calls: list[int],
+        estimated: list[bool],
+        lower_bound: list[bool],
+        first: int,
+        last: int,
+    ) -> None:
         """Merge one batch (unique rows, non-zero calls) seen between ``first`` and ``last``."""
         merged = self.calls
-        sums = list(map(add, map(merged.get, rowids, repeat(0)), calls))
-        if sums and max(sums) > MAX_COUNT:
-            sums = [min(n, MAX_COUNT) for n in sums]
-        merged.update(zip(rowids, sums, strict=True))
+        merged.update(zip(rowids, map(add, map(merged.get, rowids, repeat(0)), calls), strict=True))
         if any(estimated):
             self.estimated.update(compress(rowids, estimated))
+        if any(lower_bound):
+            self.lower_bound.update(compress(rowids, lower_bound))
         self.windows.append((first, last, rowids))
 
-    def rows(self) -> list[tuple[int, bool, int, int, int]]:
-        """``(calls, estimated, first, last, rowid)`` per row, in row order."""
+    def rows(self) -> list[tuple[int, bool, int, int, int, bool]]:
+        """``(calls, estimated, first, last, rowid, lower_bound)`` per row, in row order."""
         # Later updates win: earliest window start last, latest window end last.
         firsts: dict[int, int] = {}
         for first, _, rowids in sorted(self.windows, key=itemgetter(0), reverse=True):
@@ -220,6 +267,7 @@ class _Merge:
                 map(firsts.__getitem__, order),
                 map(lasts.__getitem__, order),
                 order,
+                map(self.lower_bound.__contains__, order),
                 strict=True,
             )
         )
@@ -228,17 +276,47 @@ class _Merge:
         """Forget what was written."""
         self.calls.clear()
         self.estimated.clear()
+        self.lower_bound.clear()
         self.windows.clear()
+
+
+class _FailureLog:
+    """One log line per LOG_EVERY_S about failing writes, with how many failed since the last line."""
+
+    def __init__(self) -> None:
+        self.failing = False  # the last write failed: checkpoint before the next one
+        self._unlogged = 0
+        self._next_line = 0.0
+
+    def failed(self, error: BaseException) -> None:
+        """Count a failed write; log it when the last line is old enough."""
+        self.failing = True
+        self._unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_line:
+            log.error("coldmod store: %d write(s) failed in the last %.0f s: %s", self._unlogged, LOG_EVERY_S, error)
+            self._unlogged = 0
+            self._next_line = now + LOG_EVERY_S
+
+    def succeeded(self) -> None:
+        """A write went through: say so once after failures."""
+        if self.failing:
+            log.warning("coldmod store: writes succeed again")
+            self.failing = False
+            self._unlogged = 0
+            self._next_line = 0.0
 
 
 class SqliteStore:
     """The :class:`~coldmod_cli.server.store.Store` in one SQLite file."""
 
-    def __init__(self, path: Path, *, group_commit: bool = True) -> None:
+    def __init__(self, path: Path, *, group_commit: bool = True, max_apps: int = DEFAULT_MAX_APPS) -> None:
         """Open (creating, migrating or refusing) the store file and start its writer."""
         self.path = path
         self.url = f"sqlite://{path}"
         self.group_commit = group_commit
+        self.max_apps = max_apps
+        self._failures = _FailureLog()
         self._lock_fd = _lock(path)
         try:
             self._db = _open_writer(path)
@@ -272,15 +350,35 @@ class SqliteStore:
         """Zero the app's counts and restart its keys' tracking; returns the number of keys."""
         return self._submit("reset", app, now_ms)  # type: ignore[no-any-return]
 
-    def fetch(self, app: str) -> Heatmap:
-        """The app's heatmap, read in one transaction; raises UnknownApp."""
+    def delete_app(self, app: str) -> int:
+        """Delete the app, its keys and counts; returns the number of keys; raises UnknownApp."""
+        return self._submit("delete", app)  # type: ignore[no-any-return]
+
+    def fingerprint(self, app: str) -> str:
+        """The fingerprint stored with the app's current set; "" for an unknown app."""
+        row = self._read(lambda db: db.execute("SELECT fingerprint FROM apps WHERE name = ?", (app,)).fetchone())
+        return str(row[0]) if row else ""
+
+    def count_apps(self) -> int:
+        """How many apps the store holds."""
+        return int(self._read(lambda db: db.execute("SELECT count(*) FROM apps").fetchone()[0]))
+
+    def info(self) -> StoreInfo:
+        """SQLite at this path, durable per acknowledged write."""
+        return StoreInfo(f"sqlite {self.path}", DURABILITY)
+
+    def _read(self, query: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a read on this thread's reader; a failing read is StoreUnavailable."""
         try:
-            return self._fetch(app)
+            return query(self._reader())
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the store could not be read ({exc})") from None
 
-    def _fetch(self, app: str) -> Heatmap:
-        db = self._reader()
+    def fetch(self, app: str) -> Heatmap:
+        """The app's heatmap, read in one transaction; raises UnknownApp."""
+        return self._read(lambda db: self._fetch(db, app))  # type: ignore[no-any-return]
+
+    def _fetch(self, db: sqlite3.Connection, app: str) -> Heatmap:
         db.execute("BEGIN")
         try:
             row = db.execute(
@@ -291,35 +389,22 @@ class SqliteStore:
                 raise UnknownApp(f"the app {app!r} is not registered")
             rows = db.execute(
                 "SELECT k.key, c.calls, c.estimated, c.first_seen_ms, c.last_seen_ms, c.tracked_since_ms,"
-                " k.path, k.lines FROM keys k JOIN counts c ON c.id = k.id WHERE k.app_id = ? ORDER BY k.key",
+                " k.path, k.lines, c.lower_bound FROM keys k JOIN counts c ON c.id = k.id WHERE k.app_id = ?"
+                " ORDER BY k.key",
                 (row[0],),
             ).fetchall()
         finally:
             db.execute("COMMIT")
         entries = [
-            Entry(k, c, bool(e), f, la, t, p, tuple(int(n) for n in ln.split(",")) if ln else ())
-            for k, c, e, f, la, t, p, ln in rows
+            Entry(k, c, bool(e), f, la, t, p, tuple(int(n) for n in ln.split(",")) if ln else (), bool(b))
+            for k, c, e, f, la, t, p, ln, b in rows
         ]
         return Heatmap(app, entries, row[1], row[2], row[3])
 
-    def list_apps(self) -> list[AppSummary]:
-        """Every app with its key count, cold keys and total calls, sorted by name."""
-        try:
-            return self._list_apps()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"the store could not be read ({exc})") from None
-
-    def _list_apps(self) -> list[AppSummary]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT a.name, count(c.id), coalesce(sum(c.calls = 0), 0), coalesce(total(c.calls), 0), a.updated_ms"
-                " FROM apps a LEFT JOIN keys k ON k.app_id = a.id LEFT JOIN counts c ON c.id = k.id"
-                " GROUP BY a.id ORDER BY a.name"
-            )
-            .fetchall()
-        )
-        return [AppSummary(n, k, c, min(int(t), MAX_COUNT), u) for n, k, c, t, u in rows]
+    def list_apps(self, after: str = "", limit: int | None = None) -> list[AppSummary]:
+        """Up to ``limit`` apps named after ``after``, sorted, with key count, cold keys and exact total calls."""
+        rows = self._read(lambda db: db.execute(_LIST_APPS, (after, -1 if limit is None else limit)).fetchall())
+        return [AppSummary(n, k, c, min((hi << 32) + lo, MAX_COUNT), u) for n, k, c, hi, lo, u in rows]
 
     def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
         """Call ``callback`` after each commit that changed an app; returns the unsubscriber."""
@@ -387,6 +472,8 @@ class SqliteStore:
                 closing = True
             if not items:
                 continue
+            if self._failures.failing:
+                self._checkpoint()
             try:
                 if self.group_commit or len(items) == 1:
                     self._apply(items)
@@ -422,11 +509,14 @@ class SqliteStore:
                         self._flush(pending, counters)  # a Register renumbers rows
                         name, sources, now_ms, fingerprint = item.args
                         result = self._register(name, sources, now_ms, fingerprint, changes)
-                    else:
+                    elif item.op == "reset":
                         self._flush(pending, counters)
                         name, now_ms = item.args
                         result = self._reset(name, now_ms, changes)
-                except UnknownApp as exc:
+                    else:
+                        self._flush(pending, counters)
+                        result = self._delete(item.args[0], changes)
+                except (UnknownApp, TooManyApps, CountOverflow) as exc:  # refused before it changed anything
                     outcomes.append((item, None, exc))
                 else:
                     outcomes.append((item, result, None))
@@ -440,9 +530,10 @@ class SqliteStore:
                 for item in items:
                     self._apply([item])
                 return
-            log.error("coldmod store: a write failed: %s", exc)
+            self._failures.failed(exc)
             items[0].future.set_exception(StoreUnavailable(f"the store could not be written ({exc})"))
             return
+        self._failures.succeeded()
         for item, result, error in outcomes:
             if error is not None:
                 item.future.set_exception(error)
@@ -468,8 +559,40 @@ class SqliteStore:
         if row is None:
             return None
         keys = dict(self._db.execute("SELECT key, id FROM keys WHERE app_id = ?", (row[0],)).fetchall())
-        self._apps[name] = app = _App(row[0], row[1], keys)
+        self._apps[name] = app = _App(row[0], row[1], keys, self._stored_ceiling(row[0]))
         return app
+
+    def _stored_ceiling(self, app_id: int) -> int:
+        """The largest count the app holds in the store (inside the writer's transaction)."""
+        row = self._db.execute(
+            "SELECT max(c.calls) FROM counts c JOIN keys k ON k.id = c.id WHERE k.app_id = ?", (app_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def _check_overflow(
+        self, app: _App, rowids: list[int], calls: list[int], pending: _Merge, counters: dict[int, list[int]]
+    ) -> None:
+        """Raise CountOverflow if the batch would push a count past MAX_COUNT (nothing applied yet)."""
+        biggest = max(calls, default=0)
+        if app.ceiling + biggest <= MAX_COUNT:  # the usual case: far from the edge
+            app.ceiling += biggest
+            return
+        # Near the edge: write what is pending, then look at the real counts.
+        self._flush(pending, counters)
+        app.ceiling = self._stored_ceiling(app.id)
+        if app.ceiling + biggest > MAX_COUNT:
+            stored = dict(
+                self._db.execute(
+                    "SELECT id, calls FROM counts WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(rowids),),
+                ).fetchall()
+            )
+            for rowid, n in zip(rowids, calls, strict=True):
+                if stored.get(rowid, 0) + n > MAX_COUNT:
+                    raise CountOverflow(
+                        f"the batch would raise a count past {MAX_COUNT} (2**63 - 1); nothing of it was applied"
+                    )
+        app.ceiling += biggest
 
     def _report(
         self,
@@ -498,13 +621,23 @@ class SqliteStore:
             raise UnknownApp(f"the app {batch.app!r} is not registered; register it before reporting")
         rowids = list(map(app.keys.get, batch.keys))
         calls, estimated = batch.calls, batch.estimated
+        lower_bound = batch.lower_bound or [False] * len(calls)
         unknown = rowids.count(None)
         if unknown or 0 in calls:  # rare: drop unknown keys and zero deltas first
             keep = [i for i, (r, n) in enumerate(zip(rowids, calls, strict=True)) if r is not None and n]
             rowids = [rowids[i] for i in keep]
             calls = [calls[i] for i in keep]
             estimated = [estimated[i] for i in keep]
-        pending.add(rowids, calls, estimated, batch.window_start_ms, batch.window_end_ms)  # type: ignore[arg-type]
+            lower_bound = [lower_bound[i] for i in keep]
+        self._check_overflow(app, rowids, calls, pending, counters)  # type: ignore[arg-type]
+        pending.add(
+            rowids,  # type: ignore[arg-type]
+            calls,
+            estimated,
+            lower_bound,
+            batch.window_start_ms,
+            batch.window_end_ms,
+        )
         if self._subscribers:  # narrowed to stored keys once per group, in _apply
             changed.setdefault(batch.app, set()).update(batch.keys)
         db.execute(
@@ -524,7 +657,7 @@ class SqliteStore:
             if self._bulk:
                 self._db.execute(_APPLY_BULK, (json.dumps(pending.rows()),))
             else:
-                self._db.executemany(_APPLY_ROW, pending.rows())
+                self._db.executemany(_APPLY_ROW, [(c, e, f, la, b, r) for c, e, f, la, r, b in pending.rows()])
             pending.clear()
         if counters:
             now = _now_ms()
@@ -549,6 +682,11 @@ class SqliteStore:
         db = self._db
         app = self._app(name)
         if app is None:
+            if db.execute("SELECT count(*) FROM apps").fetchone()[0] >= self.max_apps:
+                raise TooManyApps(
+                    f"the collector keeps at most {self.max_apps} apps; delete one (coldmod apps delete NAME)"
+                    " or start it with a larger --max-apps"
+                )
             cursor = db.execute(
                 "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms) VALUES (?, '', ?, ?)",
                 (name, now_ms, now_ms),
@@ -601,16 +739,36 @@ class SqliteStore:
         if app is None:
             raise UnknownApp(f"the app {name!r} is not registered")
         self._db.execute(
-            "UPDATE counts SET calls = 0, estimated = 0, first_seen_ms = 0, last_seen_ms = 0, tracked_since_ms = ?"
-            " WHERE id IN (SELECT id FROM keys WHERE app_id = ?)",
+            "UPDATE counts SET calls = 0, estimated = 0, first_seen_ms = 0, last_seen_ms = 0, tracked_since_ms = ?,"
+            " lower_bound = 0 WHERE id IN (SELECT id FROM keys WHERE app_id = ?)",
             (now_ms, app.id),
         )
+        app.ceiling = 0
         self._db.execute(
             "UPDATE apps SET dropped_unknown = 0, dropped_updates = 0, updated_ms = ? WHERE id = ?",
             (now_ms, app.id),
         )
         changes[name] = Change(name, "reset")
         return len(app.keys)
+
+    def _delete(self, name: str, changes: dict[str, Change]) -> int:
+        app = self._app(name)
+        if app is None:
+            raise UnknownApp(f"the app {name!r} is not registered")
+        db = self._db
+        db.execute("DELETE FROM counts WHERE id IN (SELECT id FROM keys WHERE app_id = ?)", (app.id,))
+        db.execute("DELETE FROM keys WHERE app_id = ?", (app.id,))
+        db.execute("DELETE FROM apps WHERE id = ?", (app.id,))
+        del self._apps[name]
+        changes[name] = Change(name, "delete")
+        return len(app.keys)
+
+    def _checkpoint(self) -> None:
+        """After a failed write: copy the WAL into the file and empty it, so freed disk space suffices."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("coldmod store: checkpoint after a failed write failed: %s", exc)
 
     def _maybe_prune(self) -> None:
         """Forget dedupe rows older than a day (keeping a per-instance floor) every few minutes."""

@@ -25,6 +25,7 @@ __all__ = [
     "AppSummary",
     "Batch",
     "Change",
+    "CountOverflow",
     "Entry",
     "Heatmap",
     "RegisterResult",
@@ -33,10 +34,16 @@ __all__ = [
     "Source",
     "Store",
     "StoreError",
+    "StoreInfo",
     "StoreUnavailable",
+    "TooManyApps",
     "UnknownApp",
     "open_store",
 ]
+
+#: Apps a collector keeps unless ``coldmod serve --max-apps`` says otherwise:
+#: anyone who may Register can name a new app, so the number is bounded.
+DEFAULT_MAX_APPS = 1000
 
 
 class StoreError(Exception):
@@ -55,6 +62,14 @@ class StoreUnavailable(StoreError):
     """The store is closing or failed to write; the caller may retry later."""
 
 
+class TooManyApps(StoreError):
+    """A Register would create an app beyond the store's limit (RESOURCE_EXHAUSTED)."""
+
+
+class CountOverflow(StoreError):
+    """A batch would push a count past 2**63 - 1; nothing of it was applied (OUT_OF_RANGE)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """A function that might run: its key and where it is defined."""
@@ -68,9 +83,12 @@ class Source:
 class Batch:
     """One validated Report: ``(instance_id, sequence)`` identifies it.
 
-    The deltas are three parallel lists (key, calls, estimated) with unique
-    keys: a batch carries thousands, and lists let the store merge them with
-    loops that run in C rather than one Python step per delta.
+    The deltas are parallel lists (key, calls, estimated, lower_bound) with
+    unique keys: a batch carries thousands, and lists let the store merge them
+    with loops that run in C rather than one Python step per delta.
+    ``lower_bound`` is empty when no delta is a lower bound (the usual case).
+    The window is already bounded by the collector's clock (see
+    :func:`coldmod_cli.server.limits.batch_from`): stores take first/last seen from it.
     """
 
     app: str
@@ -82,6 +100,7 @@ class Batch:
     calls: list[int]
     estimated: list[bool]
     dropped_updates: int = 0
+    lower_bound: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +133,7 @@ class Entry:
     tracked_since_ms: int
     path: str
     lines: tuple[int, ...]
+    lower_bound: bool = False  # some delta was only a lower bound: the truth is >= calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +149,7 @@ class Heatmap:
 
 @dataclass(frozen=True, slots=True)
 class AppSummary:
-    """One line of ListApps."""
+    """One line of ListApps; ``calls`` is the exact integer sum (saturating at 2**63 - 1)."""
 
     app: str
     keys: int
@@ -142,14 +162,23 @@ class AppSummary:
 class Change:
     """What one commit changed in one app (sent to subscribers).
 
-    ``kind`` is ``"register"``, ``"report"`` or ``"reset"``; ``keys`` holds
-    the keys whose counts changed for a report, and is empty otherwise (a
-    register or reset changes the whole heatmap: fetch it again).
+    ``kind`` is ``"register"``, ``"report"``, ``"reset"`` or ``"delete"``;
+    ``keys`` holds the keys whose counts changed for a report, and is empty
+    otherwise (a register or reset changes the whole heatmap: fetch it again;
+    after a delete the app is gone).
     """
 
     app: str
     kind: str
     keys: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What Info says about the store: its kind and location (no secrets), and what a crash can lose."""
+
+    store: str
+    durability: str
 
 
 class Store(Protocol):
@@ -162,19 +191,40 @@ class Store(Protocol):
 
         ``fingerprint`` digests the set; when it equals the last one stored,
         the store may skip the work (a fleet restarting sends the same set).
+        Creating an app beyond the store's ``max_apps`` raises TooManyApps.
         """
         ...
 
+    def fingerprint(self, app: str) -> str:
+        """The fingerprint of the app's current set of keys; "" for an unknown app or an unknown print."""
+        ...
+
     def report(self, batch: Batch) -> ReportResult:
-        """Apply the batch at most once; returns once it is durable."""
+        """Apply the batch at most once; returns once it is durable.
+
+        A batch that would push any count past 2**63 - 1 raises CountOverflow
+        and changes nothing (it is not recorded as applied either).
+        """
         ...
 
     def fetch(self, app: str) -> Heatmap:
         """The app's heatmap; raises UnknownApp."""
         ...
 
-    def list_apps(self) -> list[AppSummary]:
-        """Every app, sorted by name."""
+    def list_apps(self, after: str = "", limit: int | None = None) -> list[AppSummary]:
+        """Up to ``limit`` apps (all when None) named after ``after``, sorted by name."""
+        ...
+
+    def count_apps(self) -> int:
+        """How many apps the store holds."""
+        ...
+
+    def delete_app(self, app: str) -> int:
+        """Delete the app and its heatmap; returns its number of keys; raises UnknownApp."""
+        ...
+
+    def info(self) -> StoreInfo:
+        """The store's kind, location and durability, for the Info RPC."""
         ...
 
     def reset(self, app: str, now_ms: int) -> int:
@@ -193,10 +243,14 @@ class Store(Protocol):
 DEFAULT_STORE = "sqlite://coldmod.db"
 
 
-def open_store(url: str | None = None, *, group_commit: bool = True) -> Store:
+def open_store(url: str | None = None, *, group_commit: bool = True, max_apps: int = DEFAULT_MAX_APPS) -> Store:
     """Open the store a ``--store`` URL names (default: ``coldmod.db`` in the working directory).
 
-    ``sqlite:///abs/path.db`` or ``sqlite://relative.db`` or a plain path.
+    ``max_apps`` bounds how many apps Register may create (TooManyApps beyond it).
+
+    ``sqlite:///abs/path.db`` or ``sqlite://relative.db`` or a plain path;
+    ``redis://[user@]host:port/db`` or ``rediss://…?ca=PATH`` for the shared Redis store
+    (:mod:`coldmod_cli.server.redis_store`; password in ``COLDMOD_REDIS_PASSWORD``).
     """
     raw = (url if url is not None else DEFAULT_STORE).strip()
     if not raw:
@@ -207,9 +261,10 @@ def open_store(url: str | None = None, *, group_commit: bool = True) -> Store:
     elif scheme.lower() == "sqlite":
         path = rest
     elif scheme.lower() in ("redis", "rediss"):
-        raise StoreError(
-            f"the store {raw!r} is a Redis URL, which this version does not support yet; use sqlite:///path/coldmod.db"
-        )
+        # Shared by several collectors; group commit is the SQLite writer's, not needed here.
+        from coldmod_cli.server.redis_store import RedisStore
+
+        return RedisStore(raw, max_apps=max_apps)
     else:
         raise StoreError(
             f"the store {raw!r} has an unknown scheme {scheme!r}; use a URL like sqlite:///path/coldmod.db"
@@ -218,4 +273,4 @@ def open_store(url: str | None = None, *, group_commit: bool = True) -> Store:
         raise StoreError(f"the store {raw!r} names no file; use a URL like sqlite:///path/coldmod.db")
     from coldmod_cli.server.sqlite_store import SqliteStore
 
-    return SqliteStore(Path(path).expanduser().absolute(), group_commit=group_commit)
+    return SqliteStore(Path(path).expanduser().absolute(), group_commit=group_commit, max_apps=max_apps)
