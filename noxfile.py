@@ -21,6 +21,8 @@ GRPCIO_TOOLS = "grpcio-tools==1.68.1"
 PROTO_OUT = ROOT / "packages" / "coldmod-trace" / "src"
 PROTO_FILES = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
 TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright", "attrs"]
+# Optional dependencies of the built wheels that the tests exercise (the Redis store).
+EXTRAS = ["redis>=5.0"]
 
 nox.options.sessions = ["tests", "lint", "types", "protos_check"]
 nox.options.reuse_existing_virtualenvs = True
@@ -50,7 +52,7 @@ def tests(session: nox.Session) -> None:
     """Unit tests of every package and the whole-system tests, from built wheels."""
     dist = build_wheels(session)
     install_wheels(session, dist)
-    session.install(*TEST_DEPS)
+    session.install(*TEST_DEPS, *EXTRAS)
     # One pytest run per test folder: each package's tests stand alone, as
     # they would in its sdist, and same-named helpers never collide. Arguments
     # after `--` replace the folders: `nox -s tests-3.12 -- packages/coldmod-trace/tests -k sampled`.
@@ -74,7 +76,7 @@ def types(session: nox.Session) -> None:
     """mypy: strict for coldmod-trace, standard for the others."""
     dist = build_wheels(session)
     install_wheels(session, dist)
-    session.install("mypy", "types-protobuf", "grpc-stubs", "pytest")
+    session.install("mypy", "types-protobuf", "grpc-stubs", "pytest", *EXTRAS)
     session.run(
         "mypy",
         "packages/coldmod-trace/src/coldmod_trace",
@@ -127,6 +129,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, baselines side by side in one run; prints tables with ratios."""
     dist = build_wheels(session)
     install_wheels(session, dist)
-    session.install("libcst", "pyperformance", "coverage", "slipcover", "pyperf", "django")
+    session.install("libcst", "pyperformance", "coverage", "slipcover", "pyperf", "django", *EXTRAS)
     session.run("python", "bench/run.py", *session.posargs)
     shutil.rmtree(dist, ignore_errors=True)

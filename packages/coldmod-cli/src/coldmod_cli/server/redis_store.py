@@ -1,0 +1,616 @@
+"""The scale-out store: heatmaps in Redis, shared by any number of stateless collectors.
+
+Layout. Every key of one app starts with ``coldmod:{<tag>}:`` where the tag
+is the app's name (or a digest of it when the name holds braces), so in
+Redis Cluster all of an app's keys share one hash slot and every script is
+single-slot, while apps spread over the cluster:
+
+| key | type | holds |
+|---|---|---|
+| ``…:meta`` | hash | name, fingerprint, registered_ms, updated_ms, dropped_unknown, dropped_updates |
+| ``…:src`` | hash | key → JSON ``[path, lines]`` (the current set) |
+| ``…:since`` | hash | key → tracked_since_ms (present for every key of the set) |
+| ``…:calls`` | hash | key → calls (only keys that ran; exact 64-bit integers) |
+| ``…:est`` / ``…:lb`` | sets | keys whose count is estimated / only a lower bound |
+| ``…:first`` / ``…:last`` | hashes | key → first / last seen ms |
+| ``…:i:<instance>`` | hash | the instance's applied sequences → unknown keys, and ``floor`` |
+| ``coldmod:apps`` | sorted set | every app's name (score 0: ListApps pages by name with ZRANGEBYLEX) |
+
+Writes are Lua scripts (:mod:`coldmod_cli.server.redis_scripts`): a Report
+checks its batch id, applies every increment and records the id in one
+script, so it is applied at most once even when resent to another collector;
+a Register replaces the set in one script. Fetch reads the app's keys in one
+MULTI/EXEC: a consistent snapshot. A call returns only after Redis answered,
+so nothing is acknowledged that Redis did not accept; how much of it
+survives a Redis crash is Redis's persistence (see ``durability``).
+
+Dedupe window: each instance keeps its last ``DEDUPE_KEEP`` sequences and a
+floor (every sequence at or below it counts as applied: tracers send in
+order and resend only the unacknowledged batch); the record expires
+``DEDUPE_TTL_MS`` (7 days) after the instance's last batch. A batch resent
+later than that would be applied again; a tracer never holds one that long.
+
+Changes: every write script PUBLISHes ``{o: origin, a: app, k: kind, keys}``
+on ``coldmod:changes``. Subscribers hear their own collector's writes at
+once (synchronously, like SQLite) and every other collector's through one
+subscriber thread, so a web UI on collector A sees counts that arrived at B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coldmod_cli.server import redis_scripts
+from coldmod_cli.server.store import (
+    DEFAULT_MAX_APPS,
+    AppSummary,
+    Batch,
+    Change,
+    CountOverflow,
+    Entry,
+    Heatmap,
+    RegisterResult,
+    ReportResult,
+    Source,
+    StoreError,
+    StoreInfo,
+    StoreUnavailable,
+    TooManyApps,
+    UnknownApp,
+)
+
+__all__ = ["PASSWORD_ENV", "TLS_CA_ENV", "RedisStore", "durability", "parse_url"]
+
+log = logging.getLogger(__name__)
+
+#: The Redis password (or ACL user's password), so that it never appears in a process list.
+PASSWORD_ENV = "COLDMOD_REDIS_PASSWORD"  # noqa: S105 - the variable's name, not a password
+#: CA bundle that signs a ``rediss://`` server's certificate (else the ``ca`` URL option, else the system's).
+TLS_CA_ENV = "COLDMOD_REDIS_CA"
+
+INDEX = "coldmod:apps"
+CHANNEL = "coldmod:changes"
+#: Sequences each instance remembers explicitly; older ones fold into its floor.
+DEDUPE_KEEP = 32
+DEDUPE_TTL_MS = 7 * 24 * 3600 * 1000
+#: Seconds to connect and to wait for an answer: with Redis down, collectors answer UNAVAILABLE quickly.
+CONNECT_TIMEOUT_S = 1.0
+SOCKET_TIMEOUT_S = 10.0
+#: Connections per collector (one per concurrently running call).
+MAX_CONNECTIONS = 64
+MAX_COUNT = 2**63 - 1
+_FLAGS = ("", "l", "e", "el")  # index: estimated * 2 + lower_bound
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise StoreError(
+            "the Redis store needs the redis package: pip install 'coldmod-cli[redis]'"
+        ) from None
+    return redis
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """What a ``redis://`` or ``rediss://`` URL names (the password is never printed)."""
+
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+    ca: str | None
+
+    @property
+    def display(self) -> str:
+        """The URL without credentials."""
+        scheme = "rediss" if self.tls else "redis"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{host}:{self.port}/{self.db}"
+
+
+def parse_url(url: str, env: dict[str, str] | None = None) -> RedisTarget:
+    """Read ``redis[s]://[user[:password]@]host[:port][/db][?ca=PATH]``; raises StoreError saying what is wrong."""
+    env = dict(os.environ) if env is None else env
+    form = "redis://[user:password@]host:port/db or rediss://host:port/db?ca=/path/ca.pem"
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss"):
+        raise StoreError(f"the store {url!r} is not a Redis URL; use {form}")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise StoreError(f"the store URL's port is not a number from 1 to 65535; use {form}") from None
+    host = parts.hostname
+    if not host:
+        raise StoreError(f"the store URL names no Redis host; use {form}")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise StoreError(f"the store URL's database {path!r} is not a number; use {form}")
+    query = urllib.parse.parse_qs(parts.query)
+    unknown = sorted(set(query) - {"ca"})
+    if unknown:
+        raise StoreError(f"the store URL has the unknown option {unknown[0]!r}; the only option is ?ca=/path/ca.pem")
+    ca = (query.get("ca") or [None])[-1] or env.get(TLS_CA_ENV) or None
+    if ca and scheme != "rediss":
+        raise StoreError("a CA bundle is for TLS: use a rediss:// URL with it")
+    if ca and not os.path.isfile(ca):
+        raise StoreError(f"the Redis CA bundle {ca} does not exist; give the path of a PEM file")
+    password = urllib.parse.unquote(parts.password) if parts.password else env.get(PASSWORD_ENV) or None
+    username = urllib.parse.unquote(parts.username) if parts.username else None
+    return RedisTarget(host, port, int(path or 0), username, password, scheme == "rediss", ca)
+
+
+def _tag(app: str) -> str:
+    """The app's hash tag: its name, or a digest when braces would cut the tag short."""
+    if "{" in app or "}" in app:
+        return "h" + hashlib.sha256(app.encode()).hexdigest()[:32]
+    return app
+
+
+@dataclass(frozen=True)
+class AppKeys:
+    """The Redis keys of one app, in the order the scripts take them."""
+
+    meta: str
+    src: str
+    since: str
+    calls: str
+    est: str
+    lb: str
+    first: str
+    last: str
+
+    @classmethod
+    def of(cls, app: str) -> AppKeys:
+        """The keys of ``app`` (all in one hash slot)."""
+        prefix = f"coldmod:{{{_tag(app)}}}:"
+        return cls(*(prefix + name for name in ("meta", "src", "since", "calls", "est", "lb", "first", "last")))
+
+    def all(self) -> list[str]:
+        """Every key, in script order."""
+        return [self.meta, self.src, self.since, self.calls, self.est, self.lb, self.first, self.last]
+
+    def instance(self, instance_id: str) -> str:
+        """The dedupe record of one instance (same slot)."""
+        return self.meta[: -len("meta")] + "i:" + instance_id
+
+
+# What each persistence setting loses, for `coldmod status` (Info.durability) and the README.
+_DURABILITY = {
+    ("yes", "always"): "Redis AOF with appendfsync always: every acknowledged batch is on disk before the ack;"
+    " a crash or power loss loses nothing acknowledged",
+    ("yes", "everysec"): "Redis AOF with appendfsync everysec: a Redis crash loses nothing acknowledged, a power"
+    " loss or OS crash can lose the last second or two of acknowledged batches",
+    ("yes", "no"): "Redis AOF with appendfsync no: a Redis crash loses nothing acknowledged, a power loss or OS"
+    " crash can lose the last ~30 s of acknowledged batches (the OS flushes when it likes)",
+    ("no", ""): "Redis without AOF (RDB snapshots at best): a Redis restart loses every batch acknowledged since"
+    " the last snapshot; enable appendonly yes",
+}
+
+
+def durability(appendonly: str, appendfsync: str) -> str:
+    """What a Redis crash loses with these settings (one sentence)."""
+    if appendonly != "yes":
+        return _DURABILITY[("no", "")]
+    return _DURABILITY.get(
+        ("yes", appendfsync), f"Redis AOF with appendfsync {appendfsync or 'unknown'}: see the Redis documentation"
+    )
+
+
+class RedisStore:
+    """The :class:`~coldmod_cli.server.store.Store` in Redis (see the module docstring)."""
+
+    def __init__(self, url: str, *, max_apps: int = DEFAULT_MAX_APPS, env: dict[str, str] | None = None) -> None:
+        """Connect, check the server answers and accepts our credentials and database; raises StoreError."""
+        redis = _import_redis()
+        self._redis_mod = redis
+        self.target = parse_url(url, env)
+        self.url = self.target.display
+        self.max_apps = max_apps
+        self._origin = secrets.token_hex(8)  # tells this collector's own published changes apart
+        retry = redis.retry.Retry(redis.backoff.ExponentialBackoff(cap=0.2, base=0.02), 2)
+        options: dict[str, Any] = {
+            "host": self.target.host,
+            "port": self.target.port,
+            "db": self.target.db,
+            "username": self.target.username,
+            "password": self.target.password,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "retry": retry,
+            "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            "health_check_interval": 30,
+            "decode_responses": True,
+            "max_connections": MAX_CONNECTIONS,
+            "timeout": SOCKET_TIMEOUT_S,  # waiting for a free connection of the pool
+        }
+        if self.target.tls:
+            options["connection_class"] = redis.connection.SSLConnection
+            options["ssl_ca_certs"] = self.target.ca
+            options["ssl_cert_reqs"] = "required"
+        self._pool_options = options
+        pool = redis.BlockingConnectionPool(**options)
+        self._client = redis.Redis(connection_pool=pool)
+        self._scripts = {
+            name: self._client.register_script(getattr(redis_scripts, name))
+            for name in ("REGISTER", "REPORT", "RESET", "DELETE", "RESTORE")
+        }
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._listener: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        try:
+            with self._errors("open"):
+                self._version = str(self._client.info("server").get("redis_version", "?"))
+                major = self._version.split(".")[0]
+                if major.isdigit() and int(major) < 7:  # scripts need Redis 7's #!lua flags
+                    raise StoreError(
+                        f"Redis at {self.url} is version {self._version}; the Redis store needs Redis 7 or newer"
+                    )
+        except StoreError:
+            self._client.close()
+            pool.disconnect()
+            raise
+
+    # ------------------------------------------------------------- errors --
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn redis-py's errors into one sentence: StoreError when opening, StoreUnavailable after."""
+        exc_mod = self._redis_mod.exceptions
+        kind = StoreError if doing == "open" else StoreUnavailable
+        try:
+            yield
+        except exc_mod.AuthenticationError as exc:
+            raise kind(
+                f"Redis at {self.url} refused the credentials ({_first_line(exc)}); set the user in the URL"
+                f" and the password in {PASSWORD_ENV}"
+            ) from None
+        except exc_mod.ConnectionError as exc:
+            text = _first_line(exc)
+            if "DB index" in text or "invalid DB" in text.lower():
+                raise kind(
+                    f"Redis at {self.url} has no database {self.target.db} ({text}); choose a database number"
+                    " the server has (databases in redis.conf)"
+                ) from None
+            if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
+                raise kind(
+                    f"Redis at {self.url} refused the credentials ({text}); set the user in the URL"
+                    f" and the password in {PASSWORD_ENV}"
+                ) from None
+            if "SSL" in text or "certificate" in text:
+                raise kind(
+                    f"the TLS connection to Redis at {self.url} failed ({text}); check rediss:// and ?ca="
+                ) from None
+            raise kind(f"Redis at {self.url} is unreachable ({text}); retry when it is back") from None
+        except exc_mod.TimeoutError:
+            raise kind(f"Redis at {self.url} did not answer within {SOCKET_TIMEOUT_S:.0f} s; retry later") from None
+        except exc_mod.ResponseError as exc:
+            text = _first_line(exc)
+            if text.startswith("OOM"):
+                raise kind(
+                    f"Redis at {self.url} is out of memory (maxmemory reached, noeviction): nothing was stored;"
+                    " raise maxmemory or free memory"
+                ) from None
+            if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
+                raise kind(
+                    f"Redis at {self.url} refused the credentials ({text}); set the user in the URL"
+                    f" and the password in {PASSWORD_ENV}"
+                ) from None
+            if "DB index" in text:
+                raise kind(f"Redis at {self.url} has no database {self.target.db} ({text})") from None
+            if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN")):
+                raise kind(f"Redis at {self.url} cannot take writes now ({text}); retry later") from None
+            raise kind(f"Redis at {self.url} refused the {doing} ({text})") from None
+        except exc_mod.RedisError as exc:
+            raise kind(f"Redis at {self.url} failed the {doing} ({_first_line(exc)})") from None
+
+    # ------------------------------------------------------------- the API --
+
+    def register(self, app: str, sources: Sequence[Source], now_ms: int, fingerprint: str = "") -> RegisterResult:
+        """Replace the app's set of keys atomically; kept keys keep their counts."""
+        keys = AppKeys.of(app)
+        unique = {s.key: s for s in sources}
+        args: list[Any] = [app, now_ms, fingerprint, CHANNEL, self._origin]
+        for key, source in unique.items():
+            args += (key, json.dumps([source.path, list(source.lines)], separators=(",", ":")))
+        with self._errors("Register"):
+            created = self._claim(app)
+            try:
+                kept, added, removed = self._scripts["REGISTER"](keys=keys.all(), args=args)
+            except BaseException:
+                if created:
+                    with contextlib.suppress(Exception):
+                        self._client.zrem(INDEX, app)
+                raise
+        self._notify(Change(app, "register"))
+        return RegisterResult(int(kept), int(added), int(removed))
+
+    def _claim(self, app: str) -> bool:
+        """Put the app in the index (refusing a new app beyond max_apps); True when it was new."""
+        if self._client.zadd(INDEX, {app: 0}, nx=True) == 0:
+            return False
+        if self._client.zcard(INDEX) > self.max_apps:  # two collectors may race: both back off, never over
+            self._client.zrem(INDEX, app)
+            raise TooManyApps(
+                f"the collector keeps at most {self.max_apps} apps; delete one (coldmod apps delete NAME)"
+                " or start it with a larger --max-apps"
+            )
+        return True
+
+    def fingerprint(self, app: str) -> str:
+        """The fingerprint stored with the app's current set; "" for an unknown app."""
+        with self._errors("read"):
+            return str(self._client.hget(AppKeys.of(app).meta, "fingerprint") or "")
+
+    def report(self, batch: Batch) -> ReportResult:
+        """Apply the batch at most once (one script); returns once Redis has applied it."""
+        keys = AppKeys.of(batch.app)
+        n = len(batch.keys)
+        lower = batch.lower_bound or [False] * n
+        flags = [_FLAGS[e * 2 + b] for e, b in zip(batch.estimated, lower, strict=True)]
+        args: list[Any] = [
+            batch.app,
+            batch.sequence,
+            batch.window_start_ms,
+            batch.window_end_ms,
+            batch.dropped_updates,
+            _now_ms(),
+            DEDUPE_KEEP,
+            DEDUPE_TTL_MS,
+            CHANNEL,
+            self._origin,
+            n,
+            *batch.keys,
+            *batch.calls,
+            *flags,
+        ]
+        with self._errors("Report"):
+            answer = self._scripts["REPORT"](keys=[*keys.all(), keys.instance(batch.instance_id)], args=args)
+        status, unknown = int(answer[0]), int(answer[1])
+        if status == -1:
+            raise UnknownApp(f"the app {batch.app!r} is not registered; register it before reporting")
+        if status == -2:
+            raise CountOverflow(
+                f"the batch would raise the count of {answer[2]!r} past {MAX_COUNT} (2**63 - 1);"
+                " nothing of it was applied"
+            )
+        if status == 0 and self._subscribers:
+            dropped = set(answer[2:])
+            changed = frozenset(k for k, c in zip(batch.keys, batch.calls, strict=True) if c and k not in dropped)
+            if changed:
+                self._notify(Change(batch.app, "report", changed))
+        return ReportResult(batch.sequence, status == 1, unknown)
+
+    def fetch(self, app: str) -> Heatmap:
+        """The app's heatmap, read in one MULTI/EXEC (a consistent snapshot); raises UnknownApp."""
+        keys = AppKeys.of(app)
+        with self._errors("Fetch"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hgetall(keys.meta)
+            pipe.hgetall(keys.src)
+            pipe.hgetall(keys.since)
+            pipe.hgetall(keys.calls)
+            pipe.smembers(keys.est)
+            pipe.smembers(keys.lb)
+            pipe.hgetall(keys.first)
+            pipe.hgetall(keys.last)
+            meta, src, since, calls, est, lb, first, last = pipe.execute()
+        if not meta:
+            raise UnknownApp(f"the app {app!r} is not registered")
+        entries = []
+        for key in sorted(src):
+            path, lines = json.loads(src[key])
+            entries.append(
+                Entry(
+                    key,
+                    int(calls.get(key, 0)),
+                    key in est,
+                    int(first.get(key, 0)),
+                    int(last.get(key, 0)),
+                    int(since.get(key, 0)),
+                    path,
+                    tuple(lines),
+                    key in lb,
+                )
+            )
+        return Heatmap(
+            app,
+            entries,
+            int(meta.get("registered_ms", 0)),
+            int(meta.get("dropped_unknown", 0)),
+            int(meta.get("dropped_updates", 0)),
+        )
+
+    def list_apps(self, after: str = "", limit: int | None = None) -> list[AppSummary]:
+        """Up to ``limit`` apps named after ``after``, sorted by name, calls summed exactly."""
+        with self._errors("ListApps"):
+            names = self._client.zrangebylex(
+                INDEX, f"({after}" if after else "-", "+", start=0 if limit is not None else None, num=limit
+            )
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                keys = AppKeys.of(name)
+                pipe.hget(keys.meta, "updated_ms")
+                pipe.hlen(keys.src)
+                pipe.hvals(keys.calls)
+            answers = pipe.execute()
+        summaries = []
+        for i, name in enumerate(names):
+            updated, n_keys, calls = answers[3 * i : 3 * i + 3]
+            if updated is None:  # claimed by a Register still running (or that failed): not an app yet
+                continue
+            total = sum(map(int, calls))
+            hot = sum(1 for c in calls if c != "0")
+            summaries.append(AppSummary(name, int(n_keys), int(n_keys) - hot, min(total, MAX_COUNT), int(updated)))
+        return summaries
+
+    def count_apps(self) -> int:
+        """How many apps the store holds."""
+        with self._errors("read"):
+            return int(self._client.zcard(INDEX))
+
+    def reset(self, app: str, now_ms: int) -> int:
+        """Zero the app's counts and restart its keys' tracking; returns the number of keys."""
+        with self._errors("Reset"):
+            n = int(self._scripts["RESET"](keys=AppKeys.of(app).all(), args=[app, now_ms, CHANNEL, self._origin]))
+        if n < 0:
+            raise UnknownApp(f"the app {app!r} is not registered")
+        self._notify(Change(app, "reset"))
+        return n
+
+    def delete_app(self, app: str) -> int:
+        """Delete the app and its heatmap; returns its number of keys; raises UnknownApp."""
+        with self._errors("DeleteApp"):
+            n = int(self._scripts["DELETE"](keys=AppKeys.of(app).all(), args=[app, CHANNEL, self._origin]))
+            self._client.zrem(INDEX, app)
+        if n < 0:
+            raise UnknownApp(f"the app {app!r} is not registered")
+        self._notify(Change(app, "delete"))
+        return n
+
+    def restore(self, heatmap: Heatmap, fingerprint: str = "") -> None:
+        """Make the app exactly this heatmap (created if new), in one script: ``coldmod store copy``."""
+        app = heatmap.app
+        args: list[Any] = [
+            app,
+            fingerprint,
+            heatmap.registered_ms,
+            _now_ms(),
+            heatmap.dropped_unknown,
+            heatmap.dropped_updates,
+            CHANNEL,
+            self._origin,
+        ]
+        for e in heatmap.entries:
+            source = json.dumps([e.path, list(e.lines)], separators=(",", ":"))
+            flag = _FLAGS[e.estimated * 2 + e.lower_bound]
+            args += (e.key, source, e.calls, flag, e.first_seen_ms, e.last_seen_ms, e.tracked_since_ms)
+        with self._errors("copy"):
+            created = self._claim(app)
+            try:
+                self._scripts["RESTORE"](keys=AppKeys.of(app).all(), args=args)
+            except BaseException:
+                if created:
+                    with contextlib.suppress(Exception):
+                        self._client.zrem(INDEX, app)
+                raise
+        self._notify(Change(app, "register"))
+
+    def info(self) -> StoreInfo:
+        """Redis's address and version, and what its persistence settings lose on a crash."""
+        try:
+            with self._errors("read"):
+                persistence = self._client.info("persistence")
+                appendonly = "yes" if persistence.get("aof_enabled") else "no"
+                try:
+                    appendfsync = str(self._client.config_get("appendfsync").get("appendfsync", ""))
+                except self._redis_mod.exceptions.ResponseError:  # CONFIG renamed or refused (managed Redis)
+                    appendfsync = ""
+        except StoreUnavailable as exc:
+            return StoreInfo(f"redis {self.url}", f"unknown: {exc}")
+        return StoreInfo(f"redis {self.url} (Redis {self._version})", durability(appendonly, appendfsync))
+
+    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``callback`` after each write of any collector on this Redis; returns the unsubscriber."""
+        with self._lock:
+            self._subscribers = [*self._subscribers, callback]
+            if self._listener is None and not self._closed.is_set():
+                self._listener = threading.Thread(target=self._listen, name="coldmod-redis-changes", daemon=True)
+                self._listener.start()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = [s for s in self._subscribers if s is not callback]
+
+        return unsubscribe
+
+    def relay_bus(self) -> Any:
+        """A connect-relay backend on this Redis (see coldmod_cli.web.redis_relay)."""
+        from coldmod_cli.web.redis_relay import RedisRelayBus
+
+        return RedisRelayBus(self._redis_mod.Redis(**self._pool_options))
+
+    def close(self) -> None:
+        """Stop the change listener and close the connections. Idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        listener = self._listener
+        if listener is not None:
+            listener.join(5)
+        self._client.close()
+        self._client.connection_pool.disconnect()
+
+    # ------------------------------------------------------------ plumbing --
+
+    def _notify(self, change: Change) -> None:
+        for callback in self._subscribers:
+            try:
+                callback(change)
+            except Exception:
+                log.exception("coldmod store: a change subscriber failed")
+
+    def _listen(self) -> None:
+        """Deliver other collectors' changes; after a lost connection, tell subscribers to refetch every app."""
+        exc_mod = self._redis_mod.exceptions
+        backoff = 0.1
+        lost = False
+        while not self._closed.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANNEL)
+                if lost:  # changes published while we were away are gone: everything may have changed
+                    for name in self._client.zrange(INDEX, 0, -1):
+                        self._notify(Change(name, "register"))
+                    lost = False
+                backoff = 0.1
+                while not self._closed.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None and message.get("type") == "message":
+                        self._deliver(message["data"])
+            except exc_mod.RedisError as exc:
+                if not lost:
+                    log.warning("coldmod store: lost the Redis change feed (%s); reconnecting", _first_line(exc))
+                lost = True
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    pubsub.close()
+
+    def _deliver(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+            if message.get("o") == self._origin:
+                return  # our own write: its subscribers were called when it returned
+            change = Change(str(message["a"]), str(message["k"]), frozenset(message.get("keys") or ()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("coldmod store: ignored a malformed change message")
+            return
+        self._notify(change)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
