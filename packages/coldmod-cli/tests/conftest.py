@@ -15,6 +15,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+# The store behind ``start_server`` (server_fixtures), visible to every test module,
+# so that a module parametrises ``store_kind`` to run on SQLite and on Redis.
+from server_fixtures import redis_server_fixture, store_kind_fixture, store_url_fixture  # noqa: F401
+
 from coldmod_cli.__main__ import main
 from coldmod_cli.server.process import collector_command
 from coldmod_proto.v1 import coldmod_pb2 as pb

@@ -31,14 +31,14 @@ INSECURE = {"COLDMOD_INSECURE": "on"}
 class ServerProcess:
     """One ``python -m coldmod_cli.server`` process and clients for it."""
 
-    def __init__(self, store: Path, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(self, store: Path | str, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
         """Start the server and wait until it listens (or fails)."""
         self.store = store
         self.env = dict(env)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
         full_env.update(self.env)
         self.proc = subprocess.Popen(
-            collector_command(f"sqlite://{store}", *args),
+            collector_command(store if isinstance(store, str) else f"sqlite://{store}", *args),
             env=full_env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -123,13 +123,49 @@ def run_server_once(store: Path, env: Mapping[str, str], *args: str, timeout: fl
     return done.returncode, done.stderr
 
 
+@pytest.fixture(name="store_kind")
+def store_kind_fixture(request: pytest.FixtureRequest) -> str:
+    """Which store ``start_server`` uses: "sqlite" unless a module parametrises it.
+
+    ``pytestmark = pytest.mark.parametrize("store_kind", STORES, indirect=True)``
+    runs every test of a module on both stores (one suite, two stores).
+    """
+    return str(getattr(request, "param", "sqlite"))
+
+
+#: Both stores, for ``indirect`` parametrisation of ``store_kind``.
+STORES = ["sqlite", "redis"]
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def redis_server_fixture() -> Iterator:
+    """One real redis-server (Debian's) on a free loopback port for the whole run, AOF on."""
+    from coldmod_cli.server.redis_process import RedisProcess
+
+    with RedisProcess(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture(name="store_url")
+def store_url_fixture(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -> str:
+    """A fresh, empty store of ``store_kind``: an SQLite file, or the Redis server flushed."""
+    if store_kind == "redis":
+        import redis
+
+        server = request.getfixturevalue("redis_server")
+        with redis.Redis(port=server.port) as client:
+            client.flushall()
+        return str(server.url)
+    return f"sqlite://{tmp_path / 'coldmod.db'}"
+
+
 @pytest.fixture(name="start_server")
-def start_server_fixture(tmp_path: Path) -> Iterator:
+def start_server_fixture(store_url: str) -> Iterator:
     """A factory: ``start_server(env=..., store=...)`` starts a server; all are stopped at the end."""
     started: list[ServerProcess] = []
 
     def start(env: Mapping[str, str] = INSECURE, store: Path | None = None, args: tuple[str, ...] = ()):
-        server = ServerProcess(store or tmp_path / "coldmod.db", env, args)
+        server = ServerProcess(store or store_url, env, args)
         started.append(server)
         assert server.port, f"the server did not start: {server.stderr}"
         return server

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from server_fixtures import (
     INSECURE,
+    STORES,
     heat,
     report,
     sources,
@@ -20,7 +21,8 @@ from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.config import client_channel, client_config
 
-pytestmark = pytest.mark.timeout(180)
+# One suite, both stores: every test runs on SQLite and on a real redis-server.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.parametrize("store_kind", STORES, indirect=True)]
 
 KEYS = [f"shop.views.v{i}" for i in range(500)]
 INSTANCES = 6

@@ -7,6 +7,7 @@ import threading
 import grpc
 import pytest
 from server_fixtures import (
+    STORES,
     fetch,
     heat,
     now_ms,
@@ -17,7 +18,8 @@ from server_fixtures import (
 
 from coldmod_proto.v1 import coldmod_pb2 as pb
 
-pytestmark = pytest.mark.timeout(120)
+# One suite, both stores: every test runs on SQLite and on a real redis-server.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.parametrize("store_kind", STORES, indirect=True)]
 
 
 def test_register_replaces_the_set_kept_keys_keep_counts(start_server):
