@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+from coldmod_trace.keys import sources_fingerprint
 
 
 class Recorder(coldmod_pb2_grpc.TracingServicer):
@@ -25,12 +26,22 @@ class Recorder(coldmod_pb2_grpc.TracingServicer):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.registers: list[coldmod_pb2.RegisterRequest] = []
+        self.register_calls: list[coldmod_pb2.RegisterRequest] = []  # every Register, fingerprint-only too
+        self.fingerprints: dict[str, str] = {}  # app -> fingerprint of its current set
         self.reports: dict[tuple[str, int], coldmod_pb2.ReportRequest] = {}
         self.duplicates = 0
 
     def Register(self, request, context):  # gRPC method name
+        """Fingerprint-first like the collector: a known set is answered at once, else need_sources."""
         with self.lock:
-            self.registers.append(request)
+            self.register_calls.append(request)
+            if request.fingerprint_only:
+                if not request.fingerprint or self.fingerprints.get(request.app) != request.fingerprint:
+                    return coldmod_pb2.RegisterResponse(need_sources=True)
+            else:
+                sources = [(s.key, s.path, list(s.lines)) for s in request.sources]
+                self.fingerprints[request.app] = sources_fingerprint(sources)
+            self.registers.append(request)  # the Registers that took effect
         return coldmod_pb2.RegisterResponse(added=len(request.sources))
 
     def Report(self, request, context):

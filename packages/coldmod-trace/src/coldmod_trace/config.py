@@ -9,6 +9,7 @@ place that does.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 from collections.abc import Mapping
@@ -61,7 +62,8 @@ COLDMOD_API_KEY = "COLDMOD_API_KEY"
 """Shared secret: gRPC ``authorization: Bearer …``; web basic auth user ``coldmod``. Required unless insecure."""
 
 COLDMOD_INSECURE = "COLDMOD_INSECURE"
-"""``on``: plaintext, no authentication (development only). Anything else: TLS and auth."""
+"""``on`` (or true/yes/1): plaintext, no authentication (development only). Unset, empty or ``off``
+(false/no/0): TLS and auth. Any other value is an error, never a guess."""
 
 COLDMOD_ROOT = "COLDMOD_ROOT"
 """The traced application's root (at or below its rootmarker). Default: found from the cwd, then the main script."""
@@ -93,9 +95,23 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
+#: The spellings of ``COLDMOD_INSECURE``, any case; unset or empty is off (secure).
+SWITCH_WORDS: Mapping[str, bool] = {
+    **dict.fromkeys(("on", "true", "yes", "1"), True),
+    **dict.fromkeys(("off", "false", "no", "0", ""), False),
+}
+
+
 def insecure(env: Mapping[str, str] | None = None) -> bool:
-    """True only when ``COLDMOD_INSECURE`` is exactly ``on`` (any case)."""
-    return _env(env).get(COLDMOD_INSECURE, "").strip().lower() == "on"
+    """Whether ``COLDMOD_INSECURE`` turns TLS and auth off; :class:`ConfigError` for a value that is neither."""
+    raw = _env(env).get(COLDMOD_INSECURE, "")
+    try:
+        return SWITCH_WORDS[raw.strip().lower()]
+    except KeyError:
+        raise ConfigError(
+            f"{COLDMOD_INSECURE}={raw!r} is neither on nor off; use on (or true, yes, 1) for a plaintext "
+            f"development collector, or off (or false, no, 0, or leave it unset) for TLS and an API key"
+        ) from None
 
 
 def host_port(
@@ -188,14 +204,69 @@ def channel_options() -> list[tuple[str, int]]:
 
 
 def client_channel(config: ClientConfig | None = None) -> grpc.Channel:
-    """A gRPC channel to the collector: TLS plus ``authorization: Bearer`` unless insecure."""
+    """A gRPC channel to the collector: TLS plus ``authorization: Bearer`` unless insecure.
+
+    The key travels as per-call metadata added on the calling thread, not as
+    ``access_token_call_credentials``: grpc runs a call-credentials plugin on a
+    new Python thread per call, and Python 3.12+ refuses to start threads at
+    interpreter shutdown, where the tracer's exit flush runs.
+    """
     import grpc
 
     config = config or client_config()
     if config.insecure:
         return grpc.insecure_channel(config.target, options=channel_options())
-    credentials = grpc.composite_channel_credentials(
-        grpc.ssl_channel_credentials(root_certificates=config.ca),
-        grpc.access_token_call_credentials(config.api_key or ""),
+    channel = grpc.secure_channel(
+        config.target, grpc.ssl_channel_credentials(root_certificates=config.ca), options=channel_options()
     )
-    return grpc.secure_channel(config.target, credentials, options=channel_options())
+    return grpc.intercept_channel(channel, _bearer_interceptor(config.api_key or ""))
+
+
+def _bearer_interceptor(api_key: str) -> grpc.UnaryUnaryClientInterceptor[object, object]:
+    """An interceptor adding ``authorization: Bearer <key>`` to every call (all four call shapes)."""
+    import grpc
+
+    class _Details(
+        collections.namedtuple(
+            "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+        ),
+        grpc.ClientCallDetails,
+    ):
+        """ClientCallDetails with our metadata (grpc's own type is abstract)."""
+
+    class Bearer(
+        grpc.UnaryUnaryClientInterceptor,
+        grpc.UnaryStreamClientInterceptor,
+        grpc.StreamUnaryClientInterceptor,
+        grpc.StreamStreamClientInterceptor,
+    ):
+        """Adds the key to the call's metadata; never shows it."""
+
+        def __repr__(self) -> str:
+            return "Bearer(api_key=***)"
+
+        def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+            metadata = [(k, v) for k, v in (details.metadata or ()) if k != "authorization"]
+            metadata.append(("authorization", f"Bearer {api_key}"))
+            return _Details(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                getattr(details, "wait_for_ready", None),
+                getattr(details, "compression", None),
+            )
+
+        def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+            return continuation(self._details(details), request)
+
+        def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+            return continuation(self._details(details), request)
+
+        def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+            return continuation(self._details(details), requests)
+
+        def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+            return continuation(self._details(details), requests)
+
+    return Bearer()

@@ -1,30 +1,79 @@
-"""Process lifecycle, each handled in one place: exit, SIGTERM, fork.
+"""Process lifecycle, each handled in one place: exit, SIGTERM, fork, multiprocessing children, grpc.
 
 - exit: an ``atexit`` hook flushes, bounded by the tracer's exit timeout.
 - SIGTERM (how containers end): if the app has no handler of its own, ours
   flushes and then dies of SIGTERM as before; an existing Python handler is
   chained (called after the flush). An app that installs its own handler later
   replaces ours and usually exits through ``sys.exit``, which runs the exit hook.
+- multiprocessing children end with ``os._exit`` (no atexit): they flush from
+  multiprocessing's own exit finalizers (``util.Finalize`` with an exit
+  priority, run by ``_exit_function`` before ``os._exit``). A child's
+  ``_bootstrap`` clears the finalizers it inherited and then runs the
+  after-fork callbacks, so ours registers the finalizer from one of those —
+  for the fork, spawn and forkserver start methods alike.
 - fork: ``os.register_at_fork`` gives the child a fresh identity and sender.
   A fork waits while the sender thread imports grpc and builds its channel
   (:data:`fork_guard`): a child forked in the middle of an import would inherit
   a half-initialised module and an import lock owned by a thread it lacks.
+- grpc across fork: grpc supports a fork only with no call in flight and with
+  its fork handlers on (``GRPC_ENABLE_FORK_SUPPORT``); otherwise a child can
+  abort in ``ev_epoll1_linux.cc`` and grpc logs "Other threads are currently
+  calling into gRPC, skipping fork() handlers" into the app's output. So the
+  sender is quiesced before every fork (the call in flight is cancelled, the
+  channel closed, the wire held) and resumed after it in the parent; the
+  child's new sender starts only after grpc's own child handler has run.
+  Those hooks are registered after grpc's (see :func:`grpc_imported`) because
+  ``before`` hooks run in reverse order of registration: ours must run first.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["install", "uninstall_sigterm"]
+__all__ = [
+    "Quiescible",
+    "current_sender",
+    "grpc_environment",
+    "grpc_imported",
+    "install",
+    "set_sender",
+    "uninstall_sigterm",
+]
 
 log = logging.getLogger("coldmod_trace")
+
+#: grpc settings the tracer needs while it initialises grpc; an app's own value wins.
+GRPC_SETTINGS = {
+    "GRPC_ENABLE_FORK_SUPPORT": "true",  # grpc's fork handlers: the child's grpc is reset, not inherited
+    "GRPC_VERBOSITY": "NONE",  # grpc's C core logs to stderr, that is into the app's output
+}
+#: Seconds a fork waits at most for the sender to let go of the network.
+QUIESCE_TIMEOUT = 2.0
+#: Our multiprocessing exit finalizer runs before those of lower priority (queues' use 10 and -5).
+MP_EXIT_PRIORITY = 100
+
+
+class Quiescible(Protocol):
+    """What the fork hooks need from the running sender."""
+
+    def quiesce(self, timeout: float) -> None:
+        """Before fork: no call in flight, no channel, the wire held."""
+
+    def resume(self) -> None:
+        """After fork, in the parent: let go of the wire."""
+
+    def start_thread(self) -> None:
+        """Start the sender's thread."""
+
 
 _installed = False
 #: Held by the sender while it imports grpc and creates its channel; a fork waits for it.
@@ -32,28 +81,66 @@ fork_guard = threading.Lock()
 _guard_held_for_fork = False
 _previous_sigterm: Any = None
 _our_handler: Callable[[int, FrameType | None], Any] | None = None
+_on_exit: Callable[[], None] | None = None
+_sender: Quiescible | None = None  # the running sender, quiesced around fork()
+_quiesced: Quiescible | None = None
+_grpc_hooks = False  # our grpc hooks are registered (after grpc's own)
+_in_child_hooks = False  # inside the early after_in_child: a new sender waits to start
+_child_pending: Quiescible | None = None
 
 
 def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> None:
-    """Install the exit, SIGTERM and fork hooks (fork and exit: once per process)."""
-    global _installed
+    """Install the exit, SIGTERM, fork and multiprocessing hooks (fork and exit: once per process)."""
+    global _installed, _on_exit
+    _on_exit = on_exit
     if not _installed:
         _installed = True
         atexit.register(on_exit)
 
         def after_in_child() -> None:
-            global fork_guard, _guard_held_for_fork
+            global fork_guard, _guard_held_for_fork, _in_child_hooks, _child_pending
             fork_guard, _guard_held_for_fork = threading.Lock(), False
-            on_fork_child()
+            _in_child_hooks = True
+            try:
+                on_fork_child()
+            finally:
+                _in_child_hooks = False
+            if not _grpc_hooks:  # grpc was never set up here: nothing of its to reset first
+                _start_pending_child()
 
         os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=after_in_child)
+        _watch_multiprocessing()
     _install_sigterm(on_exit)
+
+
+def set_sender(sender: Quiescible | None) -> None:
+    """The sender the fork hooks act on; a sender created inside a fork's child hooks starts later."""
+    global _sender, _child_pending
+    _sender = sender
+    if sender is not None:
+        if _in_child_hooks:
+            _child_pending = sender
+        else:
+            sender.start_thread()
+
+
+def current_sender() -> Quiescible | None:
+    """The sender the fork hooks act on."""
+    return _sender
+
+
+def _start_pending_child() -> None:
+    global _child_pending
+    pending, _child_pending = _child_pending, None
+    if pending is not None:
+        pending.start_thread()
 
 
 def _before_fork() -> None:
     global _guard_held_for_fork
     # Bounded: a wedged import must not wedge the application's fork.
     _guard_held_for_fork = fork_guard.acquire(timeout=5.0)
+    _watch_multiprocessing()
 
 
 def _after_fork_parent() -> None:
@@ -61,6 +148,102 @@ def _after_fork_parent() -> None:
     if _guard_held_for_fork:
         _guard_held_for_fork = False
         fork_guard.release()
+
+
+# -- grpc ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def grpc_environment() -> Iterator[None]:
+    """While grpc is imported and initialised (first channel): our settings, unless the app chose.
+
+    grpc reads these once, at import and at its first channel; afterwards the
+    variables go back to what they were, so the app's own child processes do
+    not inherit them.
+    """
+    added = [name for name in GRPC_SETTINGS if name not in os.environ]
+    for name in added:
+        os.environ[name] = GRPC_SETTINGS[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def grpc_imported() -> None:
+    """Call once grpc has made its first channel: registers our quiescing hooks after grpc's own."""
+    global _grpc_hooks
+    if _grpc_hooks:
+        return
+    _grpc_hooks = True
+    os.register_at_fork(before=_quiesce, after_in_parent=_resume, after_in_child=_start_pending_child)
+
+
+def _quiesce() -> None:
+    global _quiesced
+    sender = _sender
+    _quiesced = None
+    if sender is None:
+        return
+    try:
+        sender.quiesce(QUIESCE_TIMEOUT)
+        _quiesced = sender
+    except Exception as exc:  # never fail the application's fork
+        log.debug("coldmod: could not quiesce the sender before fork (%s)", exc)
+
+
+def _resume() -> None:
+    global _quiesced
+    sender, _quiesced = _quiesced, None
+    if sender is not None:
+        sender.resume()
+
+
+# -- multiprocessing -----------------------------------------------------------------
+
+
+class _Token:
+    """A weak-referenceable key for multiprocessing's after-fork registry, alive as long as we are."""
+
+
+_mp_token = _Token()
+_mp_registered = False
+
+
+def _watch_multiprocessing() -> None:
+    """Once multiprocessing is in play here, have its children register our exit finalizer."""
+    global _mp_registered
+    if _mp_registered:
+        return
+    # Spawn and forkserver children start as ``python -c 'from multiprocessing… '``
+    # and run us (sitecustomize) before multiprocessing is imported.
+    child = any("multiprocessing" in arg for arg in getattr(sys, "orig_argv", ()))
+    if "multiprocessing" not in sys.modules and not child:
+        return
+    try:
+        from multiprocessing import util
+
+        util.register_after_fork(_mp_token, _register_mp_finalizer)
+    except Exception as exc:
+        log.debug("coldmod: multiprocessing children will not flush at exit (%s)", exc)
+        return
+    _mp_registered = True
+
+
+def _register_mp_finalizer(_token: _Token) -> None:
+    """In a multiprocessing child, after it cleared the parent's finalizers: flush in _exit_function."""
+    from multiprocessing import util
+
+    util.Finalize(None, _mp_exit, exitpriority=MP_EXIT_PRIORITY)
+
+
+def _mp_exit() -> None:
+    if _on_exit is not None:
+        _on_exit()
+
+
+# -- SIGTERM -------------------------------------------------------------------------
 
 
 def _install_sigterm(on_exit: Callable[[], None]) -> None:

@@ -24,8 +24,9 @@ from coldmod_trace._internal import lifecycle
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.engines import Engine
 from coldmod_trace._version import __version__
-from coldmod_trace.config import ClientConfig
+from coldmod_trace.config import MAX_MESSAGE_BYTES, ClientConfig
 from coldmod_trace.discovery import Source, discover
+from coldmod_trace.keys import sources_fingerprint
 from coldmod_trace.rootmarker import Rootmarker
 
 if TYPE_CHECKING:  # grpc and the generated code are imported on the sender thread only
@@ -39,8 +40,21 @@ log = logging.getLogger("coldmod_trace")
 MAX_PENDING = 65_536
 BACKOFF_BASE = 0.5  # seconds before the first retry; doubles per consecutive failure
 BACKOFF_CAP = 30.0
-REGISTER_TIMEOUT = 30.0
+#: After the collector refused the key: a wrong key stays wrong until someone fixes it.
+REFUSED_BACKOFF_BASE = 60.0
+REFUSED_BACKOFF_CAP = 600.0
+REGISTER_TIMEOUT = 30.0  # a collector may spend seconds on a large set
 REPORT_TIMEOUT = 10.0
+#: Room left in a message for everything but the sources (app, identity, framing).
+MESSAGE_MARGIN = 64 * 1024
+
+
+class _Quiesced(Exception):
+    """The sender is held for a fork: no call may start now."""
+
+
+class _GiveUp(Exception):
+    """The collector will never take this app as it is (too large); tracing stops."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,12 @@ class Sender:
         self._failures = 0
         self._retry_at = 0.0
         self._outage_logged = False
+        self._refused_logged = False
+        self._gave_up = False
+        self._fingerprint = ""
+        self._quiescing = False
+        self._fork_epoch = 0  # bumped by each fork: a call it cancelled is not a collector fault
+        self._wire_held_for_fork = False
         self._stub: Any = None
         self._channel: Any = None
         self._stub_lock = threading.Lock()
@@ -96,14 +116,44 @@ class Sender:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the daemon thread (discovery and Register happen there)."""
+        """Become the process's sender and start the daemon thread (discovery and Register happen there)."""
+        lifecycle.set_sender(self)  # starts the thread now, or in a fork's child once grpc has reset
+
+    def start_thread(self) -> None:
+        """Start the daemon thread."""
         self._thread.start()
+
+    def quiesce(self, timeout: float) -> None:
+        """Before fork: cancel the call in flight (its batch stays in flight), close the channel, hold the wire."""
+        deadline = time.monotonic() + timeout
+        self._quiescing = True
+        self._fork_epoch += 1
+        if self._stub_lock.acquire(timeout=timeout):
+            try:
+                channel, self._channel, self._stub = self._channel, None, None
+            finally:
+                self._stub_lock.release()
+            if channel is not None:
+                channel.close()  # cancels a blocking call at once; the sender thread lets go of the wire
+        self._wire_held_for_fork = self._wire.acquire(timeout=max(0.0, deadline - time.monotonic()))
+
+    def resume(self) -> None:
+        """After fork, in the parent: let the sender reconnect and resend what was in flight."""
+        self._quiescing = False
+        if self._wire_held_for_fork:
+            self._wire_held_for_fork = False
+            self._wire.release()
+        self._wake.set()
 
     def close(self, timeout: float) -> bool:
         """Flush what is pending within ``timeout`` seconds, from the calling thread; True if all went."""
         deadline = time.monotonic() + timeout
         self._closing = True
         self._wake.set()
+        if lifecycle.current_sender() is self:
+            lifecycle.set_sender(None)
+        if self._gave_up:
+            return True  # said so once already; nothing will be delivered
         if not self._discovered.wait(max(0.0, deadline - time.monotonic())):
             log.warning("coldmod: exiting before discovery finished; this process's counts are lost")
             return False
@@ -114,9 +164,15 @@ class Sender:
             if remaining <= 0:
                 break
             try:
-                if self._deliver(min(remaining, REPORT_TIMEOUT)):
+                if self._deliver(min(remaining, REPORT_TIMEOUT), min(remaining, REGISTER_TIMEOUT)):
                     return True
+            except _GiveUp as exc:
+                self._give_up(str(exc))
+                return True
             except Exception as exc:  # any fault: retry until the deadline
+                if _code_name(exc) == "UNAUTHENTICATED":
+                    self._log_refused()
+                    break  # a wrong key stays wrong: no point in spending the exit budget
                 log.debug("coldmod: exit flush attempt failed (%s)", _describe(exc))
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay *= 2
@@ -161,7 +217,7 @@ class Sender:
             return
         interval = self.config.flush_interval
         next_flush = time.monotonic() + interval
-        while not self._closing:
+        while not self._closing and not self._gave_up:
             now = time.monotonic()
             wake_at = next_flush
             if self._has_work():
@@ -188,27 +244,71 @@ class Sender:
 
     def _attempt(self) -> None:
         """One delivery attempt; on a fault, schedule the next with backoff and jitter."""
+        epoch = self._fork_epoch
         try:
-            while self._deliver(REPORT_TIMEOUT) is False and not self._closing:
+            while self._deliver(REPORT_TIMEOUT, REGISTER_TIMEOUT) is False and not self._closing:
                 pass  # more than one batch pending: keep going while the server answers
+        except _GiveUp as exc:
+            self._give_up(str(exc))
+            return
         except Exception as exc:  # grpc.RpcError and friends
             self._drop_channel()
+            if epoch != self._fork_epoch or isinstance(exc, _Quiesced):
+                self._retry_at = 0.0  # a fork cancelled the call: resend as soon as it is over
+                return
             self._failures += 1
+            refused = _code_name(exc) == "UNAUTHENTICATED"
+            base, cap = (REFUSED_BACKOFF_BASE, REFUSED_BACKOFF_CAP) if refused else (BACKOFF_BASE, BACKOFF_CAP)
             jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreads retries, not a secret
-            delay = min(BACKOFF_BASE * 2 ** (self._failures - 1), BACKOFF_CAP) * jitter
+            delay = min(base * 2 ** (self._failures - 1), cap) * jitter
             self._retry_at = time.monotonic() + delay
-            if not self._outage_logged:
+            if refused:
+                self._log_refused()
+            elif not self._outage_logged:
                 self._outage_logged = True
-                log.warning(
-                    "coldmod: cannot reach the collector at %s (%s); retrying with backoff",
-                    self.config.client.target,
-                    _describe(exc),
-                )
+                cause = _mismatch(exc, self.config.client.insecure)
+                if cause:
+                    log.warning(
+                        "coldmod: %s (collector %s); retrying with backoff", cause, self.config.client.target
+                    )
+                else:
+                    log.warning(
+                        "coldmod: cannot reach the collector at %s (%s); retrying with backoff",
+                        self.config.client.target,
+                        _describe(exc),
+                    )
             return
-        if self._outage_logged:
+        if self._outage_logged or self._refused_logged:
             log.info("coldmod: collector at %s reachable again", self.config.client.target)
         self._failures = 0
         self._outage_logged = False
+        self._refused_logged = False
+
+    def _log_refused(self) -> None:
+        """Once per outage: the key is wrong, which retrying will not fix."""
+        if not self._refused_logged:
+            self._refused_logged = True
+            log.warning(
+                "coldmod: the collector at %s refused the API key; set COLDMOD_API_KEY to the collector's "
+                "key (counts are kept and retried every few minutes)",
+                self.config.client.target,
+            )
+
+    def _give_up(self, reason: str) -> None:
+        """Stop tracing for good, the application untouched: one warning, nothing pending, no engine."""
+        if self._gave_up:
+            return
+        self._gave_up = True
+        log.warning("coldmod: tracing stopped: %s", reason)
+        try:
+            self._engine.uninstall()
+        except Exception as exc:
+            log.debug("coldmod: uninstalling the engine failed (%s)", exc)
+        with self._lock:
+            self._pending.clear()
+            self._inflight = None
+            self._dropped = 0
+        self._drop_channel()
 
     # -- counting to keys ------------------------------------------------------------
 
@@ -254,14 +354,14 @@ class Sender:
 
     # -- the wire --------------------------------------------------------------------
 
-    def _deliver(self, timeout: float) -> bool:
+    def _deliver(self, timeout: float, register_timeout: float) -> bool:
         """Register if needed, then send one batch. True when nothing is left to send."""
         if not self._wire.acquire(timeout=timeout):
             raise TimeoutError("the sender thread is still waiting on the collector")
         try:
             stub = self._ensure_stub()
             if not self._registered:
-                self._register(stub, timeout)
+                self._register(stub, register_timeout)
             batch = self._batch()
             if batch is None:
                 return True
@@ -302,26 +402,48 @@ class Sender:
             return batch
 
     def _register(self, stub: Any, timeout: float) -> None:
+        """Fingerprint first; the whole set only when the collector lacks it (a fleet restart costs it once)."""
+        import grpc
+
         from coldmod_proto.v1 import coldmod_pb2
 
         sources = self._sources or {}
-        request = coldmod_pb2.RegisterRequest(
-            app=self.config.app,
-            process=coldmod_pb2.ProcessIdentity(
-                instance_id=self.instance_id,
-                pid=_getpid(),
-                hostname=socket.gethostname(),
-                runtime=f"{platform.python_implementation()} {platform.python_version()}",
-                engine=self.config.engine_name,
-                tracer_version=__version__,
-                mode=self.config.mode,
-            ),
-            sources=[
-                coldmod_pb2.TraceSource(key=s.key, path=s.path, lines=s.lines)
-                for s in sources.values()
-            ],
+        if not self._fingerprint:
+            self._fingerprint = sources_fingerprint(sources.values())
+        identity = coldmod_pb2.ProcessIdentity(
+            instance_id=self.instance_id,
+            pid=_getpid(),
+            hostname=socket.gethostname(),
+            runtime=f"{platform.python_implementation()} {platform.python_version()}",
+            engine=self.config.engine_name,
+            tracer_version=__version__,
+            mode=self.config.mode,
         )
-        stub.Register(request, timeout=timeout)
+        probe = coldmod_pb2.RegisterRequest(
+            app=self.config.app, process=identity, fingerprint=self._fingerprint, fingerprint_only=True
+        )
+        try:
+            answer = stub.Register(probe, timeout=timeout)
+            if answer.need_sources:
+                request = coldmod_pb2.RegisterRequest(
+                    app=self.config.app,
+                    process=identity,
+                    fingerprint=self._fingerprint,
+                    sources=[coldmod_pb2.TraceSource(key=s.key, path=s.path, lines=s.lines) for s in sources.values()],
+                )
+                size = request.ByteSize()
+                if size > MAX_MESSAGE_BYTES - MESSAGE_MARGIN:
+                    raise _GiveUp(
+                        f"the app has {len(sources)} functions, a Register of {size / 2**20:.1f} MiB, over the "
+                        f"{MAX_MESSAGE_BYTES // 2**20} MiB a message may hold; ignore files or keys in "
+                        "coldmod.rootmarker to trace it"
+                    )
+                stub.Register(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            if _code_name(exc) in ("RESOURCE_EXHAUSTED", "INVALID_ARGUMENT"):
+                raise _GiveUp(f"the collector at {self.config.client.target} refused this app's "
+                              f"{len(sources)} functions ({_describe(exc)})") from None
+            raise
         self._registered = True
 
     def _drop_channel(self) -> None:
@@ -335,11 +457,15 @@ class Sender:
     def _ensure_stub(self) -> Any:
         """The Tracing stub, built on first use (grpc is imported here, never on the app's thread)."""
         with self._stub_lock, lifecycle.fork_guard:
+            if self._quiescing:
+                raise _Quiesced
             if self._stub is None:
-                from coldmod_proto.v1 import coldmod_pb2_grpc
-                from coldmod_trace.config import client_channel
+                with lifecycle.grpc_environment():
+                    from coldmod_proto.v1 import coldmod_pb2_grpc
+                    from coldmod_trace.config import client_channel
 
-                self._channel = client_channel(self.config.client)
+                    self._channel = client_channel(self.config.client)
+                lifecycle.grpc_imported()  # after grpc's own fork hooks, which its first channel installs
                 self._stub = coldmod_pb2_grpc.TracingStub(self._channel)  # type: ignore[no-untyped-call]
             return self._stub
 
@@ -352,6 +478,38 @@ def _getpid() -> int:
     import os
 
     return os.getpid()
+
+
+def _code_name(exc: BaseException) -> str:
+    """The gRPC status code's name of a failed call, "" for anything else."""
+    code = getattr(exc, "code", None)
+    try:
+        return str(code().name) if callable(code) else ""
+    except Exception:
+        return ""
+
+
+#: A failed connection's cause, read as a table: (this client is plaintext, words in grpc's details) -> cause.
+_MISMATCH = (
+    (True, ("Socket closed", "Connection reset", "connection reset"),
+     "TLS/plaintext mismatch: the collector speaks TLS and this tracer plaintext; "
+     "unset COLDMOD_INSECURE and set COLDMOD_TLS_CA"),
+    (False, ("WRONG_VERSION_NUMBER", "wrong version number"),
+     "TLS/plaintext mismatch: the collector speaks plaintext (COLDMOD_INSECURE=on there) and this tracer TLS"),
+    (False, ("Handshake failed", "handshake failed", "CERTIFICATE_VERIFY_FAILED"),
+     "TLS handshake failed: is the collector's certificate signed by COLDMOD_TLS_CA?"),
+)
+
+
+def _mismatch(exc: BaseException, insecure: bool) -> str:
+    """The likely cause when what failed is a TLS/plaintext mismatch or the handshake, else ""."""
+    if _code_name(exc) != "UNAVAILABLE":
+        return ""
+    described = _describe(exc)
+    for plaintext, hints, cause in _MISMATCH:
+        if plaintext == insecure and any(hint in described for hint in hints):
+            return cause
+    return ""
 
 
 def _describe(exc: BaseException) -> str:

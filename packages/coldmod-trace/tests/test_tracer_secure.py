@@ -1,0 +1,241 @@
+"""Every delivery path in the production configuration: TLS (trustme) and an API key.
+
+A process shorter than the flush interval, SIGTERM, a forked child, a
+long-running process and multiprocessing children (fork, spawn, forkserver)
+each deliver everything they counted; a refused key and a TLS/plaintext
+mismatch are each said once, in words that name the cause.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import Collector, clean_env, make_app, run_py
+from tls_fixtures import TlsCollector, tls_collector  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.timeout(120)
+
+SHORT = """
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)  # only the exit flush delivers
+
+
+def once():
+    pass
+
+
+for _ in range(5):
+    once()
+"""
+
+
+def test_a_process_shorter_than_the_flush_interval_delivers_at_exit(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": SHORT})
+    result = run_py(root, ["app.py"], clean_env(**tls_collector.env))
+    assert result.returncode == 0, result.stderr
+    assert tls_collector.recorder.totals() == {"app.once": 5}, result.stderr  # there when the process is gone
+    assert tls_collector.recorder.registers, "Register went through TLS with the key"
+    assert result.stderr == ""  # nothing printed into the app's output
+
+
+SIGTERMED = """
+import time
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)
+
+
+def before_the_end():
+    pass
+
+
+for _ in range(3):
+    before_the_end()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_delivers_then_dies_of_sigterm(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": SIGTERMED})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == -signal.SIGTERM
+    assert tls_collector.recorder.totals() == {"app.before_the_end": 3}
+
+
+FORKED = """
+import os
+import sys
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)
+
+
+def parent():
+    pass
+
+
+def child():
+    pass
+
+
+parent()
+pid = os.fork()
+if pid == 0:
+    for _ in range(4):
+        child()
+    sys.exit(0)  # the child's exit flush, at interpreter shutdown
+_, status = os.waitpid(pid, 0)
+assert status == 0, status
+"""
+
+
+def test_a_forked_child_delivers_as_its_own_instance(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": FORKED})
+    result = run_py(root, ["app.py"], clean_env(**tls_collector.env))
+    assert result.returncode == 0, result.stderr
+    recorder = tls_collector.recorder
+    by_pid = {pid: dict(recorder.totals(iid)) for iid, pid in recorder.instances().items()}
+    assert sorted(by_pid.values(), key=str) == [{"app.child": 4}, {"app.parent": 1}]
+
+
+LONG_RUNNING = """
+import sys
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=0.1)
+
+
+def hit():
+    pass
+
+
+for line in sys.stdin:
+    for _ in range(int(line)):
+        hit()
+    print("ok", flush=True)
+"""
+
+
+def test_a_long_running_process_delivers_every_window_and_its_last(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": LONG_RUNNING})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        for n, total in ((10, 10), (20, 30)):
+            proc.stdin.write(f"{n}\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "ok"
+            tls_collector.wait_for(lambda r, total=total: r.totals()["app.hit"] == total)
+        proc.stdin.write("7\n")  # then exit at once: this window only goes with the exit flush
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+    assert tls_collector.recorder.totals() == {"app.hit": 37}
+    [instance] = tls_collector.recorder.instances()
+    assert len(tls_collector.recorder.sequences(instance)) >= 3  # periodic windows, then the last
+
+
+MULTIPROCESSING = """
+import multiprocessing
+import sys
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)  # children end with os._exit: no atexit
+
+
+def work(n):
+    for _ in range(n):
+        step()
+    return n
+
+
+def step():
+    pass
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    child = context.Process(target=work, args=(3,))
+    child.start()
+    child.join()
+    assert child.exitcode == 0, child.exitcode
+    with context.Pool(2) as pool:
+        assert pool.map(work, [5, 6]) == [5, 6]
+        pool.close()
+        pool.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_children_flush_through_their_exit_finalizers(
+    tmp_path, tls_collector: TlsCollector, method: str
+):
+    root = make_app(tmp_path / "app", {"app.py": MULTIPROCESSING})
+    result = run_py(root, ["app.py", method], clean_env(**tls_collector.env))
+    assert result.returncode == 0, result.stderr
+    recorder = tls_collector.recorder
+    assert recorder.totals()["app.step"] == 3 + 5 + 6, result.stderr
+    assert result.stderr == ""
+
+
+def test_a_refused_key_is_said_once_and_retried_slowly(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": LONG_RUNNING})
+    env = clean_env(**{**tls_collector.env, "COLDMOD_API_KEY": "not-the-key"})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        for _ in range(30):  # 3 s of 0.1 s windows, each with counts to send
+            proc.stdin.write("1\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "ok"
+            time.sleep(0.1)
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0  # the app is not hurt, and its exit is not held up
+        stderr = proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+    assert stderr.count("refused the API key") == 1, stderr
+    assert "cannot reach" not in stderr
+    assert "not-the-key" not in stderr  # no secret in the output
+    assert tls_collector.auth.refused <= 3  # one try, perhaps one at exit: not one per window
+    assert tls_collector.recorder.totals() == {}
+
+
+def test_a_plaintext_tracer_against_a_tls_collector_is_told_so(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": SHORT.replace("3600", "0.1") + "import time\ntime.sleep(1.5)\n"})
+    env = clean_env(COLDMOD_GRPC_HOST=f"127.0.0.1:{tls_collector.port}", COLDMOD_INSECURE="on")
+    result = run_py(root, ["app.py"], env)
+    assert result.returncode == 0, result.stderr
+    assert "TLS/plaintext mismatch: the collector speaks TLS and this tracer plaintext" in result.stderr, result.stderr
+
+
+def test_a_tls_tracer_against_a_plaintext_collector_is_told_so(tmp_path, collector: Collector, tls_collector):
+    root = make_app(tmp_path / "app", {"app.py": SHORT.replace("3600", "0.1") + "import time\ntime.sleep(1.5)\n"})
+    env = clean_env(**{**tls_collector.env, "COLDMOD_GRPC_HOST": f"127.0.0.1:{collector.port}"})
+    result = run_py(root, ["app.py"], env)
+    assert result.returncode == 0, result.stderr
+    assert "TLS/plaintext mismatch: the collector speaks plaintext" in result.stderr, result.stderr
