@@ -165,7 +165,8 @@ def test_insecure_reset_is_refused_from_another_machine(start_server):
     address = _outward_address()
     if address is None:
         pytest.skip("this machine has no non-loopback address")
-    server = start_server(args=("--grpc-host", "0.0.0.0:0"))
+    server = start_server(args=("--grpc-host", "0.0.0.0:0", "--allow-remote-insecure"))
+    assert "warning: insecure mode serves gRPC on 0.0.0.0" in server.stderr
     server.tracing().Register(pb.RegisterRequest(app="shop", sources=sources("m.a")))
     with client_channel(client_config(f"{address}:{server.port}", env=INSECURE)) as remote:
         with pytest.raises(grpc.RpcError) as err:

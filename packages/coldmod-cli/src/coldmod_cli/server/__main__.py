@@ -19,8 +19,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="commit each write alone (benchmark baseline)",
     )
+    parser.add_argument("--max-apps", type=int, help="most apps the collector keeps (default: 1000)")
+    parser.add_argument(
+        "--allow-remote-insecure",
+        action="store_true",
+        help="with COLDMOD_INSECURE=on, listen beyond loopback anyway (no TLS, no authentication)",
+    )
     args = parser.parse_args(argv)
-    return serve(args.grpc_host, args.web_host, args.store, group_commit=not args.no_group_commit)
+    return serve(
+        args.grpc_host,
+        args.web_host,
+        args.store,
+        group_commit=not args.no_group_commit,
+        max_apps=args.max_apps,
+        allow_remote_insecure=args.allow_remote_insecure,
+    )
 
 
 if __name__ == "__main__":

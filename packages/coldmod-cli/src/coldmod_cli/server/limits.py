@@ -6,6 +6,8 @@ nothing here touches the store, so a rejected message never changes data.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 
 import grpc
@@ -20,9 +22,12 @@ __all__ = [
     "MAX_INSTANCE_ID_LENGTH",
     "MAX_KEYS_PER_APP",
     "MAX_KEY_LENGTH",
+    "MAX_PAGE_SIZE",
     "Rejected",
     "batch_from",
     "check_app",
+    "page_from",
+    "page_token",
     "sources_from",
 ]
 
@@ -34,8 +39,12 @@ MAX_APP_LENGTH = 128
 MAX_INSTANCE_ID_LENGTH = 128
 #: No process makes 2**62 calls in one window; larger deltas are corrupt or hostile.
 MAX_CALLS = 2**62
-#: Batch windows may run ahead of the server's clock by this much (clock skew).
+#: Batch windows may run ahead of the server's clock by this much (clock skew);
+#: what is ahead is brought back to the collector's clock.
 MAX_CLOCK_SKEW_MS = 24 * 3600 * 1000
+#: ListApps pages: the default size and the most one page holds (far below the message cap).
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 
 
 class Rejected(Exception):
@@ -113,6 +122,10 @@ def batch_from(request: pb.ReportRequest) -> Batch:
         start = end = now
     elif start == 0:
         start = end
+    # first/last seen come from the window (calls made while the collector was
+    # down keep their time), but never from the future of the collector's clock.
+    end = min(end, now)
+    start = min(start, end)
     if request.dropped_updates > MAX_CALLS:
         raise _invalid(f"dropped_updates {request.dropped_updates} is beyond any real count")
     if len(request.deltas) > MAX_KEYS_PER_APP:
@@ -126,6 +139,9 @@ def batch_from(request: pb.ReportRequest) -> Batch:
     keys = [d.key for d in items]
     calls = [d.calls for d in items]
     estimated = [d.estimated for d in items]
+    lower_bound = [d.lower_bound for d in items]
+    if not any(lower_bound):
+        lower_bound = []  # the usual case: the store skips the column
     if keys and (not min(map(len, keys)) or max(map(len, keys)) > MAX_KEY_LENGTH or not "".join(keys).isprintable()):
         for key in keys:
             _check_key(key)
@@ -137,4 +153,22 @@ def batch_from(request: pb.ReportRequest) -> Batch:
             if key in seen:
                 raise _invalid(f"the key {key[:80]!r} appears twice in one batch; aggregate it first")
             seen.add(key)
-    return Batch(app, instance, request.sequence, start, end, keys, calls, estimated, request.dropped_updates)
+    return Batch(
+        app, instance, request.sequence, start, end, keys, calls, estimated, request.dropped_updates, lower_bound
+    )
+
+
+def page_from(request: pb.ListAppsRequest) -> tuple[str, int]:
+    """The app name a ListApps page starts after, and the page size (0 is the default, larger is capped)."""
+    size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if not request.page_token:
+        return "", size
+    try:
+        return check_app(base64.urlsafe_b64decode(request.page_token.encode("ascii")).decode("utf-8")), size
+    except (binascii.Error, UnicodeError, ValueError, Rejected):
+        raise _invalid("the page_token is not one this collector issued; start again with an empty one") from None
+
+
+def page_token(last_app: str) -> str:
+    """The token of the page after ``last_app`` (opaque to clients)."""
+    return base64.urlsafe_b64encode(last_app.encode("utf-8")).decode("ascii")

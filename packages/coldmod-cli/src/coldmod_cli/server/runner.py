@@ -15,6 +15,15 @@ address, port 0 allowed; TLS material and the API key for basic auth). The
 handle has ``port: int`` (the bound port) and ``stop() -> None``, called
 before the store closes. ``start`` may raise ``ConfigError`` (port in use):
 one sentence and exit code 1, like every startup problem.
+
+Handler threads: ingestion (Report, Fetch, ListApps, health…) has its own
+pool of MAX_WORKERS threads that nothing long-lived may hold. A Connect
+stream lasts as long as a developer stays connected, so Attach runs in its
+own pool and at most MAX_ATTACH streams are open at once (the next is
+refused at once with RESOURCE_EXHAUSTED, before it takes a thread). Register
+runs in REGISTER_WORKERS threads: each holds a received message of up to
+32 MiB, so their number bounds the collector's memory (see
+:mod:`coldmod_cli.server.registrar`).
 """
 
 from __future__ import annotations
@@ -26,10 +35,10 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,18 +46,27 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from coldmod_cli.server.auth import ApiKeyInterceptor
 from coldmod_cli.server.service import HeatmapService, TracingService
 from coldmod_cli.server.settings import ServerSettings, server_settings
-from coldmod_cli.server.store import Store, StoreError, open_store
+from coldmod_cli.server.store import DEFAULT_MAX_APPS, Store, StoreError, open_store
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.config import ConfigError, channel_options
 
-__all__ = ["GRACE_S", "ServerInfo", "WebHandle", "serve"]
+__all__ = ["GRACE_S", "MAX_ATTACH", "ServerInfo", "WebHandle", "serve", "web_url"]
 
 #: Seconds running calls get to finish after SIGTERM.
 GRACE_S = 3.0
 #: Handler threads. A Report handler mostly waits for its group commit, and a
 #: group can only be as large as the number of handlers waiting together.
 MAX_WORKERS = 128
+#: Connect streams open at once (each holds a thread of its own pool while open).
+MAX_ATTACH = 64
+#: Register handlers at once: each may hold a 32 MiB message.
+REGISTER_WORKERS = 8
+ATTACH_REFUSED = (
+    f"the collector has {MAX_ATTACH} connected checkouts already; close one (stop its coldmod connect) and retry"
+)
+_ATTACH_METHOD = "/coldmod.v1.Connect/Attach"
+_REGISTER_METHOD = "/coldmod.v1.Tracing/Register"
 _SERVICES = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values() if d.name in ("Tracing", "Heatmap")]
 
 
@@ -75,6 +93,86 @@ class ServerInfo:
     store: Store = field(repr=False)
     settings: ServerSettings = field(repr=False)
     stop: Callable[[], None] = field(repr=False)
+
+
+if TYPE_CHECKING:  # generic in grpc-stubs only, not at run time
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
+
+
+class _Pools(_Interceptor):
+    """Routes Attach and Register to their own thread pools (grpc's ``experimental_thread_pool``).
+
+    Runs first, on gRPC's polling thread, before any handler thread is
+    taken: that is where an Attach beyond MAX_ATTACH is refused.
+    """
+
+    def __init__(self) -> None:
+        """Make the two pools; ``shutdown`` ends them."""
+        self.attach = ThreadPoolExecutor(max_workers=MAX_ATTACH + 4, thread_name_prefix="coldmod-attach")
+        self.register = ThreadPoolExecutor(max_workers=REGISTER_WORKERS, thread_name_prefix="coldmod-register")
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler | None:
+        """The handler, moved to its pool (or an immediate refusal of one Attach too many)."""
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None:
+            return None
+        if method == _ATTACH_METHOD and handler.stream_stream is not None:
+            if self._open >= MAX_ATTACH:
+                return grpc.stream_stream_rpc_method_handler(_refuse_attach)
+            return grpc.stream_stream_rpc_method_handler(
+                _pooled(self._counted(handler.stream_stream), self.attach),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if method == _REGISTER_METHOD and handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _pooled(handler.unary_unary, self.register), handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+    def _counted(self, behavior: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Iterator[Any]]:
+        """The stream handler, counted in ``_open`` while it runs."""
+
+        def run(requests: Any, context: Any) -> Iterator[Any]:
+            with self._lock:
+                self._open += 1
+            try:
+                yield from behavior(requests, context)
+            finally:
+                with self._lock:
+                    self._open -= 1
+
+        return run
+
+    def shutdown(self) -> None:
+        """Stop the pools' threads (after the server stopped)."""
+        self.attach.shutdown(wait=False, cancel_futures=True)
+        self.register.shutdown(wait=False, cancel_futures=True)
+
+
+def _pooled(behavior: Callable[..., Any], pool: ThreadPoolExecutor) -> Callable[..., Any]:
+    """The behavior, marked to run in ``pool`` (a function attribute grpc's server looks for)."""
+
+    def run(request: Any, context: Any) -> Any:
+        return behavior(request, context)
+
+    run.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return run
+
+
+def _refuse_attach(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, ATTACH_REFUSED)
+    yield  # pragma: no cover - makes this a generator, as streaming handlers are
 
 
 def _address(host: str, port: int) -> str:
@@ -116,22 +214,31 @@ def serve(
     *,
     ready: Callable[[ServerInfo], None] | None = None,
     group_commit: bool = True,
+    max_apps: int | None = None,
+    allow_remote_insecure: bool = False,
 ) -> int:
     """Run the collector until SIGTERM/SIGINT (or ``info.stop()``); returns the exit code.
 
     Arguments win over ``COLDMOD_GRPC_HOST``/``COLDMOD_WEB_HOST``; ``store`` is a
     URL like ``sqlite:///var/lib/coldmod.db`` (default ``coldmod.db`` here).
+    ``max_apps`` bounds the apps Register may create (default DEFAULT_MAX_APPS);
+    ``allow_remote_insecure`` lets an insecure collector listen beyond loopback.
     A problem the user can fix is one sentence on stderr and exit code 1.
     """
+    limit = DEFAULT_MAX_APPS if max_apps is None else max_apps
     try:
-        settings = server_settings(grpc_host, web_host)
+        if not 1 <= limit <= 2**31:
+            raise ConfigError(f"--max-apps {limit} is out of range; give a number from 1 to {2**31}")
+        settings = server_settings(grpc_host, web_host, allow_remote_insecure=allow_remote_insecure)
         _check_free(settings.grpc_host, settings.grpc_port)
-        opened = open_store(store, group_commit=group_commit)
+        opened = open_store(store, group_commit=group_commit, max_apps=limit)
     except (ConfigError, StoreError) as exc:
         print(f"coldmod serve: {exc}", file=sys.stderr)
         return 1
+    for warning in settings.warnings:
+        print(f"coldmod serve: {warning}", file=sys.stderr)
     try:
-        return _run(settings, opened, ready)
+        return _run(settings, opened, ready, limit)
     except ConfigError as exc:
         print(f"coldmod serve: {exc}", file=sys.stderr)
         return 1
@@ -140,12 +247,12 @@ def serve(
         print("coldmod: stopped", file=sys.stderr, flush=True)
 
 
-def _run(settings: ServerSettings, store: Store, ready: Callable[[ServerInfo], None] | None) -> int:
+def _run(settings: ServerSettings, store: Store, ready: Callable[[ServerInfo], None] | None, max_apps: int) -> int:
     stopping = threading.Event()
     # Handlers first: once "listening" is printed, a SIGTERM must already mean a clean stop.
     previous = _install_signals(stopping)
     try:
-        return _run_until(stopping, settings, store, ready)
+        return _run_until(stopping, settings, store, ready, max_apps)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -156,18 +263,36 @@ def _run_until(
     settings: ServerSettings,
     store: Store,
     ready: Callable[[ServerInfo], None] | None,
+    max_apps: int,
 ) -> int:
+    pools = _Pools()
+    try:
+        return _serve_grpc(stopping, settings, store, ready, max_apps, pools)
+    finally:
+        pools.shutdown()
+
+
+def _serve_grpc(
+    stopping: threading.Event,
+    settings: ServerSettings,
+    store: Store,
+    ready: Callable[[ServerInfo], None] | None,
+    max_apps: int,
+    pools: _Pools,
+) -> int:
+    auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="coldmod-rpc"),
-        interceptors=[] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")],
+        interceptors=[pools, *auth],
         # so_reuseport off: a second collector on a taken port must fail, not share it.
         options=[*channel_options(), ("grpc.so_reuseport", 0)],
     )
     # The generated registration functions are untyped; named here with their types.
     add_tracing: Callable[[TracingService, grpc.Server], None] = pb_grpc.add_TracingServicer_to_server
     add_heatmap: Callable[[HeatmapService, grpc.Server], None] = pb_grpc.add_HeatmapServicer_to_server
+    heatmap = HeatmapService(store, insecure=settings.insecure, max_apps=max_apps)
     add_tracing(TracingService(store), server)
-    add_heatmap(HeatmapService(store, insecure=settings.insecure), server)
+    add_heatmap(heatmap, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     web_module = _web_module()
@@ -208,6 +333,7 @@ def _run_until(
             web = start(info) if extension is None else start(info, extension)
         if web is not None:
             info = replace(info, web_port=web.port)
+            heatmap.web_url = web_url(settings, web.port)
         print(f"coldmod: gRPC listening on {_address(settings.grpc_host, port)} ({mode})", file=sys.stderr)
         if web is not None:
             print(f"coldmod: web UI on {_address(settings.web_host, web.port)}", file=sys.stderr)
@@ -224,6 +350,15 @@ def _run_until(
         # Stop accepting; running calls (a Report waiting for its commit) finish and are answered.
         server.stop(GRACE_S).wait()
     return 0
+
+
+def web_url(settings: ServerSettings, port: int) -> str:
+    """The web UI's address for Info: this machine's name when it listens on every interface."""
+    host = settings.web_host
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - recognising a bind-all address, not binding one
+        host = socket.getfqdn()
+    scheme = "http" if settings.insecure else "https"
+    return f"{scheme}://{_address(host, port)}/"
 
 
 def _install_signals(stopping: threading.Event) -> dict[int, Any]:

@@ -1,10 +1,13 @@
-"""The gRPC servicers: Tracing (Register, Report) and Heatmap (Fetch, ListApps, Reset).
+"""The gRPC servicers: Tracing (Register, Report) and Heatmap (Fetch, ListApps, Reset, DeleteApp, Info).
 
 They translate between protobuf and the store and map every refusal to a
 precise status: INVALID_ARGUMENT for a malformed message, RESOURCE_EXHAUSTED
-for a limit, FAILED_PRECONDITION for a Report to an app never registered
-(register first), NOT_FOUND for reading an unknown app, UNAVAILABLE while the
-store is closing or cannot write (retry later).
+for a limit (too many keys, too many apps), OUT_OF_RANGE for a batch that
+would overflow a count, FAILED_PRECONDITION for a Report to an app never
+registered (register first), NOT_FOUND for reading an unknown app,
+PERMISSION_DENIED for an operation an unauthenticated caller may not make,
+UNAVAILABLE while the store is closing or cannot write (retry later).
+Register's handling under load is :mod:`coldmod_cli.server.registrar`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Any, NoReturn
 
 import grpc
 
-from coldmod_cli.server.limits import Rejected, batch_from, check_app, sources_from
+from coldmod_cli import __version__
+from coldmod_cli.server.limits import MAX_KEYS_PER_APP, Rejected, batch_from, check_app, page_from, page_token
+from coldmod_cli.server.registrar import Registrar
 from coldmod_cli.server.store import CountOverflow, Store, StoreUnavailable, TooManyApps, UnknownApp
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
@@ -67,14 +72,12 @@ class TracingService(pb_grpc.TracingServicer):
     def __init__(self, store: Store) -> None:
         """Serve from this store."""
         self.store = store
+        self.registrar = Registrar(store, _now_ms)
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
-        """Replace the app's set of keys."""
+        """Replace the app's set of keys (fingerprint first: see the registrar)."""
         with _statuses(context):
-            app = check_app(request.app)
-            sources, fingerprint = sources_from(request)
-            result = self.store.register(app, sources, _now_ms(), fingerprint)
-        return pb.RegisterResponse(kept=result.kept, added=result.added, removed=result.removed)
+            return self.registrar.register(request, context)
 
     def Report(self, request: pb.ReportRequest, context: grpc.ServicerContext) -> pb.ReportResponse:
         """Apply one batch at most once; answer once it is durable."""
@@ -86,16 +89,28 @@ class TracingService(pb_grpc.TracingServicer):
 class HeatmapService(pb_grpc.HeatmapServicer):
     """What developers, the CLI and the web UI call.
 
-    Reset is for authenticated callers only. With TLS and an API key every
-    call here is authenticated (the interceptor saw the key). In insecure mode
-    nobody is authenticated, so Reset is then allowed only from this machine
-    (a loopback peer) and refused with PERMISSION_DENIED from anywhere else.
+    Reset and DeleteApp are for authenticated callers only. With TLS and an
+    API key every call here is authenticated (the interceptor saw the key). In
+    insecure mode nobody is authenticated, so they are then allowed only from
+    this machine (a loopback peer) and refused with PERMISSION_DENIED from
+    anywhere else. ``web_url`` is set by the runner once the web UI listens.
     """
 
-    def __init__(self, store: Store, *, insecure: bool) -> None:
-        """Serve from this store; ``insecure`` restricts Reset to loopback peers."""
+    def __init__(self, store: Store, *, insecure: bool, max_apps: int) -> None:
+        """Serve from this store; ``insecure`` restricts Reset and DeleteApp to loopback peers."""
         self.store = store
         self.insecure = insecure
+        self.max_apps = max_apps
+        self.web_url = ""
+
+    def _operator_only(self, context: grpc.ServicerContext, what: str) -> None:
+        """Refuse an operation to an unauthenticated caller from another machine."""
+        if self.insecure and not is_loopback(context.peer()):
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{what} needs an authenticated caller; an insecure collector accepts it only from its own machine",
+            )
 
     def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
         """The heatmap of one app: one snapshot, streamed in parts of at most FETCH_PART_ENTRIES entries."""
@@ -113,6 +128,7 @@ class HeatmapService(pb_grpc.HeatmapServicer):
                     tracked_since_ms=e.tracked_since_ms,
                     path=e.path,
                     lines=e.lines,
+                    lower_bound=e.lower_bound,
                 )
                 for e in entries[start : start + FETCH_PART_ENTRIES]
             ]
@@ -125,10 +141,16 @@ class HeatmapService(pb_grpc.HeatmapServicer):
             )
 
     def ListApps(self, request: pb.ListAppsRequest, context: grpc.ServicerContext) -> pb.ListAppsResponse:
-        """Every app the collector knows."""
+        """One page of the apps the collector knows, by name."""
         with _statuses(context):
-            apps = self.store.list_apps()
+            after, size = page_from(request)
+            apps = self.store.list_apps(after, size + 1)  # one more: is there a next page?
+            total = self.store.count_apps()
+        more = len(apps) > size
+        apps = apps[:size]
         return pb.ListAppsResponse(
+            next_page_token=page_token(apps[-1].app) if more else "",
+            total_apps=total,
             apps=[
                 pb.AppSummary(
                     app=a.app,
@@ -143,12 +165,27 @@ class HeatmapService(pb_grpc.HeatmapServicer):
 
     def Reset(self, request: pb.ResetRequest, context: grpc.ServicerContext) -> pb.ResetResponse:
         """Zero one app's counts (its keys stay, tracked from now)."""
-        if self.insecure and not is_loopback(context.peer()):
-            _abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                "Reset needs an authenticated caller; an insecure collector accepts it only from its own machine",
-            )
+        self._operator_only(context, "Reset")
         with _statuses(context):
             keys = self.store.reset(check_app(request.app), _now_ms())
         return pb.ResetResponse(keys=keys)
+
+    def DeleteApp(self, request: pb.DeleteAppRequest, context: grpc.ServicerContext) -> pb.DeleteAppResponse:
+        """Delete one app and its heatmap (a tracer registering it again starts it afresh)."""
+        self._operator_only(context, "DeleteApp")
+        with _statuses(context):
+            keys = self.store.delete_app(check_app(request.app))
+        return pb.DeleteAppResponse(keys=keys)
+
+    def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoResponse:
+        """The collector's version, web UI address, store and limits."""
+        with _statuses(context):
+            store = self.store.info()
+        return pb.InfoResponse(
+            version=__version__,
+            web_url=self.web_url,
+            store=store.store,
+            durability=store.durability,
+            max_apps=self.max_apps,
+            max_keys_per_app=MAX_KEYS_PER_APP,
+        )

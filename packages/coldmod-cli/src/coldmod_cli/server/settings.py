@@ -2,10 +2,17 @@
 
 Addresses and ``COLDMOD_INSECURE`` are read by :mod:`coldmod_trace.config`
 (one reader per variable); this module adds what only a server needs.
+
+Insecure mode has no TLS and no authentication, so it listens on this
+machine's loopback interface only: a host that is not loopback (``0.0.0.0``,
+a LAN address, a name resolving to one) is refused unless the operator says
+``--allow-remote-insecure``, and then ``warnings`` says what that exposes.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +21,7 @@ from pathlib import Path
 from coldmod_trace import config
 from coldmod_trace.config import ConfigError
 
-__all__ = ["ServerSettings", "server_settings"]
+__all__ = ["ServerSettings", "is_loopback_host", "server_settings"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,45 @@ class ServerSettings:
     api_key: str | None = field(default=None, repr=False)
     certificate_chain: bytes | None = field(default=None, repr=False)
     private_key: bytes | None = field(default=None, repr=False)
+    warnings: tuple[str, ...] = ()
 
+
+def is_loopback_host(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address (an unresolvable name is not)."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def _insecure_binds(
+    grpc_host: str, grpc_port: int, web_host: str, web_port: int, allow_remote: bool
+) -> tuple[str, ...]:
+    """Refuse insecure listening beyond loopback, or (when allowed) the warnings to print."""
+    remote = [
+        f"{what} on {host or '*'}:{port}"
+        for what, host, port in (("gRPC", grpc_host, grpc_port), ("the web UI", web_host, web_port))
+        if not is_loopback_host(host)
+    ]
+    if not remote:
+        return ()
+    where = " and ".join(remote)
+    if not allow_remote:
+        raise ConfigError(
+            f"{config.COLDMOD_INSECURE}=on would serve {where} without TLS or authentication to the network;"
+            " listen on 127.0.0.1 (or localhost), configure TLS and an API key, or pass --allow-remote-insecure"
+        )
+    return (
+        f"warning: insecure mode serves {where} to the network without TLS or authentication:"
+        " anyone who can reach it can read heatmaps, send counts and drive connected checkouts",
+    )
 
 def _read(variable: str, environ: Mapping[str, str]) -> tuple[str, bytes]:
     path = environ.get(variable, "").strip()
@@ -45,7 +90,11 @@ def _read(variable: str, environ: Mapping[str, str]) -> tuple[str, bytes]:
 
 
 def server_settings(
-    grpc_host: str | None = None, web_host: str | None = None, env: Mapping[str, str] | None = None
+    grpc_host: str | None = None,
+    web_host: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    allow_remote_insecure: bool = False,
 ) -> ServerSettings:
     """Read and validate the server side of the environment (arguments win over variables)."""
     import os
@@ -54,7 +103,8 @@ def server_settings(
     host, port = config.host_port(grpc_host, env=environ)
     whost, wport = config.host_port(web_host, variable=config.COLDMOD_WEB_HOST, env=environ)
     if config.insecure(environ):
-        return ServerSettings(host, port, whost, wport, True)
+        warnings = _insecure_binds(host, port, whost, wport, allow_remote_insecure)
+        return ServerSettings(host, port, whost, wport, True, warnings=warnings)
     api_key = environ.get(config.COLDMOD_API_KEY, "").strip()
     if not api_key:
         raise ConfigError(
