@@ -189,35 +189,6 @@ def test_unknown_command_and_flag_exit_2(cli, shop):
     assert cli("srcs", "--bogus").code == 2
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["--help"],
-        ["init", "--help"],
-        ["files", "--help"],
-        ["srcs", "--help"],
-        ["cache", "--help"],
-        ["cache", "warm", "--help"],
-        ["cache", "clear", "--help"],
-        ["fetch", "--help"],
-        ["cold", "--help"],
-        ["rm", "--help"],
-        ["ignore", "--help"],
-        ["serve", "--help"],
-        ["status", "--help"],
-        ["demo", "--help"],
-    ],
-)
-def test_help_on_every_command(cli, command):
-    result = cli(*command)
-    text = result.out + result.err  # Fire writes help to stderr
-    assert result.code == 0
-    assert "NAME" in text
-    assert "coldmod" in text
-    assert "FIRE_METADATA" not in text  # see coldmod_cli._errors._Command
-    assert "DESCRIPTION" in text or "COMMANDS" in text
-
-
 def test_version(cli):
     from coldmod_cli import __version__
 

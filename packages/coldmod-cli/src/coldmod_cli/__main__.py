@@ -8,19 +8,27 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     """Run the ``coldmod`` command line (exit status via SystemExit)."""
-    # Fire shows help through $PAGER on a terminal; help should just print.
+    # Fire would page through $PAGER on a terminal; nothing here should page.
     os.environ["PAGER"] = "cat"
     import fire
 
+    from coldmod_cli._cmdline import help_text, parse
+    from coldmod_cli._errors import EXIT_USAGE, UsageError, say
     from coldmod_cli.cli import Coldmod
 
     args = list(sys.argv[1:] if argv is None else argv)
-    # --verbose may stand anywhere before Fire's own `--` separator (a flag of
-    # the class would swallow the next word: `coldmod --verbose fetch`).
-    end = args.index("--") if "--" in args else len(args)
-    verbose = any(arg in ("--verbose", "-v") for arg in args[:end])
-    args = [arg for arg in args[:end] if arg not in ("--verbose", "-v")] + args[end:]
-    fire.Fire(Coldmod(verbose=verbose), command=args, name="coldmod")
+    verbose = any(arg in ("--verbose", "-v") for arg in args)
+    try:
+        # The whole command line is understood before anything runs (see _cmdline).
+        line = parse(Coldmod(verbose=verbose), args)
+        if line.help:
+            sys.stdout.write(help_text(Coldmod(verbose=verbose), line.path))
+            sys.stdout.flush()
+            return
+    except UsageError as exc:
+        say(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+    fire.Fire(Coldmod(verbose=line.verbose), command=line.fire_args, name="coldmod")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,11 @@ def command(method: F) -> F:
     return _Command(run)  # type: ignore[return-value]
 
 
+def is_command(value: object) -> bool:
+    """True for a method made a command by :func:`command` (what the command line may call)."""
+    return isinstance(value, _Command)
+
+
 class _Command:
     """A command method whose arguments Fire hands over as the strings typed.
 
