@@ -1,4 +1,5 @@
-"""rm: verdicts, --dry-run, --force, --cold, the git warning, through the real entry point."""
+"""rm: verdicts, --dry-run, --force, --cold and its guard rails (minimum tracking, clean git, no test
+code, --include review), through the real entry point."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import HOT, git, traced
+from conftest import COLD, HOT, git, traced
 
 pytestmark = pytest.mark.timeout(120)
+
+VERDICTS = ("safe", "review", "unsafe", "forced")
 
 
 def _tree(root):
@@ -26,8 +29,8 @@ def test_dry_run_prints_verdicts_and_diff_and_changes_nothing(cli, shop):
     assert lines[1].startswith("unsafe  shop.views.coupon  (shop/views.py:")
     assert "-    def merge(self, other: Cart) -> None:" in result.out
     assert "--- a/shop/cart.py" in result.out
-    assert "would remove 1 functions from 1 file (dry run: nothing changed)" in result.err
-    assert "refused 1 unsafe key (shop.views.coupon)" in result.err
+    assert "would remove 1 function from 1 file (dry run: nothing changed)" in result.err
+    assert "refused 1 key (shop.views.coupon)" in result.err
     assert "--force" in result.err
     assert _tree(shop) == before
     assert git(shop, "status", "--porcelain") == ""
@@ -71,26 +74,220 @@ def test_unknown_key_is_one_sentence_exit_1(cli, shop):
     assert result.out == ""
 
 
-def test_warns_about_uncommitted_changes_in_touched_files(cli, shop):
+def test_refuses_to_write_on_a_dirty_tree_unless_allowed(cli, shop):
+    views = shop / "shop" / "views.py"
+    views.write_text(views.read_text() + "\n# a local edit\n")  # not a file the removal touches
+    before = _tree(shop)
+
+    refused = cli("rm", "shop.cart.Cart.merge")
+
+    assert refused.code == 1
+    assert refused.err.startswith("coldmod: uncommitted changes in shop/views.py;")
+    assert "--allow-dirty" in refused.err
+    assert refused.out == ""  # refused before planning: no verdicts either
+    assert _tree(shop) == before
+
+    dry = cli("rm", "--dry-run", "shop.cart.Cart.merge")  # a dry run writes nothing: allowed, with a note
+    assert dry.code == 0, dry.err
+    assert "without --dry-run, rm refuses" in dry.err
+
+    allowed = cli("rm", "shop.cart.Cart.merge", "--allow-dirty")
+    assert allowed.code == 0, allowed.err
+    assert "def merge" not in (shop / "shop" / "cart.py").read_text()
+    assert views.read_text().endswith("# a local edit\n")
+
+
+def test_staged_changes_count_as_dirty(cli, shop):
     cart = shop / "shop" / "cart.py"
-    cart.write_text(cart.read_text() + "\n# local edit\n")
-    (shop / "shop" / "views.py").write_text((shop / "shop" / "views.py").read_text() + "\n# untouched\n")
+    cart.write_text(cart.read_text() + "\n# staged\n")
+    git(shop, "add", "shop/cart.py")
+    result = cli("rm", "shop.cart.Cart.merge")
+    assert result.code == 1
+    assert "uncommitted changes in shop/cart.py" in result.err
 
+
+def test_untracked_files_do_not_make_the_tree_dirty(cli, shop):
+    (shop / "notes.txt").write_text("scratch\n")
+    result = cli("rm", "shop.cart.Cart.merge")
+    assert result.code == 0, result.err
+
+
+def test_refuses_outside_git_unless_allowed(cli, shop):
+    import shutil
+
+    shutil.rmtree(shop / ".git")
+    before = _tree(shop)
+    refused = cli("rm", "shop.cart.Cart.merge")
+    assert refused.code == 1
+    assert "is not in a git work tree" in refused.err
+    assert _tree(shop) == before
+    assert cli("rm", "shop.cart.Cart.merge", "--allow-dirty").code == 0
+
+
+def test_test_code_is_refused_with_a_reason(cli, shop):
+    # The shop's tests/ are excluded by default: never traced, never removed.
+    before = _tree(shop)
+    result = cli("rm", "tests.test_shop.ShopTest.test_cart_total")
+    assert result.code == 1
+    assert result.err.startswith("coldmod: tests.test_shop.ShopTest.test_cart_total (tests/test_shop.py) is test code")
+    assert _tree(shop) == before
+
+
+def test_rm_cold_refuses_a_heatmap_younger_than_the_minimum(cli, shop, insecure_env):
+    traced(insecure_env.address, shop, HOT)
+    before = _tree(shop)
+
+    result = cli("rm", "--cold")
+
+    assert result.code == 1
+    assert "has been tracked for" in result.err
+    assert "less than the minimum of 7d" in result.err
+    assert "--min-tracked" in result.err
+    assert result.out == ""
+    assert _tree(shop) == before
+
+    shorter = cli("rm", "--cold", "--dry-run", "--min-tracked", "2h")
+    assert shorter.code == 1
+    assert "less than the minimum of 2h" in shorter.err
+
+
+def test_rm_cold_prints_how_long_it_was_tracked(cli, shop, insecure_env):
+    traced(insecure_env.address, shop, HOT)
+    result = cli("rm", "--cold", "--dry-run", "--min-tracked", "0s")
+    assert result.code == 0, result.err
+    assert "has been tracked for 0s (minimum 0s, --min-tracked)" in result.err
+
+
+def test_dry_run_lists_every_cold_key_with_verdict_and_reasons(cli, shop, insecure_env):
+    traced(insecure_env.address, shop, HOT)
+    result = cli("rm", "--cold", "--dry-run", "--min-tracked", "0s")
+    assert result.code == 0, result.err
+    verdicts = {line.split()[1]: line for line in result.out.splitlines() if line.split(" ")[0] in VERDICTS}
+    assert set(verdicts) == set(COLD)
+    assert verdicts["shop.cart.Cart.merge"].split() == ["safe", "shop.cart.Cart.merge"]
+    coupon = verdicts["shop.views.coupon"]
+    assert coupon.startswith("unsafe  shop.views.coupon  (shop/views.py:")  # ROUTES names it
+    assert "kept 2 cold functions that may still be used" in result.err
+
+
+REVIEW_MODULE = """\
+from shop.views import ROUTES
+
+
+def route(path):
+    def register(handler):
+        ROUTES[path] = handler
+        return handler
+
+    return register
+
+
+@route("/old-sale")
+def old_sale(query):
+    return 200, "sale"
+
+
+def unused_helper():
+    return 1
+"""
+
+
+def test_include_review_removes_review_verdicts_too(cli, shop, insecure_env):
+    (shop / "shop" / "extra.py").write_text(REVIEW_MODULE)
+    git(shop, "add", "shop/extra.py")
+    git(shop, "commit", "-q", "-m", "extra")
+    traced(insecure_env.address, shop, HOT | {"shop.extra.route": 1, "shop.extra.route.<locals>.register": 1})
+
+    default = cli("rm", "--cold", "--dry-run", "--min-tracked", "0s")
+    assert default.code == 0, default.err
+    lines = {line.split()[1]: line.split()[0] for line in default.out.splitlines() if line.split(" ")[0] in VERDICTS}
+    assert lines["shop.extra.old_sale"] == "review"
+    assert lines["shop.extra.unused_helper"] == "safe"
+    assert "-def old_sale" not in default.out  # review is not removed without --include review
+    assert "-def unused_helper" in default.out
+
+    removed = cli("rm", "--cold", "--min-tracked", "0s", "--include", "review")
+    assert removed.code == 0, removed.err
+    assert "(1 review among them)" in removed.err
+    text = (shop / "shop" / "extra.py").read_text()
+    assert "old_sale" not in text
+    assert "unused_helper" not in text
+
+
+def test_named_review_key_is_refused_without_include_review(cli, shop):
+    (shop / "shop" / "extra.py").write_text(REVIEW_MODULE)
+    git(shop, "add", "shop/extra.py")
+    git(shop, "commit", "-q", "-m", "extra")
+    refused = cli("rm", "shop.extra.old_sale")
+    assert refused.code == 1
+    assert "--include review" in refused.err
+    assert "def old_sale" in (shop / "shop" / "extra.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["rm", "--cold", "--include", "unsafe"], "--include"),
+        (["rm", "--cold", "--force"], "--force applies to keys named one by one"),
+        (["rm", "--cold", "--min-tracked", "soon"], "--min-tracked must be a duration"),
+        (["rm", "shop.cart.Cart.merge", "--min-tracked", "1d"], "only apply with --cold"),
+    ],
+)
+def test_bad_arguments_are_one_sentence_exit_2_and_nothing_done(cli, shop, argv, message):
+    before = _tree(shop)
+    result = cli(*argv)
+    assert result.code == 2, result.err
+    assert message in result.err
+    assert "Traceback" not in result.err
+    assert result.out == ""
+    assert _tree(shop) == before
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(cli, shop):
     result = cli("rm", "--dry-run", "shop.cart.Cart.merge")
+    assert "planning" not in result.err
+    assert "\r" not in result.err
 
-    assert result.code == 0
-    assert "warning: uncommitted changes in shop/cart.py;" in result.err
-    assert "views.py" not in result.err  # only the files it would touch
+
+def test_progress_bar_on_a_terminal(shop):
+    import os
+    import pty
+
+    # A real terminal for stderr; stdout stays a pipe (data only).
+    leader, follower = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "coldmod_cli", "rm", "--dry-run", "shop.cart.Cart.merge"],
+        cwd=shop,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert done.returncode == 0
+    assert b"planning the removal" in seen
+    assert "planning" not in done.stdout
 
 
 def test_rm_cold_removes_every_safe_cold_function(cli, shop, insecure_env):
     traced(insecure_env.address, shop, HOT)
 
-    result = cli("rm", "--cold")
+    result = cli("rm", "--cold", "--min-tracked", "0s")
 
     assert result.code == 0, result.err
     assert "removed 3 functions from 2 files" in result.err
-    assert "left 2 cold functions that are still referenced" in result.err
+    assert "kept 2 cold functions that may still be used" in result.err
     remaining = cli("srcs").out
     for gone in (
         "shop.cart.Cart.merge",
@@ -108,9 +305,9 @@ def test_rm_cold_since_widens_what_is_cold(cli, shop, insecure_env):
     traced(insecure_env.address, shop, HOT)
     before = _tree(shop)
 
-    result = cli("rm", "--cold", "--since", "0s", "--dry-run")  # nothing ran in the last 0 seconds
+    result = cli("rm", "--cold", "--since", "0s", "--dry-run", "--min-tracked", "0s")  # nothing ran in 0 seconds
 
     assert result.code == 0, result.err
-    verdicts = [line for line in result.out.splitlines() if line.split(" ")[0] in ("safe", "unsafe")]
+    verdicts = [line for line in result.out.splitlines() if line.split(" ")[0] in VERDICTS]
     assert len(verdicts) == 20
     assert _tree(shop) == before

@@ -4,31 +4,17 @@ Every command prints what it means to print and returns None (a returned
 object would make Fire page its help); data goes to stdout, diagnostics to
 stderr. Arguments arrive as strings and each command converts its own (see
 :mod:`coldmod_cli._args`). Exit codes: 0 success, 1 failure, 2 usage.
-
-A command is a method decorated with ``@command``; a group is an attribute
-holding an object with such methods. Its signature is the whole definition the
-command line is checked against before anything runs (:mod:`coldmod_cli._cmdline`):
-parameters after ``*`` are flags only, ``bool`` ones take no value, a
-``Literal`` lists the accepted values, ``Annotated[..., "NAME"]`` names the
-value in the help, and the docstring's ``Args:`` section is each flag's help.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated, Literal
 
-from coldmod_cli import _args, heatmap, local, report
+from coldmod_cli import _args, local, report
 from coldmod_cli._errors import UsageError, command, say
 
 __all__ = ["Cache", "Coldmod"]
-
-#: ``--format``: what the data commands print.
-Format = Literal["text", "json"]
-#: A period like 30d, 12h, 15m or 2w (see :func:`coldmod_cli._args.duration`).
-Duration = Annotated[str | None, "DURATION"]
-HostPort = Annotated[str | None, "HOST:PORT"]
 
 
 class Cache:
@@ -81,38 +67,10 @@ class Coldmod:
         self.cache = Cache(self._verbose)
 
     @command
-    def help(self, *command: str) -> None:
-        """Print the help of the program, or of a command (`coldmod help rm`, `coldmod help cache warm`).
-
-        Args:
-          command: the command (and subcommand) to explain.
-        """
-        from coldmod_cli._cmdline import help_text
-
-        print(help_text(self, command), end="")
-
-    @command
-    def version(self, *, format: Format = "text") -> None:
-        """Print the version of coldmod-cli (json: every Coldmod distribution installed, and Python).
-
-        Args:
-          format: text (the version alone) or json.
-        """
-        import platform
-        from importlib import metadata
-
+    def version(self) -> None:
+        """Print the version of coldmod-cli."""
         from coldmod_cli import __version__
 
-        if _args.output_format(format) == "json":
-            versions: dict[str, str | None] = {"version": __version__}
-            for name in ("coldmod-cli", "coldmod-trace", "coldmod-codemod"):
-                try:
-                    versions[name] = metadata.version(name)
-                except metadata.PackageNotFoundError:
-                    versions[name] = None
-            versions["python"] = platform.python_version()
-            report.print_json(versions)
-            return
         print(__version__)
 
     @command
@@ -125,7 +83,7 @@ class Coldmod:
         say(f"wrote {path}; review its [ignore] section, then `coldmod files` shows what will be traced")
 
     @command
-    def files(self, *, format: Format = "text") -> None:
+    def files(self, format: str = "text") -> None:
         """Print the root-relative paths of the files that will be parsed for functions.
 
         Args:
@@ -140,7 +98,7 @@ class Coldmod:
             print(path)
 
     @command
-    def srcs(self, *, format: Format = "text") -> None:
+    def srcs(self, format: str = "text") -> None:
         """Print every function that will be traced: its path:line and its key, sorted by file and line.
 
         Args:
@@ -158,7 +116,7 @@ class Coldmod:
             print(f"{location:<{width}}  {source.key}")
 
     @command
-    def fetch(self, *, format: Format = "text") -> None:
+    def fetch(self, format: str = "text") -> None:
         """Print the collector's heatmap for this checkout: calls and last call of every function.
 
         Keys the collector has but this checkout does not are skipped (their
@@ -172,7 +130,7 @@ class Coldmod:
         report.fetch(report.load(), fmt)
 
     @command
-    def cold(self, *, since: Duration = None, min_tracked: Duration = None, format: Format = "text") -> None:
+    def cold(self, since: str | None = None, min_tracked: str | None = None, format: str = "text") -> None:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
         A function is cold when it was never called since it was first traced,
@@ -197,43 +155,51 @@ class Coldmod:
         cold: bool = False,
         since: str | None = None,
         min_tracked: str | None = None,
+        include: str = "safe",
+        allow_dirty: bool = False,
     ) -> None:
-        """Remove functions by key with the codemod: prints the verdict for each key, then what changed.
+        """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
 
-        Keys with references elsewhere are unsafe and refused (exit 1) unless
-        --force; the safe ones are still removed. Warns when the files it would
-        change have uncommitted git changes.
+        Only safe functions are removed unless asked: --include review takes the
+        review ones too; unsafe keys named here are refused (exit 1) unless
+        --force. Test code is never removed. Writes only on a git work tree with
+        no uncommitted changes to tracked files, unless --allow-dirty.
 
         Args:
           keys: function keys, like shop.cart.Cart.add (`coldmod srcs` lists them).
           dry_run: print the verdicts and the unified diff, and change nothing.
-          force: remove unsafe keys too; each statement still referring to one gets a TODO comment.
-          cold: also remove every cold function that is safe to remove (never forced).
+          force: remove the named unsafe keys too; each statement still referring to one gets a TODO comment.
+          cold: also remove the cold functions, once the heatmap has been tracked for --min-tracked.
           since: with --cold, as for `coldmod cold`: not called within this period (like 30d).
-          min_tracked: with --cold, as for `coldmod cold`: only functions traced at least this long.
+          min_tracked: with --cold, how long the heatmap must have been tracked (default 7d, like 30d or 12h).
+          include: review, to remove the review-verdict functions as well as the safe ones.
+          allow_dirty: write even with uncommitted changes, or outside git.
         """
         from coldmod_cli import removal
 
         dry, swallowed = _args.split_flag("dry-run", dry_run)
         forced, swallowed2 = _args.split_flag("force", force)
         with_cold, swallowed3 = _args.split_flag("cold", cold)
+        dirty_ok, swallowed4 = _args.split_flag("allow-dirty", allow_dirty)
         # A bare flag before a key takes the key as its value (Fire); it is still a key.
-        wanted = _args.keys([*keys, *swallowed, *swallowed2, *swallowed3])
+        wanted = _args.keys([*keys, *swallowed, *swallowed2, *swallowed3, *swallowed4])
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
+        verdicts = removal.include_option(include)
         if not wanted and not with_cold:
             raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
         if (since_s is not None or min_tracked_s is not None) and not with_cold:
             raise UsageError("--since and --min-tracked only apply with --cold")
+        if forced and with_cold:
+            raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
         found = local.checkout()
         local.require_keys(found, wanted, what="remove")
         cold_keys: list[str] = []
         if with_cold:
-            rows = report.load().rows
-            cold_keys = [
-                row.key for row in heatmap.cold(rows, now=heatmap.now_ms(), since=since_s, min_tracked=min_tracked_s)
-            ]
-        removal.remove(found, wanted, cold_keys, dry_run=dry, force=forced)
+            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s)
+        removal.remove(
+            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
+        )
 
     @command
     def ignore(self, *keys: str) -> None:
@@ -264,9 +230,7 @@ class Coldmod:
             )
 
     @command
-    def serve(
-        self, *, grpc_host: HostPort = None, web_host: HostPort = None, store: Annotated[str | None, "URL"] = None
-    ) -> None:
+    def serve(self, grpc_host: str | None = None, web_host: str | None = None, store: str | None = None) -> None:
         """Run the collector (gRPC for tracers and the CLI, and the web UI) until stopped.
 
         Args:
@@ -281,7 +245,7 @@ class Coldmod:
             raise SystemExit(code)
 
     @command
-    def connect(self, url: Annotated[str | None, "URL"] = None, *, no_open: bool = False) -> None:
+    def connect(self, url: str | None = None, no_open: bool = False) -> None:
         """Pair this checkout with the web UI, so the UI can ignore, remove and open functions here.
 
         Without URL, creates a pairing, prints the UI address that holds its
@@ -300,7 +264,7 @@ class Coldmod:
             raise SystemExit(code)
 
     @command
-    def status(self, *, format: Format = "text") -> None:
+    def status(self, format: str = "text") -> None:
         """Print what coldmod sees: root, app, files and functions, environment, collector, tracing engine.
 
         Exits 1 when something needs fixing (no rootmarker, a bad variable, the
@@ -314,7 +278,7 @@ class Coldmod:
         status.report(_args.output_format(format))
 
     @command
-    def demo(self, *, open: bool = False, keep: bool = False) -> None:
+    def demo(self, open: bool = False, keep: bool = False) -> None:
         """Show the whole job on sample code in under a minute: trace, heatmap, cold list, removal preview.
 
         Starts a collector on free ports with a temporary store, runs a bundled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coldmod_cli._errors import CliError, warn
@@ -35,6 +36,13 @@ def require_keys(discovery: Discovery, keys: list[str], *, what: str) -> None:
     unknown = [key for key in keys if key not in discovery.sources]
     if not unknown:
         return
+    tests = {key: path for key in unknown if (path := test_file_of(discovery.marker.root, key))}
+    if tests:
+        shown = ", ".join(f"{key} ({path})" for key, path in list(tests.items())[:5])
+        raise CliError(
+            f"{shown} {'is' if len(tests) == 1 else 'are'} test code, which coldmod never traces "
+            f"nor removes; delete test code by hand"
+        )
     ignored = [key for key in unknown if key in discovery.marker.ignore_keys]
     if ignored and len(ignored) == len(unknown):
         raise CliError(f"{_quoted(ignored)} already ignored in {discovery.marker.path}; nothing to {what}")
@@ -43,6 +51,20 @@ def require_keys(discovery: Discovery, keys: list[str], *, what: str) -> None:
         f"unknown key {listing}: no such function under {discovery.marker.root}; "
         f"`coldmod srcs` lists the keys (a key is <module>.<qualname>, like shop.cart.Cart.add)"
     )
+
+
+def test_file_of(root: Path, key: str) -> str | None:
+    """The root-relative test file (per the rootmarker's default exclusions) that would define ``key``."""
+    from coldmod_trace.rootmarker import is_test_file
+
+    parts = key.split(".")
+    # The module is some prefix of the key (the rest is the qualname): try each, longest first.
+    for end in range(len(parts) - 1, 0, -1):
+        module = "/".join(parts[:end])
+        for relpath in (f"{module}.py", f"{module}/__init__.py"):
+            if is_test_file(relpath) and (root / relpath).is_file():
+                return relpath
+    return None
 
 
 def _quoted(keys: list[str]) -> str:
