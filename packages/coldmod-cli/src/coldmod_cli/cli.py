@@ -4,17 +4,31 @@ Every command prints what it means to print and returns None (a returned
 object would make Fire page its help); data goes to stdout, diagnostics to
 stderr. Arguments arrive as strings and each command converts its own (see
 :mod:`coldmod_cli._args`). Exit codes: 0 success, 1 failure, 2 usage.
+
+A command is a method decorated with ``@command``; a group is an attribute
+holding an object with such methods. Its signature is the whole definition the
+command line is checked against before anything runs (:mod:`coldmod_cli._cmdline`):
+parameters after ``*`` are flags only, ``bool`` ones take no value, a
+``Literal`` lists the accepted values, ``Annotated[..., "NAME"]`` names the
+value in the help, and the docstring's ``Args:`` section is each flag's help.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Annotated, Literal
 
 from coldmod_cli import _args, local, report
 from coldmod_cli._errors import UsageError, command, say
 
 __all__ = ["Cache", "Coldmod"]
+
+#: ``--format``: what the data commands print.
+Format = Literal["text", "json"]
+#: A period like 30d, 12h, 15m or 2w (see :func:`coldmod_cli._args.duration`).
+Duration = Annotated[str | None, "DURATION"]
+HostPort = Annotated[str | None, "HOST:PORT"]
 
 
 class Cache:
@@ -67,10 +81,38 @@ class Coldmod:
         self.cache = Cache(self._verbose)
 
     @command
-    def version(self) -> None:
-        """Print the version of coldmod-cli."""
+    def help(self, *command: str) -> None:
+        """Print the help of the program, or of a command (`coldmod help rm`, `coldmod help cache warm`).
+
+        Args:
+          command: the command (and subcommand) to explain.
+        """
+        from coldmod_cli._cmdline import help_text
+
+        print(help_text(self, command), end="")
+
+    @command
+    def version(self, *, format: Format = "text") -> None:
+        """Print the version of coldmod-cli (json: every Coldmod distribution installed, and Python).
+
+        Args:
+          format: text (the version alone) or json.
+        """
+        import platform
+        from importlib import metadata
+
         from coldmod_cli import __version__
 
+        if _args.output_format(format) == "json":
+            versions: dict[str, str | None] = {"version": __version__}
+            for name in ("coldmod-cli", "coldmod-trace", "coldmod-codemod"):
+                try:
+                    versions[name] = metadata.version(name)
+                except metadata.PackageNotFoundError:
+                    versions[name] = None
+            versions["python"] = platform.python_version()
+            report.print_json(versions)
+            return
         print(__version__)
 
     @command
@@ -83,7 +125,7 @@ class Coldmod:
         say(f"wrote {path}; review its [ignore] section, then `coldmod files` shows what will be traced")
 
     @command
-    def files(self, format: str = "text") -> None:
+    def files(self, *, format: Format = "text") -> None:
         """Print the root-relative paths of the files that will be parsed for functions.
 
         Args:
@@ -98,7 +140,7 @@ class Coldmod:
             print(path)
 
     @command
-    def srcs(self, format: str = "text") -> None:
+    def srcs(self, *, format: Format = "text") -> None:
         """Print every function that will be traced: its path:line and its key, sorted by file and line.
 
         Args:
@@ -116,7 +158,7 @@ class Coldmod:
             print(f"{location:<{width}}  {source.key}")
 
     @command
-    def fetch(self, format: str = "text") -> None:
+    def fetch(self, *, format: Format = "text") -> None:
         """Print the collector's heatmap for this checkout: calls and last call of every function.
 
         Keys the collector has but this checkout does not are skipped (their
@@ -130,7 +172,7 @@ class Coldmod:
         report.fetch(report.load(), fmt)
 
     @command
-    def cold(self, since: str | None = None, min_tracked: str | None = None, format: str = "text") -> None:
+    def cold(self, *, since: Duration = None, min_tracked: Duration = None, format: Format = "text") -> None:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
         A function is cold when it was never called since it was first traced,
@@ -153,9 +195,9 @@ class Coldmod:
         dry_run: bool = False,
         force: bool = False,
         cold: bool = False,
-        since: str | None = None,
-        min_tracked: str | None = None,
-        include: str = "safe",
+        since: Duration = None,
+        min_tracked: Duration = None,
+        include: Literal["safe", "review"] = "safe",
         allow_dirty: bool = False,
     ) -> None:
         """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
@@ -230,7 +272,9 @@ class Coldmod:
             )
 
     @command
-    def serve(self, grpc_host: str | None = None, web_host: str | None = None, store: str | None = None) -> None:
+    def serve(
+        self, *, grpc_host: HostPort = None, web_host: HostPort = None, store: Annotated[str | None, "URL"] = None
+    ) -> None:
         """Run the collector (gRPC for tracers and the CLI, and the web UI) until stopped.
 
         Args:
@@ -245,7 +289,7 @@ class Coldmod:
             raise SystemExit(code)
 
     @command
-    def connect(self, url: str | None = None, no_open: bool = False) -> None:
+    def connect(self, url: Annotated[str | None, "URL"] = None, *, no_open: bool = False) -> None:
         """Pair this checkout with the web UI, so the UI can ignore, remove and open functions here.
 
         Without URL, creates a pairing, prints the UI address that holds its
@@ -264,7 +308,7 @@ class Coldmod:
             raise SystemExit(code)
 
     @command
-    def status(self, format: str = "text") -> None:
+    def status(self, *, format: Format = "text") -> None:
         """Print what coldmod sees: root, app, files and functions, environment, collector, tracing engine.
 
         Exits 1 when something needs fixing (no rootmarker, a bad variable, the
@@ -278,7 +322,7 @@ class Coldmod:
         status.report(_args.output_format(format))
 
     @command
-    def demo(self, open: bool = False, keep: bool = False) -> None:
+    def demo(self, *, open: bool = False, keep: bool = False) -> None:
         """Show the whole job on sample code in under a minute: trace, heatmap, cold list, removal preview.
 
         Starts a collector on free ports with a temporary store, runs a bundled
