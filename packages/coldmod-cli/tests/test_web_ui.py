@@ -1,7 +1,8 @@
-"""The web UI in Debian's Chromium: auth, rows and the picture, live updates, filters, text-only rendering."""
+"""The web UI in Debian's Chromium: auth, the treemap and the table, live updates, filters, a phone, text only."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,9 +49,13 @@ def page(browser: Browser) -> Iterator[Page]:
     assert problems == []
 
 
+ROWS = "#rows tbody tr[data-key]"
+CANVAS = "#treemap-canvas"
+
+
 def expect_keys(page: Page, expected: set[str]) -> None:
     """Wait until the table shows exactly ``expected`` (rendering is asynchronous)."""
-    expect(page.locator("#rows tbody tr")).to_have_count(len(expected))
+    expect(page.locator(ROWS)).to_have_count(len(expected))
     for key in expected:
         expect(page.locator(f'#rows tbody tr[data-key="{key}"]')).to_have_count(1)
 
@@ -91,15 +96,17 @@ def test_page_and_api_need_basic_auth_over_https(tmp_path: Path, browser: Browse
         context.close()
 
 
-def test_rows_picture_counts_and_a_flush_appear_live(stack: Stack, page: Page) -> None:
+def test_rows_treemap_counts_legend_and_a_flush_appear_live(stack: Stack, page: Page) -> None:
     page.goto(stack.url + "/")
     expect_keys(page, COLD | WARM | HOT)
-    # The picture: one box per file, one square per function, cold ones striped blue.
-    expect(page.locator("#grid .file")).to_have_count(2)
-    expect(page.locator("#grid .cell")).to_have_count(7)
-    expect(page.locator("#grid .cell.cold")).to_have_count(3)
+    # The picture: one cell per function on a canvas, cold ones counted apart.
+    expect(page.locator(CANVAS)).to_have_attribute("data-cells", "7")
+    expect(page.locator(CANVAS)).to_have_attribute("data-cold", "3")
     expect(page.locator('[data-count="cold"] b')).to_have_text("3")
     expect(page.locator('[data-count="hot"] b')).to_have_text("2")
+    # The thresholds are stated with this heatmap's numbers: hot is the top third of log(1 … 1500).
+    expect(page.locator("#legend-thresholds")).to_contain_text("Warm: 1–130 calls; hot: 131 calls or more")
+    expect(page.locator("#legend-thresholds")).to_contain_text("1,500 calls")
     add = page.locator('tr[data-key="shop.cart.add"]')
     expect(add.locator("td").nth(2)).to_have_text("~1.5k")  # estimated, compact
     expect(page.locator('tr[data-key="shop.views.legacy"] td').nth(3)).to_have_text("never")
@@ -113,30 +120,84 @@ def test_rows_picture_counts_and_a_flush_appear_live(stack: Stack, page: Page) -
     elapsed = time.monotonic() - flushed
     assert elapsed < 2.0
     expect(clear.locator(".state")).to_have_text("warm")
-    expect(page.locator("#grid .cell.cold")).to_have_count(2)
+    expect(page.locator(CANVAS)).to_have_attribute("data-cold", "2")
     assert page.evaluate("window.notReloaded") is True
     print(f"flush to screen: {elapsed * 1000:.0f} ms")
+
+
+def test_a_lower_bound_count_shows_as_at_least(stack: Stack, page: Page) -> None:
+    stack.report("webshop", {"shop.cart.total": 40}, lower_bound=frozenset({"shop.cart.total"}))
+    page.goto(stack.url + "/")
+    total = page.locator('tr[data-key="shop.cart.total"] td').nth(2)
+    expect(total).to_have_text("≥ 40")
+    expect(total).to_have_attribute("title", re.compile("at least 40 calls"))
+
+
+def test_clicking_a_cell_goes_to_its_row_and_the_filter_narrows_the_picture(stack: Stack, page: Page) -> None:
+    page.goto(stack.url + "/")
+    expect(page.locator(CANVAS)).to_have_attribute("data-cells", "7")
+    where = page.evaluate("coldmod.cellCenter('shop.views.legacy')")
+    assert where["w"] >= 10, where
+    assert where["h"] >= 10, where
+    page.mouse.click(where["x"], where["y"])
+    row = page.locator('tr[data-key="shop.views.legacy"]')
+    expect(row).to_have_class(re.compile("selected"))
+    expect(row).to_be_in_viewport()
+
+    page.fill("#search", "views")
+    expect(page.locator(CANVAS)).to_have_attribute("data-cells", "3")
+    page.click('[data-filter="cold"]')
+    expect(page.locator(CANVAS)).to_have_attribute("data-cells", "1")
+    expect(page.locator(CANVAS)).to_have_attribute("data-cold", "1")
+    page.fill("#search", "")
+    page.click('[data-filter="all"]')
+    expect(page.locator(CANVAS)).to_have_attribute("data-cells", "7")
+
+
+def test_a_phone_390_px_wide_has_no_overflow(stack: Stack, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(stack.url + "/")
+    expect(page.locator(ROWS)).to_have_count(7)
+    sizes = page.evaluate(
+        """() => ({
+            page: document.documentElement.scrollWidth,
+            header: document.querySelector("header").getBoundingClientRect().width,
+            table: document.querySelector("#rows").scrollWidth,
+            box: document.querySelector("#table-scroll").clientWidth,
+            canvas: document.querySelector("#treemap-canvas").getBoundingClientRect().width,
+            keyVisible: getComputedStyle(document.querySelector("td.key")).display !== "none",
+            whereHidden: getComputedStyle(document.querySelector("td.where")).display === "none",
+        })"""
+    )
+    context.close()
+    assert sizes["page"] <= 390, sizes
+    assert sizes["header"] == 390, sizes
+    assert sizes["table"] <= sizes["box"], sizes
+    assert 300 < sizes["canvas"] <= 390, sizes
+    assert sizes["keyVisible"], sizes
+    assert sizes["whereHidden"], sizes
 
 
 def test_filters_sorting_and_the_app_picker(stack: Stack, page: Page) -> None:
     stack.register("other", [("other.only", "other.py", 1)])
     page.goto(stack.url + "/#app=webshop")
-    expect(page.locator("#rows tbody tr")).to_have_count(7)
+    expect(page.locator(ROWS)).to_have_count(7)
     for name, expected in (("cold", COLD), ("warm", WARM), ("hot", HOT), ("all", COLD | WARM | HOT)):
         page.click(f'[data-filter="{name}"]')
         expect_keys(page, expected)
     page.fill("#search", "views")
     expect_keys(page, {"shop.views.index", "shop.views.legacy", "shop.views.receipt"})
     page.click('[data-filter="cold"]')
-    expect(page.locator("#rows tbody tr")).to_have_count(1)
+    expect(page.locator(ROWS)).to_have_count(1)
     page.fill("#search", "")
     page.click('[data-filter="all"]')
 
     page.click('th[data-sort="calls"]')  # already by calls ascending: now descending
-    expect(page.locator("#rows tbody tr").first).to_have_attribute("data-key", "shop.cart.add")
+    expect(page.locator(ROWS).first).to_have_attribute("data-key", "shop.cart.add")
     page.click('th[data-sort="key"]')
-    expect(page.locator("#rows tbody tr").last).to_have_attribute("data-key", "shop.views.receipt")
-    keys = page.locator("#rows tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    expect(page.locator(ROWS).last).to_have_attribute("data-key", "shop.views.receipt")
+    keys = page.locator(ROWS).evaluate_all("rows => rows.map(r => r.dataset.key)")
     assert keys == sorted(keys)
 
     page.select_option("#app", "other")
@@ -150,14 +211,14 @@ def test_keys_from_the_network_render_as_text(stack: Stack, page: Page) -> None:
     stack.register("<b>xss</b>", [(script, "<i>x</i>.py", 1), (image, "y.py", 2)])
     stack.report("<b>xss</b>", {image: 5})
     page.goto(stack.url + "/#app=" + "%3Cb%3Exss%3C%2Fb%3E")
-    expect(page.locator("#rows tbody tr")).to_have_count(2)
+    expect(page.locator(ROWS)).to_have_count(2)
     expect(page.get_by_text(script, exact=True)).to_be_visible()
     expect(page.get_by_text(image, exact=True)).to_be_visible()
     expect(page.get_by_text("<i>x</i>.py:1", exact=True)).to_be_visible()
     expect(page.locator("#app option:checked")).to_contain_text("<b>xss</b>")
     assert page.locator("script").count() == 1  # our own app.js, nothing injected
     assert page.locator("img").count() == 0
-    assert page.locator("#rows b, #rows i, #grid b, #grid i").count() == 0
+    assert page.locator("#rows b, #rows i, #treemap b, #treemap i").count() == 0
     page.wait_for_timeout(300)  # an injected handler would have fired by now; the fixture checks dialogs
 
 
@@ -192,7 +253,7 @@ def test_screenshot_for_the_readme(tmp_path: Path, browser: Browser) -> None:
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         page = context.new_page()
         page.goto(running.url + "/")
-        expect(page.locator("#rows tbody tr")).to_have_count(len(sources))
+        expect(page.locator(CANVAS)).to_have_attribute("data-cells", str(len(sources)))
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "heatmap.png"
         page.screenshot(path=str(shot))

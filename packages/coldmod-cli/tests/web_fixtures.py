@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from coldmod_cli.server.auth import ApiKeyInterceptor
 from coldmod_cli.server.service import HeatmapService, TracingService
-from coldmod_cli.server.store import Store, open_store
+from coldmod_cli.server.store import DEFAULT_MAX_APPS, Store, open_store
 from coldmod_cli.web import Relay, WebServer, register, tls_context
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
@@ -80,6 +80,10 @@ class Stack:
         assert self.api_key is None
         return grpc.insecure_channel(self.grpc_target)
 
+    def pairing(self) -> tuple[str, str]:
+        """A pairing as a page makes it: (connect key for the CLI, the page's token)."""
+        return self.relay.issue_for_ui()
+
     def register(self, app: str, sources: list[tuple[str, str, int]]) -> None:
         """Register ``(key, path, line)`` sources for ``app`` as a new process would."""
         instance = uuid.uuid4().hex
@@ -91,10 +95,16 @@ class Stack:
                     process=pb.ProcessIdentity(instance_id=instance, pid=os.getpid(), mode="sampled"),
                     sources=[pb.TraceSource(key=k, path=p, lines=[n]) for k, p, n in sources],
                 ),
-                timeout=10,
+                timeout=60,
             )
 
-    def report(self, app: str, calls: dict[str, int], estimated: frozenset[str] = frozenset()) -> None:
+    def report(
+        self,
+        app: str,
+        calls: dict[str, int],
+        estimated: frozenset[str] = frozenset(),
+        lower_bound: frozenset[str] = frozenset(),
+    ) -> None:
         """Send one Report batch (a tracer's flush) for ``app``."""
         instance, sequence = self._instances[app]
         sequence += 1
@@ -108,7 +118,10 @@ class Stack:
                     sequence=sequence,
                     window_start_ms=now - 1000,
                     window_end_ms=now,
-                    deltas=[pb.KeyDelta(key=k, calls=n, estimated=k in estimated) for k, n in calls.items()],
+                    deltas=[
+                        pb.KeyDelta(key=k, calls=n, estimated=k in estimated, lower_bound=k in lower_bound)
+                        for k, n in calls.items()
+                    ],
                 ),
                 timeout=10,
             )
@@ -142,7 +155,8 @@ def running_stack(directory: Path, *, api_key: str | None = None, tls: Any = Non
         interceptors=[ApiKeyInterceptor(api_key)] if api_key is not None else [],
     )
     pb_grpc.add_TracingServicer_to_server(TracingService(store), server)
-    pb_grpc.add_HeatmapServicer_to_server(HeatmapService(store, insecure=api_key is None), server)
+    heatmap = HeatmapService(store, insecure=api_key is None, max_apps=DEFAULT_MAX_APPS)
+    pb_grpc.add_HeatmapServicer_to_server(heatmap, server)
     relay = register(server)
     context = ca_pem = None
     if tls is not None:

@@ -1,7 +1,14 @@
-"""``coldmod connect [URL]``: pair this checkout with a web UI, and do here what the UI asks.
+"""``coldmod connect``: pair this checkout with a web UI, and do here what the UI asks.
 
 The CLI holds one gRPC stream to the collector (``Connect.Attach``), named by
-a connect key of 192 random bits that is also in the UI's URL. Up the stream
+a connect key of 192 random bits that only the collector makes: the page asks
+for one ("Connect a checkout") and the developer gives it to this command
+through stdin (``--stdin``, pasted at a prompt), ``COLDMOD_CONNECT_KEY`` or a
+0600 ``--key-file`` — never through argv, which every local user can read in
+``/proc``. Without a key, the collector issues one to this CLI and it prints
+the page's URL. The stream also carries this process's own random token, so
+its reconnects are recognised and any other CLI presenting the key is
+refused (nothing is taken over silently). Up the stream
 go the checkout's functions, its ignored keys and, computed in the
 background, each function's reference count; down it come the UI's commands:
 Ignore (edit the rootmarker), Remove (plan, then apply once the UI confirms),
@@ -11,6 +18,7 @@ breaks, the CLI reconnects with backoff until stopped with Ctrl-C.
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import os
 import queue
@@ -18,10 +26,10 @@ import random
 import secrets
 import shlex
 import socket
+import stat
 import subprocess
 import sys
 import threading
-import webbrowser
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -38,7 +46,15 @@ if TYPE_CHECKING:
     from coldmod_proto.v1 import coldmod_pb2 as pb
     from coldmod_trace.discovery import Discovery
 
-__all__ = ["connect", "editor_command", "key_from_url", "ui_url"]
+__all__ = ["COLDMOD_CONNECT_KEY", "connect", "editor_command", "key_from_url", "read_key", "ui_url"]
+
+#: The environment variable that may hold the connect key (instead of stdin or a file).
+COLDMOD_CONNECT_KEY = "COLDMOD_CONNECT_KEY"
+#: Where a connect key may come from, in the words of the refusal for a key in argv.
+_KEY_SOURCES = (
+    "run `coldmod connect --stdin` and paste it when asked, set COLDMOD_CONNECT_KEY, "
+    "or pass --key-file with a file only you can read (chmod 600)"
+)
 
 #: Reconnection backoff: first wait, cap, and the jitter around each wait.
 BACKOFF_FIRST_S = 0.5
@@ -73,6 +89,83 @@ def key_from_url(url: str) -> str:
         "the URL holds no connect key; copy the whole URL the web UI shows after "
         "'Connect a checkout' (it ends in #connect=...), or run `coldmod connect` without a URL"
     )
+
+
+def _key_in(text: str) -> str | None:
+    """The connect key in ``text`` (a URL or a bare key), or None."""
+    try:
+        return key_from_url(text)
+    except UsageError:
+        return None
+
+
+def read_key(
+    url: str | None,
+    *,
+    stdin: bool,
+    key_file: str | None,
+    env: Mapping[str, str],
+    stream: Any = None,
+) -> str:
+    """The connect key the developer gave, "" for a new pairing; refuses a key on the command line.
+
+    Sources, in order: ``--key-file`` (mode 0600 or stricter), ``--stdin``
+    (a prompt without echo on a terminal), ``COLDMOD_CONNECT_KEY``.
+    """
+    if url and _key_in(url):
+        raise UsageError(
+            "the connect key must not be on the command line, where other users of this machine "
+            f"can read it (/proc/PID/cmdline); {_KEY_SOURCES}"
+        )
+    given = [name for name, on in (("--stdin", stdin), ("--key-file", key_file)) if on]
+    if len(given) > 1:
+        raise UsageError("give the connect key one way: --stdin or --key-file, not both")
+    if key_file:
+        text = _read_private(key_file)
+        where = key_file
+    elif stdin:
+        text = _read_stdin(stream if stream is not None else sys.stdin)
+        where = "stdin"
+    elif env.get(COLDMOD_CONNECT_KEY):
+        text = env[COLDMOD_CONNECT_KEY]
+        where = COLDMOD_CONNECT_KEY
+    else:
+        return ""
+    key = _key_in(text)
+    if key is None:
+        raise UsageError(
+            f"{where} holds no connect key; copy the key the web UI shows after 'Connect a checkout' "
+            "(22 or more characters of A-Z a-z 0-9 - _)"
+        )
+    return key
+
+
+def _read_private(path: str) -> str:
+    """A key file's text, refused unless only its owner (this user) can read it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise UsageError(f"cannot read the key file {path} ({exc.strerror or exc})") from None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"the key file {path} is not a regular file")
+        if info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            raise UsageError(
+                f"the key file {path} can be read by others (mode {stat.S_IMODE(info.st_mode):o}); "
+                f"run `chmod 600 {shlex.quote(path)}`"
+            )
+        return handle.read(4096)
+
+
+def _read_stdin(stream: Any) -> str:
+    """One line from stdin; on a terminal, asked for without echo."""
+    if hasattr(stream, "isatty") and stream.isatty():
+        try:
+            return getpass.getpass("connect key (from the web UI's 'Connect a checkout'): ")
+        except EOFError:
+            return ""
+    return str(stream.readline(4096))
 
 
 def ui_url(key: str, env: Mapping[str, str] | None = None) -> str:
@@ -323,16 +416,20 @@ class Checkout:
 class _Stream:
     """One ``Attach`` call: events up from a queue, commands down, each command run in order."""
 
-    def __init__(self, channel: grpc.Channel, key: str, checkout: Checkout, hostname: str) -> None:
+    def __init__(self, channel: grpc.Channel, pairing: _Pairing, checkout: Checkout, hostname: str) -> None:
+        from coldmod_cli.web.relay import CLI_TOKEN_METADATA
         from coldmod_proto.v1 import coldmod_pb2 as pb
         from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
         self.outgoing: queue.Queue[pb.CliEvent | None] = queue.Queue()
+        self.pairing = pairing
         self.hello = pb.CliEvent(
-            hello=pb.CliHello(connect_key=key, app=checkout.app, root=str(checkout.root), hostname=hostname)
+            hello=pb.CliHello(connect_key=pairing.key, app=checkout.app, root=str(checkout.root), hostname=hostname)
         )
         self.checkout = checkout
-        self.call = pb_grpc.ConnectStub(channel).Attach(self._events())  # type: ignore[no-untyped-call]
+        self.call = pb_grpc.ConnectStub(channel).Attach(  # type: ignore[no-untyped-call]
+            self._events(), metadata=((CLI_TOKEN_METADATA, pairing.token),)
+        )
 
     def _events(self) -> Iterator[pb.CliEvent]:
         yield self.hello
@@ -344,8 +441,12 @@ class _Stream:
 
     def run(self, on_attached: Callable[[], None]) -> None:
         """Until the stream ends: wait to be attached, then carry out each command (raises grpc.RpcError)."""
-        self.call.initial_metadata()  # the collector sends it once the pairing is in its table
+        from coldmod_cli.web.relay import KEY_METADATA
+
+        metadata = dict(self.call.initial_metadata() or ())  # sent once the pairing is in the table
         if not self.call.done():
+            if not self.pairing.key:
+                self.pairing.key = str(metadata.get(KEY_METADATA, ""))
             on_attached()
         self.checkout.attach(self.outgoing.put)
         # One worker: commands edit files, and two edits at once would race.
@@ -378,8 +479,20 @@ def _wait(stop: threading.Event, attempt: int) -> None:
     stop.wait(delay * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311 - jitter, not a secret
 
 
+class _Pairing:
+    """This CLI's side of a pairing: the key (issued on first attach when none was given) and its token."""
+
+    def __init__(self, key: str, base: str | None = None) -> None:
+        self.key = key
+        self.base = base  # the UI address the developer named, if any
+        self.issued = not key  # the collector makes the key: print the page's URL once it has
+        self.announced = False
+        # Ours alone, for this process's lifetime: the collector lets only it reattach under the key.
+        self.token = secrets.token_urlsafe(24)
+
+
 def _attach_once(
-    settings: config.ClientConfig, key: str, checkout: Checkout, hostname: str, stop: threading.Event
+    settings: config.ClientConfig, pairing: _Pairing, checkout: Checkout, hostname: str, stop: threading.Event
 ) -> tuple[bool, str]:
     """One ``Attach`` call until it ends: (whether it was attached, how it ended).
 
@@ -388,7 +501,7 @@ def _attach_once(
     import grpc
 
     with config.client_channel(settings) as channel:
-        stream = _Stream(channel, key, checkout, hostname)
+        stream = _Stream(channel, pairing, checkout, hostname)
         done = threading.Event()
         threading.Thread(
             target=_cancel_on_stop, args=(stop, done, stream), daemon=True, name="coldmod-connect-stop"
@@ -396,7 +509,15 @@ def _attach_once(
         attached = threading.Event()
 
         def on_attached() -> None:
+            first = not pairing.announced
+            pairing.announced = True
             attached.set()
+            if first and pairing.issued:
+                page = f"{pairing.base.split('#')[0].rstrip('/')}/#connect={pairing.key}" if pairing.base else (
+                    ui_url(pairing.key, checkout.env)
+                )
+                print(page, flush=True)
+                say("open the address above in your browser: it is this pairing (do not share it)")
             say(f"connected through the collector at {settings.target}; waiting for the UI (Ctrl-C to stop)")
 
         try:
@@ -411,6 +532,8 @@ def _attach_once(
                     f"the collector at {settings.target} does not offer connect mode; "
                     "upgrade it to this version of coldmod-cli"
                 ) from None
+            if code == grpc.StatusCode.FAILED_PRECONDITION:  # the relay's final refusals, one sentence each
+                raise CliError(error.details() or "the collector refused the pairing") from None
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
                         grpc.StatusCode.INVALID_ARGUMENT):
                 from coldmod_cli.client import explain_rpc_error
@@ -426,35 +549,33 @@ def connect(
     url: str | None,
     root: str | os.PathLike[str] | None = None,
     *,
-    open_browser: bool = True,
+    stdin: bool = False,
+    key_file: str | None = None,
     stop: threading.Event | None = None,
     env: Mapping[str, str] | None = None,
+    input_stream: Any = None,
 ) -> int:
     """Pair this checkout with a web UI until Ctrl-C (or ``stop``); returns the exit code.
 
-    Without ``url`` a new connect key is made, its URL printed and (on a
-    terminal, with ``open_browser``) opened in a browser. User errors (no
-    rootmarker, bad variables, refused credentials) raise with one sentence.
+    The key comes from ``--stdin``/``--key-file``/``COLDMOD_CONNECT_KEY``
+    (see :func:`read_key`); without one the collector issues a new pairing
+    and its URL is printed (no browser is started: the URL would sit in its
+    command line). User errors (a key in argv, no rootmarker, bad variables,
+    refused credentials, a pairing held by another CLI) raise with one sentence.
     """
     environ = os.environ if env is None else env
+    key = read_key(url, stdin=stdin, key_file=key_file, env=environ, stream=input_stream)
     settings = config.client_config(env=environ)
-    if url:
-        key = key_from_url(url)
-        page = url.strip()
-    else:
-        key = secrets.token_urlsafe(24)
-        page = ui_url(key, environ)
     checkout = Checkout(root, environ)
-    print(page, flush=True)
-    say(f"pairing {checkout.root} (app {checkout.app}, {len(checkout.found.sources)} functions) with the web UI above")
-    if not url and open_browser and sys.stdout.isatty():
-        webbrowser.open(page)
+    pairing = _Pairing(key, url)
+    what = "a new pairing" if not key else "the web UI that made this key"
+    say(f"pairing {checkout.root} (app {checkout.app}, {len(checkout.found.sources)} functions) with {what}")
     stop = stop or threading.Event()
     hostname = socket.gethostname()
     attempt = 0
     try:
         while not stop.is_set():
-            attached, ended = _attach_once(settings, key, checkout, hostname, stop)
+            attached, ended = _attach_once(settings, pairing, checkout, hostname, stop)
             if stop.is_set():
                 break
             attempt = 0 if attached else attempt + 1

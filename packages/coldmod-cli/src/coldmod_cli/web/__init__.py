@@ -12,7 +12,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from coldmod_cli.web.httpd import USER, WebServer, tls_context
-from coldmod_cli.web.relay import ConnectService, Relay, RelayError, register, valid_key
+from coldmod_cli.web.relay import ConnectService, KeyBook, MemoryKeyBook, Relay, RelayError, register, valid_key
 from coldmod_trace.config import ConfigError
 
 if TYPE_CHECKING:
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = [
     "USER",
     "ConnectService",
+    "KeyBook",
+    "MemoryKeyBook",
     "Relay",
     "RelayError",
     "WebServer",
@@ -33,6 +35,9 @@ __all__ = [
 def start(info: ServerInfo, relay: Relay | None = None) -> WebServer:
     """Serve the web UI for a running collector (TLS and basic auth unless insecure); returns its handle."""
     settings = info.settings
+    if relay is not None and callable(getattr(info.store, "connect_keys", None)):
+        # A shared store (Redis) shares the issued connect keys too: any collector can pair them.
+        relay.keys = info.store.connect_keys()
     tls = None
     if not info.insecure:
         tls = tls_context(settings.certificate_chain or b"", settings.private_key or b"")

@@ -1,13 +1,24 @@
 """The web UI's HTTP(S) server: the page, a JSON API, Server-Sent Events, and connect commands.
 
-Standard library only: a thread per connection is plenty for the few
-developers who look at one collector, and a Server-Sent Events stream is a
-response that never ends. Routes (all behind basic auth unless insecure):
+Standard library ``http.server``, one thread per connection (SSE streams are
+responses that never end), with the request framing made strict in one place,
+:meth:`_Handler.parse_request`: a request is dispatched only once its whole
+body is read; a body that cannot be framed exactly (``Transfer-Encoding``, a
+bad or repeated ``Content-Length``, more than ``MAX_BODY``, a body on GET) is
+refused, and every refusal closes the connection. Nothing a request carries
+can therefore be read as a second request (the smuggling of issue 14).
+State-changing routes also need our page's own ``Origin``/``Sec-Fetch-Site``
+and headers no cross-site page may send without a preflight; in insecure mode
+only the Host names the UI is bound to are served (DNS rebinding).
+
+Routes (all behind basic auth unless insecure):
 
 - ``GET /`` the page; ``GET /static/<file>`` its script and style
-- ``GET /api/apps`` every app; ``GET /api/heatmap?app=NAME`` one heatmap
-- ``GET /api/events`` live updates; ``GET /api/events/<connect key>`` plus that connect session
-- ``POST /api/connect/<connect key>/commands`` ``{"command": ..., "key": ...}``, answered with the CLI's result
+- ``GET /api/apps?after=&limit=`` apps by name; ``GET /api/heatmap?app=NAME`` one heatmap (columns)
+- ``GET /api/events`` live updates; ``GET /api/events/<connect key>?token=T`` plus that pairing
+- ``POST /api/connect`` a new pairing made by the page: ``{"key", "token"}``
+- ``POST /api/connect/<key>/claim`` the page's token for a pairing a CLI made (first page only)
+- ``POST /api/connect/<key>/commands`` ``{"command": ..., "key": ...}`` with ``X-Coldmod-Token``
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import os
 import socket
@@ -44,6 +56,12 @@ MIN_GAP_S = 0.2
 IO_TIMEOUT_S = 30.0
 #: Largest request body we read (a command is a few hundred bytes).
 MAX_BODY = 64 * 1024
+#: Apps listed per /api/apps answer unless the page asks for fewer.
+APPS_PAGE = 1000
+#: Host names a loopback UI answers to besides IP literals (which DNS cannot rebind).
+_LOCAL_NAMES = frozenset({"localhost", "localhost.", "localhost.localdomain"})
+#: ``Sec-Fetch-Site`` values a state-changing request may carry: our page, or a person typing.
+_OWN_SITES = frozenset({"same-origin", "none"})
 
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
@@ -127,6 +145,8 @@ class WebServer:
         self.hub = Hub()
         self.static = _load_static()
         self._expected = f"{USER}:{api_key}".encode() if api_key is not None else None
+        # Insecure mode has no password to stop a rebound DNS name: answer only to our own names.
+        self.host_names: frozenset[str] | None = None if api_key is not None else _own_names(host)
         self._stopping = threading.Event()
         self._unsubscribe = store.subscribe(self.hub.on_change)
         try:
@@ -174,42 +194,147 @@ class WebServer:
             return False
         return hmac.compare_digest(presented, self._expected)
 
+    def host_allowed(self, header: str | None) -> bool:
+        """True when the Host header names this UI (always, with a password: rebinding cannot pass it)."""
+        if self.host_names is None:
+            return True
+        host = _host_name(header or "")
+        if not host:
+            return False
+        return host in self.host_names or _is_ip(host)
+
     @property
     def stopping(self) -> bool:
         """True once ``stop`` was called."""
         return self._stopping.is_set()
 
 
-def _entry(e: Any) -> dict[str, Any]:
+def _is_ip(host: str) -> bool:
+    """True for an IP literal (a name DNS cannot point elsewhere)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_name(header: str) -> str:
+    """The host part of a Host header, lower-case, without port or IPv6 brackets ("" if malformed)."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        inside, bracket, rest = text[1:].partition("]")
+        return inside if bracket and (not rest or (rest[:1] == ":" and rest[1:].isdigit())) else ""
+    name, colon, port = text.partition(":")
+    if colon and not port.isdigit():
+        return ""
+    return name
+
+
+def _own_names(bound: str) -> frozenset[str]:
+    """The names an insecure UI bound to ``bound`` answers to (besides IP literals)."""
+    names = set(_LOCAL_NAMES)
+    if bound and not _is_ip(bound):
+        names.add(bound.lower())
+    try:
+        unspecified = not bound or ipaddress.ip_address(bound).is_unspecified
+    except ValueError:
+        unspecified = False
+    if unspecified:  # every interface: the machine's own names too
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(names)
+
+
+def _heatmap_columns(heatmap: Any) -> dict[str, Any]:
+    """A heatmap as parallel columns (half the bytes of one object per key at 100,000 keys)."""
+    paths: dict[str, int] = {}
+    entries = heatmap.entries
     return {
-        "key": e.key,
-        "calls": e.calls,
-        "estimated": e.estimated,
-        "first_seen_ms": e.first_seen_ms,
-        "last_seen_ms": e.last_seen_ms,
-        "tracked_since_ms": e.tracked_since_ms,
-        "path": e.path,
-        "line": e.lines[0] if e.lines else 0,
+        "app": heatmap.app,
+        "registered_ms": heatmap.registered_ms,
+        "dropped_unknown": heatmap.dropped_unknown,
+        "dropped_updates": heatmap.dropped_updates,
+        "now_ms": time.time_ns() // 1_000_000,
+        "count": len(entries),
+        "key": [e.key for e in entries],
+        "calls": [e.calls for e in entries],
+        "estimated": [1 if e.estimated else 0 for e in entries],
+        "lower_bound": [1 if e.lower_bound else 0 for e in entries],
+        "first_seen_ms": [e.first_seen_ms for e in entries],
+        "last_seen_ms": [e.last_seen_ms for e in entries],
+        "tracked_since_ms": [e.tracked_since_ms for e in entries],
+        "path": [paths.setdefault(e.path, len(paths)) for e in entries],
+        "line": [e.lines[0] if e.lines else 0 for e in entries],
+        "paths": list(paths),
     }
+
+
+class _Refused(Exception):
+    """A request answered with an error (the connection then closes)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = IO_TIMEOUT_S
+    server: _Server
+    body = b""
 
     def version_string(self) -> str:
         """The Server header: no Python version for strangers."""
         return "coldmod"
-    timeout = IO_TIMEOUT_S
-    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: URLs carry connect keys, which must never reach a log."""
 
+    # ------------------------------------------------------------- framing
+
+    def parse_request(self) -> bool:
+        """Parse the head, then frame the body exactly or refuse (and close); True when dispatchable."""
+        self.body = b""
+        if not super().parse_request():
+            return False  # http.server answered (and closes) a malformed head
+        try:
+            self._read_body()
+            if not self.server.web.host_allowed(self.headers.get("Host")):
+                raise _Refused(421, "this UI answers only to the names it is bound to; use its own address")
+        except _Refused as refused:
+            self._error(refused.status, str(refused))
+            return False
+        return True
+
+    def _read_body(self) -> None:
+        """Read the whole body into ``self.body``, or raise _Refused for what cannot be framed exactly."""
+        if self.headers.get_all("Transfer-Encoding"):
+            raise _Refused(411, "send the body with a Content-Length (Transfer-Encoding is not accepted)")
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return
+        if len(lengths) != 1 or not lengths[0].strip().isdigit():
+            raise _Refused(400, "one Content-Length with a decimal length, please")
+        length = int(lengths[0])
+        if length and self.command in ("GET", "HEAD"):
+            raise _Refused(400, f"a {self.command} request has no body")
+        if length > MAX_BODY:
+            raise _Refused(413, f"the body may be at most {MAX_BODY // 1024} KiB")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise _Refused(400, "the body is shorter than its Content-Length")
+        self.body = body
+
+    # ------------------------------------------------------------- answers
+
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        if status >= 400:  # a refusal ends the connection: nothing after it is read as a request
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for name, value in {**_HEADERS, **(extra or {})}.items():
             self.send_header(name, value)
         self.end_headers()
@@ -233,6 +358,23 @@ class _Handler(BaseHTTPRequestHandler):
         )
         return False
 
+    def _from_our_page(self) -> None:
+        """Raise _Refused unless a state-changing request comes from our own page (or no browser at all)."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in _OWN_SITES:
+            raise _Refused(403, "commands come from the Coldmod page only (cross-site request refused)")
+        origin = self.headers.get("Origin")
+        own = f"{self.server.web.scheme}://{self.headers.get('Host', '')}".lower()
+        if origin is not None and origin.lower() != own:
+            raise _Refused(403, "commands come from the Coldmod page only (another Origin)")
+        # A page on another site cannot set these without a CORS preflight, which we never grant.
+        if self.headers.get("X-Coldmod") != "1" or not (self.headers.get("Content-Type") or "").startswith(
+            "application/json"
+        ):
+            raise _Refused(403, "commands come from the Coldmod page only")
+
+    # -------------------------------------------------------------- routes
+
     def do_HEAD(self) -> None:
         """Like GET, without a body (a stream has no head)."""
         if urlsplit(self.path).path.startswith("/api/events"):
@@ -247,6 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         path = url.path
+        query = parse_qs(url.query)
         web = self.server.web
         if path in ("/", "/index.html"):
             self._send(200, web.static["index.html"], "text/html; charset=utf-8")
@@ -256,62 +399,69 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/favicon.ico":
             self._send(204, b"", "text/plain")
         elif path == "/api/apps":
-            self._apps()
+            self._apps(query.get("after", [""])[0], query.get("limit", [""])[0])
         elif path == "/api/heatmap":
-            self._heatmap(parse_qs(url.query).get("app", [""])[0])
+            self._heatmap(query.get("app", [""])[0])
         elif path == "/api/events":
-            self._events(None)
+            self._events(None, "")
         elif path.startswith("/api/events/"):
-            self._events(unquote(path[len("/api/events/"):]))
+            self._events(unquote(path[len("/api/events/"):]), query.get("token", [""])[0])
         else:
             self._error(404, "no such page")
 
     def do_POST(self) -> None:
-        """Connect commands."""
+        """Pairings and connect commands."""
         if not self._authorized():
             return
         parts = urlsplit(self.path).path.split("/")
-        if len(parts) != 5 or parts[1:3] != ["api", "connect"] or parts[4] != "commands":
-            self._error(404, "no such page")
-            return
-        # A page on another site cannot set this header without a CORS preflight,
-        # which we never grant: commands only come from our own page.
-        if self.headers.get("X-Coldmod") != "1" or not (self.headers.get("Content-Type") or "").startswith(
-            "application/json"
-        ):
-            self._error(403, "commands come from the Coldmod page only")
-            return
+        relay = self.server.web.relay
         try:
-            length = int(self.headers.get("Content-Length") or "0")
-        except ValueError:
-            length = -1
-        if not 0 < length <= MAX_BODY:
-            self._error(400, "the request needs a JSON body of at most 64 KiB")
-            return
-        try:
-            body = json.loads(self.rfile.read(length))
-            command, target = body["command"], body["key"]
-        except (ValueError, KeyError, TypeError):
-            self._error(400, 'the body must be JSON like {"command": "ignore", "key": "pkg.mod.f"}')
-            return
-        try:
-            result = self.server.web.relay.command(unquote(parts[3]), str(command), target)
+            if parts[1:3] != ["api", "connect"] or len(parts) not in (3, 5):
+                raise _Refused(404, "no such page")
+            self._from_our_page()
+            if len(parts) == 3:
+                key, token = relay.issue_for_ui()
+                self._json({"key": key, "token": token})
+                return
+            key, action = unquote(parts[3]), parts[4]
+            if action == "claim":
+                self._json({"token": relay.claim_ui(key)})
+                return
+            if action != "commands":
+                raise _Refused(404, "no such page")
+            try:
+                body = json.loads(self.body)
+                command, target = body["command"], body["key"]
+            except (ValueError, KeyError, TypeError):
+                raise _Refused(400, 'the body must be JSON like {"command": "ignore", "key": "pkg.mod.f"}') from None
+            token = self.headers.get("X-Coldmod-Token") or ""
+            self._json(relay.command(key, token, str(command), target))
+        except _Refused as refused:
+            self._error(refused.status, str(refused))
         except RelayError as exc:
             self._error(409, str(exc))
-            return
-        self._json(result)
 
-    def _apps(self) -> None:
+    def _apps(self, after: str, limit_text: str) -> None:
+        limit = int(limit_text) if limit_text.isdigit() and 0 < int(limit_text) <= APPS_PAGE else APPS_PAGE
+        store = self.server.web.store
         try:
-            apps = self.server.web.store.list_apps()
+            apps = store.list_apps(after, limit + 1)
+            total = store.count_apps()
         except StoreError as exc:
             self._error(503, str(exc))
             return
+        more = len(apps) > limit
+        apps = apps[:limit]
         self._json(
-            [
-                {"app": a.app, "keys": a.keys, "cold_keys": a.cold_keys, "calls": a.calls, "updated_ms": a.updated_ms}
-                for a in apps
-            ]
+            {
+                "apps": [
+                    {"app": a.app, "keys": a.keys, "cold_keys": a.cold_keys, "calls": a.calls,
+                     "updated_ms": a.updated_ms}
+                    for a in apps
+                ],
+                "total": total,
+                "next": apps[-1].app if more and apps else "",
+            }
         )
 
     def _heatmap(self, app: str) -> None:
@@ -326,18 +476,9 @@ class _Handler(BaseHTTPRequestHandler):
         except StoreError as exc:
             self._error(503, str(exc))
             return
-        self._json(
-            {
-                "app": heatmap.app,
-                "registered_ms": heatmap.registered_ms,
-                "dropped_unknown": heatmap.dropped_unknown,
-                "dropped_updates": heatmap.dropped_updates,
-                "now_ms": time.time_ns() // 1_000_000,
-                "entries": [_entry(e) for e in heatmap.entries],
-            }
-        )
+        self._json(_heatmap_columns(heatmap))
 
-    def _events(self, connect_key: str | None) -> None:
+    def _events(self, connect_key: str | None, token: str) -> None:
         """A Server-Sent Events stream until the page goes away or the server stops."""
         web = self.server.web
         feed = Feed()
@@ -346,10 +487,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if connect_key is not None:
                 try:
-                    unlisten = web.relay.listen(connect_key, feed.push)
+                    unlisten = web.relay.listen(connect_key, token, feed.push)
                 except RelayError as exc:
-                    self._error(400, str(exc))
-                    return
+                    # The page learns why on its stream (an HTTP error would only make it retry).
+                    feed.push("pairing", {"error": str(exc)})
             self.close_connection = True
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")

@@ -12,15 +12,17 @@ prefix) and then compared in constant time.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import queue
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -28,8 +30,13 @@ from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 __all__ = [
+    "CLI_TOKEN_METADATA",
     "COMMANDS",
+    "KEY_METADATA",
+    "Claim",
     "ConnectService",
+    "KeyBook",
+    "MemoryKeyBook",
     "Relay",
     "RelayError",
     "valid_key",
@@ -45,6 +52,16 @@ MAX_SESSIONS = 256
 COMMAND_TIMEOUT_S = 180.0
 #: Longest text a CLI may put in one field we relay (a diff can be long; a key cannot).
 _MAX_FIELD = 4 * 1024 * 1024
+#: Request metadata: the CLI's own random token, the same on each of its reconnects.
+CLI_TOKEN_METADATA = "coldmod-connect-cli"  # noqa: S105 - a metadata name, not a secret
+#: Initial response metadata: the pairing's connect key (new when the hello carried none).
+KEY_METADATA = "coldmod-connect-key"
+#: Seconds an issued key stays valid after its last use (issue, claim, attach, open page).
+KEY_TTL_S = 7 * 24 * 3600.0
+#: Issued keys kept at once; issuing beyond this is refused (memory stays bounded).
+MAX_KEYS = 4096
+#: Bytes of randomness in a key and in a side's token (192 bits; the form check accepts >= 132).
+_KEY_BYTES = 24
 
 
 def valid_key(key: str) -> bool:
@@ -53,11 +70,100 @@ def valid_key(key: str) -> bool:
 
 
 def _digest(key: str) -> bytes:
+    """What the key book and the session table hold instead of a secret."""
     return hashlib.sha256(key.encode()).digest()
 
 
+class Claim(enum.Enum):
+    """What the key book says to a side presenting a token for a key."""
+
+    OK = "ok"            # the side is (now) this token's
+    UNKNOWN = "unknown"  # never issued, or expired
+    TAKEN = "taken"      # the side belongs to another token
+
+
+class KeyBook(Protocol):
+    """Issued connect keys and who holds each side of them (digests only); atomic per call."""
+
+    def issue(self, key: bytes, ttl_s: float, limit: int) -> bool:
+        """Remember a new key; False when ``limit`` live keys exist already."""
+
+    def claim(self, key: bytes, side: str, token: bytes, ttl_s: float, *, bind: bool = True) -> Claim:
+        """Check ``token`` for ``side`` ("cli" or "ui") of ``key``; an unclaimed side is bound to it when ``bind``.
+
+        Any OK answer keeps the key alive for ``ttl_s`` more seconds.
+        """
+
+
+class MemoryKeyBook:
+    """The key book of one collector (SQLite deployments): a dict under a lock, expired lazily."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """Empty; ``clock`` is monotonic seconds."""
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[bytes, dict[str, Any]] = {}
+
+    def issue(self, key: bytes, ttl_s: float, limit: int) -> bool:
+        """Remember a new key; False when ``limit`` live keys exist already."""
+        now = self._clock()
+        with self._lock:
+            if len(self._keys) >= limit:
+                for stale in [k for k, r in self._keys.items() if r["expires"] <= now]:
+                    del self._keys[stale]
+            if len(self._keys) >= limit:
+                return False
+            self._keys[key] = {"expires": now + ttl_s, "cli": None, "ui": None}
+            return True
+
+    def claim(self, key: bytes, side: str, token: bytes, ttl_s: float, *, bind: bool = True) -> Claim:
+        """Check ``token`` for ``side`` of ``key``; binds an unclaimed side when ``bind``."""
+        now = self._clock()
+        with self._lock:
+            record = self._keys.get(key)
+            if record is None or record["expires"] <= now:
+                self._keys.pop(key, None)
+                return Claim.UNKNOWN
+            holder = record[side]
+            if holder is None and bind:
+                record[side] = holder = token
+            if holder is None or not hmac.compare_digest(holder, token):
+                return Claim.TAKEN
+            record["expires"] = now + ttl_s
+            return Claim.OK
+
+
 class RelayError(Exception):
-    """A command cannot be relayed; the message is one sentence for the UI."""
+    """A pairing or a command is refused; the message is one sentence for the UI or the CLI.
+
+    ``final`` is true when retrying cannot help (the CLI stops instead of reconnecting).
+    """
+
+    def __init__(self, message: str, *, final: bool = False) -> None:
+        """``message`` for the person; ``final``: do not retry."""
+        super().__init__(message)
+        self.final = final
+
+
+#: The sentence for each refused claim, by side (the UI's words, then the CLI's).
+_REFUSALS = {
+    ("ui", Claim.UNKNOWN): (
+        "this collector did not issue this connect key (or it expired, or the collector restarted); "
+        "choose 'Connect a checkout' for a new pairing"
+    ),
+    ("ui", Claim.TAKEN): (
+        "this pairing is open in another browser and cannot be taken over; "
+        "choose 'Connect a checkout' for a pairing of your own"
+    ),
+    ("cli", Claim.UNKNOWN): (
+        "the collector did not issue this connect key (or it expired, or the collector restarted); "
+        "choose 'Connect a checkout' in the web UI for a new key, or run `coldmod connect` without one"
+    ),
+    ("cli", Claim.TAKEN): (
+        "another `coldmod connect` holds this pairing and it cannot be taken over; "
+        "stop that one, or choose 'Connect a checkout' in the web UI for a new key"
+    ),
+}
 
 
 Listener = Callable[[str, Any], None]
@@ -108,8 +214,9 @@ class _Session:
 class Relay:
     """The table of connect sessions, shared by the gRPC servicer and the web server."""
 
-    def __init__(self) -> None:
-        """An empty table."""
+    def __init__(self, keys: KeyBook | None = None) -> None:
+        """An empty table over ``keys`` (default: this collector's memory)."""
+        self.keys: KeyBook = keys if keys is not None else MemoryKeyBook()
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
         self._closed = False
@@ -131,12 +238,43 @@ class Relay:
         if session.cli is None and not session.listeners and not session.waiting:
             self._sessions.pop(_digest(session.key), None)
 
+    def _new_key(self) -> str:
+        """A fresh key in the key book (raises when the book is full)."""
+        key = secrets.token_urlsafe(_KEY_BYTES)
+        if not self.keys.issue(_digest(key), KEY_TTL_S, MAX_KEYS):
+            raise RelayError(f"the collector holds {MAX_KEYS} connect keys already; try again later")
+        return key
+
+    def _claim(self, key: str, side: str, token: str, *, bind: bool) -> None:
+        """Raise the refusal's sentence unless ``token`` holds ``side`` of ``key``."""
+        claim = (
+            self.keys.claim(_digest(key), side, _digest(token), KEY_TTL_S, bind=bind)
+            if valid_key(key) and token
+            else Claim.UNKNOWN
+        )
+        if claim is not Claim.OK:
+            if side == "ui" and claim is Claim.TAKEN and not bind:
+                raise RelayError("this page does not hold this pairing; choose 'Connect a checkout' for your own")
+            raise RelayError(_REFUSALS[side, claim], final=True)
+
     # --------------------------------------------------------- the browser side
 
-    def listen(self, key: str, listener: Listener) -> Callable[[], None]:
+    def issue_for_ui(self) -> tuple[str, str]:
+        """A new pairing made by a page: (connect key for the CLI, the page's token)."""
+        key = self._new_key()
+        token = secrets.token_urlsafe(_KEY_BYTES)
+        self._claim(key, "ui", token, bind=True)
+        return key, token
+
+    def claim_ui(self, key: str) -> str:
+        """The page's token for a pairing a CLI made (first page only); raises RelayError otherwise."""
+        token = secrets.token_urlsafe(_KEY_BYTES)
+        self._claim(key, "ui", token, bind=True)
+        return token
+
+    def listen(self, key: str, token: str, listener: Listener) -> Callable[[], None]:
         """Feed ``listener`` this session's events, starting with everything known; returns the unsubscriber."""
-        if not valid_key(key):
-            raise RelayError("the connect key is malformed; use the URL `coldmod connect` printed")
+        self._claim(key, "ui", token, bind=False)
         with self._lock:
             session = self._find(key, create=True)
             assert session is not None
@@ -153,18 +291,21 @@ class Relay:
 
         return unsubscribe
 
-    def command(self, key: str, command: str, target: str, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
+    def command(
+        self, key: str, token: str, command: str, target: str, timeout: float = COMMAND_TIMEOUT_S
+    ) -> dict[str, Any]:
         """Send one command to the session's CLI and wait for its result (a dict for the UI)."""
         if command not in COMMANDS:
             raise RelayError(f"unknown command {command!r}; use one of {', '.join(sorted(COMMANDS))}")
         if not isinstance(target, str) or not target or len(target) > 1024:
             raise RelayError("a command needs the function key it applies to")
+        self._claim(key, "ui", token, bind=False)
         command_id = secrets.token_hex(8)
         waiter = _Waiter()
         with self._lock:
-            session = self._find(key, create=False) if valid_key(key) else None
+            session = self._find(key, create=False)
             if session is None or session.cli is None:
-                raise RelayError("no CLI is connected; run `coldmod connect` with this page's URL")
+                raise RelayError("no CLI is connected; run `coldmod connect --stdin` in your checkout")
             session.waiting[command_id] = waiter
             cli = session.cli
         cli.commands.put(pb.UiCommand(command_id=command_id, **{command: target}))
@@ -182,13 +323,25 @@ class Relay:
 
     # ------------------------------------------------------------- the CLI side
 
-    def attach(self, hello: pb.CliHello) -> _Attachment:
-        """A CLI has said hello; an earlier CLI with the same key is let go."""
+    def attach(self, hello: pb.CliHello, token: str) -> tuple[_Attachment, str]:
+        """A CLI has said hello with its ``token``: (its attachment, the pairing's key).
+
+        No key in the hello: a new one is issued to this CLI. Its own earlier
+        stream (a reconnect the collector has not noticed yet) is let go;
+        another CLI's is not — that refusal is final.
+        """
+        if not token or len(token) > 256:
+            raise RelayError(
+                f"the CLI sent no {CLI_TOKEN_METADATA} token; update coldmod-cli to this collector's version",
+                final=True,
+            )
+        key = hello.connect_key or self._new_key()
+        self._claim(key, "cli", token, bind=True)
         attachment = _Attachment(hello)
         with self._lock:
             if self._closed:
                 raise RelayError("the collector is stopping")
-            session = self._find(hello.connect_key, create=True)
+            session = self._find(key, create=True)
             assert session is not None
             previous = session.cli
             session.cli = attachment
@@ -196,7 +349,7 @@ class Relay:
             session.emit("cli", session.state())
         if previous is not None:
             previous.close()
-        return attachment
+        return attachment, key
 
     def receive(self, attachment: _Attachment, key: str, event: pb.CliEvent) -> None:
         """One event from a CLI: remember it and pass it on to the session's UIs."""
@@ -215,7 +368,12 @@ class Relay:
                 session.emit("sources", session.sources)
             elif kind == "references":
                 ref = event.references
-                entry = {"key": ref.key, "references": ref.references, "safe": ref.safe}
+                entry = {
+                    "key": ref.key,
+                    "references": ref.references,
+                    "verdict": _verdict(ref.verdict, ref.safe),
+                    "reasons": [r[:_MAX_FIELD] for r in ref.reasons[:100]],
+                }
                 session.references[ref.key] = entry
                 session.emit("references", [entry])
             elif kind == "result":
@@ -226,7 +384,7 @@ class Relay:
                         "ok": result.ok,
                         "message": result.message[:_MAX_FIELD],
                         "diff": result.diff[:_MAX_FIELD],
-                        "safe": result.safe,
+                        "verdict": _verdict(result.verdict, result.safe),
                         "reasons": [r[:_MAX_FIELD] for r in result.reasons],
                     }
                     waiter.done.set()
@@ -254,6 +412,17 @@ class Relay:
             attachment.close()
 
 
+#: The verdicts a CLI may report; anything else is shown as the cautious one.
+_VERDICTS = frozenset({"safe", "review", "unsafe"})
+
+
+def _verdict(verdict: str, safe: bool) -> str:
+    """The verdict to show: the CLI's word, or (from an older CLI) "safe"/"unsafe" from its bool."""
+    if verdict in _VERDICTS:
+        return verdict
+    return "safe" if safe and not verdict else "unsafe"
+
+
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     context.abort(code, message)
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
@@ -273,20 +442,21 @@ class ConnectService(pb_grpc.ConnectServicer):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("event") != "hello":
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first event of Attach must be a hello")
-        key = first.hello.connect_key
-        if not valid_key(key):
+        if first.hello.connect_key and not valid_key(first.hello.connect_key):
             _abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "the connect key must be 22 to 128 base64url characters (at least 128 bits)",
             )
+        token = dict(context.invocation_metadata()).get(CLI_TOKEN_METADATA, "")
         try:
-            attachment = self.relay.attach(first.hello)
+            attachment, key = self.relay.attach(first.hello, str(token))
         except RelayError as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+            code = grpc.StatusCode.FAILED_PRECONDITION if exc.final else grpc.StatusCode.UNAVAILABLE
+            _abort(context, code, str(exc))
         context.add_callback(attachment.close)
-        # Tells the CLI it is in the table (it waits for this before saying "connected").
-        context.send_initial_metadata((("coldmod-connect", "attached"),))
+        # Tells the CLI it is in the table (it waits for this before saying "connected"), and the key.
+        context.send_initial_metadata((("coldmod-connect", "attached"), (KEY_METADATA, key)))
 
         def read() -> None:
             try:
@@ -309,8 +479,8 @@ class ConnectService(pb_grpc.ConnectServicer):
             self.relay.detach(attachment, key)
 
 
-def register(server: grpc.Server) -> Relay:
+def register(server: grpc.Server, keys: KeyBook | None = None) -> Relay:
     """Add the Connect service to a gRPC server (before it starts); returns the relay for the web UI."""
-    relay = Relay()
+    relay = Relay(keys)
     pb_grpc.add_ConnectServicer_to_server(ConnectService(relay), server)  # type: ignore[no-untyped-call]
     return relay

@@ -1,30 +1,46 @@
 // Coldmod web UI: hand-written, no dependencies, no build step.
 // Every string from the network (keys, paths, app names, messages, diffs) is
-// put into the page with textContent or as an attribute value, never as HTML.
+// put into the page with textContent, as an attribute value or drawn on the
+// canvas as text, never as HTML.
+// At any size the page stays within about a screen: the picture is a canvas
+// treemap (packages → modules → functions) of fixed height, and the table
+// draws only the rows scrolled into view.
 "use strict";
 
-const MAX_ROWS = 2000;        // rows drawn at once; filters narrow the rest down
-const HOT_FROM = 2 / 3;       // share of the log scale from which a function is hot
-const REFETCH_GAP_MS = 500;   // live updates: at most two heatmap fetches a second
+const HOT_FROM = 2 / 3;       // share of the log scale (1 call … the most called) from which a function is hot
+const REFETCH_GAP_MS = 500;   // live updates: at most two heatmap fetches a second (longer for big apps)
+const OVERSCAN = 10;          // table rows drawn above and below the visible ones
+const MIN_CLICK_PX = 10;      // a function drawn at least this wide and high is clicked; smaller ones zoom
+const DEFAULT_LINES = 8;      // size of a function whose length cannot be told (the last of its file)
+const MAX_LINES = 400;        // cap, so one long function does not hide its file
 
 const $ = (id) => document.getElementById(id);
 
 const state = {
   apps: [],
+  appsTotal: 0,
   app: null,
-  heatmap: null,             // {entries, now_ms, ...}
+  heatmap: null,             // {now_ms, dropped_*, ...} and the rows in `all`
+  all: [],                   // one row per key: {key, calls, state, ...}
+  max: 0,                    // most calls of one function
+  hotFrom: 1,                // calls from which a function is hot
   clockSkew: 0,              // server time minus ours
   filter: "all",
   text: "",
   sort: { col: "calls", asc: true },
+  shown: [],                 // the filtered, sorted rows
+  shownDirty: true,
   selected: null,
-  previousCalls: new Map(),  // key -> calls before the last refresh (to flash changed cells)
   connectKey: null,
+  token: null,               // this page's hold on the pairing
+  pairingError: "",
   cli: null,                 // {connected, seen, app, root, hostname}
   local: null,               // Map key -> {key, path, line, ignored}
-  refs: new Map(),           // key -> {references, safe}
+  refs: new Map(),           // key -> {references, verdict, reasons}
   appChosen: false,
-  gridDirty: true,
+  mapDirty: true,
+  view: [],                  // treemap zoom: path segments of the node shown
+  lastFetchMs: 0,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -57,9 +73,19 @@ function compact(n) {
   return String(n);
 }
 
-function callsText(entry) {
-  if (entry.calls === null) return "—";
-  return (entry.estimated ? "~" : "") + compact(entry.calls);
+function plural(n, word) {
+  return `${n.toLocaleString("en")} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function callsText(row) {
+  if (row.calls === null) return "—";
+  return (row.lower_bound ? "≥ " : row.estimated ? "~" : "") + compact(row.calls);
+}
+
+function callsTitle(row) {
+  if (row.calls === null) return "";
+  if (row.lower_bound) return `at least ${row.calls.toLocaleString("en")} calls (a lower bound: the tracer saw this many for sure)`;
+  return `${row.calls.toLocaleString("en")} calls${row.estimated ? " (estimated)" : ""}`;
 }
 
 function ago(ms) {
@@ -93,6 +119,18 @@ async function getJSON(url) {
   return data;
 }
 
+async function postJSON(url, body, headers) {
+  // The custom header and the JSON type force a CORS preflight on any other site, which is never granted.
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Coldmod": "1", ...(headers || {}) },
+    body: JSON.stringify(body || {}),
+  });
+  const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
 // ------------------------------------------------------------ the URL hash
 
 function readHash() {
@@ -109,11 +147,15 @@ function writeHash() {
 
 // ------------------------------------------------------------------- model
 
-function classify(entry, max) {
-  if (entry.calls === null) return "ignored";
-  if (entry.calls === 0) return "cold";
-  const t = Math.log10(entry.calls + 1) / Math.log10(max + 1);
-  return t >= HOT_FROM ? "hot" : "warm";
+// The one rule for cold, warm and hot; the legend states it with the numbers of this heatmap.
+function hotFrom(max) {
+  return Math.max(1, Math.ceil(Math.pow(max + 1, HOT_FROM) - 1 - 1e-9));
+}
+
+function classify(calls, hot) {
+  if (calls === null) return "ignored";
+  if (calls === 0) return "cold";
+  return calls >= hot ? "hot" : "warm";
 }
 
 function heat(calls, max) {
@@ -129,21 +171,47 @@ function isIgnored(key) {
   return Boolean(local && local.ignored);
 }
 
-function rows() {
-  const entries = state.heatmap ? state.heatmap.entries : [];
-  const max = entries.reduce((m, e) => Math.max(m, e.calls), 0);
-  const out = entries.map((e) => ({ ...e, state: classify(e, max), ignored: isIgnored(e.key) }));
+// Rebuild every row from the heatmap (columns) and the checkout; called when either changes.
+function rebuild() {
+  const h = state.heatmap;
+  const out = [];
+  let max = 0;
+  if (h) {
+    for (let i = 0; i < h.count; i += 1) if (h.calls[i] > max) max = h.calls[i];
+    const hot = hotFrom(max);
+    for (let i = 0; i < h.count; i += 1) {
+      const calls = h.calls[i];
+      out.push({
+        key: h.key[i],
+        calls,
+        estimated: Boolean(h.estimated[i]),
+        lower_bound: Boolean(h.lower_bound[i]),
+        first_seen_ms: h.first_seen_ms[i],
+        last_seen_ms: h.last_seen_ms[i],
+        tracked_since_ms: h.tracked_since_ms[i],
+        path: h.paths[h.path[i]],
+        line: h.line[i],
+        state: classify(calls, hot),
+        ignored: false,
+      });
+    }
+  }
   if (state.local) {
-    // Ignored keys are not traced, so the heatmap lacks them: list them from the checkout.
-    const known = new Set(entries.map((e) => e.key));
-    for (const source of state.local.values()) {
-      if (source.ignored && !known.has(source.key)) {
-        out.push({ key: source.key, calls: null, estimated: false, last_seen_ms: 0, tracked_since_ms: 0,
-          path: source.path, line: source.line, state: "ignored", ignored: true });
+    const known = new Set(out.map((r) => r.key));
+    for (const r of out) r.ignored = isIgnored(r.key);
+    // Ignored keys are not traced, so the collector does not have them: show them from the checkout.
+    for (const local of state.local.values()) {
+      if (local.ignored && !known.has(local.key)) {
+        out.push({ key: local.key, calls: null, estimated: false, lower_bound: false, first_seen_ms: 0,
+          last_seen_ms: 0, tracked_since_ms: 0, path: local.path, line: local.line, state: "ignored", ignored: true });
       }
     }
   }
-  return { all: out, max };
+  state.all = out;
+  state.max = max;
+  state.hotFrom = hotFrom(max);
+  state.shownDirty = true;
+  state.mapDirty = true;
 }
 
 function matches(row) {
@@ -164,83 +232,324 @@ const SORTS = {
   last: (r) => r.last_seen_ms,
   since: (r) => r.tracked_since_ms,
   where: (r) => `${r.path}\u0000${String(r.line).padStart(8, "0")}`,
-  refs: (r) => { const ref = state.refs.get(r.key); return ref ? ref.references : -1; },
+  refs: (r) => { const ref = state.refs.get(r.key); return ref ? ({ safe: 0, review: 1, unsafe: 2 }[ref.verdict] ?? 3) : 4; },
 };
 
 function sorted(list) {
   const key = SORTS[state.sort.col] || SORTS.calls;
   const sign = state.sort.asc ? 1 : -1;
-  return list.slice().sort((a, b) => {
-    const x = key(a), y = key(b);
-    if (x < y) return -sign;
-    if (x > y) return sign;
-    return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+  const keyed = list.map((r) => [key(r), r]);
+  keyed.sort((a, b) => {
+    if (a[0] < b[0]) return -sign;
+    if (a[0] > b[0]) return sign;
+    return a[1].key < b[1].key ? -1 : a[1].key > b[1].key ? 1 : 0;
   });
+  return keyed.map((pair) => pair[1]);
+}
+
+function shownRows() {
+  if (state.shownDirty) {
+    state.shownDirty = false;
+    state.shown = sorted(state.all.filter(matches));
+  }
+  return state.shown;
+}
+
+// ------------------------------------------------------------------ treemap
+
+// The tree of the shown functions: one node per directory and file, leaves sized by lines.
+function buildTree(rows) {
+  const root = { name: "", path: [], children: new Map(), leaves: [], size: 0, cold: 0, count: 0 };
+  const byFile = new Map();
+  for (const r of rows) {
+    if (r.calls === null) continue;
+    const file = r.path || "(unknown file)";
+    if (!byFile.has(file)) byFile.set(file, []);
+    byFile.get(file).push(r);
+  }
+  for (const [file, list] of byFile) {
+    list.sort((a, b) => a.line - b.line);
+    let node = root;
+    for (const part of file.split("/")) {
+      if (!node.children.has(part)) {
+        node.children.set(part, { name: part, path: [...node.path, part], children: new Map(), leaves: [], size: 0, cold: 0, count: 0 });
+      }
+      node = node.children.get(part);
+    }
+    for (let i = 0; i < list.length; i += 1) {
+      const next = list[i + 1];
+      const lines = next && list[i].line && next.line > list[i].line ? next.line - list[i].line : DEFAULT_LINES;
+      node.leaves.push({ row: list[i], size: Math.min(MAX_LINES, Math.max(1, lines)) });
+    }
+  }
+  (function total(node) {
+    node.size = 0; node.cold = 0; node.count = 0;
+    for (const leaf of node.leaves) { node.size += leaf.size; node.count += 1; if (leaf.row.calls === 0) node.cold += 1; }
+    for (const child of node.children.values()) { total(child); node.size += child.size; node.cold += child.cold; node.count += child.count; }
+  })(root);
+  return root;
+}
+
+// Squarified layout (Bruls et al.) of weighted items into the rectangle; returns [item, x, y, w, h].
+function squarify(items, x, y, w, h) {
+  const out = [];
+  const total = items.reduce((s, it) => s + it.size, 0);
+  if (!total || w <= 0 || h <= 0) return out;
+  const scale = (w * h) / total;
+  const list = items.slice().sort((a, b) => b.size - a.size);
+  let i = 0;
+  while (i < list.length) {
+    const side = Math.min(w, h);
+    let row = [list[i]];
+    let sum = list[i].size * scale;
+    let worst = ratio(row, sum, side, scale);
+    let j = i + 1;
+    while (j < list.length) {
+      const candidate = sum + list[j].size * scale;
+      const next = ratio([...row, list[j]], candidate, side, scale);
+      if (next > worst) break;
+      row.push(list[j]); sum = candidate; worst = next; j += 1;
+    }
+    const thick = sum / side;
+    let offset = 0;
+    for (const item of row) {
+      const length = (item.size * scale) / thick;
+      if (w >= h) out.push([item, x, y + offset, thick, length]);
+      else out.push([item, x + offset, y, length, thick]);
+      offset += length;
+    }
+    if (w >= h) { x += thick; w -= thick; } else { y += thick; h -= thick; }
+    i = j;
+  }
+  return out;
+}
+
+function ratio(row, sum, side, scale) {
+  let big = 0, small = Infinity;
+  for (const item of row) { const a = item.size * scale; if (a > big) big = a; if (a < small) small = a; }
+  const s2 = side * side, sum2 = sum * sum;
+  return Math.max((s2 * big) / sum2, sum2 / (s2 * small));
+}
+
+const map = { tree: null, leaves: [], groups: [], width: 0, height: 0 };
+
+function viewNode() {
+  let node = map.tree;
+  for (const part of state.view) {
+    const next = node && node.children.get(part);
+    if (!next) { state.view = node ? node.path : []; break; }
+    node = next;
+  }
+  return node;
+}
+
+// Lay out the node's children (directories/files as groups, functions as leaves), recursively.
+function layout(node, x, y, w, h, depth) {
+  const items = [...node.children.values(), ...node.leaves];
+  for (const [item, ix, iy, iw, ih] of squarify(items, x, y, w, h)) {
+    if (item.row) { map.leaves.push({ row: item.row, x: ix, y: iy, w: iw, h: ih }); continue; }
+    const group = { node: item, x: ix, y: iy, w: iw, h: ih, depth, label: iw > 48 && ih > 30 };
+    map.groups.push(group);
+    const pad = iw > 8 && ih > 8 ? 1 : 0;
+    const head = group.label ? 14 : 0;
+    layout(item, ix + pad, iy + pad + head, iw - 2 * pad, ih - 2 * pad - head, depth + 1);
+  }
+}
+
+function drawTreemap() {
+  const canvas = $("treemap-canvas");
+  const box = $("treemap");
+  const width = box.clientWidth, height = box.clientHeight;
+  const dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(height * dpr);
+  }
+  map.width = width; map.height = height;
+  if (state.mapDirty) {
+    state.mapDirty = false;
+    map.tree = buildTree(shownRows());
+  }
+  map.leaves = []; map.groups = [];
+  const node = viewNode();
+  if (node) layout(node, 0, 0, width, height, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const cold = getComputedStyle(document.documentElement).getPropertyValue("--cold").trim() || "#1d4ed8";
+  for (const g of map.groups) {
+    ctx.fillStyle = g.depth % 2 ? "#e4e8ee" : "#d5dbe3";
+    ctx.fillRect(g.x, g.y, g.w, g.h);
+  }
+  const colours = new Map();
+  for (const leaf of map.leaves) {
+    const calls = leaf.row.calls;
+    let colour = cold;
+    if (calls > 0) {
+      const bucket = Math.round(Math.log10(calls) * 20);   // a few hundred colours, not one per call count
+      colour = colours.get(bucket);
+      if (!colour) { colour = heat(Math.pow(10, bucket / 20), state.max); colours.set(bucket, colour); }
+    }
+    ctx.fillStyle = colour;
+    const gap = leaf.w > 4 && leaf.h > 4 ? 1 : 0;
+    ctx.fillRect(leaf.x, leaf.y, Math.max(0.5, leaf.w - gap), Math.max(0.5, leaf.h - gap));
+  }
+  // Cold is unmistakable: striped where there is room, outlined where it is selected.
+  ctx.strokeStyle = "rgba(255,255,255,.45)";
+  ctx.lineWidth = 1.5;
+  for (const leaf of map.leaves) {
+    if (leaf.row.calls !== 0 || leaf.w < 8 || leaf.h < 8) continue;
+    ctx.save();
+    ctx.beginPath(); ctx.rect(leaf.x, leaf.y, leaf.w - 1, leaf.h - 1); ctx.clip();
+    ctx.beginPath();
+    for (let d = -leaf.h; d < leaf.w; d += 6) { ctx.moveTo(leaf.x + d, leaf.y + leaf.h); ctx.lineTo(leaf.x + d + leaf.h, leaf.y); }
+    ctx.stroke();
+    ctx.restore();
+  }
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.textBaseline = "top";
+  for (const g of map.groups) {
+    if (!g.label) continue;
+    ctx.fillStyle = "#374151";
+    const text = `${g.node.name} · ${g.node.cold}/${g.node.count} cold`;
+    ctx.save(); ctx.beginPath(); ctx.rect(g.x, g.y, g.w - 2, 14); ctx.clip();
+    ctx.fillText(text, g.x + 3, g.y + 1);
+    ctx.restore();
+  }
+  for (const leaf of map.leaves) {
+    if (leaf.w < 60 || leaf.h < 16) continue;
+    const name = leaf.row.key.split(".").pop();
+    ctx.fillStyle = leaf.row.calls === 0 ? "#fff" : "#1f2328";
+    ctx.save(); ctx.beginPath(); ctx.rect(leaf.x, leaf.y, leaf.w - 2, leaf.h - 1); ctx.clip();
+    ctx.fillText(name, leaf.x + 3, leaf.y + 2);
+    ctx.restore();
+  }
+  const selected = map.leaves.find((leaf) => leaf.row.key === state.selected);
+  if (selected) {
+    ctx.strokeStyle = "#111827"; ctx.lineWidth = 2;
+    ctx.strokeRect(selected.x + 1, selected.y + 1, Math.max(2, selected.w - 2), Math.max(2, selected.h - 2));
+  }
+  canvas.dataset.cells = String(map.leaves.length);
+  canvas.dataset.cold = String(map.leaves.filter((leaf) => leaf.row.calls === 0).length);
+  canvas.dataset.view = state.view.join("/");
+  renderCrumbs();
+}
+
+function renderCrumbs() {
+  const crumbs = [el("button", { type: "button", disabled: state.view.length === 0, onclick: () => zoom([]), text: "all files" })];
+  state.view.forEach((part, i) => {
+    crumbs.push(el("span", { text: "›" }));
+    crumbs.push(el("button", { type: "button", disabled: i === state.view.length - 1, onclick: () => zoom(state.view.slice(0, i + 1)), text: part }));
+  });
+  $("crumbs").replaceChildren(...crumbs);
+}
+
+function zoom(path) {
+  state.view = path;
+  drawTreemap();
+}
+
+function leafAt(x, y) {
+  for (const leaf of map.leaves) {
+    if (x >= leaf.x && x < leaf.x + leaf.w && y >= leaf.y && y < leaf.y + leaf.h) return leaf;
+  }
+  return null;
+}
+
+function childGroupAt(x, y) {
+  // The group one level below the view under the point (groups are pushed parents first).
+  return map.groups.find((g) => g.depth === 0 && x >= g.x && x < g.x + g.w && y >= g.y && y < g.y + g.h) || null;
+}
+
+function onTreemapClick(event) {
+  const rect = $("treemap-canvas").getBoundingClientRect();
+  const x = event.clientX - rect.left, y = event.clientY - rect.top;
+  const leaf = leafAt(x, y);
+  if (leaf && leaf.w >= MIN_CLICK_PX && leaf.h >= MIN_CLICK_PX) { select(leaf.row.key); return; }
+  const group = childGroupAt(x, y);
+  if (group) { zoom(group.node.path); return; }
+  if (leaf) select(leaf.row.key);
+}
+
+function onTreemapMove(event) {
+  const rect = $("treemap-canvas").getBoundingClientRect();
+  const x = event.clientX - rect.left, y = event.clientY - rect.top;
+  const leaf = leafAt(x, y);
+  const tip = $("tip");
+  if (!leaf) { tip.hidden = true; return; }
+  const r = leaf.row;
+  tip.textContent = `${r.key}\n${r.calls === 0 ? "never called" : callsTitle(r)} · last ${ago(r.last_seen_ms)}\n${r.path}:${r.line}`;
+  tip.hidden = false;
+  tip.style.left = `${Math.min(x + 12, Math.max(0, map.width - tip.offsetWidth - 4))}px`;
+  tip.style.top = `${y + 16 + tip.offsetHeight > map.height ? y - tip.offsetHeight - 8 : y + 16}px`;
+}
+
+// Where a key's cell is on screen (for tests and for people reading the code: a click there selects it).
+function cellCenter(key) {
+  const leaf = map.leaves.find((l) => l.row.key === key);
+  if (!leaf) return null;
+  const rect = $("treemap-canvas").getBoundingClientRect();
+  return { x: rect.left + leaf.x + leaf.w / 2, y: rect.top + leaf.y + leaf.h / 2, w: leaf.w, h: leaf.h };
 }
 
 // ------------------------------------------------------------------ render
 
 function renderApps() {
   const select = $("app");
-  select.replaceChildren(...state.apps.map((a) =>
-    el("option", { value: a.app, text: `${a.app} (${a.keys} functions, ${a.cold_keys} cold)` })));
+  const options = state.apps.map((a) =>
+    el("option", { value: a.app, text: `${a.app} (${plural(a.keys, "function")}, ${a.cold_keys} cold)` }));
+  if (state.app && !state.apps.some((a) => a.app === state.app)) options.unshift(el("option", { value: state.app, text: state.app }));
+  if (state.appsTotal > state.apps.length) {
+    options.push(el("option", { disabled: true, value: "", text: `… ${state.appsTotal - state.apps.length} more: open #app=NAME` }));
+  }
+  select.replaceChildren(...options);
   if (state.app) select.value = state.app;
 }
 
-function renderSummary(all, max) {
-  const traced = all.filter((r) => r.calls !== null);
+function renderSummary() {
   const counts = { cold: 0, warm: 0, hot: 0 };
-  let calls = 0;
-  for (const r of traced) { counts[r.state] += 1; calls += r.calls; }
-  const ignored = all.filter((r) => r.ignored).length;
+  let calls = 0, traced = 0, ignored = 0;
+  for (const r of state.all) {
+    if (r.ignored) ignored += 1;
+    if (r.calls === null) continue;
+    traced += 1; counts[r.state] += 1; calls += r.calls;
+  }
+  const hot = state.hotFrom;
   const boxes = [
-    ["functions", traced.length, ""],
-    ["cold", counts.cold, "cold"],
-    ["warm", counts.warm, "warm"],
-    ["hot", counts.hot, "hot"],
-    ["calls", compact(calls), ""],
+    ["functions", traced, "", ""],
+    ["cold", counts.cold, "cold", "never called since tracked"],
+    ["warm", counts.warm, "warm", hot > 1 ? `1 to ${hot - 1} calls` : ""],
+    ["hot", counts.hot, "hot", `${hot} calls or more`],
+    ["calls", compact(calls), "", ""],
   ];
-  if (state.local) boxes.push(["ignored", ignored, ""]);
+  if (state.local) boxes.push(["ignored", ignored, "", "in [ignore] keys of the rootmarker"]);
   const h = state.heatmap;
-  if (h && (h.dropped_unknown || h.dropped_updates)) boxes.push(["dropped updates", compact(h.dropped_unknown + h.dropped_updates), ""]);
-  $("summary").replaceChildren(...boxes.map(([label, value, cls]) =>
-    el("div", { class: `count ${cls}`, "data-count": label }, el("b", { text: String(value) }), el("span", { text: label }))));
-  $("legend-max").textContent = max ? `(max ${compact(max)})` : "";
+  if (h && (h.dropped_unknown || h.dropped_updates)) boxes.push(["dropped updates", compact(h.dropped_unknown + h.dropped_updates), "", ""]);
+  $("summary").replaceChildren(...boxes.map(([label, value, cls, title]) =>
+    el("div", { class: `count ${cls}`, "data-count": label, title: title || undefined }, el("b", { text: String(value) }), el("span", { text: label }))));
+  const max = state.max;
+  $("legend-scale").textContent = max ? `calls, log scale: 1 … ${compact(max)}` : "calls, log scale";
+  $("legend-thresholds").textContent = max
+    ? `Warm: 1–${Math.max(1, hot - 1)} calls; hot: ${hot.toLocaleString("en")} calls or more — the top third of the log scale up to the most-called function (${max.toLocaleString("en")} calls), so the thresholds move with each app's traffic.`
+    : "Warm and hot are set by each app's own traffic: hot is the top third of the log scale up to its most-called function.";
 }
 
-function renderGrid(all, max) {
-  const files = new Map();
-  for (const r of all) {
-    if (r.calls === null) continue;
-    const path = r.path || "(unknown file)";
-    if (!files.has(path)) files.set(path, []);
-    files.get(path).push(r);
+function verdictCell(r) {
+  const cell = el("td", { class: "connect-only" });
+  const ref = state.refs.get(r.key);
+  if (!ref) {
+    if (state.local && state.local.has(r.key) && !r.ignored) cell.textContent = "…";
+    return cell;
   }
-  const boxes = [];
-  for (const path of [...files.keys()].sort()) {
-    const list = files.get(path).sort((a, b) => a.line - b.line || (a.key < b.key ? -1 : 1));
-    const columns = Math.max(4, Math.ceil(Math.sqrt(list.length * 2)));
-    const cells = el("div", { class: "cells" });
-    cells.style.width = `${columns * 23}px`;
-    for (const r of list) {
-      const local = state.local && !state.local.has(r.key);
-      const cell = el("div", {
-        class: "cell" + (r.calls === 0 ? " cold" : "") + (local ? " gone" : "") + (r.key === state.selected ? " selected" : ""),
-        title: `${r.key}\n${callsText(r)} calls, last ${ago(r.last_seen_ms)}`,
-        "data-key": r.key,
-        role: "button",
-      });
-      if (r.calls > 0) cell.style.backgroundColor = heat(r.calls, max);
-      const before = state.previousCalls.get(r.key);
-      if (before !== undefined && before !== r.calls) cell.classList.add("bumped");
-      cells.append(cell);
-    }
-    const cold = list.filter((r) => r.calls === 0).length;
-    boxes.push(el("div", { class: "file" + (cold ? " has-cold" : ""), "data-path": path },
-      el("div", { class: "file-name", title: `${path}: ${cold} of ${list.length} cold`, text: path }),
-      cells));
+  const reasons = ref.reasons && ref.reasons.length ? `\n${ref.reasons.join("\n")}` : "";
+  if (r.calls) {   // a called function is never a removal candidate, whatever its references
+    cell.append(el("span", { class: "verdict called", text: "called" }));
+    cell.title = `called ${callsText(r)} times in production: removing it changes what runs (references: ${ref.verdict})${reasons}`;
+    return cell;
   }
-  $("grid").replaceChildren(...boxes);
+  cell.append(el("span", { class: `verdict ${ref.verdict}`, text: ref.verdict }));
+  cell.title = `${plural(ref.references, "reference")}: ${ref.verdict}${reasons}`;
+  return cell;
 }
 
 function actions(r) {
@@ -256,36 +565,49 @@ function actions(r) {
   return cell;
 }
 
-function renderTable(all) {
-  const shown = sorted(all.filter(matches));
+function rowHeight() {
+  return parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--row")) || 30;
+}
+
+function tableRow(r) {
+  const keyCell = el("td", { class: "key", title: r.key }, el("span", { class: "k", text: r.key }));
+  if (r.ignored) keyCell.append(el("span", { class: "tag ignored", text: "ignored" }));
+  if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
+  const where = r.path ? `${r.path}:${r.line}` : "";
+  return el("tr", { "data-key": r.key, class: r.key === state.selected ? "selected" : "", onclick: (e) => { if (!e.target.closest("button")) selectRow(r.key); } },
+    el("td", {}, el("span", { class: `state ${r.state}`, text: r.state })),
+    keyCell,
+    el("td", { class: "num" + (r.estimated || r.lower_bound ? " est" : ""), title: callsTitle(r), text: callsText(r) }),
+    el("td", { class: "c-last", title: iso(r.last_seen_ms), text: ago(r.last_seen_ms) }),
+    el("td", { class: "c-since", title: iso(r.tracked_since_ms), text: r.tracked_since_ms ? ago(r.tracked_since_ms) : "" }),
+    el("td", { class: "where c-where", title: where, text: where }),
+    verdictCell(r),
+    actions(r));
+}
+
+// Only the rows in view (plus a margin) exist; spacers keep the scrollbar honest.
+function renderRows() {
+  const shown = shownRows();
+  const scroller = $("table-scroll");
+  const height = rowHeight();
+  const head = $("rows").tHead.offsetHeight;
+  const first = Math.max(0, Math.floor(Math.max(0, scroller.scrollTop - head) / height) - OVERSCAN);
+  const count = Math.ceil(scroller.clientHeight / height) + 2 * OVERSCAN;
+  const last = Math.min(shown.length, first + count);
+  const columns = document.body.classList.contains("paired") ? 8 : 6;
   const body = el("tbody");
-  for (const r of shown.slice(0, MAX_ROWS)) {
-    const keyCell = el("td", { class: "key", text: r.key });
-    if (r.ignored) keyCell.append(el("span", { class: "tag ignored", text: "ignored" }));
-    if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
-    const ref = state.refs.get(r.key);
-    const refsCell = el("td", { class: "num connect-only" });
-    if (ref) {
-      refsCell.textContent = String(ref.references);
-      refsCell.title = ref.safe ? "safe to remove" : "still referenced: unsafe to remove";
-    } else if (state.local && state.local.has(r.key) && !r.ignored) {
-      refsCell.textContent = "…";
-    }
-    const where = r.path ? `${r.path}:${r.line}` : "";
-    body.append(el("tr", { "data-key": r.key, class: r.key === state.selected ? "selected" : "" },
-      el("td", {}, el("span", { class: `state ${r.state}`, text: r.state })),
-      keyCell,
-      el("td", { class: "num" + (r.estimated ? " est" : ""), title: r.calls === null ? "" : `${r.calls}${r.estimated ? " (estimated)" : ""}`, text: callsText(r) }),
-      el("td", { title: iso(r.last_seen_ms), text: ago(r.last_seen_ms) }),
-      el("td", { title: iso(r.tracked_since_ms), text: r.tracked_since_ms ? ago(r.tracked_since_ms) : "" }),
-      el("td", { class: "where", text: where }),
-      refsCell,
-      actions(r)));
-  }
+  const spacer = (rows) => el("tr", { class: "spacer", "aria-hidden": "true", style: `height:${rows * height}px` }, el("td", { colspan: columns }));
+  if (first > 0) body.append(spacer(first));
+  for (let i = first; i < last; i += 1) body.append(tableRow(shown[i]));
+  if (last < shown.length) body.append(spacer(shown.length - last));
   $("rows").replaceChild(body, $("rows").tBodies[0]);
-  $("shown").textContent = shown.length > MAX_ROWS
-    ? `showing ${MAX_ROWS} of ${shown.length}; filter to see the rest`
-    : `${shown.length} shown`;
+  $("rows").dataset.rows = String(shown.length);
+}
+
+function renderTable() {
+  const shown = shownRows();
+  renderRows();
+  $("shown").textContent = `${plural(shown.length, "function")} shown`;
   for (const th of document.querySelectorAll("th[data-sort]")) {
     th.classList.toggle("sorted", th.dataset.sort === state.sort.col);
     th.classList.toggle("asc", th.dataset.sort === state.sort.col && state.sort.asc);
@@ -296,12 +618,19 @@ function renderConnect() {
   const paired = Boolean(state.connectKey);
   document.body.classList.toggle("paired", paired);
   $("connect").hidden = !paired;
-  $("connect-new").hidden = paired;
+  $("connect-new").hidden = paired && !state.pairingError;
+  $("pairing-error").hidden = !state.pairingError;
+  $("pairing-error-text").textContent = state.pairingError;
   const badge = $("connect-state");
   const where = $("connect-where");
   const cli = state.cli;
-  if (!paired) return;
-  if (cli && cli.connected) {
+  if (!paired) { $("pairing").hidden = true; return; }
+  if (state.pairingError) {
+    badge.textContent = "not paired";
+    badge.className = "badge disconnected";
+    where.textContent = "";
+    $("pairing").hidden = true;
+  } else if (cli && cli.connected) {
     badge.textContent = "CLI connected";
     badge.className = "badge connected";
     where.textContent = `${cli.hostname}:${cli.root}`;
@@ -316,53 +645,71 @@ function renderConnect() {
     badge.className = "badge waiting";
     where.textContent = "";
     $("pairing").hidden = false;
-    $("pairing-command").textContent = `coldmod connect '${location.origin}/#connect=${state.connectKey}'`;
+    $("pairing-key").textContent = state.connectKey;
   }
 }
 
 let frame = 0;
-function render() {
+let drawMap = false;
+function render(withMap) {
+  drawMap = drawMap || Boolean(withMap) || state.mapDirty;
   if (frame) return;
   frame = requestAnimationFrame(() => {
     frame = 0;
-    const { all, max } = rows();
-    $("empty").hidden = state.apps.length > 0;
+    $("empty").hidden = state.apps.length > 0 || Boolean(state.heatmap);
     if (!state.apps.length) {
       $("empty").textContent = "No heatmaps yet: run your application under coldmod-trace with COLDMOD_GRPC_HOST pointing at this collector.";
     }
-    renderSummary(all, max);
-    if (state.gridDirty) {   // the picture only changes with the data, not with filters or sorting
-      state.gridDirty = false;
-      renderGrid(all, max);
-      state.previousCalls = new Map(all.filter((r) => r.calls !== null).map((r) => [r.key, r.calls]));
-    }
-    renderTable(all);
     renderConnect();
+    renderSummary();
+    renderTable();
+    if (drawMap) { drawMap = false; drawTreemap(); }
+    document.body.dataset.painted = String(state.heatmap ? state.heatmap.count : 0);
   });
 }
 
-function select(key) {
+function refilter() {
+  state.shownDirty = true;
+  state.mapDirty = true;
+  render(true);
+}
+
+function selectRow(key) {
   state.selected = state.selected === key ? null : key;
-  for (const cell of document.querySelectorAll("#grid .cell.selected")) cell.classList.remove("selected");
-  if (state.selected) {
-    const cell = document.querySelector(`#grid .cell[data-key="${CSS.escape(key)}"]`);
-    if (cell) cell.classList.add("selected");
+  render(true);
+}
+
+// Select a function from the picture: its row is scrolled into view (filters let it through).
+function select(key) {
+  state.selected = key;
+  let index = shownRows().findIndex((r) => r.key === key);
+  if (index < 0) {
+    state.filter = "all"; state.text = ""; $("search").value = "";
+    for (const b of document.querySelectorAll("[data-filter]")) b.classList.toggle("on", b.dataset.filter === "all");
+    state.shownDirty = true;
+    index = shownRows().findIndex((r) => r.key === key);
   }
-  render();
+  const scroller = $("table-scroll");
+  const height = rowHeight();
+  scroller.scrollTop = Math.max(0, index * height - scroller.clientHeight / 2);
+  renderRows();
+  render(true);
   requestAnimationFrame(() => {
     const row = document.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
-    if (row) row.scrollIntoView({ block: "center", behavior: "smooth" });
+    if (row) row.scrollIntoView({ block: "nearest" });
   });
 }
 
 // ------------------------------------------------------------------- data
 
 async function loadApps() {
-  state.apps = await getJSON("/api/apps");
+  const data = await getJSON("/api/apps");
+  state.apps = data.apps;
+  state.appsTotal = data.total;
   const names = state.apps.map((a) => a.app);
-  if (!state.app || !names.includes(state.app)) {
+  if (!state.app || (!names.includes(state.app) && !state.appChosen)) {
     const wanted = readHash().app;
-    state.app = names.includes(wanted) ? wanted : (state.cli && names.includes(state.cli.app) ? state.cli.app : names[0] || null);
+    state.app = wanted || (state.cli && names.includes(state.cli.app) ? state.cli.app : names[0] || null);
   }
   renderApps();
 }
@@ -376,23 +723,25 @@ async function loadHeatmap() {
   loading = (async () => {
     do {
       again = false;
-      if (!state.app) { state.heatmap = null; break; }
-      // A busy collector commits many times a second: refetch at most twice a second.
-      const wait = lastFetch + REFETCH_GAP_MS - Date.now();
+      if (!state.app) { state.heatmap = null; rebuild(); break; }
+      // A busy collector commits many times a second: refetch at most twice a second, less for big apps.
+      const gap = Math.max(REFETCH_GAP_MS, 4 * state.lastFetchMs);
+      const wait = lastFetch + gap - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       lastFetch = Date.now();
       try {
         const data = await getJSON(`/api/heatmap?app=${encodeURIComponent(state.app)}`);
+        state.lastFetchMs = Date.now() - lastFetch;
         if (data.app === state.app) {
           state.heatmap = data;
-          state.gridDirty = true;
           state.clockSkew = data.now_ms - Date.now();
+          rebuild();
         }
       } catch (error) {
         toast(`Cannot load the heatmap: ${error.message}`, true);
       }
     } while (again);
-    render();
+    render(true);
     document.body.dataset.loaded = state.app || "";
     loading = null;
   })();
@@ -404,7 +753,9 @@ async function loadHeatmap() {
 let source = null;
 function listen() {
   if (source) source.close();
-  const url = state.connectKey ? `/api/events/${encodeURIComponent(state.connectKey)}` : "/api/events";
+  const url = state.connectKey && state.token
+    ? `/api/events/${encodeURIComponent(state.connectKey)}?token=${encodeURIComponent(state.token)}`
+    : "/api/events";
   source = new EventSource(url);
   const live = $("live");
   source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
@@ -415,6 +766,10 @@ function listen() {
     if (app === state.app) loadHeatmap();
   });
   source.addEventListener("reload", () => { loadApps().then(loadHeatmap); });
+  source.addEventListener("pairing", (event) => {
+    state.pairingError = JSON.parse(event.data).error;
+    render();
+  });
   source.addEventListener("cli", (event) => {
     const before = state.cli;
     state.cli = JSON.parse(event.data);
@@ -430,26 +785,23 @@ function listen() {
   source.addEventListener("sources", (event) => {
     const list = JSON.parse(event.data);
     state.local = state.cli && state.cli.seen ? new Map(list.map((s) => [s.key, s])) : null;
-    state.gridDirty = true;
-    render();
+    rebuild();
+    render(true);
   });
   source.addEventListener("references", (event) => {
     for (const ref of JSON.parse(event.data)) state.refs.set(ref.key, ref);
+    if (state.sort.col === "refs") state.shownDirty = true;
     render();
   });
 }
 
 // ----------------------------------------------------------------- connect
 
+const TOKENS = "coldmod-pairing:";   // localStorage: this browser's hold on each pairing it opened
+
 async function command(kind, key) {
-  const response = await fetch(`/api/connect/${encodeURIComponent(state.connectKey)}/commands`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-Coldmod": "1" },
-    body: JSON.stringify({ command: kind, key }),
-  });
-  const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
-  return data;
+  return postJSON(`/api/connect/${encodeURIComponent(state.connectKey)}/commands`, { command: kind, key },
+    { "X-Coldmod-Token": state.token || "" });
 }
 
 async function ignore(key) {
@@ -466,24 +818,44 @@ async function openEditor(key) {
   } catch (error) { toast(error.message, true); }
 }
 
+// What the dialog says about a function, honestly: its calls first, then the checkout's verdict.
+function removalVerdict(row, plan) {
+  const verdict = plan.verdict || "unsafe";
+  const called = Boolean(row && (row.calls > 0 || row.lower_bound));
+  const calls = !row ? "The collector has no count for it."
+    : called ? `Called ${row.lower_bound ? "at least " : ""}${row.calls.toLocaleString("en")} time${row.calls === 1 ? "" : "s"} in production (last ${ago(row.last_seen_ms)}): removing it changes what production runs.`
+      : `Never called in production since tracked ${row.tracked_since_ms ? ago(row.tracked_since_ms) : ""}.`;
+  const words = {
+    safe: "Verdict: safe — nothing in the checkout refers to it.",
+    review: "Verdict: review — only indirect or possible uses, listed below; check each before removing.",
+    unsafe: "Verdict: unsafe — it is still referenced, listed below.",
+  };
+  return { called, calls, verdict, text: words[verdict] || words.unsafe, apply: verdict === "safe" && !called && Boolean(row) };
+}
+
 async function planRemoval(key) {
   toast(`Planning the removal of ${key}…`);
   let plan;
   try { plan = await command("plan_removal", key); } catch (error) { toast(error.message, true); return; }
   if (!plan.ok) { toast(plan.message, true); return; }
   $("toast").hidden = true;
+  const row = state.all.find((r) => r.key === key);
+  const told = removalVerdict(row, plan);
   $("dialog-title").textContent = `Remove ${key}`;
-  const verdict = $("dialog-verdict");
-  verdict.textContent = plan.safe ? `Safe to remove. ${plan.message}` : `Unsafe: ${plan.message}`;
-  verdict.className = plan.safe ? "safe" : "unsafe";
+  $("dialog-calls").textContent = told.calls;
+  $("dialog-calls").className = told.called ? "called" : "";
+  $("dialog-verdict").textContent = told.text;
+  $("dialog-verdict").className = told.called && told.verdict === "safe" ? "review" : told.verdict;
+  $("dialog-verdict").dataset.verdict = told.verdict;
   $("dialog-reasons").replaceChildren(...plan.reasons.map((reason) => el("li", { text: reason })));
+  $("dialog-message").textContent = plan.message;
   $("dialog-diff").replaceChildren(...plan.diff.split(/(?<=\n)/).filter(Boolean).map((line) => el("span", {
     class: line.startsWith("+++") || line.startsWith("---") ? "diff-file" : line.startsWith("@@") ? "hunk"
       : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "",
     text: line,
   })));
   const apply = $("dialog-apply");
-  apply.hidden = !plan.safe;
+  apply.hidden = !told.apply;
   apply.disabled = false;
   apply.onclick = async () => {
     apply.disabled = true;
@@ -497,10 +869,37 @@ async function planRemoval(key) {
   $("dialog").hidden = false;
 }
 
-function newConnectKey() {
-  const bytes = new Uint8Array(24);   // 192 bits
-  crypto.getRandomValues(bytes);
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+function usePairing(key, token) {
+  state.connectKey = key;
+  state.token = token;
+  state.pairingError = "";
+  state.cli = null; state.local = null; state.refs = new Map();
+  if (key && token) localStorage.setItem(TOKENS + key, token);
+  rebuild();
+  writeHash();
+  listen();
+  render(true);
+}
+
+async function newPairing() {
+  try {
+    const { key, token } = await postJSON("/api/connect", {});
+    usePairing(key, token);
+  } catch (error) { toast(`Cannot make a pairing: ${error.message}`, true); }
+}
+
+// A page opened on #connect=KEY: this browser's token, or the first claim of a pairing a CLI made.
+async function joinPairing(key) {
+  const known = localStorage.getItem(TOKENS + key);
+  if (known) { usePairing(key, known); return; }
+  try {
+    const { token } = await postJSON(`/api/connect/${encodeURIComponent(key)}/claim`, {});
+    usePairing(key, token);
+  } catch (error) {
+    state.connectKey = key; state.token = null; state.pairingError = error.message;
+    listen();
+    render();
+  }
 }
 
 // -------------------------------------------------------------------- boot
@@ -509,7 +908,7 @@ function wire() {
   $("app").addEventListener("change", (event) => {
     state.app = event.target.value;
     state.appChosen = true;
-    state.previousCalls = new Map();
+    state.view = [];
     writeHash();
     loadHeatmap();
   });
@@ -517,46 +916,59 @@ function wire() {
     button.addEventListener("click", () => {
       state.filter = button.dataset.filter;
       for (const b of document.querySelectorAll("[data-filter]")) b.classList.toggle("on", b === button);
-      render();
+      refilter();
     });
   }
-  $("search").addEventListener("input", (event) => { state.text = event.target.value.trim(); render(); });
+  let typing = 0;
+  $("search").addEventListener("input", (event) => {
+    state.text = event.target.value.trim();
+    clearTimeout(typing);
+    typing = setTimeout(refilter, state.all.length > 20000 ? 120 : 0);   // big apps: filter once typing pauses
+  });
   for (const th of document.querySelectorAll("th[data-sort]")) {
     th.addEventListener("click", () => {
       const col = th.dataset.sort;
-      state.sort = state.sort.col === col ? { col, asc: !state.sort.asc } : { col, asc: col !== "last" && col !== "refs" };
+      state.sort = state.sort.col === col ? { col, asc: !state.sort.asc } : { col, asc: col !== "last" };
+      state.shownDirty = true;
       render();
     });
   }
-  $("grid").addEventListener("click", (event) => {
-    const cell = event.target.closest(".cell");
-    if (cell) select(cell.dataset.key);
-  });
+  let scrolling = 0;
+  $("table-scroll").addEventListener("scroll", () => {
+    if (scrolling) return;
+    scrolling = requestAnimationFrame(() => { scrolling = 0; renderRows(); });
+  }, { passive: true });
+  const canvas = $("treemap-canvas");
+  canvas.addEventListener("click", onTreemapClick);
+  canvas.addEventListener("mousemove", onTreemapMove);
+  canvas.addEventListener("mouseleave", () => { $("tip").hidden = true; });
+  new ResizeObserver(() => render(true)).observe($("treemap"));
   $("dialog-cancel").addEventListener("click", () => { $("dialog").hidden = true; });
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") $("dialog").hidden = true; });
-  $("connect-new").addEventListener("click", () => {
-    state.connectKey = newConnectKey();
-    state.cli = null;
-    writeHash();
-    listen();
-    render();
+  $("connect-new").addEventListener("click", newPairing);
+  $("pairing-copy").addEventListener("click", async () => {
+    try { await navigator.clipboard.writeText(state.connectKey); toast("Key copied: paste it into `coldmod connect --stdin`."); }
+    catch { toast("Select the key and copy it by hand.", true); }
   });
   window.addEventListener("hashchange", () => {
     const key = readHash().connect;
-    if (key !== state.connectKey) { state.connectKey = key; state.cli = null; state.local = null; state.refs = new Map(); listen(); render(); }
+    if (key && key !== state.connectKey) joinPairing(key);
   });
   // Relative times age: redraw them now and then.
   setInterval(render, 30000);
 }
 
 async function boot() {
-  state.connectKey = readHash().connect;
-  state.appChosen = Boolean(readHash().app);
+  const hash = readHash();
+  state.appChosen = Boolean(hash.app);
+  state.app = hash.app;
   wire();
-  listen();
+  if (hash.connect) await joinPairing(hash.connect);
+  else listen();
   try { await loadApps(); } catch (error) { toast(`Cannot reach the collector: ${error.message}`, true); }
   writeHash();
   await loadHeatmap();
 }
 
+window.coldmod = { cellCenter, state };
 boot();
