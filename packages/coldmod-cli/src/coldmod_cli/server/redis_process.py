@@ -52,6 +52,7 @@ class RedisProcess:
         self.binary = binary
         self._own_dir = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="coldmod-redis-")) if directory is None else directory
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.args = [
             "--bind", "127.0.0.1",
             "--save", "",

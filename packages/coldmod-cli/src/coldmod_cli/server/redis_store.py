@@ -278,10 +278,7 @@ class RedisStore:
         try:
             yield
         except exc_mod.AuthenticationError as exc:
-            raise kind(
-                f"Redis at {self.url} refused the credentials ({_first_line(exc)}); set the user in the URL"
-                f" and the password in {PASSWORD_ENV}"
-            ) from None
+            raise kind(self._auth_message(_first_line(exc))) from None
         except exc_mod.ConnectionError as exc:
             text = _first_line(exc)
             if "DB index" in text or "invalid DB" in text.lower():
@@ -290,10 +287,7 @@ class RedisStore:
                     " the server has (databases in redis.conf)"
                 ) from None
             if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
-                raise kind(
-                    f"Redis at {self.url} refused the credentials ({text}); set the user in the URL"
-                    f" and the password in {PASSWORD_ENV}"
-                ) from None
+                raise kind(self._auth_message(text)) from None
             if "SSL" in text or "certificate" in text:
                 raise kind(
                     f"the TLS connection to Redis at {self.url} failed ({text}); check rediss:// and ?ca="
@@ -303,16 +297,14 @@ class RedisStore:
             raise kind(f"Redis at {self.url} did not answer within {SOCKET_TIMEOUT_S:.0f} s; retry later") from None
         except exc_mod.ResponseError as exc:
             text = _first_line(exc)
-            if text.startswith("OOM"):
+            # redis-py turns the OOM prefix into OutOfMemoryError (newer) or keeps it (older).
+            if isinstance(exc, getattr(exc_mod, "OutOfMemoryError", ())) or text.startswith("OOM"):
                 raise kind(
                     f"Redis at {self.url} is out of memory (maxmemory reached, noeviction): nothing was stored;"
                     " raise maxmemory or free memory"
                 ) from None
             if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
-                raise kind(
-                    f"Redis at {self.url} refused the credentials ({text}); set the user in the URL"
-                    f" and the password in {PASSWORD_ENV}"
-                ) from None
+                raise kind(self._auth_message(text)) from None
             if "DB index" in text:
                 raise kind(f"Redis at {self.url} has no database {self.target.db} ({text})") from None
             if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN")):
@@ -320,6 +312,18 @@ class RedisStore:
             raise kind(f"Redis at {self.url} refused the {doing} ({text})") from None
         except exc_mod.RedisError as exc:
             raise kind(f"Redis at {self.url} failed the {doing} ({_first_line(exc)})") from None
+
+    def _auth_message(self, text: str) -> str:
+        """One sentence for a refused or missing password."""
+        if "HELLO must be called" in text or "NOAUTH" in text or "Authentication required" in text:
+            return (
+                f"Redis at {self.url} asks for a password; set it in {PASSWORD_ENV}"
+                " (and an ACL user's name in the URL: redis://user@host:port/db)"
+            )
+        return (
+            f"Redis at {self.url} refused the credentials ({text}); check the user in the URL"
+            f" and the password in {PASSWORD_ENV}"
+        )
 
     # ------------------------------------------------------------- the API --
 

@@ -1,0 +1,258 @@
+"""The Redis store against a real redis-server: what the shared suite cannot show with one collector.
+
+Two ``RedisStore`` objects on one Redis are two collectors: a batch resent to
+the other one is applied once, a Fetch never sees half of the other's
+Register, and changes written through one reach the other's subscribers.
+Refusals (auth, database, out of memory, no redis-py) are one line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from redis.crc import key_slot
+from redis_helpers import REDIS_PASSWORD, Collector, report, run_collector_once, sources
+
+from coldmod_cli.server.process import collector_command
+from coldmod_cli.server.redis_process import RedisProcess
+from coldmod_cli.server.redis_store import DEDUPE_KEEP, DEDUPE_TTL_MS, AppKeys, RedisStore
+from coldmod_cli.server.store import Batch, Change, Source, TooManyApps, UnknownApp
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.timeout(120)
+
+INSECURE = {"COLDMOD_INSECURE": "on"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisProcess]:
+    """One plain redis-server for this module."""
+    with RedisProcess() as process:
+        yield process
+
+
+@pytest.fixture
+def two(server: RedisProcess) -> Iterator[tuple[RedisStore, RedisStore]]:
+    """Two stores (as two collectors would open them) on a flushed Redis."""
+    first, second = RedisStore(server.url), RedisStore(server.url)
+    first._client.flushall()
+    yield first, second
+    first.close()
+    second.close()
+
+
+def _batch(instance: str, seq: int, calls: dict[str, int], app: str = "shop") -> Batch:
+    keys = list(calls)
+    return Batch(app, instance, seq, 1000, 2000, keys, [calls[k] for k in keys], [False] * len(keys))
+
+
+def test_every_key_of_an_app_is_in_one_hash_slot():
+    for app in ["shop", "a{b}c", "}x", "{", "x{}y", "{shop}"]:
+        keys = AppKeys.of(app)
+        slots = {key_slot(k.encode()) for k in [*keys.all(), keys.instance("i-1"), keys.instance("{i}")]}
+        assert len(slots) == 1, f"the keys of {app!r} span slots {slots}"
+    # ...and apps spread over the cluster instead of all sharing one slot.
+    assert len({key_slot(AppKeys.of(f"app{n}").meta.encode()) for n in range(20)}) > 10
+
+
+def test_a_batch_resent_to_another_collector_is_applied_once(two):
+    first, second = two
+    first.register("shop", [Source("m.a")], 1000)
+    results = []
+    threads = [
+        threading.Thread(target=lambda s=store: results.append(s.report(_batch("i1", 7, {"m.a": 5}))))
+        for store in [first, second] * 10
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 19
+    assert second.fetch("shop").entries[0].calls == 5
+
+
+def test_fetch_never_sees_half_of_a_register(two):
+    first, second = two
+    evens = [Source(f"m.k{i}") for i in range(0, 4000, 2)]
+    odds = [Source(f"m.k{i}") for i in range(1, 4000, 2)]
+    first.register("shop", evens, 1000)
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            for sources_ in (odds, evens):
+                first.register("shop", sources_, 1000)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        seen = set()
+        for _ in range(40):
+            keys = {e.key for e in second.fetch("shop").entries}
+            assert keys in ({s.key for s in evens}, {s.key for s in odds}), f"a torn read of {len(keys)} keys"
+            seen.add(min(keys))
+    finally:
+        stop.set()
+        swapper.join()
+    assert len(seen) == 2, "the reads never overlapped a Register"
+
+
+def test_changes_written_through_one_collector_reach_the_other(two):
+    first, second = two
+    heard: list[Change] = []
+    arrived = threading.Event()
+
+    def listen(change: Change) -> None:
+        heard.append(change)
+        arrived.set()
+
+    second.subscribe(listen)
+    time.sleep(0.3)  # the subscriber thread subscribes
+    first.register("shop", [Source("m.a"), Source("m.b")], 1000)
+    first.report(_batch("i1", 1, {"m.a": 1, "gone": 2}))
+    first.reset("shop", 3000)
+    first.delete_app("shop")
+    deadline = time.monotonic() + 2
+    while len(heard) < 4 and time.monotonic() < deadline:
+        arrived.wait(0.1)
+    assert heard == [
+        Change("shop", "register"),
+        Change("shop", "report", frozenset({"m.a"})),
+        Change("shop", "reset"),
+        Change("shop", "delete"),
+    ]
+
+
+def test_dedupe_records_stay_bounded_and_expire(two):
+    first, _ = two
+    first.register("shop", [Source("m.a")], 1000)
+    for seq in range(1, 101):
+        first.report(_batch("i1", seq, {"m.a": 1}))
+    record = AppKeys.of("shop").instance("i1")
+    assert first._client.hlen(record) == DEDUPE_KEEP + 1  # the recent ids and the floor
+    assert DEDUPE_TTL_MS - 60_000 < first._client.pttl(record) <= DEDUPE_TTL_MS
+    for seq in (1, 50, 100):  # below the floor and remembered: both are old resends
+        assert first.report(_batch("i1", seq, {"m.a": 1})).duplicate
+    assert first.fetch("shop").entries[0].calls == 100
+
+
+def test_apps_are_listed_in_pages_and_bounded(server):
+    store = RedisStore(server.url, max_apps=3)
+    try:
+        store._client.flushall()
+        for name in ("b", "a", "c"):
+            store.register(name, [Source("m.x")], 1000)
+        store.report(_batch("i1", 1, {"m.x": 2**62}, app="a"))
+        store.report(_batch("i2", 1, {"m.x": 2**62}, app="b"))
+        with pytest.raises(TooManyApps):
+            store.register("d", [Source("m.x")], 1000)
+        store.register("a", [Source("m.x"), Source("m.y")], 2000)  # an existing app is not new
+        assert store.count_apps() == 3
+        assert [a.app for a in store.list_apps(limit=2)] == ["a", "b"]
+        assert [(a.app, a.keys, a.cold_keys, a.calls) for a in store.list_apps(after="a")] == [
+            ("b", 1, 0, 2**62),
+            ("c", 1, 1, 0),
+        ]
+        assert store.delete_app("c") == 1
+        with pytest.raises(UnknownApp):
+            store.delete_app("c")
+        store.register("d", [Source("m.x")], 1000)  # room again
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("appendonly", "appendfsync", "says"),
+    [(True, "always", "appendfsync always"), (True, "everysec", "power loss"), (False, "everysec", "without AOF")],
+)
+def test_status_says_what_a_crash_loses(appendonly, appendfsync, says):
+    with RedisProcess(appendonly=appendonly, appendfsync=appendfsync) as process:
+        store = RedisStore(process.url)
+        try:
+            info = store.info()
+        finally:
+            store.close()
+    assert info.store.startswith(f"redis redis://127.0.0.1:{process.port}/0")
+    assert says in info.durability
+
+
+def _one_line_refusal(code: int, stderr: str, *needles: str) -> None:
+    assert code == 1, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2, stderr  # the refusal (and "coldmod: stopped" if the store was opened)
+    assert lines[0].startswith("coldmod serve: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_refusals_at_start_are_one_line(tmp_path: Path):
+    with RedisProcess(password=REDIS_PASSWORD, databases=2) as process:
+        base = f"redis://127.0.0.1:{process.port}"
+        cases = [
+            (f"{base}/0", {}, ["asks for a password", "COLDMOD_REDIS_PASSWORD"]),
+            (f"{base}/0", {"COLDMOD_REDIS_PASSWORD": "wrong"}, ["refused the credentials"]),
+            (f"{base}/5", {"COLDMOD_REDIS_PASSWORD": REDIS_PASSWORD}, ["has no database 5"]),
+            (f"{base}/x", {}, ["database 'x' is not a number"]),
+            ("redis://127.0.0.1:1/0", {}, ["unreachable"]),
+            (f"{base}/0?tls=1", {}, ["unknown option 'tls'"]),
+        ]
+        for url, env, needles in cases:
+            code, stderr = run_collector_once(url, INSECURE | env)
+            _one_line_refusal(code, stderr, *needles)
+            assert REDIS_PASSWORD not in stderr
+
+
+def test_without_redis_py_the_collector_says_how_to_install_it():
+    argv = collector_command("redis://127.0.0.1:1/0")
+    program = (
+        "import sys; sys.modules['redis'] = None; sys.argv = ['coldmod']+sys.argv[1:];"
+        " from coldmod_cli.server.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | INSECURE
+    done = subprocess.run([sys.executable, "-c", program, *argv[3:]], env=env, capture_output=True, text=True)
+    _one_line_refusal(done.returncode, done.stderr, "pip install 'coldmod-cli[redis]'")
+
+
+def test_out_of_memory_acknowledges_only_what_was_stored(tmp_path: Path):
+    keys = [f"m.k{i}" for i in range(20000)]
+    with RedisProcess() as process:
+        collector = Collector(process.url, INSECURE).start()
+        try:
+            with collector.channel() as channel:
+                tracing = pb_grpc.TracingStub(channel)
+                tracing.Register(pb.RegisterRequest(app="shop", sources=sources(keys)), timeout=30)
+                store = RedisStore(process.url)
+                used = int(store._client.info("memory")["used_memory"])
+                store._client.config_set("maxmemory-policy", "noeviction")
+                store._client.config_set("maxmemory", str(used + 400_000))
+                acked, refused = 0, None
+                for seq in range(1, 40):  # each batch counts 500 keys never counted before: memory grows
+                    batch = {k: 1 for k in keys[(seq - 1) * 500 : seq * 500]}
+                    try:
+                        tracing.Report(report("shop", "i1", seq, batch), timeout=10)
+                        acked += 1
+                    except grpc.RpcError as exc:
+                        refused = exc
+                        break
+                assert refused is not None, "Redis never ran out of memory"
+                assert refused.code() == grpc.StatusCode.UNAVAILABLE
+                assert "out of memory" in (refused.details() or "")
+                assert acked >= 1
+                store._client.config_set("maxmemory", "0")
+                stored = store.fetch("shop")
+                store.close()
+                # Every acknowledged batch whole, nothing of the refused one.
+                assert sum(e.calls for e in stored.entries) == acked * 500
+                assert tracing.Report(report("shop", "i1", acked + 1, {keys[0]: 1}), timeout=10).duplicate is False
+        finally:
+            collector.kill()
