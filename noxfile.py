@@ -6,8 +6,10 @@ fails on stale code), bench, demo.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
+import subprocess
 import tempfile
 
 import nox
@@ -21,6 +23,8 @@ GRPCIO_TOOLS = "grpcio-tools==1.68.1"
 PROTO_OUT = ROOT / "packages" / "coldmod-trace" / "src"
 PROTO_FILES = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
 TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright", "attrs"]
+# The removal acceptance tests (tests-integration/test_removal_apps.py): real apps and a real library, pinned.
+TEST_DEPS += ["flask==3.1.0", "gunicorn==23.0.0", "django==5.1.4", "freezegun==1.5.1", "mypy==1.13.0", "ruff==0.8.4"]
 # Optional dependencies of the built wheels that the tests exercise (the Redis store).
 EXTRAS = ["redis>=5.0"]
 
@@ -118,10 +122,18 @@ def protos_check(session: nox.Session) -> None:
 
 @nox.session(python="3.12")
 def demo(session: nox.Session) -> None:
-    """The main job end to end: `coldmod demo` from freshly built wheels."""
+    """The main job end to end: `coldmod demo` from freshly built wheels (`-- --keep` leaves it up)."""
     dist = build_wheels(session)
-    install_wheels(session, dist)
-    session.run("coldmod", "demo", *session.posargs)
+    try:
+        install_wheels(session, dist)
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
+    # Run outside nox's PATH, which has the session's bin first: the demo prints commands for
+    # the user's own shell, and there `coldmod` is only found by the full path it then prints.
+    coldmod = pathlib.Path(session.bin) / "coldmod"
+    done = subprocess.run([str(coldmod), "demo", *session.posargs], env=dict(os.environ), check=False)
+    if done.returncode:
+        session.error(f"coldmod demo exited with {done.returncode}")
 
 
 @nox.session(python=["3.12", "3.13"])
