@@ -244,7 +244,6 @@ class RedisStore:
             options["connection_class"] = redis.connection.SSLConnection
             options["ssl_ca_certs"] = self.target.ca
             options["ssl_cert_reqs"] = "required"
-        self._pool_options = options
         pool = redis.BlockingConnectionPool(**options)
         self._client = redis.Redis(connection_pool=pool)
         self._scripts = {
@@ -545,11 +544,11 @@ class RedisStore:
 
         return unsubscribe
 
-    def relay_bus(self) -> Any:
-        """A connect-relay backend on this Redis (see coldmod_cli.web.redis_relay)."""
-        from coldmod_cli.web.redis_relay import RedisRelayBus
+    def connect_keys(self) -> Any:
+        """The connect relay's key book on this Redis: keys issued by any collector pair on all."""
+        from coldmod_cli.web.redis_relay import RedisKeyBook
 
-        return RedisRelayBus(self._redis_mod.Redis(**self._pool_options))
+        return RedisKeyBook(self._client)
 
     def close(self) -> None:
         """Stop the change listener and close the connections. Idempotent."""
