@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import pytest
 from conftest import HOT, traced
@@ -55,3 +58,47 @@ def test_serve_with_a_bad_address_is_one_sentence_exit_1(cli, tmp_path, monkeypa
     assert result.code == 1
     assert "is not a host:port" in result.err
     assert "Traceback" not in result.err
+
+
+def _serve(tmp_path, env):
+    """`coldmod serve` on free ports: (process, gRPC address, web address)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coldmod_cli", "serve", "--grpc-host", "127.0.0.1:0", "--web-host", "127.0.0.1:0",
+         "--store", f"sqlite:///{tmp_path / 'store.db'}"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while len(found) < 2 and time.monotonic() < deadline:
+        line = server.stderr.readline()
+        assert line or server.poll() is None, "the collector ended"
+        for name, pattern in (("grpc", r"gRPC listening on (\S+)"), ("web", r"web UI on (?:https?://)?([^/\s]+)")):
+            match = re.search(pattern, line)
+            if match:
+                found[name] = match.group(1)
+    threading.Thread(target=server.stderr.read, daemon=True).start()
+    return server, found["grpc"], found["web"]
+
+
+def test_connect_without_a_url_prints_the_address_the_collector_reports(tmp_path, shop):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | {"COLDMOD_INSECURE": "on"}
+    server, grpc_address, web_address = _serve(tmp_path, env)
+    try:
+        # COLDMOD_WEB_HOST names a port where nothing listens, as in the issue: the collector knows better.
+        connect = subprocess.Popen(
+            [sys.executable, "-m", "coldmod_cli", "connect"], cwd=shop, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            env=env | {"COLDMOD_GRPC_HOST": grpc_address, "COLDMOD_WEB_HOST": "127.0.0.1:9"},
+        )  # fmt: skip
+        try:
+            page = connect.stdout.readline().strip()
+            assert page.startswith(f"http://{web_address}/#connect="), page
+            with urllib.request.urlopen(page.split("#")[0], timeout=10) as response:
+                assert response.status == 200
+        finally:
+            connect.send_signal(signal.SIGINT)
+            connect.wait(20)
+        assert "COLDMOD_WEB_HOST" not in connect.stderr.read()  # no fallback was needed
+    finally:
+        server.terminate()
+        server.wait(20)

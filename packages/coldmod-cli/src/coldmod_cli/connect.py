@@ -66,6 +66,24 @@ _GOTO_EDITORS = frozenset({"code", "code-insiders", "codium", "cursor", "windsur
 _LINE_FLAG_EDITORS = frozenset({"idea", "pycharm", "charm", "webstorm"})
 
 
+def _reference_count(key: str, references: int, verdict: str, reasons: tuple[str, ...]) -> Any:
+    """The ``ReferenceCount`` event for one key: its references, its verdict and the reasons for it."""
+    from coldmod_proto.v1 import coldmod_pb2 as pb
+
+    return pb.ReferenceCount(
+        key=key, references=references, safe=verdict == "safe", verdict=verdict, reasons=list(reasons)
+    )
+
+
+def _reference_count(key: str, references: int, verdict: str, reasons: tuple[str, ...]) -> Any:
+    """The ``ReferenceCount`` event for one key: its references, its verdict and the reasons for it."""
+    from coldmod_proto.v1 import coldmod_pb2 as pb
+
+    return pb.ReferenceCount(
+        key=key, references=references, safe=verdict == "safe", verdict=verdict, reasons=list(reasons)
+    )
+
+
 def _codemod() -> Any:
     """The codemod library (imported late: LibCST is slow to import and only needed for commands)."""
     import coldmod_codemod
@@ -168,15 +186,39 @@ def _read_stdin(stream: Any) -> str:
     return str(stream.readline(4096))
 
 
-def ui_url(key: str, env: Mapping[str, str] | None = None) -> str:
-    """The web UI's URL for a new pairing, from ``COLDMOD_WEB_HOST`` (https unless insecure)."""
+def ui_url(key: str, env: Mapping[str, str] | None = None, *, channel: grpc.Channel | None = None) -> str:
+    """The web UI's URL for a new pairing: where the collector on ``channel`` says its UI is, else from the env."""
     environ = os.environ if env is None else env
+    if channel is not None:
+        reported, why = reported_web_url(channel)
+        if reported:
+            return f"{reported.split('#')[0].rstrip('/')}/#connect={key}"
+        say(
+            f"the collector did not say where its web UI is ({why}); the address below is built from "
+            f"{config.COLDMOD_WEB_HOST} and may not be where the UI listens"
+        )
     host, port = config.host_port(None, variable=config.COLDMOD_WEB_HOST, env=environ)
     if _unspecified(host):
         host = "localhost"  # a collector bound to every interface is reachable here as localhost
     scheme = "http" if config.insecure(environ) else "https"
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return f"{scheme}://{netloc}/#connect={key}"
+
+
+def reported_web_url(channel: grpc.Channel, timeout: float = 5.0) -> tuple[str, str]:
+    """``(web_url, "")`` from the collector's Info, or ``("", why not)``."""
+    import grpc
+
+    from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+
+    try:
+        stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
+        info = stub.Info(coldmod_pb2.InfoRequest(), timeout=timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return "", "it is older than this coldmod-cli"
+        return "", f"Info failed: {error.code().name.lower()}"
+    return (info.web_url, "") if info.web_url else ("", "it runs without a web UI")
 
 
 def _unspecified(host: str) -> bool:
@@ -212,7 +254,8 @@ class Checkout:
         self.app = local.app_name(self.found, env)
         self._lock = threading.Lock()
         self._sink: Callable[[pb.CliEvent], None] | None = None
-        self._references: dict[str, tuple[int, bool]] = {}
+        # key -> (references, verdict, reasons), as the UI shows them
+        self._references: dict[str, tuple[int, str, tuple[str, ...]]] = {}
         self._generation = 0
         self._plans: dict[str, RemovalPlan] = {}
         self._closed = threading.Event()
@@ -241,8 +284,8 @@ class Checkout:
         if sink is None:
             return
         sink(self.sources_event())
-        for key, (count, safe) in known.items():
-            sink(pb.CliEvent(references=pb.ReferenceCount(key=key, references=count, safe=safe)))
+        for key, counted in known.items():
+            sink(pb.CliEvent(references=_reference_count(key, *counted)))
 
     def _send(self, event: pb.CliEvent) -> None:
         with self._lock:
@@ -280,12 +323,15 @@ class Checkout:
             except Exception as exc:  # one bad file must not stop the others
                 warn(f"cannot count the references of {key}: {exc}")
                 continue
-            safe = not [r for r in references if r.kind not in removable]
+            # The verdict from the references alone (the rules table decides each kind); a plan says the rest.
+            blocking = [r for r in references if r.kind not in removable]
+            verdict = max((r.verdict for r in blocking), key=codemod.VERDICTS.index, default=codemod.SAFE)
+            reasons = tuple(f"{r.path}:{r.line} {r.kind}" for r in blocking)
             with self._lock:
                 if generation != self._generation:
                     return
-                self._references[key] = (len(references), safe)
-            self._send(pb.CliEvent(references=pb.ReferenceCount(key=key, references=len(references), safe=safe)))
+                self._references[key] = (len(references), verdict, reasons)
+            self._send(pb.CliEvent(references=_reference_count(key, len(references), verdict, reasons)))
 
     def _refresh(self) -> None:
         """Discover again after an edit, tell the UI, and count again."""
@@ -354,7 +400,7 @@ class Checkout:
         with self._lock:
             self._plans[key] = plan
         files = [edit.path for edit in plan.edits]
-        if verdict.safe and verdict.removed:
+        if verdict.removed:
             message = f"Removes {key} from {', '.join(files)}."
             dirty = uncommitted(self.root, files)
             if dirty:
@@ -363,12 +409,22 @@ class Checkout:
                 )
         else:
             where = len(verdict.reasons)
-            message = (
-                f"{key} is still referenced ({where} place{'s' if where != 1 else ''}); "
-                f"remove those references first, or run `coldmod rm --force {key}` in a terminal."
+            places = f"{where} place{'s' if where != 1 else ''}"
+            message = {
+                "review": f"{key} may be used indirectly ({places}: see the reasons); if it is not, "
+                f"run `coldmod rm --include review {key}` in a terminal.",
+            }.get(
+                verdict.verdict,
+                f"{key} is still referenced ({places}); "
+                f"remove those references first, or run `coldmod rm --force {key}` in a terminal.",
             )
         return pb.CommandResult(
-            ok=True, message=message, diff=plan.diff(), safe=verdict.safe, reasons=list(verdict.reasons)
+            ok=True,
+            message=message,
+            diff=plan.diff(),
+            safe=verdict.safe,
+            verdict=verdict.verdict,
+            reasons=list(verdict.reasons),
         )
 
     def apply_removal(self, key: str) -> pb.CommandResult:
@@ -380,8 +436,8 @@ class Checkout:
         if plan is None:
             raise CliError(f"there is no current plan for {key}; choose Remove again to see what it changes")
         verdict = plan.verdicts[key]
-        if not (verdict.safe and verdict.removed):
-            raise CliError(f"refused: {key} is unsafe to remove ({'; '.join(verdict.reasons)})")
+        if not verdict.removed:
+            raise CliError(f"refused: {key}'s verdict is {verdict.verdict} ({'; '.join(verdict.reasons)})")
         result = _codemod().apply(plan)
         if not result.ok:
             raise CliError(f"nothing was changed: {'; '.join(result.problems)}")
@@ -514,7 +570,7 @@ def _attach_once(
             attached.set()
             if first and pairing.issued:
                 page = f"{pairing.base.split('#')[0].rstrip('/')}/#connect={pairing.key}" if pairing.base else (
-                    ui_url(pairing.key, checkout.env)
+                    ui_url(pairing.key, checkout.env, channel=channel)
                 )
                 print(page, flush=True)
                 say("open the address above in your browser: it is this pairing (do not share it)")
