@@ -116,12 +116,16 @@ class Coldmod:
         print(__version__)
 
     @command
-    def init(self) -> None:
+    def init(self, *, nested: bool = False) -> None:
         """Write a coldmod.rootmarker here, ignoring the tests, migrations and virtualenvs found.
 
-        Refuses to overwrite an existing rootmarker.
+        Refuses to overwrite an existing rootmarker, and to start a new root
+        inside an existing one unless --nested.
+
+        Args:
+          nested: make this directory a separate root even though a parent directory is one.
         """
-        path = local_init(Path.cwd())
+        path = local_init(Path.cwd(), nested=_args.flag("nested", nested))
         say(f"wrote {path}; review its [ignore] section, then `coldmod files` shows what will be traced")
 
     @command
@@ -339,19 +343,22 @@ class Coldmod:
         demo.run(open_browser=_args.flag("open", open), keep=_args.flag("keep", keep))
 
 
-def local_init(directory: Path) -> Path:
-    """``coldmod init`` in ``directory``, warning when a parent already has a rootmarker."""
+def local_init(directory: Path, *, nested: bool = False) -> Path:
+    """``coldmod init`` in ``directory``; refuses inside an existing root unless ``nested``."""
     from coldmod_cli import markerfile
+    from coldmod_cli._errors import CliError
     from coldmod_trace.rootmarker import MARKER, RootmarkerError, find_root
 
     try:
         parent = find_root(directory.parent) if directory.parent != directory else None
     except RootmarkerError:
         parent = None
+    if parent is not None and not nested and not (directory / MARKER).exists():
+        raise CliError(
+            f"{directory} is already inside the root {parent} (its {MARKER} covers this directory); "
+            f"run coldmod commands here as they are, or `coldmod init --nested` to make this a separate root"
+        )
     path = markerfile.init(directory)
     if parent is not None:
-        say(
-            f"note: {parent / MARKER} also exists; the nearest rootmarker wins, "
-            f"so this directory is now a separate root"
-        )
+        say(f"note: {parent / MARKER} also exists; the nearest rootmarker wins, so this directory is a separate root")
     return path
