@@ -75,24 +75,6 @@ def _reference_count(key: str, references: int, verdict: str, reasons: tuple[str
     )
 
 
-def _reference_count(key: str, references: int, verdict: str, reasons: tuple[str, ...]) -> Any:
-    """The ``ReferenceCount`` event for one key: its references, its verdict and the reasons for it."""
-    from coldmod_proto.v1 import coldmod_pb2 as pb
-
-    return pb.ReferenceCount(
-        key=key, references=references, safe=verdict == "safe", verdict=verdict, reasons=list(reasons)
-    )
-
-
-def _reference_count(key: str, references: int, verdict: str, reasons: tuple[str, ...]) -> Any:
-    """The ``ReferenceCount`` event for one key: its references, its verdict and the reasons for it."""
-    from coldmod_proto.v1 import coldmod_pb2 as pb
-
-    return pb.ReferenceCount(
-        key=key, references=references, safe=verdict == "safe", verdict=verdict, reasons=list(reasons)
-    )
-
-
 def _codemod() -> Any:
     """The codemod library (imported late: LibCST is slow to import and only needed for commands)."""
     import coldmod_codemod
