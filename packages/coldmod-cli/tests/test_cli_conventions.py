@@ -39,3 +39,34 @@ def test_init_inside_a_root_says_so_and_writes_nothing(tmp_path):
     assert nested.returncode == 0, nested.stderr
     assert (inner / "coldmod.rootmarker").exists()
     assert "separate root" in nested.stderr
+
+
+def test_coldmod_srcs_and_coldmod_trace_srcs_list_in_the_same_order(shop):
+    both = coldmod("srcs", cwd=shop)
+    trace = subprocess.run(
+        [sys.executable, "-m", "coldmod_trace", "srcs"], cwd=shop, capture_output=True, text=True, timeout=60
+    )
+
+    assert both.returncode == trace.returncode == 0, both.stderr + trace.stderr
+    keys = [line.split()[-1] for line in both.stdout.splitlines()]
+    assert keys == trace.stdout.splitlines()
+    assert keys != sorted(keys)  # by file and line, not alphabetically: the test can tell them apart
+    assert len(keys) == 20
+
+
+def test_an_ignore_key_that_matches_no_function_is_warned_about(shop):
+    marker = shop / "coldmod.rootmarker"
+    typo = 'keys = ["shop.cart.Cart.merge", "shop.cart.Cart.mrege"]'
+    marker.write_text(marker.read_text().replace("keys = []", typo))
+
+    for argv in ([sys.executable, "-m", "coldmod_cli", "srcs"], [sys.executable, "-m", "coldmod_trace", "srcs"]):
+        done = subprocess.run(argv, cwd=shop, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "shop.cart.Cart.merge" not in done.stdout  # the real key is still ignored
+        warning = [line for line in done.stderr.splitlines() if "warning" in line]
+        assert len(warning) == 1, done.stderr
+        assert "1 [ignore] keys entry matches no function" in warning[0]
+        assert "'shop.cart.Cart.mrege'" in warning[0]
+        assert str(marker) in warning[0]
+    marker.write_text(marker.read_text().replace(', "shop.cart.Cart.mrege"', ""))
+    assert coldmod("srcs", cwd=shop).stderr == ""  # every entry matches: nothing to say

@@ -152,7 +152,9 @@ class Coldmod:
         """
         fmt = _args.output_format(format)
         found = local.checkout()
-        sources = sorted(found.sources.values(), key=lambda s: (s.path, s.lines, s.key))
+        from coldmod_trace.discovery import in_file_order
+
+        sources = in_file_order(found.sources.values())  # the order of `coldmod-trace srcs` too
         if fmt == "json":
             report.print_json([{"key": s.key, "path": s.path, "lines": list(s.lines)} for s in sources])
             return

@@ -22,7 +22,11 @@ def checkout(start: str | os.PathLike[str] | None = None, *, cache: bool = True)
     """Discover the functions under the rootmarker found from ``start`` (default: the cwd)."""
     from coldmod_trace.discovery import discover
 
-    return discover(start, cache=cache, warn=_warn_skipped)
+    found = discover(start, cache=cache, warn=_warn_skipped)
+    unmatched = found.unmatched_warning()
+    if unmatched:
+        warn(unmatched)
+    return found
 
 
 def app_name(discovery: Discovery, env: Mapping[str, str] | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coldmod_trace.discovery import Skipped, discover
+from coldmod_trace.discovery import Skipped, discover, in_file_order
 from coldmod_trace.rootmarker import RootmarkerError
 
 
@@ -22,9 +22,12 @@ def _srcs(args: argparse.Namespace) -> int:
     except RootmarkerError as exc:
         print(f"coldmod-trace: {exc}", file=sys.stderr)
         return 1
+    unmatched = result.unmatched_warning()
+    if unmatched:
+        print(f"coldmod-trace: warning: {unmatched}", file=sys.stderr)
     out = sys.stdout
-    for key in sorted(result.sources):
-        out.write(key + "\n")
+    for source in in_file_order(result.sources.values()):  # the order of `coldmod srcs`
+        out.write(source.key + "\n")
     return 0
 
 

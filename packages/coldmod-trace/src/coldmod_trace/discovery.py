@@ -14,7 +14,7 @@ import marshal
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,6 +30,7 @@ __all__ = [
     "Skipped",
     "Source",
     "discover",
+    "in_file_order",
     "iter_files",
     "qualnames",
 ]
@@ -76,6 +77,26 @@ class Discovery:
     files: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     cache_hits: int = 0
+    #: ``[ignore] keys`` entries that name no function under the root (a typo, or a function since removed).
+    unmatched_ignores: list[str] = field(default_factory=list)
+
+    def unmatched_warning(self) -> str | None:
+        """One sentence about the ``[ignore] keys`` entries that match no function, or None."""
+        keys = self.unmatched_ignores
+        if not keys:
+            return None
+        shown = ", ".join(repr(k) for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        one = len(keys) == 1
+        return (
+            f"{len(keys)} [ignore] keys {'entry matches' if one else 'entries match'} no function in "
+            f"{self.marker.path}: {shown}; fix the spelling or remove {'it' if one else 'them'} "
+            f"(`coldmod srcs` lists the keys)"
+        )
+
+
+def in_file_order(sources: Iterable[Source]) -> list[Source]:
+    """Sources by file, then first line, then key: the one order every listing of sources uses."""
+    return sorted(sources, key=lambda s: (s.path, s.lines, s.key))
 
 
 def iter_files(marker: Rootmarker) -> Iterator[str]:
@@ -309,8 +330,7 @@ def discover(
             elif known.path == relpath:  # getter and setter, overloads: one key, every line
                 collected[key] = Source(key, relpath, tuple(sorted((*known.lines, line))))
     store.save(set(result.files))
-    for key in ignore_keys:
-        collected.pop(key, None)
+    result.unmatched_ignores = sorted(key for key in ignore_keys if collected.pop(key, None) is None)
     result.sources = dict(sorted(collected.items()))
     return result
 
