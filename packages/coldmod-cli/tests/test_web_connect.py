@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import secrets
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds it by name
     CALLS,
+    Cli,
+    Session,
     Stack,
     browser,
     checkout_sources,
@@ -23,49 +30,14 @@ from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds 
     write_checkout,
 )
 
-from coldmod_cli._errors import UsageError
-from coldmod_cli.connect import connect, editor_command, key_from_url, ui_url
-from coldmod_cli.web import ConnectService
+from coldmod_cli._errors import CliError, UsageError
+from coldmod_cli.connect import connect, editor_command, key_from_url, read_key, ui_url
+from coldmod_cli.web import ConnectService, RelayError, valid_key
+from coldmod_cli.web.relay import CLI_TOKEN_METADATA
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class Cli:
-    """``connect()`` running in a thread, stopped through its ``stop`` event."""
-
-    def __init__(self, stack: Stack, root: Path, key: str, env: dict[str, str] | None = None) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=connect,
-            args=(f"{stack.url}/#connect={key}", root),
-            kwargs={"open_browser": False, "stop": self.stop, "env": stack.env() | (env or {})},
-            daemon=True,
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        """Stop it and wait until it has."""
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-
-
-class Session:
-    """What a UI of the session sees, through the relay's own listener API."""
-
-    def __init__(self, stack: Stack, key: str) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._unlisten = stack.relay.listen(key, lambda name, data: self.events.append((name, data)))
-
-    def cli(self) -> dict[str, Any]:
-        """The last CLI state."""
-        return [data for name, data in self.events if name == "cli"][-1]
-
-    def close(self) -> None:
-        """Stop listening."""
-        self._unlisten()
 
 
 @pytest.fixture
@@ -83,28 +55,37 @@ def stack(tmp_path: Path, checkout: Path) -> Iterator[Stack]:
         yield running
 
 
+ROWS = "#rows tbody tr[data-key]"
+
+
 def row(page: Page, key: str) -> Any:
     """The table row of ``key``."""
     return page.locator(f'tr[data-key="{key}"]')
 
 
 def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Browser) -> None:
-    key = secrets.token_urlsafe(24)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{stack.url}/#connect={key}")
+    page.goto(f"{stack.url}/")
+    # The collector makes the key; the copy box says how to hand it over without argv.
+    page.click("#connect-new")
     expect(page.locator("#connect-state")).to_have_text("waiting for the CLI")
-    expect(page.locator("#pairing-command")).to_contain_text(f"#connect={key}")
+    expect(page.locator("#pairing")).to_contain_text("coldmod connect --stdin")
+    expect(page.locator("#pairing")).to_contain_text("never from the command line")
+    key = page.locator("#pairing-key").inner_text()
+    assert valid_key(key)
+    assert f"connect={key}" in page.url
 
     cli = Cli(stack, checkout, key)
     try:
         expect(page.locator("#connect-state")).to_have_text("CLI connected")
         expect(page.locator("#connect-where")).to_contain_text(str(checkout))
-        # Reference counts arrive in the background; the referenced one is unsafe.
-        expect(row(page, "shop.cart.total").locator("td").nth(6)).to_have_text("1")
-        expect(row(page, "shop.cart.clear").locator("td").nth(6)).to_have_text("0")
+        # Verdicts arrive in the background: the referenced cold one is unsafe; a called one is "called".
+        expect(row(page, "shop.cart.total").locator("td").nth(6)).to_have_text(re.compile("unsafe|review"))
+        expect(row(page, "shop.cart.clear").locator("td").nth(6)).to_have_text("safe")
+        expect(row(page, "shop.views.index").locator("td").nth(6)).to_have_text("called")
         # A key the checkout does not have: no actions, and it says so.
         expect(row(page, "shop.old.gone")).to_contain_text("not in checkout")
         expect(row(page, "shop.old.gone").locator("button")).to_have_count(0)
@@ -119,15 +100,24 @@ def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Brow
         expect(row(page, "shop.views.legacy")).to_contain_text("ignored")
         expect(row(page, "shop.views.legacy").locator('[data-action="remove"]')).to_have_count(0)
         page.click('[data-filter="ignored"]')
-        expect(page.locator("#rows tbody tr")).to_have_count(1)
+        expect(page.locator(ROWS)).to_have_count(1)
         expect(page.locator('[data-count="ignored"] b')).to_have_text("1")
         page.click('[data-filter="all"]')
 
-        # Remove, safe: the diff and verdict first, the file changes only on confirmation.
+        # A called function is never "safe to remove": its calls first, and no way to apply.
+        row(page, "shop.views.index").locator('[data-action="remove"]').click()
+        expect(page.locator("#dialog")).to_be_visible()
+        expect(page.locator("#dialog-calls")).to_contain_text("Called 1,500 times in production")
+        expect(page.locator("#dialog-apply")).to_be_hidden()
+        assert "safe to remove" not in page.locator("#dialog").inner_text().lower()
+        page.click("#dialog-cancel")
+
+        # Remove, cold and safe: the diff and verdict first, the file changes only on confirmation.
         cart = checkout / "shop" / "cart.py"
         row(page, "shop.cart.clear").locator('[data-action="remove"]').click()
         expect(page.locator("#dialog")).to_be_visible()
-        expect(page.locator("#dialog-verdict")).to_contain_text("Safe to remove")
+        expect(page.locator("#dialog-calls")).to_contain_text("Never called in production")
+        expect(page.locator("#dialog-verdict")).to_contain_text("Verdict: safe")
         expect(page.locator("#dialog-diff")).to_contain_text("-def clear():")
         assert "def clear():" in cart.read_text()
         page.click("#dialog-apply")
@@ -137,17 +127,18 @@ def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Brow
         assert "def total(items):" in cart.read_text()
         expect(row(page, "shop.cart.clear")).to_contain_text("not in checkout")
 
-        # Remove, unsafe: the reasons, and no way to apply.
+        # Remove, referenced: the reasons, and no way to apply.
         row(page, "shop.cart.total").locator('[data-action="remove"]').click()
-        expect(page.locator("#dialog-verdict")).to_contain_text("Unsafe")
+        expect(page.locator("#dialog-verdict")).to_contain_text(re.compile("Verdict: (unsafe|review)"))
         expect(page.locator("#dialog-reasons")).to_contain_text("shop/cart.py:")
         expect(page.locator("#dialog-apply")).to_be_hidden()
         page.click("#dialog-cancel")
-        # Even a hand-made apply request is refused by the CLI.
+        # Even a hand-made apply request from the page is refused by the CLI.
         answer = page.evaluate(
             """async (key) => {
+                const token = localStorage.getItem("coldmod-pairing:" + key);
                 const r = await fetch(`/api/connect/${key}/commands`, {method: "POST",
-                  headers: {"Content-Type": "application/json", "X-Coldmod": "1"},
+                  headers: {"Content-Type": "application/json", "X-Coldmod": "1", "X-Coldmod-Token": token},
                   body: JSON.stringify({command: "apply_removal", key: "shop.cart.total"})});
                 return {status: r.status, body: await r.json()};
             }""",
@@ -155,39 +146,54 @@ def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Brow
         )
         assert answer["status"] == 200
         assert answer["body"]["ok"] is False
-        assert "unsafe" in answer["body"]["message"]
         assert "def total(items):" in cart.read_text()
 
-        # The CLI goes away, then comes back with the same key; a closed page does not stop it.
+        # A second page opened on the same link holds nothing: a key from a link opens no pairing.
+        other = browser.new_context()
+        stranger = other.new_page()
+        stranger.goto(f"{stack.url}/#connect={key}")
+        expect(stranger.locator("#pairing-error")).to_contain_text("open in another browser")
+        expect(stranger.locator("#pairing")).to_be_hidden()
+        other.close()
+
+        # The CLI goes away: the page says so; a closed page does not stop the CLI.
         cli.close()
         expect(page.locator("#connect-state")).to_have_text("CLI disconnected")
         cli = Cli(stack, checkout, key)
-        expect(page.locator("#connect-state")).to_have_text("CLI connected")
+        cli.thread.join(10)
+        assert isinstance(cli.failure, CliError)  # another process: it cannot take the pairing over
+        assert "cannot be taken over" in str(cli.failure)
         context.close()
-        assert cli.thread.is_alive()
         assert dialogs == []
     finally:
         cli.close()
 
 
-def test_commands_refused_without_the_page_header_or_a_cli(stack: Stack) -> None:
+def test_commands_need_the_page_header_the_pages_token_and_a_cli(stack: Stack) -> None:
     import urllib.error
     import urllib.request
 
-    key = secrets.token_urlsafe(24)
+    key, token = stack.pairing()
 
-    def post(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def post(headers: dict[str, str], to: str = key) -> tuple[int, dict[str, Any]]:
         body = json.dumps({"command": "ignore", "key": "shop.cart.clear"}).encode()
-        request = urllib.request.Request(f"{stack.url}/api/connect/{key}/commands", body, headers, method="POST")
+        request = urllib.request.Request(f"{stack.url}/api/connect/{to}/commands", body, headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
+    page = {"Content-Type": "application/json", "X-Coldmod": "1"}
     # A form on another site cannot send this header (no CORS preflight is ever granted).
     assert post({"Content-Type": "text/plain"})[0] == 403
-    status, answer = post({"Content-Type": "application/json", "X-Coldmod": "1"})
+    status, answer = post(page)
+    assert status == 409
+    assert "does not hold this pairing" in answer["error"]
+    status, answer = post(page | {"X-Coldmod-Token": token}, to="A" * 22)
+    assert status == 409
+    assert "did not issue" in answer["error"]
+    status, answer = post(page | {"X-Coldmod-Token": token})
     assert status == 409
     assert "no CLI is connected" in answer["error"]
 
@@ -196,16 +202,16 @@ def test_open_runs_the_editor_without_a_shell(stack: Stack, checkout: Path, tmp_
     recorder = tmp_path / "editor.py"
     recorded = tmp_path / "argv.json"
     recorder.write_text(f"import json, sys\nopen({str(recorded)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
-    key = secrets.token_urlsafe(24)
-    session = Session(stack, key)
+    key, token = stack.pairing()
+    session = Session(stack, key, token)
     cli = Cli(stack, checkout, key, env={"EDITOR": f"{sys.executable} {recorder}", "VISUAL": ""})
     try:
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
-        result = stack.relay.command(key, "open", "shop.cart.summary")
+        result = stack.relay.command(key, token, "open", "shop.cart.summary")
         assert result["ok"], result
         wait_for(recorded.exists, what="the editor to run")
         assert json.loads(recorded.read_text()) == ["+13", str(checkout / "shop" / "cart.py")]
-        refused = stack.relay.command(key, "open", "shop.old.gone; rm -rf /")
+        refused = stack.relay.command(key, token, "open", "shop.old.gone; rm -rf /")
         assert refused["ok"] is False
         assert "not a function of the checkout" in refused["message"]
     finally:
@@ -214,15 +220,15 @@ def test_open_runs_the_editor_without_a_shell(stack: Stack, checkout: Path, tmp_
 
 
 def test_a_cli_reconnects_after_the_collector_restarts(stack: Stack, checkout: Path) -> None:
-    key = secrets.token_urlsafe(24)
-    session = Session(stack, key)
+    key, token = stack.pairing()
+    session = Session(stack, key, token)
     cli = Cli(stack, checkout, key)
     try:
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
         stack.grpc_server.stop(0).wait()
         wait_for(lambda: not session.cli()["connected"], what="the relay to see the CLI gone")
-        # A new gRPC server on the same port, relaying into the same UI.
-        server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(8))
+        # A new gRPC server on the same port, relaying into the same UI: the same CLI may reattach.
+        server = grpc.server(ThreadPoolExecutor(8))
         pb_grpc.add_ConnectServicer_to_server(ConnectService(stack.relay), server)
         assert server.add_insecure_port(stack.grpc_target) == stack.grpc_port
         server.start()
@@ -230,6 +236,7 @@ def test_a_cli_reconnects_after_the_collector_restarts(stack: Stack, checkout: P
             wait_for(lambda: session.cli()["connected"], timeout=15, what="the CLI to reconnect")
             sources = [data for name, data in session.events if name == "sources"][-1]
             assert "shop.cart.clear" in {s["key"] for s in sources}
+            assert cli.failure is None
         finally:
             cli.close()
             server.stop(0).wait()
@@ -237,14 +244,101 @@ def test_a_cli_reconnects_after_the_collector_restarts(stack: Stack, checkout: P
         session.close()
 
 
-def test_a_bad_connect_key_is_refused_by_the_collector(stack: Stack) -> None:
+def attach(stack: Stack, key: str, token: str = "a-cli-token") -> grpc.RpcError:
+    """The error an Attach with ``key`` ends with (it must end with one)."""
     with stack.channel() as channel:
         call = pb_grpc.ConnectStub(channel).Attach(
-            iter([pb.CliEvent(hello=pb.CliHello(connect_key="short", app="a", root="/r", hostname="h"))])
+            iter([pb.CliEvent(hello=pb.CliHello(connect_key=key, app="a", root="/r", hostname="h"))]),
+            metadata=((CLI_TOKEN_METADATA, token),),
         )
         with pytest.raises(grpc.RpcError) as raised:
             list(call)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return raised.value
+
+
+def test_keys_the_collector_did_not_issue_pair_nothing(stack: Stack) -> None:
+    assert attach(stack, "short").code() == grpc.StatusCode.INVALID_ARGUMENT
+    for chosen in ("A" * 22, "A" * 32, secrets.token_urlsafe(24)):
+        refused = attach(stack, chosen)
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "did not issue this connect key" in (refused.details() or "")
+        with pytest.raises(RelayError, match="did not issue"):
+            stack.relay.claim_ui(chosen)
+        with pytest.raises(RelayError, match="did not issue"):
+            stack.relay.listen(chosen, "any-token", lambda *_: None)
+
+
+def test_a_second_cli_cannot_take_over_a_pairing(stack: Stack, checkout: Path) -> None:
+    key, token = stack.pairing()
+    session = Session(stack, key, token)
+    cli = Cli(stack, checkout, key)
+    try:
+        wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
+        refused = attach(stack, key, token="another-cli")
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "cannot be taken over" in (refused.details() or "")
+        with pytest.raises(CliError, match="cannot be taken over"):
+            connect(None, checkout, env=stack.env() | {"COLDMOD_CONNECT_KEY": key})
+        assert session.cli()["connected"]
+        assert cli.failure is None
+    finally:
+        cli.close()
+        session.close()
+
+
+def test_the_key_never_comes_from_argv_and_a_key_file_must_be_private(
+    stack: Stack, checkout: Path, tmp_path: Path
+) -> None:
+    key, _ = stack.pairing()
+    for given in (f"{stack.url}/#connect={key}", key, f"{stack.url}/?connect={key}"):
+        with pytest.raises(UsageError, match="must not be on the command line"):
+            connect(given, checkout, env=stack.env())
+    shared = tmp_path / "shared.key"
+    shared.write_text(key)
+    shared.chmod(0o644)
+    with pytest.raises(UsageError, match="can be read by others"):
+        read_key(None, stdin=False, key_file=str(shared), env={})
+    shared.chmod(0o600)
+    assert read_key(None, stdin=False, key_file=str(shared), env={}) == key
+    assert read_key(None, stdin=True, key_file=None, env={}, stream=io.StringIO(f"{stack.url}/#connect={key}\n")) == key
+    assert read_key(None, stdin=False, key_file=None, env={"COLDMOD_CONNECT_KEY": key}) == key
+    assert read_key(None, stdin=False, key_file=None, env={}) == ""  # a new pairing, issued by the collector
+    with pytest.raises(UsageError, match="holds no connect key"):
+        read_key(None, stdin=True, key_file=None, env={}, stream=io.StringIO("not a key\n"))
+
+
+def test_coldmod_connect_reads_the_key_from_stdin_and_it_is_not_in_its_command_line(
+    stack: Stack, checkout: Path
+) -> None:
+    key, token = stack.pairing()
+    session = Session(stack, key, token)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | stack.env()
+    argv = [str(Path(sys.executable).with_name("coldmod")), "connect", "--stdin"]
+    process = subprocess.Popen(
+        argv, cwd=checkout, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(key + "\n")
+        process.stdin.flush()
+        wait_for(lambda: session.cli()["connected"], timeout=30, what="`coldmod connect --stdin` to attach")
+        assert session.cli()["root"] == str(checkout)
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes()
+        assert b"connect" in cmdline
+        assert key.encode() not in cmdline
+        assert key.encode() not in environ
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+        session.close()
+    refused = subprocess.run(
+        [*argv[:2], f"{stack.url}/#connect={key}"], cwd=checkout, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert refused.returncode == 2
+    assert "must not be on the command line" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_urls_keys_and_editor_commands() -> None:
@@ -264,16 +358,12 @@ def test_urls_keys_and_editor_commands() -> None:
     assert editor_command("/usr/bin/subl", "/r/a b.py", 7) == ["/usr/bin/subl", "/r/a b.py:7"]
 
 
-def test_connect_without_a_url_prints_a_new_one_and_opens_nothing_off_a_terminal(
-    stack: Stack, checkout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_connect_without_a_key_gets_one_from_the_collector_and_prints_its_page(
+    stack: Stack, checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    opened = tmp_path / "opened"
-    browser_script = tmp_path / "browser.py"
-    browser_script.write_text(f"open({str(opened)!r}, 'w').write('opened')\n")
     stop = threading.Event()
-    env = stack.env() | {"BROWSER": f"{sys.executable} {browser_script}"}
     thread = threading.Thread(
-        target=connect, args=(None, checkout), kwargs={"stop": stop, "env": env}, daemon=True
+        target=connect, args=(None, checkout), kwargs={"stop": stop, "env": stack.env()}, daemon=True
     )
     thread.start()
     try:
@@ -281,11 +371,13 @@ def test_connect_without_a_url_prints_a_new_one_and_opens_nothing_off_a_terminal
         url = printed.strip()
         assert url.startswith(f"{stack.url}/#connect=")
         key = key_from_url(url)
-        session = Session(stack, key)
+        token = stack.relay.claim_ui(key)  # the first page to open it holds it
+        with pytest.raises(RelayError, match="another browser"):
+            stack.relay.claim_ui(key)
+        session = Session(stack, key, token)
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
         assert session.cli()["root"] == str(checkout)
         session.close()
-        assert not opened.exists()
     finally:
         stop.set()
         thread.join(10)
@@ -294,12 +386,10 @@ def test_connect_without_a_url_prints_a_new_one_and_opens_nothing_off_a_terminal
 def test_connect_with_a_wrong_api_key_is_one_sentence(tmp_path: Path, checkout: Path) -> None:
     import trustme
 
-    from coldmod_cli._errors import CliError
-
     ca = trustme.CA()
     ca_path = tmp_path / "ca.pem"
     ca_path.write_bytes(ca.cert_pem.bytes())
     with running_stack(tmp_path, api_key="the-right-key", tls=ca) as secured:
         env = secured.env() | {"COLDMOD_API_KEY": "a-wrong-key", "COLDMOD_TLS_CA": str(ca_path)}
         with pytest.raises(CliError, match="refused the credentials"):
-            connect(f"{secured.url}/#connect={secrets.token_urlsafe(24)}", checkout, env=env)
+            connect(None, checkout, env=env)

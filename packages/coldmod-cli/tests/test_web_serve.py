@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import re
-import secrets
 import ssl
 import subprocess
 import threading
@@ -104,29 +103,33 @@ def test_serve_runs_the_web_ui_over_https_and_stops_cleanly(tmp_path: Path) -> N
 def test_serve_relays_connect_commands_between_the_page_api_and_a_cli(tmp_path: Path) -> None:
     checkout = write_checkout(tmp_path / "checkout")
     process, grpc_address, port, _ = start_collector(tmp_path, _clean_env() | {"COLDMOD_INSECURE": "on"})
-    key = secrets.token_urlsafe(24)
+
+    def post(path: str, body: dict[str, object], token: str = "") -> tuple[int, dict[str, object]]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request(
+            "POST", path, json.dumps(body),
+            {"Content-Type": "application/json", "X-Coldmod": "1", "X-Coldmod-Token": token},
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+
+    status, pairing = post("/api/connect", {})  # what 'Connect a checkout' does
+    assert status == 200, pairing
+    key, token = str(pairing["key"]), str(pairing["token"])
     stop = threading.Event()
-    env = {"COLDMOD_INSECURE": "on", "COLDMOD_GRPC_HOST": grpc_address, "COLDMOD_WEB_HOST": f"127.0.0.1:{port}"}
-    cli = threading.Thread(
-        target=connect, args=(f"http://127.0.0.1:{port}/#connect={key}", checkout),
-        kwargs={"open_browser": False, "stop": stop, "env": env}, daemon=True,
-    )
+    env = {
+        "COLDMOD_INSECURE": "on", "COLDMOD_GRPC_HOST": grpc_address, "COLDMOD_WEB_HOST": f"127.0.0.1:{port}",
+        "COLDMOD_CONNECT_KEY": key,
+    }
+    cli = threading.Thread(target=connect, args=(None, checkout), kwargs={"stop": stop, "env": env}, daemon=True)
     cli.start()
     try:
-        def ignore() -> tuple[int, dict[str, object]]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            connection.request(
-                "POST", f"/api/connect/{key}/commands", json.dumps({"command": "ignore", "key": "shop.views.legacy"}),
-                {"Content-Type": "application/json", "X-Coldmod": "1"},
-            )
-            response = connection.getresponse()
-            return response.status, json.loads(response.read())
-
+        command = {"command": "ignore", "key": "shop.views.legacy"}
         deadline = time.monotonic() + 15
-        status, answer = ignore()
+        status, answer = post(f"/api/connect/{key}/commands", command, token)
         while status == 409 and "no CLI" in str(answer) and time.monotonic() < deadline:
             time.sleep(0.1)  # the CLI is still attaching
-            status, answer = ignore()
+            status, answer = post(f"/api/connect/{key}/commands", command, token)
         assert status == 200, answer
         assert answer["ok"] is True
         assert '"shop.views.legacy"' in (checkout / "coldmod.rootmarker").read_text()

@@ -11,6 +11,7 @@ import base64
 import os
 import ssl
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ import grpc
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from coldmod_cli.connect import connect
 from coldmod_cli.server.auth import ApiKeyInterceptor
 from coldmod_cli.server.service import HeatmapService, TracingService
 from coldmod_cli.server.store import DEFAULT_MAX_APPS, Store, open_store
@@ -175,6 +177,45 @@ def running_stack(directory: Path, *, api_key: str | None = None, tls: Any = Non
         yield stack
     finally:
         stack.stop()
+
+
+class Cli:
+    """``connect()`` running in a thread with the key in its environment, stopped through ``stop``."""
+
+    def __init__(self, stack: Stack, root: Path, key: str, env: dict[str, str] | None = None) -> None:
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        environ = stack.env() | {"COLDMOD_CONNECT_KEY": key} | (env or {})
+        self.thread = threading.Thread(target=self._run, args=(root, environ), daemon=True)
+        self.thread.start()
+
+    def _run(self, root: Path, environ: dict[str, str]) -> None:
+        try:
+            connect(None, root, stop=self.stop, env=environ)
+        except BaseException as exc:  # the test reads it
+            self.failure = exc
+
+    def close(self) -> None:
+        """Stop it and wait until it has."""
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+class Session:
+    """What a UI of the session sees, through the relay's own listener API."""
+
+    def __init__(self, stack: Stack, key: str, token: str) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._unlisten = stack.relay.listen(key, token, lambda name, data: self.events.append((name, data)))
+
+    def cli(self) -> dict[str, Any]:
+        """The last CLI state."""
+        return [data for name, data in self.events if name == "cli"][-1]
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._unlisten()
 
 
 #: A small checkout: hot, cold-and-safe, and cold-but-referenced functions.

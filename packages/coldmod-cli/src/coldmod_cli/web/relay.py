@@ -249,7 +249,7 @@ class Relay:
         """Raise the refusal's sentence unless ``token`` holds ``side`` of ``key``."""
         claim = (
             self.keys.claim(_digest(key), side, _digest(token), KEY_TTL_S, bind=bind)
-            if valid_key(key) and token
+            if valid_key(key)
             else Claim.UNKNOWN
         )
         if claim is not Claim.OK:
