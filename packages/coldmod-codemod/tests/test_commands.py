@@ -34,7 +34,7 @@ class TestRemoveFunction(CodemodTest):
 
 
             def hot():
-                pass
+                return functools.partial
         """
         after = """
             import functools
@@ -43,7 +43,7 @@ class TestRemoveFunction(CodemodTest):
 
 
             def hot():
-                pass
+                return functools.partial
         """
         self.assertCodemod(before, after, keys=["shop.util.cold"], context_override=in_module("shop.util"))
 

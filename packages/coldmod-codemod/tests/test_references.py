@@ -106,6 +106,7 @@ def test_every_kind_of_reference_to_a_function(tmp_path: Path) -> None:
         "pkg/mod.py:1 __all__",
         "pkg/possible.py:4 attribute?",
         "pkg/possible.py:6 string?",
+        "pkg/possible.py:7 mention?",
         "pkg/possible.py:8 attribute?",
         "pkg/possible.py:9 string?",
         "pkg/reexport.py:1 import",
@@ -151,7 +152,7 @@ def test_entry_points_in_config_files_are_possible_references(tmp_path: Path) ->
         "pkg/cli.py": "def main():\n    pass\n",
         "pyproject.toml": '[project.scripts]\nshop = "pkg.cli:main"\n',
     })
-    assert refs(root, "pkg.cli.main") == ["pyproject.toml:2 string?"]
+    assert refs(root, "pkg.cli.main") == ["pyproject.toml:2 entry-point?"]
 
 
 def test_only_files_containing_the_name_are_parsed(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from coldmod_codemod._plan import RemovalPlan, plan_removal
+from coldmod_codemod._rules import RULES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,7 +63,7 @@ def test_function_with_its_decorators_and_attached_comments(tmp_path: Path) -> N
 
 
             def hot():
-                return 1
+                return functools.partial
         """},
         ["m.cold"],
         {"m.py": """
@@ -72,7 +73,7 @@ def test_function_with_its_decorators_and_attached_comments(tmp_path: Path) -> N
 
 
             def hot():
-                return 1
+                return functools.partial
         """},
     )
 
@@ -167,7 +168,6 @@ def test_all_definitions_sharing_a_key_go(tmp_path: Path) -> None:
         ["m.C.size", "m.parse", "m.native"],
         {"m.py": """
             import sys
-            from typing import overload
 
 
             class C:
@@ -248,6 +248,7 @@ def test_imports_of_the_removed_function_go(tmp_path: Path) -> None:
                 print(hot, warm, mod.hot, os)
             """,
             "pkg/b.py": """
+                from pkg import mod
                 if True:
                     from pkg.mod import cold
                 try: from pkg.mod import cold
@@ -271,6 +272,7 @@ def test_imports_of_the_removed_function_go(tmp_path: Path) -> None:
                 print(hot, warm, mod.hot, os)
             """,
             "pkg/b.py": """
+                from pkg import mod
                 if True:
                     pass
                 try: pass
@@ -278,6 +280,29 @@ def test_imports_of_the_removed_function_go(tmp_path: Path) -> None:
             """,
         },
     )
+
+
+def test_dropping_the_last_import_of_an_in_tree_module_is_review(tmp_path: Path) -> None:
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/signals.py": """
+            def cold():
+                pass
+
+
+            REGISTRY = ["registered at import"]
+        """,
+        "pkg/app.py": """
+            from pkg.signals import cold
+        """,
+    }
+    plan, new = removed(tmp_path, files, ["pkg.signals.cold"])
+    verdict = plan.verdicts["pkg.signals.cold"]
+    assert (verdict.verdict, verdict.removed, new) == ("review", False, {})
+    assert verdict.reasons == ("pkg/app.py:1 side-effects (" + RULES["side-effects"].reason + ")",)
+    plan = plan_removal(tmp_path, ["pkg.signals.cold"], include=("safe", "review"))
+    assert plan.verdicts["pkg.signals.cold"].removed
+    assert {e.path: e.new.decode() for e in plan.edits}["pkg/app.py"] == ""
 
 
 def test_all_entries_go_and_reexports_follow(tmp_path: Path) -> None:

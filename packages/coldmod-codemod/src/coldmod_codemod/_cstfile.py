@@ -112,6 +112,17 @@ def parse_cst(
         return exc.raw_line, f"syntax error ({exc.message})"
     except (UnicodeDecodeError, LookupError, ValueError, RecursionError) as exc:
         return 1, f"cannot parse the file ({exc})"
+    try:
+        printed = module.bytes
+    except (UnicodeEncodeError, LookupError, ValueError, RecursionError):
+        printed = b""
+    if printed != source:
+        # An edit prints the whole module back: any byte LibCST would not
+        # reproduce (CR-only newlines, form feeds) would be lost with it.
+        return _first_difference(source, printed), (
+            "LibCST does not print this file back byte for byte (CR-only newlines or form feeds?); "
+            "refusing to edit it"
+        )
     cst_flat: list[_Flat] = []
     _cst_flat(module.body, (), cst_flat)
     ast_flat: list[ast.stmt] = []
@@ -133,12 +144,21 @@ def parse_cst(
     return parsed
 
 
+def _first_difference(old: bytes, new: bytes) -> int:
+    """The line of the first byte where ``new`` differs from ``old``."""
+    limit = min(len(old), len(new))
+    at = next((i for i in range(limit) if old[i] != new[i]), limit)
+    return old.count(b"\n", 0, at) + old.count(b"\r", 0, at) - old.count(b"\r\n", 0, at) + 1
+
+
 def _pair_parts(a: ast.stmt, c: cst.CSTNode, parsed: CstFile) -> None:
     """Import aliases and list/tuple entries, the parts of a statement that edits remove."""
-    if isinstance(a, ast.ImportFrom) and isinstance(c, cst.ImportFrom) and not isinstance(c.names, cst.ImportStar):
-        for alias, node in zip(a.names, c.names, strict=False):
-            parsed.nodes[id(alias)] = node
-            parsed.parents[id(node)] = parsed.lineage(c)
+    aliases: list[tuple[ast.alias, cst.CSTNode]] = []
+    if (isinstance(a, ast.ImportFrom) and isinstance(c, cst.ImportFrom) and not isinstance(c.names, cst.ImportStar)) or (isinstance(a, ast.Import) and isinstance(c, cst.Import)):
+        aliases = list(zip(a.names, c.names, strict=False))
+    for alias, node in aliases:
+        parsed.nodes[id(alias)] = node
+        parsed.parents[id(node)] = parsed.lineage(c)
     value_a = getattr(a, "value", None)
     value_c = getattr(c, "value", None)
     if isinstance(value_a, (ast.List, ast.Tuple)) and isinstance(value_c, (cst.List, cst.Tuple)):

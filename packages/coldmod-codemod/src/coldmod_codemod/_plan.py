@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from coldmod_codemod._imports import lost_modules, orphaned_imports
 from coldmod_codemod._references import (
+    IMPORT,
     REMOVABLE_KINDS,
     FileFailure,
     Match,
@@ -23,11 +25,11 @@ from coldmod_codemod._references import (
     Target,
     Tree,
     collect,
-    inside,
     locate,
     match,
+    within,
 )
-from coldmod_codemod._rules import SAFE, UNSAFE, VERDICTS, worst
+from coldmod_codemod._rules import REVIEW, SAFE, UNSAFE, VERDICTS, worst
 from coldmod_codemod._transform import RemovalTransformer
 
 __all__ = ["FileEdit", "Progress", "RemovalPlan", "Verdict", "plan_removal"]
@@ -153,32 +155,38 @@ def plan_removal(
     collect(tree, targets)
     matches = {key: match(tree, target) for key, target in targets.items()}
     broken: dict[str, str] = {}
+    held: dict[str, Reference] = {}
     while True:
-        removing = _removable(targets, matches, allowed, force, excluded=set(broken))
-        edits, bad = _edit(tree, targets, matches, removing)
-        if not bad:
+        removing = _removable(targets, matches, allowed, force, excluded=set(broken) | set(held))
+        edits, bad, hold = _edit(tree, targets, matches, removing, frozenset(VERDICTS) if force else allowed)
+        if not bad and not hold:
             break
         for key, reason in bad.items():
             broken.setdefault(key, reason)
+        for key, ref in hold.items():
+            held.setdefault(key, ref)
     for key, target in targets.items():
         if not target.definitions:  # say why, when its file could not be parsed
             failed = [str(tree.failures[p]) for p in tree.defining_files(key) if p in tree.failures]
             broken[key] = "; ".join(failed) or _NOT_FOUND
-    verdicts = {key: _verdict(targets[key], matches[key], removing, targets, broken.get(key)) for key in wanted}
+    gone = _removed_lines(targets, removing)
+    verdicts = {
+        key: _verdict(targets[key], matches[key], removing, gone, broken.get(key), held.get(key)) for key in wanted
+    }
     failures = tuple(tree.failures[p] for p in sorted(tree.failures))
     if progress is not None:
         progress(1, 1)
     return RemovalPlan(str(root), tuple(wanted), force, tuple(edits), verdicts, failures)
 
 
-def _remaining(key: str, found: list[Match], targets: dict[str, Target], removing: set[str]) -> list[Match]:
-    """References of ``key`` that removing ``removing`` does not take away or deal with."""
-    gone = [d for k in removing for d in targets[k].definitions]
-    own = targets[key].definitions
-    return [
-        m for m in found
-        if not inside(own, m.reference) and not inside(gone, m.reference)
-    ]
+def _remaining(found: list[Match], gone: set[tuple[str, int]]) -> list[Match]:
+    """The findings not inside the definitions ``gone`` (``(path, def line)``), which go away with them."""
+    return [m for m in found if not within(m, gone)]
+
+
+def _removed_lines(targets: dict[str, Target], removing: set[str]) -> set[tuple[str, int]]:
+    """``(path, def line)`` of every definition of the keys ``removing``."""
+    return {(d.path, d.line) for k in removing for d in targets[k].definitions}
 
 
 def _blocking(matches: list[Match], allowed: frozenset[str] = frozenset({SAFE})) -> list[Match]:
@@ -200,20 +208,27 @@ def _removable(
     # A reference from inside another removed function does not count, unless
     # that one is kept itself: shrink until nothing changes.
     while True:
-        kept = {k for k in removing if _blocking(_remaining(k, matches[k], targets, removing), allowed)}
+        gone = _removed_lines(targets, removing)
+        kept = {k for k in removing if _blocking(_remaining(matches[k], gone), allowed)}
         if not kept:
             return removing
         removing -= kept
 
 
 def _verdict(
-    target: Target, found: list[Match], removing: set[str], targets: dict[str, Target], broken: str | None
+    target: Target,
+    found: list[Match],
+    removing: set[str],
+    gone: set[tuple[str, int]],
+    broken: str | None,
+    held: Reference | None,
 ) -> Verdict:
+    """The key's verdict: its findings outside the removed definitions (``gone``) and its own."""
     if not target.definitions:
         return Verdict(target.key, UNSAFE, removed=False, reasons=(broken or _NOT_FOUND,))
-    findings = _blocking(_remaining(target.key, found, targets, removing | {target.key}))
+    findings = _blocking(_remaining(found, gone | {(d.path, d.line) for d in target.definitions}))
     findings.sort(key=lambda m: (-VERDICTS.index(m.reference.verdict), m.reference.path, m.reference.line))
-    refs = tuple(m.reference for m in findings)
+    refs = tuple(m.reference for m in findings) + ((held,) if held else ())
     reasons = tuple(r.reason for r in refs)
     verdict = worst([r.verdict for r in refs])
     if broken is not None:
@@ -238,11 +253,22 @@ class FileChanges:
 
 
 def changes(
-    tree: Tree, targets: dict[str, Target], matches: dict[str, list[Match]], removing: set[str]
-) -> tuple[dict[str, FileChanges], dict[str, str]]:
-    """Per file, what removing the keys ``removing`` changes; keys whose sites LibCST cannot find."""
+    tree: Tree,
+    targets: dict[str, Target],
+    matches: dict[str, list[Match]],
+    removing: set[str],
+    allowed: frozenset[str] = frozenset(VERDICTS),
+) -> tuple[dict[str, FileChanges], dict[str, str], dict[str, Reference]]:
+    """Per file, what removing the keys ``removing`` changes.
+
+    Also returns the keys whose sites LibCST cannot find (with why), and the
+    keys held back for review because removing them would drop the last import
+    of an in-tree module from a file (when ``review`` is not ``allowed``).
+    """
     per_file: dict[str, FileChanges] = defaultdict(FileChanges)
     bad: dict[str, str] = {}
+    gone = _removed_lines(targets, removing)
+    dropped: dict[str, list[tuple[int, set[str]]]] = defaultdict(list)  # path -> (id(ast alias), keys)
     for key in sorted(removing):
         for d in targets[key].definitions:
             parsed = tree.cst(d.path)
@@ -253,7 +279,7 @@ def changes(
             per_file[d.path].definitions.append(node)
             per_file[d.path].keys.add(key)
             per_file[d.path].lineage.update(parsed.lineage(node))
-        for m in _remaining(key, matches[key], targets, removing):
+        for m in _remaining(matches[key], gone):
             site, ref = m.site, m.reference
             if site is None:
                 continue
@@ -271,18 +297,64 @@ def changes(
             change.lineage.update(parsed.lineage(found))
             if removable:
                 change.removed.append(found)
+                if ref.kind == IMPORT:
+                    dropped[ref.path].append((site.node_id, {key}))
             elif key not in change.todos[id(found)]:
                 change.todos[id(found)].append(key)
-    return per_file, bad
+    held = _clean_imports(tree, targets, per_file, removing, dropped, bad) if not bad else {}
+    if REVIEW in allowed:
+        held = {}
+    return per_file, bad, held
+
+
+def _clean_imports(
+    tree: Tree,
+    targets: dict[str, Target],
+    per_file: dict[str, FileChanges],
+    removing: set[str],
+    dropped: dict[str, list[tuple[int, set[str]]]],
+    bad: dict[str, str],
+) -> dict[str, Reference]:
+    """Remove the imports only the removed code used, in the files it edits; hold keys that would drop a module."""
+    held: dict[str, Reference] = {}
+    for path, change in sorted(per_file.items()):
+        if not change.definitions:
+            continue
+        scanned, parsed = tree.file(path), tree.cst(path)
+        if scanned is None or parsed is None:
+            continue
+        key_at = {d.line: k for k in removing for d in targets[k].definitions if d.path == path}
+        for orphan in orphaned_imports(tree, scanned, set(key_at)):
+            node = parsed.nodes.get(id(orphan.alias))
+            if node is None:
+                for key in {key_at[line] for line in orphan.users}:
+                    bad[key] = f"{path}:{orphan.alias.lineno}: cannot edit the import it leaves unused"
+                continue
+            change.removed.append(node)
+            change.lineage.update(parsed.lineage(node))
+            dropped[path].append((id(orphan.alias), {key_at[line] for line in orphan.users}))
+    for path, aliases in sorted(dropped.items()):
+        scanned = tree.file(path)
+        if scanned is None:
+            continue
+        gone_lines = [(d.start_line, d.end_line) for k in removing for d in targets[k].definitions if d.path == path]
+        for _alias, keys, line in lost_modules(tree, scanned, {a for a, _ in aliases}, gone_lines, aliases):
+            for key in keys:
+                held.setdefault(key, Reference(key, path, line, 0, "side-effects", False))
+    return held
 
 
 def _edit(
-    tree: Tree, targets: dict[str, Target], matches: dict[str, list[Match]], removing: set[str]
-) -> tuple[list[FileEdit], dict[str, str]]:
-    """New sources for every file touched by removing ``removing``; keys that cannot be removed cleanly."""
-    per_file, bad = changes(tree, targets, matches, removing)
-    if bad:
-        return [], bad
+    tree: Tree,
+    targets: dict[str, Target],
+    matches: dict[str, list[Match]],
+    removing: set[str],
+    allowed: frozenset[str],
+) -> tuple[list[FileEdit], dict[str, str], dict[str, Reference]]:
+    """New sources for every file touched by removing ``removing``; keys that cannot be removed cleanly or are held."""
+    per_file, bad, held = changes(tree, targets, matches, removing, allowed)
+    if bad or held:
+        return [], bad, held
     edits: list[FileEdit] = []
     for path, change in sorted(per_file.items()):
         parsed = tree.cst(path)
@@ -297,7 +369,7 @@ def _edit(
             continue
         digest = hashlib.sha256(parsed.source).hexdigest()
         edits.append(FileEdit(path, parsed.source, new, parsed.module.encoding, digest))
-    return edits, bad
+    return edits, bad, held
 
 
 def _check(path: str, old: bytes, new: bytes) -> str | None:

@@ -1,15 +1,20 @@
-"""Where a function may be referred to: imports, uses, ``__all__``, attributes, strings.
+"""Where a function may be referred to: imports, uses, ``__all__``, attributes, strings, other files.
 
-Speed decides the design. Parsing every file is what makes naive tools slow,
-so the tree is first searched as bytes for the function's bare name (and the
-names it is re-exported as); only files containing one as a whole word are
-parsed. Those are parsed with the standard library's ``ast`` (C, ~100x faster
-than LibCST's parser) and names are resolved by a scope pass that follows the
+Speed decides the design. The tree is read once: every file's identifiers are
+collected once (the word index), so a key's candidate files are a set
+lookup, not a search. Only Python files containing a searched name are
+parsed, with the standard library's ``ast`` (C, ~100x faster than LibCST's
+parser), each at most once, and the occurrences of every searched name are
+collected in one pass per file into an index by name; every key is then
+answered from the index. Names are resolved by a scope pass that follows the
 rules of LibCST's ``QualifiedNameProvider``: the fully qualified name of a
 binding is ``<module>.<qualname>``, imports resolve to what they import,
-relative imports against the file's package. LibCST's own scope metadata costs
-about a millisecond per line, so LibCST parses only the files that are edited
-(see ``_cstfile``); the tests check that both resolve names alike.
+relative imports against the file's package. LibCST parses only the files
+that are edited (see ``_cstfile``); the tests check that both resolve alike.
+
+A module can be imported under more than one name (``src/pkg/mod.py`` as
+``pkg.mod``, a test helper as a top-level module through pytest's rootdir
+insertion, a root that is itself a package): every spelling counts.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import ast
 import os
 import re
+import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,7 @@ from pathlib import Path
 import libcst as cst
 
 from coldmod_codemod._cstfile import CstFile, parse_cst
-from coldmod_codemod._discovery import iter_python_files, module_for
+from coldmod_codemod._discovery import EXCLUDED_DIRS, module_for
 from coldmod_codemod._rules import RULES, SAFE, UNSAFE
 
 __all__ = [
@@ -41,6 +48,7 @@ __all__ = [
     "FileFailure",
     "Reference",
     "find_references",
+    "iter_source_files",
 ]
 
 #: ``from m import f`` (any alias): removed together with the function.
@@ -61,12 +69,38 @@ STRING = "string"
 UNPARSED = "unparsed"
 #: A ``__dunder__`` function: Python itself calls it (``in``, ``len()``, module ``__getattr__``).
 IMPLICIT = "implicit"
+#: ``module:function`` or the full dotted path in a text or config file (entry points, logging configs).
+ENTRY_POINT = "entry-point"
+#: The bare name as a word in a text file (templates: ``url_for('bp.name')``, ``{% tag %}``, ``{{ o.m }}``).
+TEXT = "text"
+#: The bare name as a word inside a Python string that is not a path (doctests, ``python -c``).
+MENTION = "mention"
+#: An import from a module with a PEP 562 ``__getattr__``, which can hand out anything.
+EXPORT = "export"
+#: ``from ..x import f`` whose module cannot be resolved from the file's package.
+UNRESOLVED = "unresolved"
 #: Kinds that removal deals with by itself (see ``_rules.RULES``).
 REMOVABLE_KINDS = frozenset(rule.name for rule in RULES.values() if rule.removable)
 
 # A string counts as naming the function only if it looks like a dotted or
 # colon-separated path (``f``, ``pkg.mod.f``, ``pkg.mod:f``), not prose.
-_PATH_STRING = re.compile(r"[A-Za-z_]\w*(?:[.:][A-Za-z_]\w*)*")
+_PATH_STRING = re.compile(r"[^\W\d]\w*(?:[.:][^\W\d]\w*)*")
+_WORD = re.compile(r"\w+")
+_WORD_BYTES = re.compile(rb"\w+")
+_TOKEN = re.compile(r"[\w.:]+")
+#: Text files larger than this are not read (data dumps, not configuration).
+_MAX_TEXT_BYTES = 2_000_000
+#: Directories the reference scan never enters (tool caches and VCS data); other hidden ones are read.
+SKIPPED_DIRS = EXCLUDED_DIRS | frozenset({
+    ".git", ".hg", ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs",
+})
+#: Files the scan never reads: Coldmod's own configuration names keys without referring to them.
+SKIPPED_FILES = frozenset({"coldmod.rootmarker"})
+_BINARY_SUFFIXES = frozenset({
+    ".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".o", ".a", ".whl", ".zip", ".gz", ".bz2", ".xz",
+    ".tar", ".png", ".jpg", ".jpeg", ".gif", ".ico", ".webp", ".pdf", ".woff", ".woff2", ".ttf", ".otf",
+    ".eot", ".mo", ".db", ".sqlite", ".sqlite3", ".bin", ".mp3", ".mp4", ".svgz",
+})
 
 
 @dataclass(frozen=True)
@@ -128,6 +162,62 @@ class Definition:
     end_line: int
 
 
+# -- files ------------------------------------------------------------------------
+
+
+def iter_source_files(root: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """Root-relative ``(python files, text files)`` the reference scan reads.
+
+    Wider than discovery's walk: hidden directories (``.github``) are read,
+    Python scripts without ``.py`` are recognised by their shebang, and every
+    other small non-binary file is text that may name a function.
+    """
+    base = Path(root)
+    python: list[str] = []
+    text: list[str] = []
+    stack = [""]
+    while stack:
+        reldir = stack.pop()
+        try:
+            with os.scandir(base / reldir if reldir else base) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            rel = f"{reldir}/{entry.name}" if reldir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name in SKIPPED_DIRS or os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
+                    continue
+                subdirs.append(rel)
+            elif entry.is_file() and entry.name not in SKIPPED_FILES:
+                suffix = os.path.splitext(entry.name)[1].lower()
+                if suffix in (".py", ".pyi", ".pyw"):
+                    python.append(rel)
+                elif suffix not in _BINARY_SUFFIXES:
+                    text.append(rel)
+        stack.extend(reversed(subdirs))
+    return python, text
+
+
+def _is_python_script(data: bytes) -> bool:
+    """A file without ``.py`` that is a Python script: its shebang names python."""
+    first = data[:200].partition(b"\n")[0]
+    return first.startswith(b"#!") and b"python" in first
+
+
+def _words(data: bytes) -> frozenset[str]:
+    """Every identifier-like word of a file, compared as Python compares identifiers (NFKC)."""
+    if data.isascii():
+        return frozenset(w.decode() for w in _WORD_BYTES.findall(data))
+    text = unicodedata.normalize("NFKC", data.decode("utf-8", "replace"))
+    return frozenset(_WORD.findall(text))
+
+
+def _nfkc(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
 # -- scopes ---------------------------------------------------------------------
 
 
@@ -142,14 +232,20 @@ class _Scope:
     self_name: str | None = None  # first parameter of a method
     owner_class: str | None = None  # for a method: its class's fully qualified name
 
-    def bind(self, name: str, fqn: str | None = None) -> None:
-        """Record that ``name`` is bound here (to ``fqn``, by default a local of this scope)."""
-        target = self
+    def binder_of(self, name: str) -> _Scope:
+        """The scope a binding of ``name`` made here lands in (``global``/``nonlocal`` move it)."""
         if name in self.declared_global:
+            target = self
             while target.parent is not None:
                 target = target.parent
-        elif name in self.declared_nonlocal:
-            target = _enclosing_binder(self, name) or self
+            return target
+        if name in self.declared_nonlocal:
+            return _enclosing_binder(self, name) or self
+        return self
+
+    def bind(self, name: str, fqn: str | None = None) -> None:
+        """Record that ``name`` is bound here (to ``fqn``, by default a local of this scope)."""
+        target = self.binder_of(name)
         target.bindings.setdefault(name, set()).add(fqn or target.prefix + name)
 
     def resolve(self, name: str) -> set[str] | None:
@@ -162,7 +258,13 @@ class _Scope:
         while scope is not None:
             # A class body's names are not visible from the scopes inside it.
             if (first or scope.kind != "class") and name in scope.bindings:
-                return scope.bindings[name]
+                found = scope.bindings[name]
+                if scope.kind == "class" and scope.parent is not None:
+                    # A class body looks a name up in its own namespace, then
+                    # outside: `x = staticmethod(x)` reads the module's `x`.
+                    outer = scope.parent.resolve(name)
+                    return found | outer if outer else found
+                return found
             first = False
             scope = scope.parent
         return None
@@ -177,8 +279,14 @@ def _enclosing_binder(scope: _Scope, name: str) -> _Scope | None:
     return None
 
 
-_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda,
-                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+@dataclass
+class _DefInfo:
+    """What the verdict rules need about one definition besides its span."""
+
+    definition: Definition
+    scope: _Scope  # the scope the `def` statement is in
+    decorators: list[ast.expr]
+    owner: str | None  # the class's fully qualified name, for a method
 
 
 class _Binder(ast.NodeVisitor):
@@ -191,6 +299,12 @@ class _Binder(ast.NodeVisitor):
         self.scope = self.root
         self.scopes: dict[int, _Scope] = {}
         self.definitions: list[Definition] = []
+        self.infos: list[_DefInfo] = []
+        self.classes: dict[str, tuple[list[ast.expr], _Scope, _Scope]] = {}  # fqn -> (bases, outer, body scope)
+        self.dynamic: int = 0  # line of the first dynamic name lookup (getattr, globals()), 0 if none
+        self.stars: list[tuple[str | None, str]] = []  # (imported module or None, the name in the import)
+        self.exports: list[str] | None = None  # a static module-level __all__
+        self.module_getattr = False  # PEP 562
 
     def _enter(self, node: ast.AST, kind: str, prefix: str) -> _Scope:
         scope = self.scopes[id(node)] = _Scope(kind, prefix, self.scope)
@@ -218,9 +332,12 @@ class _Binder(ast.NodeVisitor):
         fqn = (self.root.prefix if node.name in outer.declared_global else outer.prefix) + node.name
         start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
         qualname = fqn[len(self.root.prefix):]
-        self.definitions.append(
-            Definition(fqn, qualname, self.path, node.lineno, start, node.end_lineno or node.lineno)
-        )
+        definition = Definition(fqn, qualname, self.path, node.lineno, start, node.end_lineno or node.lineno)
+        self.definitions.append(definition)
+        owner = outer.prefix[:-1] if outer.kind == "class" else None
+        self.infos.append(_DefInfo(definition, outer, list(node.decorator_list), owner))
+        if outer is self.root and node.name == "__getattr__":
+            self.module_getattr = True
         scope = self._enter(node, "function", fqn + ".<locals>.")
         self._declarations(node.body, scope)
         params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
@@ -244,6 +361,7 @@ class _Binder(ast.NodeVisitor):
         outer.bind(node.name)
         prefix = (self.root.prefix if node.name in outer.declared_global else outer.prefix) + node.name + "."
         scope = self._enter(node, "class", prefix)
+        self.classes[prefix[:-1]] = (list(node.bases), outer, scope)
         self._declarations(node.body, scope)
         for stmt in node.body:
             self.visit(stmt)
@@ -270,6 +388,25 @@ class _Binder(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if not isinstance(node.ctx, ast.Load):
             self.scope.bind(node.id)
+        elif node.id in _DYNAMIC_CALLS and not self.dynamic:
+            self.dynamic = node.lineno
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if (
+            not self.dynamic
+            and isinstance(func, ast.Name)
+            and func.id in ("getattr", "hasattr", "setattr", "delattr")
+            and len(node.args) >= 2
+            and not isinstance(node.args[1], ast.Constant)
+        ):
+            self.dynamic = node.lineno
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr == "__dict__" and not self.dynamic:
+            self.dynamic = node.lineno
+        self.generic_visit(node)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         scope = self.scope
@@ -290,11 +427,33 @@ class _Binder(ast.NodeVisitor):
         module = _absolute(node, self.package)
         for alias in node.names:
             if alias.name == "*":
+                if self.scope is self.root:
+                    self.stars.append((module, alias.name))
                 continue
             if module is not None:
                 self.scope.bind(alias.asname or alias.name, f"{module}.{alias.name}")
             else:
                 self.scope.bind(alias.asname or alias.name)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        if self.scope is self.root and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            self._exports(node.value)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if self.scope is self.root and isinstance(node.target, ast.Name) and node.target.id == "__all__":
+            self._exports(node.value)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if self.scope is self.root and isinstance(node.target, ast.Name) and node.target.id == "__all__":
+            self._exports(node.value)
+        self.generic_visit(node)
+
+    def _exports(self, value: ast.expr | None) -> None:
+        if isinstance(value, (ast.List, ast.Tuple)):
+            names = [e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            self.exports = [*(self.exports or []), *names]
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.name:
@@ -314,6 +473,10 @@ class _Binder(ast.NodeVisitor):
         if node.rest:
             self.scope.bind(node.rest)
         self.generic_visit(node)
+
+
+#: Calls that look names up by a computed string: anything in the module may be reached.
+_DYNAMIC_CALLS = frozenset({"globals", "vars", "locals"})
 
 
 def _defaults(args: ast.arguments) -> list[ast.expr]:
@@ -358,9 +521,19 @@ def _absolute_module(level: int, module: str | None, package: str) -> str | None
     return ".".join(base) or None
 
 
-_STAR_IMPORT = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t(]*\*", re.MULTILINE)
-#: Files outside Python that name functions: entry points (``pkg.cli:main``).
-CONFIG_FILES = ("pyproject.toml", "setup.cfg")
+def dotted(expr: ast.expr, scope: _Scope) -> set[str]:
+    """What ``a.b.c`` may resolve to in ``scope``: fully qualified names, or the bare dotted text when unbound."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return set()
+    suffix = "".join(f".{p}" for p in reversed(parts))
+    bases = scope.resolve(expr.id)
+    if bases is None:
+        return {expr.id + suffix}
+    return {b + suffix for b in bases}
 
 
 # -- sites ----------------------------------------------------------------------
@@ -370,7 +543,7 @@ CONFIG_FILES = ("pyproject.toml", "setup.cfg")
 class Site:
     """An occurrence of a searched name in one file, before matching against keys."""
 
-    shape: str  # "name", "attribute", "import", "all" or "string"
+    shape: str  # "name", "attribute", "import", "all", "string" or "mention"
     name: str  # the identifier (import: the bound name; all: the entry)
     line: int
     column: int
@@ -381,23 +554,32 @@ class Site:
     self_class: str | None = None  # `self.m` in a method of this class
     module_level: bool = False
     node_id: int = 0  # id() of the ast node (import alias, __all__ entry) to find its LibCST node
+    enclosing: tuple[int, ...] = ()  # `def` lines of the functions it lies in (decorators included)
+    imported: str = ""  # import: the name in the imported module
+    binds: tuple[str, ...] = ()  # import: the fully qualified names the binding creates
 
 
 class _Finder(ast.NodeVisitor):
     """Second pass: the occurrences of ``names``, resolved with the binder's scopes."""
 
-    def __init__(self, binder: _Binder, names: frozenset[str], package: str) -> None:
+    def __init__(
+        self, binder: _Binder, names: frozenset[str], package: str, aliases: tuple[str, ...], old: frozenset[str]
+    ) -> None:
         self.binder = binder
         self.names = names
+        self.old = old  # names an earlier pass already collected (their imports are recorded)
         self.package = package
+        self.aliases = aliases  # other prefixes of this module ("pkg.mod." for "src.pkg.mod.")
         self.scope = binder.root
         self.sites: list[Site] = []
         self._statement = 0
         self._callees: set[int] = set()
         self._skip: set[int] = set()
+        self._enclosing: tuple[int, ...] = ()
 
     def _add(self, shape: str, name: str, node: ast.expr | ast.alias, **extra: object) -> None:
-        site = Site(shape, name, node.lineno, node.col_offset, self._statement, node_id=id(node), **extra)  # type: ignore[arg-type]
+        site = Site(shape, name, node.lineno, node.col_offset, self._statement, node_id=id(node),
+                    enclosing=self._enclosing, **extra)  # type: ignore[arg-type]
         self.sites.append(site)
 
     def visit(self, node: ast.AST) -> None:
@@ -424,6 +606,7 @@ class _Finder(ast.NodeVisitor):
         self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda, scope: _Scope
     ) -> None:
         """Decorators, defaults, annotations and bases belong to the enclosing scope; the body to the new one."""
+        outer_enclosing = self._enclosing
         if isinstance(node, ast.ClassDef):
             outside: list[ast.expr | None] = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
             inside: list[ast.AST] = list(node.body)
@@ -432,6 +615,8 @@ class _Finder(ast.NodeVisitor):
         else:
             outside = [*node.decorator_list, *_defaults(node.args), node.returns, *_annotations(node.args)]
             inside = list(node.body)
+            # Decorators and annotations lie within the definition's span: removed with it.
+            self._enclosing = (*outer_enclosing, node.lineno)
         for expr in outside:
             if expr is not None:
                 self.visit(expr)
@@ -439,6 +624,7 @@ class _Finder(ast.NodeVisitor):
         for child in inside:
             self.visit(child)
         self.scope = outer
+        self._enclosing = outer_enclosing
 
     def visit_Call(self, node: ast.Call) -> None:
         self._callees.add(id(node.func))
@@ -478,13 +664,20 @@ class _Finder(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = _absolute(node, self.package)
-        if module is None:
-            return
         for alias in node.names:
             bound = alias.asname or alias.name
-            if alias.name in self.names or bound in self.names:
-                self._add("import", bound, alias, fqns=frozenset({f"{module}.{alias.name}"}),
-                          module_level=self.scope is self.binder.root)
+            if alias.name == "*" or not (alias.name in self.names or bound in self.names):
+                continue
+            if alias.name in self.old or bound in self.old:
+                continue  # recorded by an earlier pass
+            binder = self.scope.binder_of(bound)
+            prefixes = [binder.prefix, *self.aliases] if binder is self.binder.root else [binder.prefix]
+            self._add(
+                "import", bound, alias,
+                fqns=frozenset({f"{module}.{alias.name}"}) if module is not None else frozenset(),
+                module_level=binder is self.binder.root, imported=alias.name,
+                binds=tuple(p + bound for p in prefixes), unbound=module is None,
+            )
 
     def _all(self, targets: list[ast.expr], value: ast.expr | None) -> bool:
         if self.scope is not self.binder.root:
@@ -513,13 +706,20 @@ class _Finder(ast.NodeVisitor):
 
     def visit_Constant(self, node: ast.Constant) -> None:
         text = node.value
-        if not isinstance(text, str) or id(node) in self._skip or not any(n in text for n in self.names):
+        if not isinstance(text, str) or id(node) in self._skip:
             return
-        text = text.strip()
-        if _PATH_STRING.fullmatch(text):
-            for part in re.split(r"[.:]", text):
+        text = _nfkc(text)
+        if not any(n in text for n in self.names):
+            return
+        stripped = text.strip()
+        if _PATH_STRING.fullmatch(stripped):
+            for part in re.split(r"[.:]", stripped):
                 if part in self.names:
                     self._add("string", part, node)
+            return
+        # Prose, code or markup inside a string (doctests, `python -c`, templates): the name as a word.
+        for word in set(_WORD.findall(text)) & self.names:
+            self._add("mention", word, node)
 
 
 # -- files and the tree -----------------------------------------------------------
@@ -536,10 +736,14 @@ class ScannedFile:
     sites: list[Site] = field(default_factory=list)
     tree: ast.Module | None = None
     binder: _Binder | None = None
+    package_name: str | None = None  # the package relative imports resolve against
+    aliases: tuple[str, ...] = ()  # the module's other prefixes ("pkg.mod." for "src.pkg.mod.")
 
     @property
     def package(self) -> str:
         """The package relative imports in this file are resolved against."""
+        if self.package_name is not None:
+            return self.package_name
         return self.module_name if self.path.endswith("__init__.py") else self.module_name.rpartition(".")[0]
 
     def bind(self) -> _Binder:
@@ -550,29 +754,58 @@ class ScannedFile:
             self.binder.visit(self.tree)
         return self.binder
 
-    def scan(self, names: frozenset[str]) -> None:
-        """(Re)collect the occurrences of ``names``."""
-        if names == self.names:
-            return
+    def scan(self, names: frozenset[str]) -> list[Site]:
+        """Collect the occurrences of ``names`` not collected yet; the new sites."""
+        new = names - self.names
+        if not new:
+            return []
         binder = self.bind()
-        finder = _Finder(binder, names, self.package)
+        finder = _Finder(binder, frozenset(new), self.package, self.aliases, self.names)
         assert self.tree is not None  # bind() needs it too
         finder.visit(self.tree)
-        self.names, self.sites = names, finder.sites
+        self.names = self.names | new
+        self.sites.extend(finder.sites)
+        return finder.sites
 
 
 class Tree:
-    """The files under a root, read once; parsed lazily, only where a name occurs."""
+    """The files under a root, read once; parsed lazily, only where a name occurs, each at most once."""
 
     def __init__(self, root: str | os.PathLike[str], files: Iterable[str] | None = None) -> None:
         self.root = Path(root)
-        paths = iter_python_files(self.root) if files is None else files
-        self.paths = [p.replace(os.sep, "/") for p in paths]
+        if files is None:
+            python, self.texts = iter_source_files(self.root)
+        else:
+            python, self.texts = [p.replace(os.sep, "/") for p in files], []
+        self.paths = list(python)
         self.sources: dict[str, bytes] = {}
         self.scanned: dict[str, ScannedFile] = {}
         self.cst_files: dict[str, CstFile] = {}
         self.failures: dict[str, FileFailure] = {}
+        self.by_name: dict[str, list[tuple[ScannedFile, Site]]] = defaultdict(list)
+        self.imports: dict[str, list[tuple[ScannedFile, Site]]] = defaultdict(list)  # imported fqn -> sites
+        self._words: dict[str, frozenset[str]] = {}
+        self._word_index: dict[str, list[str]] | None = None
+        self._text_words: dict[str, list[str]] | None = None
+        self._tokens: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
         self._stars: list[tuple[str, str]] | None = None
+        self._modules: dict[str, list[str]] | None = None  # module name (any spelling) -> paths
+        self._prefixes: dict[str, tuple[str, ...]] = {}
+        if files is None:
+            self._find_scripts()
+
+    def _find_scripts(self) -> None:
+        """Text files that are Python scripts by their shebang move to the Python files."""
+        scripts = []
+        for path in self.texts:
+            if "." not in path.rpartition("/")[2]:
+                data = self.read(path)
+                if data is not None and _is_python_script(data):
+                    scripts.append(path)
+        if scripts:
+            self.paths.extend(scripts)
+            moved = set(scripts)
+            self.texts = [p for p in self.texts if p not in moved]
 
     def read(self, path: str) -> bytes | None:
         """The file's bytes, or None (and a failure) when it cannot be read."""
@@ -584,41 +817,145 @@ class Tree:
                 self.failures[path] = FileFailure(path, 1, f"cannot read the file ({exc.strerror or exc})")
         return data
 
-    def containing(self, names: Iterable[str]) -> Iterator[str]:
-        """Paths whose bytes contain one of ``names`` as a whole word (the cheap prefilter)."""
-        needles = [(n.encode(), re.compile(rb"(?<!\w)" + re.escape(n.encode()) + rb"(?!\w)")) for n in names]
-        for path in self.paths:
+    def words(self, path: str) -> frozenset[str]:
+        """The identifier-like words of a file (NFKC), computed once."""
+        found = self._words.get(path)
+        if found is None:
             data = self.read(path)
-            if data is not None and any(b in data and rx.search(data) for b, rx in needles):
-                yield path
+            found = self._words[path] = _words(data) if data is not None else frozenset()
+        return found
+
+    def _index(self) -> dict[str, list[str]]:
+        """Word -> the Python files containing it, built once for the whole tree."""
+        if self._word_index is None:
+            index: dict[str, list[str]] = defaultdict(list)
+            for path in self.paths:
+                for word in self.words(path):
+                    index[word].append(path)
+            self._word_index = index
+        return self._word_index
+
+    def containing(self, names: Iterable[str]) -> Iterator[str]:
+        """Python files containing one of ``names`` as a whole word (the cheap prefilter), in tree order."""
+        names = list(names)
+        if len(names) <= 3 and self._word_index is None:
+            for path in self.paths:
+                words = self.words(path)
+                if any(n in words for n in names):
+                    yield path
+            return
+        index = self._index()
+        found = {p for n in names for p in index.get(n, ())}
+        yield from (p for p in self.paths if p in found)
+
+    def module_prefixes(self, path: str) -> tuple[str, ...]:
+        """Every ``module.`` prefix the file may be imported as; the first is its key's module."""
+        found = self._prefixes.get(path)
+        if found is not None:
+            return found
+        module = module_for(path)
+        parts = module.split(".") if module else []
+        names = [module]
+        directories = path.split("/")[:-1]
+        # A directory without __init__.py on the way down may be a sys.path entry
+        # (src/ layouts, pytest's rootdir insertion of a test's directory).
+        for depth in range(1, len(directories) + 1):
+            if not (self.root.joinpath(*directories[:depth]) / "__init__.py").is_file():
+                rest = parts[depth:]
+                if rest:
+                    names.append(".".join(rest))
+        # A root that is itself a package is imported by its own name (and its parents').
+        outer = self.root.resolve()
+        prefix: list[str] = []
+        while (outer / "__init__.py").is_file() and outer.name:
+            prefix.insert(0, outer.name)
+            names.append(".".join([*prefix, *parts]))
+            outer = outer.parent
+        found = self._prefixes[path] = tuple(dict.fromkeys(f"{n}." if n else "" for n in names))
+        return found
+
+    def _root_package(self, path: str) -> str | None:
+        """The package to resolve relative imports against when the root itself is a package."""
+        prefixes = self.module_prefixes(path)
+        longest = max(prefixes, key=lambda p: p.count("."))
+        if longest == prefixes[0]:
+            return None
+        module = longest[:-1]
+        return module if path.endswith("__init__.py") else module.rpartition(".")[0]
+
+    def modules(self) -> dict[str, list[str]]:
+        """Every module spelling -> the Python files it may be."""
+        if self._modules is None:
+            found: dict[str, list[str]] = defaultdict(list)
+            for path in self.paths:
+                for prefix in self.module_prefixes(path):
+                    found[prefix[:-1]].append(path)
+            self._modules = found
+        return self._modules
 
     def star_imports(self) -> list[tuple[str, str]]:
-        """``(importing module, imported module)`` for every ``from m import *`` in the tree."""
+        """``(importing module, imported module)`` for every module-level ``from m import *`` in the tree."""
         if self._stars is None:
             self._stars = []
             for path in self.paths:
                 data = self.read(path)
-                if data is None or b"*" not in data:
+                if data is None or b"*" not in data or b"import" not in data:
                     continue
-                module = module_for(path)
-                package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-                for found in _STAR_IMPORT.finditer(data):
-                    dots, name = found.group(1).decode(), found.group(2).decode("ascii", "replace")
-                    imported = _absolute_module(len(dots), name or None, package)
+                scanned = self.file(path)
+                if scanned is None:
+                    continue
+                for imported, _ in scanned.bind().stars:
                     if imported:
-                        self._stars.append((module, imported))
+                        for prefix in self.module_prefixes(path):
+                            self._stars.append((prefix[:-1], imported))
         return self._stars
 
-    def config_mentions(self, name: str) -> Iterator[tuple[str, int]]:
-        """``(file, line)`` of entry-point-like mentions (``mod:name``, ``mod.name``) in the root's config files."""
-        pattern = re.compile(rb"(?<![\w.:])[A-Za-z_][\w.]*[.:]" + re.escape(name.encode()) + rb"(?!\w)")
-        for config in CONFIG_FILES:
-            try:
-                data = (self.root / config).read_bytes()
-            except OSError:
-                continue
-            for found in pattern.finditer(data):
-                yield config, data.count(b"\n", 0, found.start()) + 1
+    def exported(self, module: str, name: str) -> bool:
+        """Whether ``from module import *`` binds ``name``: listed in its ``__all__``, else public."""
+        for path in self.modules().get(module, ()):
+            scanned = self.file(path)
+            exports = scanned.bind().exports if scanned is not None else None
+            if exports is not None:
+                return name in exports
+        return not name.startswith("_")
+
+    def getattr_modules(self) -> set[str]:
+        """Modules with a PEP 562 ``__getattr__``: ``from m import anything`` may succeed through it."""
+        found: set[str] = set()
+        for path in self.containing(["__getattr__"]):
+            scanned = self.file(path)
+            if scanned is not None and scanned.bind().module_getattr:
+                found.update(p[:-1] for p in self.module_prefixes(path))
+        return found
+
+    def text_files_with(self, word: str) -> list[str]:
+        """The text (non-Python) files containing ``word``."""
+        if self._text_words is None:
+            index: dict[str, list[str]] = defaultdict(list)
+            for path in self.texts:
+                data = self.read(path)
+                if data is None or len(data) > _MAX_TEXT_BYTES or b"\0" in data[:8192]:
+                    continue
+                for w in self.words(path):
+                    index[w].append(path)
+            self._text_words = index
+        return self._text_words.get(word, [])
+
+    def text_tokens(self, path: str) -> tuple[dict[str, int], dict[str, int]]:
+        """A text file's dotted tokens (``pkg.mod:f``) and words, each with the line it first appears on."""
+        found = self._tokens.get(path)
+        if found is None:
+            data = self.read(path) or b""
+            text = _nfkc(data.decode("utf-8", "replace"))
+            tokens: dict[str, int] = {}
+            words: dict[str, int] = {}
+            for number, line in enumerate(text.splitlines(), 1):
+                for token in _TOKEN.findall(line):
+                    tokens.setdefault(token.strip(".:"), number)
+                    for word in _WORD.findall(token):
+                        words.setdefault(word, number)
+            found = self._tokens[path] = (tokens, words)
+        return found
 
     def file(self, path: str) -> ScannedFile | None:
         """The parsed file, or None (and a failure) when it cannot be parsed."""
@@ -636,8 +973,22 @@ class Tree:
         except (UnicodeDecodeError, LookupError, ValueError, RecursionError, MemoryError) as exc:
             self.failures[path] = FileFailure(path, 1, f"cannot parse the file ({exc})")
             return None
-        scanned = self.scanned[path] = ScannedFile(path, data, module_for(path), tree=tree)
+        prefixes = self.module_prefixes(path)
+        scanned = self.scanned[path] = ScannedFile(
+            path, data, module_for(path), tree=tree, package_name=self._root_package(path), aliases=prefixes[1:]
+        )
         return scanned
+
+    def scan(self, path: str, names: frozenset[str]) -> None:
+        """Collect the occurrences of ``names`` in one file into the indexes."""
+        scanned = self.file(path)
+        if scanned is None:
+            return
+        for site in scanned.scan(names):
+            self.by_name[site.name].append((scanned, site))
+            if site.shape == "import":
+                for fqn in site.fqns:
+                    self.imports[fqn].append((scanned, site))
 
     def adopt(self, path: str, source: bytes, module: cst.Module) -> None:
         """Take a module LibCST already parsed as the file at ``path`` (for the codemod commands)."""
@@ -669,13 +1020,20 @@ class Tree:
     def defining_files(self, key: str) -> list[str]:
         """The files whose module is a prefix of ``key`` (where its definition can be)."""
         parts = key.split(".")
-        known = set(self.paths)
+        known = set(self.paths) if len(self.paths) < 64 else self._known()
         found: list[str] = []
         for i in range(len(parts) - 1, -1, -1):
             base = "/".join(parts[:i])
-            candidates = [f"{base}.py", f"{base}/__init__.py"] if base else ["__init__.py"]
+            candidates = [f"{base}.py", f"{base}/__init__.py", f"{base}.pyi", f"{base}.pyw"] if base else [
+                "__init__.py"]
             found.extend(c for c in candidates if c in known)
         return found
+
+    def _known(self) -> set[str]:
+        known = getattr(self, "_known_paths", None)
+        if known is None or len(known) != len(self.paths):
+            known = self._known_paths = set(self.paths)
+        return known
 
 
 @dataclass
@@ -686,6 +1044,8 @@ class Target:
     definitions: list[Definition]
     fqns: set[str]
     names: set[str]
+    infos: list[_DefInfo] = field(default_factory=list)
+    binder: _Binder | None = None
 
     @property
     def bare_name(self) -> str:
@@ -705,105 +1065,147 @@ class Target:
 def locate(tree: Tree, keys: Iterable[str]) -> dict[str, Target]:
     """Each key's definitions (an empty list for a key defined nowhere)."""
     targets: dict[str, Target] = {}
+    by_file: dict[str, dict[str, list[_DefInfo]]] = {}
     for key in keys:
-        definitions: list[Definition] = []
+        key = _nfkc(key)
+        name = key.rpartition(".")[2]
+        target = targets[key] = Target(key, [], {key}, {name})
         for path in tree.defining_files(key):
-            if _words(tree.read(path) or b"", [key.rpartition(".")[2]]):
-                scanned = tree.file(path)
-                if scanned is not None:
-                    definitions.extend(d for d in scanned.bind().definitions if d.key == key)
-        targets[key] = Target(key, definitions, {key}, {key.rpartition(".")[2]})
+            if name not in tree.words(path):
+                continue
+            scanned = tree.file(path)
+            if scanned is None:
+                continue
+            infos = by_file.get(path)
+            if infos is None:
+                infos = by_file[path] = defaultdict(list)
+                for info in scanned.bind().infos:
+                    infos[info.definition.key].append(info)
+            found = infos.get(key, [])
+            target.infos.extend(found)
+            target.definitions.extend(i.definition for i in found)
+            if found:
+                target.binder = scanned.bind()
+                qualname = found[0].definition.qualname
+                target.fqns.update(prefix + qualname for prefix in tree.module_prefixes(path))
     return targets
 
 
 def collect(tree: Tree, targets: dict[str, Target]) -> None:
-    """Scan every candidate file, following re-exports until no new name appears."""
+    """Scan every candidate file, following imports and re-exports until no new name appears."""
     scanned_names: set[str] = set()
+    expanded: dict[str, set[str]] = {key: set() for key in targets}
     while True:
         names = set().union(*(t.names for t in targets.values())) if targets else set()
         new_names = names - scanned_names
         if not new_names:
             return
-        frozen = frozenset(names)
+        frozen = frozenset(new_names)
         for path in tree.containing(new_names):
-            scanned = tree.file(path)
-            if scanned is not None:
-                scanned.scan(frozen)
-        for scanned in tree.scanned.values():
-            if scanned.names and scanned.names != frozen and _words(scanned.source, new_names):
-                scanned.scan(frozen)
+            tree.scan(path, frozen | tree.scanned[path].names if path in tree.scanned else frozen)
         scanned_names = names
-        # A module-level import binds the function in the importing module too:
-        # `from pkg.mod import f` in pkg/__init__.py makes `pkg.f` another name
-        # for it, and so does `from pkg.mod import *` (same name, no new file to scan).
-        grew = True
-        while grew:
-            grew = False
-            for target in targets.values():
-                for importer, imported in tree.star_imports():
-                    for fqn in list(target.fqns):
-                        module, _, name = fqn.rpartition(".")
-                        alias = f"{importer}.{name}" if importer else name
-                        if module == imported and not name.startswith("_") and alias not in target.fqns:
-                            target.fqns.add(alias)
-                            grew = True
-                for scanned in tree.scanned.values():
-                    for site in scanned.sites:
-                        if site.shape == "import" and site.module_level and site.fqns & target.fqns:
-                            prefix = f"{scanned.module_name}." if scanned.module_name else ""
-                            if prefix + site.name not in target.fqns:
-                                target.fqns.add(prefix + site.name)
-                                target.names.add(site.name)
-                                grew = True
+        for target in targets.values():
+            _expand(tree, target, expanded[target.key])
 
 
-def _words(data: bytes, names: Iterable[str]) -> set[str]:
-    return {n for n in names if n.encode() in data}
+def _expand(tree: Tree, target: Target, done: set[str]) -> None:
+    """Add the names the target is bound to by imports (in any scope) and star imports of it."""
+    work = [f for f in target.fqns if f not in done]
+    while work:
+        fqn = work.pop()
+        if fqn in done:
+            continue
+        done.add(fqn)
+        module, _, name = fqn.rpartition(".")
+        for importer, imported in tree.star_imports():
+            alias = f"{importer}.{name}" if importer else name
+            if module == imported and alias not in target.fqns and tree.exported(imported, name):
+                target.fqns.add(alias)
+                work.append(alias)
+        for _scanned, site in tree.imports.get(fqn, ()):
+            # `from m import f as g` binds g in its scope: uses of g are uses of f.
+            target.names.add(site.name)
+            for alias in site.binds:
+                if alias not in target.fqns:
+                    target.fqns.add(alias)
+                    work.append(alias)
 
 
 @dataclass(frozen=True)
 class Match:
-    """A reference together with the site it was found at (None for an unparsed file)."""
+    """A reference together with the site it was found at (None for one outside Python code)."""
 
     reference: Reference
     site: Site | None
 
 
 def match(tree: Tree, target: Target) -> list[Match]:
-    """Every site in the scanned files that may refer to ``target``, in path/line order."""
+    """Every finding for ``target``: sites that may refer to it, other files, and its definition's own rules."""
     matches: list[Match] = []
     class_fqn = target.class_fqn
-    for path in sorted(tree.scanned):
-        scanned = tree.scanned[path]
-        prefix = f"{scanned.module_name}." if scanned.module_name else ""
-        for site in scanned.sites:
-            if site.name in target.names:
-                kind, certain = _classify(site, target, prefix, class_fqn)
-                if kind is not None:
-                    matches.append(Match(Reference(target.key, path, site.line, site.column, kind, certain), site))
-    name = target.bare_name
-    for config, line in tree.config_mentions(name):
-        matches.append(Match(Reference(target.key, config, line, 0, STRING, False), None))
-    if len(name) > 4 and name.startswith("__") and name.endswith("__"):
-        for d in target.definitions[:1]:
-            matches.append(Match(Reference(target.key, d.path, d.line, 0, IMPLICIT, False), None))
+    getattr_modules = tree.getattr_modules() if target.definitions else set()
+    for name in sorted(target.names):
+        for scanned, site in tree.by_name.get(name, ()):
+            kind, certain = _classify(tree, site, target, scanned, class_fqn, getattr_modules)
+            if kind is not None:
+                ref = Reference(target.key, scanned.path, site.line, site.column, kind, certain)
+                matches.append(Match(ref, site))
+    matches.sort(key=lambda m: (m.reference.path, m.reference.line, m.reference.column))
+    matches.extend(_text_findings(tree, target))
+    from coldmod_codemod._conventions import definition_findings  # the rules about a definition itself
+
+    matches.extend(Match(ref, None) for ref in definition_findings(tree, target))
     for path in sorted(tree.failures):
         data = tree.sources.get(path)
-        if data is not None and _words(data, target.names):
+        if data is not None and target.names & tree.words(path) and path not in tree.texts:
             failure = tree.failures[path]
             matches.append(Match(Reference(target.key, path, failure.line, 0, UNPARSED, False), None))
     return matches
 
 
-def _classify(site: Site, target: Target, module_prefix: str, class_fqn: str | None) -> tuple[str | None, bool]:
+def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
+    """Mentions in text files: the full path (``mod:f``, ``mod.C.m``) is an entry point, the bare name a review."""
+    name = target.bare_name
+    paths = tree.text_files_with(name)
+    if not paths:
+        return
+    spellings = set(target.fqns)
+    if target.definitions:
+        qualname = target.definitions[0].qualname
+        for fqn in target.fqns:
+            if fqn.endswith("." + qualname):
+                spellings.add(f"{fqn[: -len(qualname) - 1]}:{qualname}")
+    for path in paths:
+        tokens, words = tree.text_tokens(path)
+        line = min((tokens[s] for s in spellings if s in tokens), default=0)
+        kind = ENTRY_POINT if line else TEXT
+        line = line or words.get(name, 0)
+        if line:
+            yield Match(Reference(target.key, path, line, 0, kind, False), None)
+
+
+def _classify(
+    tree: Tree, site: Site, target: Target, scanned: ScannedFile, class_fqn: str | None, getattr_modules: set[str]
+) -> tuple[str | None, bool]:
     """The kind of reference ``site`` is to ``target``, or None when it is not one."""
     resolved = bool(site.fqns & target.fqns)
     if site.shape == "import":
-        return (IMPORT, True) if resolved else (None, True)
+        if resolved:
+            return IMPORT, True
+        if site.unbound and site.imported == target.bare_name:
+            return UNRESOLVED, False  # `from ...x import f` beyond the root: cannot be ruled out
+        if site.imported == target.bare_name and any(
+            f.rpartition(".")[0] in getattr_modules for f in site.fqns
+        ) and not _defined(tree, site.fqns):
+            return EXPORT, False
+        return None, True
     if site.shape == "all":
-        return (ALL, True) if module_prefix + site.name in target.fqns else (None, True)
+        prefixes = (scanned.module_name + "." if scanned.module_name else "", *scanned.aliases)
+        return (ALL, True) if any(p + site.name in target.fqns for p in prefixes) else (None, True)
     if site.shape == "string":
         return STRING, False
+    if site.shape == "mention":
+        return (MENTION, False) if site.name == target.bare_name else (None, True)
     if resolved:
         return (METHOD if class_fqn else CALL if site.call else NAME), True
     if site.shape == "name":
@@ -813,11 +1215,32 @@ def _classify(site: Site, target: Target, module_prefix: str, class_fqn: str | N
     return ATTRIBUTE, False
 
 
+def _defined(tree: Tree, fqns: Iterable[str]) -> bool:
+    """Whether one of ``fqns`` names something a module in the tree binds itself."""
+    for fqn in fqns:
+        module, _, name = fqn.rpartition(".")
+        for path in tree.modules().get(module, ()):
+            scanned = tree.file(path)
+            if scanned is not None and name in scanned.bind().root.bindings:
+                return True
+    return False
+
+
 def inside(definitions: Iterable[Definition], ref: Reference) -> bool:
     """Whether the reference lies within one of the definitions (decorators included)."""
-    if ref.kind == IMPLICIT:
-        return False  # reported at the definition, but it is about every caller
+    rule = RULES.get(ref.kind)
+    if ref.kind == IMPLICIT or (rule is not None and rule.own):
+        return False  # reported at the definition, but about every caller
     return any(d.path == ref.path and d.start_line <= ref.line <= d.end_line for d in definitions)
+
+
+def within(found: Match, removed: set[tuple[str, int]]) -> bool:
+    """Whether the finding lies inside one of the ``(path, def line)`` definitions being removed."""
+    site = found.site
+    if site is None or not site.enclosing:
+        return False
+    path = found.reference.path
+    return any((path, line) in removed for line in site.enclosing)
 
 
 def find_references(
@@ -826,13 +1249,15 @@ def find_references(
     """Every site under ``root`` that may refer to the function ``key``, outside its own definitions.
 
     Files that mention the name but cannot be parsed are reported as
-    references of kind ``unparsed``.
+    references of kind ``unparsed``; the rules about the definition itself
+    (decorators, dispatch by name) are verdicts, not references, and are left out.
     """
     tree = Tree(root, files)
     targets = locate(tree, [key])
     collect(tree, targets)
-    target = targets[key]
+    target = targets[_nfkc(key)]
+    own = {(d.path, d.line) for d in target.definitions}
     return [
         m.reference for m in match(tree, target)
-        if not inside(target.definitions, m.reference)
+        if not within(m, own) and not RULES[m.reference.kind].own
     ]

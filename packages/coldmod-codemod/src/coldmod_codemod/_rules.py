@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFINITION",
+    "GOES",
     "REVIEW",
     "RULES",
     "SAFE",
     "UNSAFE",
+    "USE",
     "VERDICTS",
     "Rule",
     "worst",
@@ -28,43 +31,60 @@ UNSAFE = "unsafe"
 VERDICTS = (SAFE, REVIEW, UNSAFE)
 
 
+#: Where a rule's finding is: at a use of the function, at the function's own definition, or at a site
+#: removal takes away with the function (its imports, its ``__all__`` entries).
+USE, DEFINITION, GOES = "use", "definition", "goes"
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One kind of finding: its name (the ``kind`` of a reference), the verdict it gives, and why."""
+    """One kind of finding: its name (the ``kind`` of a reference), the verdict it gives, where it is, and why."""
 
     name: str
     verdict: str
+    site: str  # USE, DEFINITION or GOES
     reason: str
-    removable: bool = False  # removal takes the site away with the function (imports, __all__ entries)
+
+    @property
+    def removable(self) -> bool:
+        """Whether removal takes the site away with the function (imports, ``__all__`` entries)."""
+        return self.site == GOES
+
+    @property
+    def own(self) -> bool:
+        """Whether it is found at the function's own definition rather than at a use of it."""
+        return self.site == DEFINITION
 
 
 # fmt: off
 #: Every rule, by name. Read it top to bottom: this is what "safe" means.
 RULES: dict[str, Rule] = {rule.name: rule for rule in (
     # Sites removal edits away together with the function: they do not block it.
-    Rule("import",      SAFE,   "imported here; the import goes with it", removable=True),
-    Rule("__all__",     SAFE,   "listed in __all__; the entry goes with it", removable=True),
+    Rule("import",       SAFE,   GOES, "imported here; the import goes with it"),
+    Rule("__all__",      SAFE,   GOES, "listed in __all__; the entry goes with it"),
     # Definite references, or ones that cannot be proved to be something else.
-    Rule("call",        UNSAFE, "called here"),
-    Rule("name",        UNSAFE, "used by name here (or a bare name bound nowhere in the file)"),
-    Rule("method",      UNSAFE, "used as a method here (through self, cls or the class)"),
-    Rule("attribute",   UNSAFE, "an attribute of that name on an object that cannot be resolved"),
-    Rule("string",      UNSAFE, "named by a string shaped like a path (getattr, 'pkg.mod:f', a registry)"),
-    Rule("entry-point", UNSAFE, "named as 'module:function' or its dotted path in a config or text file"),
-    Rule("export",      UNSAFE, "exported by a star import or __all__ and used through it"),
-    Rule("unparsed",    UNSAFE, "mentioned in a Python file that cannot be parsed"),
-    Rule("implicit",    UNSAFE, "a dunder method: Python calls it by itself"),
-    Rule("unresolved",  UNSAFE, "a relative import that cannot be resolved imports a name like it"),
+    Rule("call",         UNSAFE, USE, "called here"),
+    Rule("name",         UNSAFE, USE, "used by name here (or a bare name bound nowhere in the file)"),
+    Rule("method",       UNSAFE, USE, "used as a method here (through self, cls or the class)"),
+    Rule("attribute",    UNSAFE, USE, "an attribute of that name on an object that cannot be resolved"),
+    Rule("string",       UNSAFE, USE, "named by a string shaped like a path (getattr, 'pkg.mod:f', a registry)"),
+    Rule("entry-point",  UNSAFE, USE, "named as 'module:function' or its dotted path in a config or text file"),
+    Rule("export",       UNSAFE, USE, "imported from a module whose PEP 562 __getattr__ may hand it out"),
+    Rule("unresolved",   UNSAFE, USE, "a relative import that cannot be resolved imports a name like it"),
+    Rule("unparsed",     UNSAFE, USE, "mentioned in a Python file that cannot be parsed"),
+    Rule("implicit",     UNSAFE, DEFINITION, "a dunder method: Python calls it by itself"),
     # Indirect or possible uses: removed only with include=("safe", "review").
-    Rule("decorator",   REVIEW, "registered by a decorator that is not a pure wrapper; a framework may call it"),
-    Rule("http-method", REVIEW, "an HTTP-verb method; class-based views dispatch it by name"),
-    Rule("command",     REVIEW, "handle/add_arguments; management commands are dispatched by name"),
-    Rule("dispatch",    REVIEW, "a do_*/visit_*/leave_*/test_* style method; dispatched by name"),
-    Rule("test",        REVIEW, "a test function or fixture; test runners find it by name"),
-    Rule("override",    REVIEW, "overrides (or may override) a base-class method; callers reach it through the base"),
-    Rule("text",        REVIEW, "mentioned in a template, text or config file"),
-    Rule("mention",     REVIEW, "its name appears inside a string (doctest, python -c, template, message)"),
-    Rule("dynamic",     REVIEW, "its module looks names up dynamically (getattr, globals(), vars(), __dict__)"),
+    Rule("text",         REVIEW, USE, "mentioned in a template, text or config file"),
+    Rule("mention",      REVIEW, USE, "its name appears inside a string (doctest, python -c, template, message)"),
+    Rule("decorator",    REVIEW, DEFINITION, "registered by a decorator that is not a pure wrapper"),
+    Rule("http-method",  REVIEW, DEFINITION, "an HTTP-verb method; class-based views dispatch it by name"),
+    Rule("command",      REVIEW, DEFINITION, "handle/add_arguments; management commands are dispatched by name"),
+    Rule("dispatch",     REVIEW, DEFINITION, "a do_*/visit_*/test_*/clean_* style name; dispatched by name"),
+    Rule("test",         REVIEW, DEFINITION, "a test function or fixture; test runners find it by name"),
+    Rule("override",     REVIEW, DEFINITION, "overrides (or may override) a base-class method"),
+    Rule("dynamic",      REVIEW, DEFINITION, "its module looks names up dynamically (getattr, globals(), vars())"),
+    Rule("side-effects", REVIEW, DEFINITION, "removing it drops a file's last import of an in-tree module, "
+                                             "which may register things when imported"),
 )}
 # fmt: on
 

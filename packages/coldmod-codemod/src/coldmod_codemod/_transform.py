@@ -75,12 +75,12 @@ class RemovalTransformer(cst.CSTTransformer):
                 isinstance(orig, cst.ImportFrom)
                 and isinstance(new, cst.ImportFrom)
                 and not isinstance(orig.names, cst.ImportStar)
-            ):
+            ) or (isinstance(orig, cst.Import) and isinstance(new, cst.Import)):
                 names = _without(orig.names, new.names, self._removed)  # type: ignore[arg-type]
                 if not names:
                     continue
-                if len(names) != len(orig.names):
-                    if new.rpar is None:  # `from m import a,` is invalid without parentheses
+                if len(names) != len(orig.names):  # type: ignore[arg-type]
+                    if getattr(new, "rpar", None) is None:  # `from m import a,` is invalid without parentheses
                         names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
                     new = new.with_changes(names=names)
             kept.append(new)

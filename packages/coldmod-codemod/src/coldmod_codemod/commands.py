@@ -82,7 +82,7 @@ class RemoveFunction(CodemodCommand):
         matches = {key: match(files, target) for key, target in targets.items()}
         # Keys defined in other files are removed there; here only their references go.
         removing = {key for key, target in targets.items() if target.definitions or matches[key]}
-        per_file, bad = changes(files, targets, matches, removing)
+        per_file, bad, _ = changes(files, targets, matches, removing)
         for problem in bad.values():
             self.warn(problem)
         change = per_file.get(relpath)

@@ -1,0 +1,167 @@
+"""The rules about a definition itself: decorators that register it, names frameworks dispatch by, overrides.
+
+Nothing may refer to such a function by name and still something calls it: a
+decorator put it in a registry, a framework looks it up by convention, a base
+class calls the method it overrides. Each finding is a ``Reference`` at the
+definition whose ``kind`` is a rule of ``_rules.RULES``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import posixpath
+
+from coldmod_codemod._references import (
+    IMPLICIT,
+    Reference,
+    Target,
+    Tree,
+    _DefInfo,
+    _Scope,
+    dotted,
+)
+
+__all__ = ["definition_findings"]
+
+#: Decorators that only wrap the function and register it nowhere (by what they resolve to).
+PURE_WRAPPERS = frozenset({
+    "staticmethod", "classmethod", "property", "builtins.staticmethod", "builtins.classmethod", "builtins.property",
+    "functools.cache", "functools.lru_cache", "functools.cached_property", "functools.wraps",
+    "typing.overload", "typing.final", "typing.override", "typing.no_type_check",
+    "typing_extensions.overload", "typing_extensions.final", "typing_extensions.override",
+    "abc.abstractmethod", "abc.abstractproperty", "abc.abstractclassmethod", "abc.abstractstaticmethod",
+    "contextlib.contextmanager", "contextlib.asynccontextmanager",
+})
+#: ``@p.setter`` and friends: the second half of a property, not a registration.
+PROPERTY_PARTS = frozenset({"setter", "getter", "deleter"})
+#: Decorators that make a test fixture (reported as the ``test`` rule).
+FIXTURES = frozenset({"pytest.fixture", "pytest_asyncio.fixture"})
+#: Methods class-based views dispatch by the request's HTTP verb (Django's View.http_method_names, Flask's MethodView).
+HTTP_METHODS = frozenset({"get", "post", "put", "patch", "delete", "head", "options", "trace"})
+#: Methods management commands are dispatched by (Django's BaseCommand).
+COMMAND_METHODS = frozenset({"handle", "add_arguments", "handle_label", "handle_app_config"})
+#: Prefixes that frameworks dispatch by: cmd's do_/help_/complete_, visitors, test runners, pytest hooks,
+#: Django forms' clean_<field>.
+DISPATCH_PREFIXES = ("do_", "help_", "complete_", "visit_", "leave_", "depart_", "test_", "test", "pytest_", "clean_")
+#: Whole names unittest and doctest runners call.
+DISPATCH_NAMES = frozenset({
+    "setUp", "tearDown", "setUpClass", "tearDownClass", "setUpModule", "tearDownModule",
+    "asyncSetUp", "asyncTearDown", "setup_method", "teardown_method", "setup_class", "teardown_class",
+    "setup_module", "teardown_module", "setup_function", "teardown_function", "load_tests",
+})
+#: Files test runners collect (pytest's and Django's defaults).
+TEST_FILE_GLOBS = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
+TEST_DIRS = frozenset({"tests", "test", "testing"})
+
+
+def definition_findings(tree: Tree, target: Target) -> list[Reference]:
+    """Every rule that fires on the target's own definitions (``own`` rules), one finding per rule and line."""
+    found: dict[tuple[str, str, int], Reference] = {}
+
+    def add(kind: str, path: str, line: int) -> None:
+        found.setdefault((kind, path, line), Reference(target.key, path, line, 0, kind, False))
+
+    name = target.bare_name
+    for info in target.infos:
+        d = info.definition
+        if len(name) > 4 and name.startswith("__") and name.endswith("__"):
+            add(IMPLICIT, d.path, d.line)
+        for decorator in info.decorators:
+            kind = _decorator_kind(decorator, info.scope)
+            if kind is not None:
+                add(kind, d.path, decorator.lineno)
+        if info.owner is not None:
+            if name in HTTP_METHODS:
+                add("http-method", d.path, d.line)
+            if name in COMMAND_METHODS:
+                add("command", d.path, d.line)
+            if _overrides(tree, info):
+                add("override", d.path, d.line)
+        if name.startswith(DISPATCH_PREFIXES) or name in DISPATCH_NAMES:
+            add("dispatch", d.path, d.line)
+        if _is_test_file(d.path):
+            add("test", d.path, d.line)
+    if target.binder is not None and target.binder.dynamic and target.definitions:
+        add("dynamic", target.definitions[0].path, target.binder.dynamic)
+    return sorted(found.values(), key=lambda r: (r.path, r.line, r.kind))
+
+
+def _decorator_kind(decorator: ast.expr, scope: _Scope) -> str | None:
+    """The rule a decorator triggers: ``decorator``, ``test`` (a fixture) or None (a pure wrapper)."""
+    func = decorator.func if isinstance(decorator, ast.Call) else decorator
+    if isinstance(func, ast.Attribute) and func.attr in PROPERTY_PARTS and isinstance(func.value, ast.Name):
+        return None
+    resolved = dotted(func, scope)
+    if resolved & FIXTURES:
+        return "test"
+    if resolved and resolved <= PURE_WRAPPERS:
+        return None
+    return "decorator"
+
+
+def _is_test_file(path: str) -> bool:
+    directory, _, base = path.rpartition("/")
+    if any(posixpath.basename(base) == g or _glob(base, g) for g in TEST_FILE_GLOBS):
+        return True
+    return bool(TEST_DIRS & set(directory.split("/")))
+
+
+def _glob(name: str, pattern: str) -> bool:
+    head, _, tail = pattern.partition("*")
+    return name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail)
+
+
+def _overrides(tree: Tree, info: _DefInfo) -> bool:
+    """Whether the method may override one of a base class: defined there, or the base is not in the tree."""
+    assert info.owner is not None
+    binder = tree.file(info.definition.path)
+    if binder is None:
+        return True
+    classes = binder.bind().classes
+    if info.owner not in classes:
+        return True
+    bases, outer, _ = classes[info.owner]
+    return any(_base_has(tree, base, outer, info.definition.key.rpartition(".")[2], set()) for base in bases)
+
+
+def _base_has(tree: Tree, base: ast.expr, scope: _Scope, name: str, seen: set[str]) -> bool:
+    """Whether the class ``base`` (an expression in ``scope``) defines ``name`` or may: True when unknown."""
+    if isinstance(base, ast.Subscript):  # Generic[T], Base[int]
+        base = base.value
+    resolved = dotted(base, scope)
+    if not resolved:
+        return True  # a call or other expression: cannot be ruled out
+    return any(_class_has(tree, fqn, name, seen) for fqn in resolved)
+
+
+def _class_has(tree: Tree, fqn: str, name: str, seen: set[str]) -> bool:
+    if fqn in seen or len(seen) > 50:
+        return False
+    seen.add(fqn)
+    if fqn == "object" or fqn == "builtins.object":
+        return False
+    if "." not in fqn or fqn.startswith("builtins."):
+        found = getattr(builtins, fqn.rpartition(".")[2], None)
+        if isinstance(found, type):
+            return hasattr(found, name)
+    parts = fqn.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module, qual = ".".join(parts[:i]), ".".join(parts[i:])
+        for path in tree.modules().get(module, ()):
+            scanned = tree.file(path)
+            if scanned is None:
+                return True
+            binder = scanned.bind()
+            own = binder.root.prefix + qual
+            if own in binder.classes:
+                bases, outer, body = binder.classes[own]
+                if name in body.bindings:
+                    return True
+                return any(_base_has(tree, b, outer, name, seen) for b in bases)
+            if "." not in qual and qual in binder.root.bindings:
+                # A name the module imports or assigns: follow what it is bound to.
+                return any(
+                    _class_has(tree, other, name, seen) for other in binder.root.bindings[qual] if other != own
+                ) if binder.root.bindings[qual] - {own} else True
+    return True  # not in the tree: may define anything
