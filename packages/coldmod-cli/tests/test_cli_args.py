@@ -13,11 +13,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import git
 
 from coldmod_cli._cmdline import children, signature
 from coldmod_cli._errors import is_command
@@ -100,12 +100,13 @@ def _misspelled(flag: str) -> str:
     return "--" + body[:cut] + body[cut + 1 :] if len(body) > 1 else flag + flag[-1] * 2
 
 
-def _valid_words(path: tuple[str, ...]) -> list[str]:
-    """The positional words a command needs to be otherwise valid (a real key of the shop)."""
+def _valid_words(path: tuple[str, ...], root: Path) -> list[str]:
+    """Positional words that make the command otherwise valid: a real key, a store file that would appear."""
     spec = signature(dict(COMMANDS)[path], path)
     if path == ("help",):
         return ["rm"]
-    return ["shop.cart.Cart.merge"] if spec.varargs is not None else []
+    words = [f"sqlite:///{root / p.name}.db" for p in spec.parameters if p.required]
+    return words + (["shop.cart.Cart.merge"] if spec.varargs is not None else [])
 
 
 def test_every_public_method_is_a_checked_command():
@@ -116,23 +117,39 @@ def test_every_public_method_is_a_checked_command():
                 pytest.fail(f"{owner.__name__}.{name} is public but not a @command")
 
 
-def test_a_misspelled_flag_on_every_command_does_nothing(shop, recorder, tmp_path):
+def _use(recorder: ConnectionRecorder, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's environment as :func:`_env` (for the in-process runs of the entry point)."""
+    for name in [n for n in os.environ if n.startswith("COLDMOD_")]:
+        monkeypatch.delenv(name)
+    for name, value in _env(recorder, tmp).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+
+
+def test_a_misspelled_flag_on_every_command_does_nothing(shop, recorder, tmp_path, cli, monkeypatch):
     env = _env(recorder, tmp_path / "tmp")
-    (shop / "store.db").unlink(missing_ok=True)
     before = _snapshot(shop)
     checked = 0
     for path, command in COMMANDS:
         spec = signature(command, path)
         flags = [p.flag for p in spec.flags] or ["--verbose"]
-        for flag in flags:
+        # Every flag misspelled through the entry point in this process; the last one also as a real process.
+        for index, flag in enumerate(flags):
             wrong = _misspelled(flag)
-            done = coldmod(*path, *_valid_words(path), wrong, cwd=shop, env=env)
-            assert done.returncode == 2, (path, wrong, done.stderr)
-            assert done.stdout == ""
-            assert done.stderr.startswith(f"coldmod: unknown flag {wrong}"), done.stderr
-            assert done.stderr.count("\n") == 1
+            argv = [*path, *_valid_words(path, shop), wrong]
+            if index == len(flags) - 1:
+                ran = coldmod(*argv, cwd=shop, env=env)
+                code, out, err = ran.returncode, ran.stdout, ran.stderr
+            else:
+                _use(recorder, tmp_path / "tmp", monkeypatch)
+                result = cli(*argv)
+                code, out, err = result.code, result.out, result.err
+            assert code == 2, (argv, err)
+            assert out == ""
+            assert err.startswith(f"coldmod: unknown flag {wrong}"), err
+            assert err.count("\n") == 1
             if spec.flags:
-                assert f"did you mean {flag}?" in done.stderr, done.stderr
+                assert f"did you mean {flag}?" in err, err
             checked += 1
     for group in GROUPS:
         done = coldmod(*group, "--bogus", cwd=shop, env=env)
@@ -175,24 +192,24 @@ def test_a_misspelled_flag_on_every_command_does_nothing(shop, recorder, tmp_pat
         (["help", "rmm"], "unknown command 'rmm'; did you mean `coldmod help rm`?"),
     ],
 )
-def test_mistakes_are_one_line_exit_2_and_change_nothing(shop, recorder, tmp_path, args, message):
-    env = _env(recorder, tmp_path / "tmp")
-    git(shop, "status", "--porcelain")
+def test_mistakes_are_one_line_exit_2_and_change_nothing(shop, recorder, tmp_path, args, message, cli, monkeypatch):
+    _use(recorder, tmp_path / "tmp", monkeypatch)
     before = _snapshot(shop)
 
-    done = coldmod(*args, cwd=shop, env=env)
+    done = cli(*args)  # the entry point in this process (the walk above runs real processes)
 
-    assert done.returncode == 2, done.stderr
-    assert done.stdout == ""
-    assert done.stderr.startswith(f"coldmod: {message}"), done.stderr
-    assert done.stderr.count("\n") == 1
-    assert "Traceback" not in done.stderr
+    assert done.code == 2, done.err
+    assert done.out == ""
+    assert done.err.startswith(f"coldmod: {message}"), done.err
+    assert done.err.count("\n") == 1
+    assert "Traceback" not in done.err
     assert recorder.count == 0
     assert _snapshot(shop) == before
 
 
-def test_fire_conventions_are_understood(shop, recorder, tmp_path):
+def test_fire_conventions_are_understood(shop, recorder, tmp_path, cli, monkeypatch):
     env = _env(recorder, tmp_path / "tmp")
+    _use(recorder, tmp_path / "tmp", monkeypatch)
     before = (shop / "shop" / "cart.py").read_bytes()
     # -n, --dry-run before the key (a boolean never swallows a key), --dry-run=yes, a yes/no word after it.
     for args in (
@@ -202,10 +219,10 @@ def test_fire_conventions_are_understood(shop, recorder, tmp_path):
         ["rm", "--dry_run", "yes", "shop.cart.Cart.merge"],
         ["rm", "shop.cart.Cart.merge", "--dry-run", "--nocold"],
     ):
-        done = coldmod(*args, cwd=shop, env=env)
-        assert done.returncode == 0, (args, done.stderr)
-        assert done.stdout.startswith("safe    shop.cart.Cart.merge"), args
-        assert "dry run: nothing changed" in done.stderr, args
+        done = cli(*args)
+        assert done.code == 0, (args, done.err)
+        assert done.out.startswith("safe    shop.cart.Cart.merge"), args
+        assert "dry run: nothing changed" in done.err, args
     assert (shop / "shop" / "cart.py").read_bytes() == before
     # --flag value and --flag=value are the same; `-- --help` is Fire's help flag.
     assert coldmod("srcs", "--format", "json", cwd=shop, env=env).stdout == coldmod(
@@ -224,24 +241,30 @@ def test_fire_conventions_are_understood(shop, recorder, tmp_path):
 HELP_FORMS = [["--help"], ["-h"], ["help"]] + [[*path, "--help"] for path, _ in COMMANDS] + [
     [*group, "--help"] for group in GROUPS
 ]
+#: These also as real processes: what a terminal shows, with PAGER set to a pager that would fail.
+HELP_IN_A_PROCESS = [["--help"], ["rm", "--help"], ["rm", "-h"], ["cache", "--help"]]
 
 
 @pytest.mark.parametrize("args", HELP_FORMS, ids=" ".join)
-def test_help_prints_to_stdout_as_flags_are_typed(args, tmp_path):
-    done = coldmod(*args, cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")})
+def test_help_prints_to_stdout_as_flags_are_typed(args, tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    if args in HELP_IN_A_PROCESS:
+        ran = coldmod(*args, cwd=tmp_path, env=os.environ | {"PAGER": "false"})
+        assert (ran.returncode, ran.stdout, ran.stderr) == (result.code, result.out, result.err)
 
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""  # no "INFO: Showing help …"
-    assert done.stdout.startswith("usage: coldmod")
-    assert "_" not in "".join(w for w in done.stdout.split() if w.startswith("--"))  # --dry-run, not --dry_run
-    assert "=" not in "".join(w for w in done.stdout.split() if w.startswith("--"))  # not --dry_run=DRY_RUN
+    assert result.code == 0, result.err
+    assert result.err == ""  # no "INFO: Showing help …"
+    assert result.out.startswith("usage: coldmod")
+    flags = "".join(w for w in result.out.split() if w.startswith("--"))
+    assert "_" not in flags  # --dry-run, not --dry_run
+    assert "=" not in flags  # not --dry_run=DRY_RUN
     path = tuple(a for a in args if not a.startswith("-") and a != "help")
     if path in dict(COMMANDS):
-        for param in signature(dict(COMMANDS)[path], path).flags:
-            assert param.flag in done.stdout
-            assert param.help.split()[0] in done.stdout  # its description is shown
-        via_help = coldmod("help", *path, cwd=tmp_path, env=os.environ.copy())
-        assert via_help.stdout == done.stdout
+        for param in signature(dict(COMMANDS)[path], path).parameters:
+            assert (param.metavar if param.positional else param.flag) in result.out
+            assert param.help.split()[0] in result.out  # its description is shown
+        assert cli("help", *path).out == result.out
 
 
 def test_help_shows_short_flags_types_and_defaults(tmp_path):

@@ -406,7 +406,7 @@ def _command_help(spec: Signature) -> str:
                              for p in positional]))  # fmt: skip
         lines.append("")
     lines.append("options:")
-    rows = [_flag_row(p) for p in spec.flags]
+    rows = [_flag_row(p) for p in spec.flags if not p.positional]  # positional ones are under arguments
     rows += [("-h, --help", "show this help and exit."), ("-v, --verbose", "show a traceback when the command fails.")]
     lines.extend(_table(rows))
     return "\n".join(lines) + "\n"
