@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from coldmod_cli import _args, local, report
 from coldmod_cli._errors import UsageError, command, say
+from coldmod_cli._words import plural
 
 __all__ = ["Cache", "Coldmod"]
 
@@ -48,7 +49,8 @@ class Cache:
         from coldmod_trace.discovery import CACHE_DIR
 
         found = local.checkout()
-        say(f"cached {len(found.sources)} functions from {len(found.files)} files in {found.marker.root / CACHE_DIR}")
+        counted = f"{plural(len(found.sources), 'function')} from {plural(len(found.files), 'file')}"
+        say(f"cached {counted} in {found.marker.root / CACHE_DIR}")
 
     @command
     def clear(self) -> None:
@@ -273,7 +275,7 @@ class Coldmod:
             say(f"already ignored: {', '.join(already)}")
         if added:
             say(
-                f"added {len(added)} keys to [ignore] keys in {found.marker.path}; "
+                f"added {plural(len(added), 'key')} to [ignore] keys in {found.marker.path}; "
                 f"they leave the heatmap when the application next starts"
             )
 

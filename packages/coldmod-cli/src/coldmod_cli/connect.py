@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from coldmod_cli import local
 from coldmod_cli._errors import CliError, UsageError, say, warn
+from coldmod_cli._words import plural
 from coldmod_trace import config
 
 if TYPE_CHECKING:
@@ -400,7 +401,7 @@ class Checkout:
                 )
         else:
             where = len(verdict.reasons)
-            places = f"{where} place{'s' if where != 1 else ''}"
+            places = plural(where, "place")
             message = {
                 "review": f"{key} may be used indirectly ({places}: see the reasons); if it is not, "
                 f"run `coldmod rm --include review {key}` in a terminal.",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from coldmod_cli import heatmap
 from coldmod_cli._errors import CliError, UsageError, say, warn
 from coldmod_cli._progress import steps
+from coldmod_cli._words import plural, span
 
 if TYPE_CHECKING:
     from coldmod_codemod import RemovalPlan
@@ -114,15 +115,6 @@ def require_clean(root: Path) -> None:
         )
 
 
-def _span(seconds: float) -> str:
-    """A duration the way ``--min-tracked`` is written: ``7d``, ``3h``, ``12m``, ``40s``."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            whole = seconds / size
-            return f"{whole:.0f}{unit}" if whole >= 10 or whole == int(whole) else f"{whole:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: float | None) -> list[str]:
     """The keys ``rm --cold`` considers, once the heatmap has been tracked long enough (else refuse)."""
     minimum = DEFAULT_MIN_TRACKED if min_tracked is None else min_tracked
@@ -136,15 +128,15 @@ def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: floa
     age = max(0.0, (now - min(starts)) / 1000)
     if age < minimum:
         raise CliError(
-            f"the heatmap of {result.app!r} has been tracked for {_span(age)}, less than the minimum of "
-            f"{_span(minimum)}; let production run longer before removing what it never called, "
+            f"the heatmap of {result.app!r} has been tracked for {span(age)}, less than the minimum of "
+            f"{span(minimum)}; let production run longer before removing what it never called, "
             f"or lower the minimum with --min-tracked (like --min-tracked 1d)"
         )
-    say(f"the heatmap of {result.app!r} has been tracked for {_span(age)} (minimum {_span(minimum)}, --min-tracked)")
+    say(f"the heatmap of {result.app!r} has been tracked for {span(age)} (minimum {span(minimum)}, --min-tracked)")
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=minimum)
     younger = sum(1 for row in result.rows if row.tracked and row.tracked_since_ms > now - minimum * 1000)
     if younger:
-        say(f"left out {younger} functions tracked for less than {_span(minimum)} (new since tracking began)")
+        say(f"left out {plural(younger, 'function')} tracked for less than {span(minimum)} (new since tracking began)")
     return [row.key for row in rows]
 
 
@@ -172,10 +164,6 @@ def verdict_lines(removal: RemovalPlan, found: Discovery) -> list[str]:
         reasons = f"  ({'; '.join(verdict.reasons)})" if verdict.reasons else ""
         lines.append(f"{word:<7} {key}{reasons}")
     return lines
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def remove(
@@ -212,7 +200,7 @@ def remove(
     removed = removal.removed
     counts = {v: sum(removal.verdicts[k].verdict == v for k in removed) for v in ("review", "unsafe")}
     beyond_safe = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    what = f"{_count(len(removed), 'function')} from {_count(len(touched), 'file')}"
+    what = f"{plural(len(removed), 'function')} from {plural(len(touched), 'file')}"
     what += f" ({beyond_safe} among them)" if beyond_safe else ""
     if dry_run:
         print(removal.diff(), end="")
@@ -232,11 +220,11 @@ def remove(
     kept_review = [k for k in kept if removal.verdicts[k].verdict == "review"]
     if kept:
         review_hint = f" ({len(kept_review)} review: --include review removes them)" if kept_review else ""
-        say(f"kept {_count(len(kept), 'cold function')} that may still be used{review_hint}; the reasons are above")
+        say(f"kept {plural(len(kept), 'cold function')} that may still be used{review_hint}; the reasons are above")
     refused = [key for key in keys if not removal.verdicts[key].removed]
     if refused:
         hints = sorted({_REFUSED_HINT.get(removal.verdicts[k].verdict, _REFUSED_HINT["unsafe"]) for k in refused})
         raise CliError(
-            f"refused {_count(len(refused), 'key')} ({', '.join(refused)}): may still be used (the reasons "
+            f"refused {plural(len(refused), 'key')} ({', '.join(refused)}): may still be used (the reasons "
             f"are above); {'; or '.join(hints)}"
         )

@@ -11,6 +11,7 @@ from typing import Any
 from coldmod_cli import heatmap, local
 from coldmod_cli._errors import CliError, say
 from coldmod_cli._progress import progress
+from coldmod_cli._words import plural, span
 
 
 def print_json(data: Any) -> None:
@@ -40,7 +41,7 @@ def load(start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | N
     result.app = app
     if result.skipped_keys:
         say(
-            f"skipped {len(result.skipped_keys)} keys the collector knows but this checkout does not have "
+            f"skipped {plural(len(result.skipped_keys), 'key')} the collector knows but this checkout does not have "
             f"(removed, renamed or ignored since the application last started)"
         )
     return result
@@ -76,6 +77,8 @@ def cold(
     """Print the cold functions and their summary; returns them."""
     now = heatmap.now_ms()
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
+    # Cold but traced for less than --min-tracked: left out, and said so (they are not known to be cold yet).
+    too_brief = len(heatmap.cold(result.rows, now=now, since=since)) - len(rows) if min_tracked else 0
     tracked = [row for row in result.rows if row.tracked]
     cold_lines, total_lines = heatmap.line_counts(
         result.root,
@@ -93,6 +96,7 @@ def cold(
                     "cold_functions": len(rows),
                     "tracked_functions": len(tracked),
                     "untracked_functions": result.untracked,
+                    "tracked_too_briefly": too_brief,
                     "cold_lines": cold_lines,
                     "function_lines": total_lines,
                 },
@@ -102,9 +106,15 @@ def cold(
     if rows:
         for line in heatmap.table(rows, now):
             print(line)
+    are = "is" if len(rows) == 1 or len(tracked) == 1 else "are"
     say(
-        f"{len(rows)} of {len(tracked)} tracked functions are cold "
-        f"({cold_lines} of {total_lines} lines in functions)"
-        + (f"; {result.untracked} untracked functions left out" if result.untracked else "")
+        f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
+        f"({cold_lines} of {plural(total_lines, 'line')} in functions)"
+        + (f"; {plural(result.untracked, 'untracked function')} left out" if result.untracked else "")
+        + (
+            f"; {plural(too_brief, 'cold function')} left out for being tracked less than {span(min_tracked)}"
+            if too_brief and min_tracked
+            else ""
+        )
     )
     return rows

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from coldmod_cli._errors import CliError
+from coldmod_cli._words import plural
 from coldmod_trace import config
 from coldmod_trace.rootmarker import RootmarkerError
 
@@ -116,13 +117,13 @@ def _text(info: dict[str, Any]) -> None:
     line("app", info["app"])
     line("files", info["files"])
     if info["functions"] is not None:
-        line("functions", f"{info['functions']} ({info['ignored_keys']} keys ignored)")
+        line("functions", f"{info['functions']} ({plural(info['ignored_keys'], 'key')} ignored)")
     else:
         line("functions", None)
     collector = info["collector"]
     if collector["authenticated"]:
         auth = "authenticated" if collector.get("tls") else "no authentication (insecure)"
-        state = f"reachable, {auth}, {collector['apps']} apps" + (
+        state = f"reachable, {auth}, {plural(collector['apps'], 'app')}" + (
             f"; {collector['note']}" if "note" in collector else ""
         )
     elif collector["reachable"]:
