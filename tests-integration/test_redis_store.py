@@ -126,7 +126,7 @@ def test_changes_written_through_one_collector_reach_the_other(two):
         arrived.wait(0.1)
     assert heard == [
         Change("shop", "register"),
-        Change("shop", "report", frozenset({"m.a"})),
+        Change("shop", "report"),  # from another collector: which app, not which keys
         Change("shop", "reset"),
         Change("shop", "delete"),
     ]
@@ -256,3 +256,17 @@ def test_out_of_memory_acknowledges_only_what_was_stored(tmp_path: Path):
                 assert tracing.Report(report("shop", "i1", acked + 1, {keys[0]: 1}), timeout=10).duplicate is False
         finally:
             collector.kill()
+
+
+def test_counts_stay_exact_past_2_53_and_an_overflow_is_refused_whole(two):
+    from coldmod_cli.server.store import CountOverflow
+
+    first, _ = two
+    first.register("shop", [Source("m.a"), Source("m.b"), Source("m.c")], 1000)
+    first.report(_batch("i1", 1, {"m.a": 2**53 - 1, "m.b": 2**62, "m.c": 1}))
+    first.report(_batch("i1", 2, {"m.a": 3, "m.b": 2**62 - 1}))  # past doubles' exact range; to 2**63 - 1
+    with pytest.raises(CountOverflow):
+        first.report(_batch("i1", 3, {"m.c": 5, "m.b": 1}))  # m.b would pass 2**63 - 1: nothing applied
+    counts = {e.key: e.calls for e in first.fetch("shop").entries}
+    assert counts == {"m.a": 2**53 + 2, "m.b": 2**63 - 1, "m.c": 1}
+    assert not first.report(_batch("i1", 3, {"m.c": 5})).duplicate  # the refused id was not recorded

@@ -102,8 +102,9 @@ return {kept, #added / 2, #removed}
 
 #: KEYS: the app's 8 keys, then the instance's dedupe hash.
 #: ARGV: app, sequence, window_start, window_end, dropped_updates, now_ms,
-#: keep (recent sequences remembered), ttl_ms, channel, origin, n, then n
-#: keys, n calls, n flags ("", "e", "l" or "el": estimated, lower bound).
+#: keep (recent sequences remembered), ttl_ms, channel, origin, n, flagged,
+#: then n keys, n calls and, when ``flagged`` is "1", n flags ("", "e", "l"
+#: or "el": estimated, lower bound).
 #: Returns {status, unknown, unknown keys...}: status 0 applied, 1 duplicate,
 #: -1 unknown app, -2 a count would overflow (then the rest is the key).
 REPORT = (
@@ -113,64 +114,72 @@ REPORT = (
 local K, inst = KEYS, KEYS[9]
 local app, seq, wstart, wend = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local dropped_updates, now, keep, ttl = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local channel, origin, n = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local channel, origin, n, flagged = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12] == '1'
 local prior = redis.call('HGET', inst, seq)
 if prior then return {1, tonumber(prior)} end
 local floor = redis.call('HGET', inst, 'floor')
 if floor and tonumber(seq) <= tonumber(floor) then return {1, 0} end
 if redis.call('EXISTS', K[1]) == 0 then return {-1, 0} end
 
-local keys, calls, flags = {}, {}, {}
-for i = 1, n do
-  keys[i] = ARGV[11 + i]; calls[i] = ARGV[11 + n + i]; flags[i] = ARGV[11 + 2 * n + i]
-end
+local keys = {}
+for i = 1, n do keys[i] = ARGV[12 + i] end
 -- Known keys are exactly those with a tracked_since; the others are dropped and counted.
 local since = hmget_all(K[3], keys)
-local live, unknown = {}, {}
+local live, lkeys, unknown = {}, {}, {}
 for i = 1, n do
   if not since[i] then unknown[#unknown + 1] = keys[i]
-  elseif calls[i] ~= '0' then live[#live + 1] = i end
+  elseif ARGV[12 + n + i] ~= '0' then live[#live + 1] = i; lkeys[#lkeys + 1] = keys[i] end
 end
-local lkeys = {}
-for j, i in ipairs(live) do lkeys[j] = keys[i] end
--- Refuse the whole batch, before any write, if a count would pass 2**63 - 1.
 local current = hmget_all(K[4], lkeys)
-local BASE, MAX_HI, MAX_LO = 1e9, 9223372036, 854775807
-local function halves(s)
-  if #s <= 9 then return 0, tonumber(s) end
-  return tonumber(string.sub(s, 1, #s - 9)), tonumber(string.sub(s, -9))
+-- Sums below 2**53 are exact in Lua's doubles and are written in one HSET; the rare
+-- larger one is added by HINCRBY (exact in Redis), after the whole batch was checked
+-- for overflow in 9-digit halves: a batch that would pass 2**63 - 1 is refused whole.
+local EXACT, BASE, MAX_HI, MAX_LO = 2 ^ 53, 1e9, 9223372036, 854775807
+local function halves(text)
+  if #text <= 9 then return 0, tonumber(text) end
+  return tonumber(string.sub(text, 1, #text - 9)), tonumber(string.sub(text, -9))
 end
+local sums, big = {}, {}
 for j, i in ipairs(live) do
-  local have = current[j]
-  if have and tonumber(have) + tonumber(calls[i]) > 9e18 then  -- near the edge: exact, in halves
-    local ah, al = halves(have)
-    local bh, bl = halves(calls[i])
-    local lo = al + bl
-    local hi = ah + bh + math.floor(lo / BASE)
-    lo = lo % BASE
-    if hi > MAX_HI or (hi == MAX_HI and lo > MAX_LO) then return {-2, 0, keys[i]} end
+  local delta, have = ARGV[12 + n + i], current[j] or '0'
+  local sum = tonumber(have) + tonumber(delta)
+  if sum < EXACT then
+    sums[#sums + 1] = lkeys[j]; sums[#sums + 1] = string.format('%.0f', sum)
+  else
+    if sum > 9e18 then
+      local ah, al = halves(have)
+      local bh, bl = halves(delta)
+      local lo = al + bl
+      local hi = ah + bh + math.floor(lo / BASE)
+      lo = lo % BASE
+      if hi > MAX_HI or (hi == MAX_HI and lo > MAX_LO) then return {-2, 0, lkeys[j]} end
+    end
+    big[#big + 1] = j
   end
 end
+hset_pairs(K[4], sums)
+for _, j in ipairs(big) do redis.call('HINCRBY', K[4], lkeys[j], ARGV[12 + n + live[j]]) end
 
+-- No call is seen before the key was tracked (the batch was in flight during a Register).
 local firsts, lasts = hmget_all(K[7], lkeys), hmget_all(K[8], lkeys)
 local set_first, set_last, est, lb = {}, {}, {}, {}
 local ws, we = tonumber(wstart), tonumber(wend)
 for j, i in ipairs(live) do
-  local key = keys[i]
-  redis.call('HINCRBY', K[4], key, calls[i])
-  -- No call is seen before the key was tracked (the batch was in flight during a Register).
-  local s = since[i]
-  local f = ws > tonumber(s) and wstart or s
-  local l = we > tonumber(s) and wend or s
+  local key, s = lkeys[j], since[i]
+  local sn = tonumber(s)
+  local f = ws > sn and wstart or s
+  local l = we > sn and wend or s
   if not firsts[j] or tonumber(f) < tonumber(firsts[j]) then
     set_first[#set_first + 1] = key; set_first[#set_first + 1] = f
   end
   if not lasts[j] or tonumber(l) > tonumber(lasts[j]) then
     set_last[#set_last + 1] = key; set_last[#set_last + 1] = l
   end
-  local flag = flags[i]
-  if string.find(flag, 'e', 1, true) then est[#est + 1] = key end
-  if string.find(flag, 'l', 1, true) then lb[#lb + 1] = key end
+  if flagged then
+    local flag = ARGV[12 + 2 * n + i]
+    if string.find(flag, 'e', 1, true) then est[#est + 1] = key end
+    if string.find(flag, 'l', 1, true) then lb[#lb + 1] = key end
+  end
 end
 hset_pairs(K[7], set_first)
 hset_pairs(K[8], set_last)
@@ -200,7 +209,9 @@ if redis.call('HLEN', inst) > keep + 1 then
   redis.call('HSET', inst, 'floor', string.format('%d', top))
 end
 redis.call('PEXPIRE', inst, ttl)
-if #lkeys > 0 then publish(channel, origin, app, 'report', lkeys) end
+-- Other collectors hear only which app changed (their pages fetch it again): a
+-- message of a few bytes, not the batch's keys.
+if #lkeys > 0 then publish(channel, origin, app, 'report') end
 local out = {0, #unknown}
 for _, key in ipairs(unknown) do out[#out + 1] = key end
 return out

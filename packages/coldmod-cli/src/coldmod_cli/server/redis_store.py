@@ -30,10 +30,12 @@ order and resend only the unacknowledged batch); the record expires
 ``DEDUPE_TTL_MS`` (7 days) after the instance's last batch. A batch resent
 later than that would be applied again; a tracer never holds one that long.
 
-Changes: every write script PUBLISHes ``{o: origin, a: app, k: kind, keys}``
-on ``coldmod:changes``. Subscribers hear their own collector's writes at
-once (synchronously, like SQLite) and every other collector's through one
-subscriber thread, so a web UI on collector A sees counts that arrived at B.
+Changes: every write script PUBLISHes ``{o: origin, a: app, k: kind}`` on
+``coldmod:changes``. Subscribers hear their own collector's writes at once
+(synchronously, like SQLite, with the report's keys) and every other
+collector's through one subscriber thread, so a web UI on collector A sees
+counts that arrived at B. A report heard from another collector carries no
+keys (the message stays a few bytes whatever the batch): fetch the app again.
 """
 
 from __future__ import annotations
@@ -366,8 +368,10 @@ class RedisStore:
         """Apply the batch at most once (one script); returns once Redis has applied it."""
         keys = AppKeys.of(batch.app)
         n = len(batch.keys)
+        # Flags travel only when some delta has one (the usual batch has none): n fewer arguments.
+        flagged = any(batch.estimated) or any(batch.lower_bound)
         lower = batch.lower_bound or [False] * n
-        flags = [_FLAGS[e * 2 + b] for e, b in zip(batch.estimated, lower, strict=True)]
+        flags = [_FLAGS[e * 2 + b] for e, b in zip(batch.estimated, lower, strict=True)] if flagged else []
         args: list[Any] = [
             batch.app,
             batch.sequence,
@@ -380,6 +384,7 @@ class RedisStore:
             CHANNEL,
             self._origin,
             n,
+            "1" if flagged else "0",
             *batch.keys,
             *batch.calls,
             *flags,
