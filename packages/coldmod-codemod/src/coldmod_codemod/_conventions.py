@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib
 import posixpath
 
 from coldmod_codemod._references import (
@@ -49,6 +50,12 @@ DISPATCH_NAMES = frozenset({
     "setUp", "tearDown", "setUpClass", "tearDownClass", "setUpModule", "tearDownModule",
     "asyncSetUp", "asyncTearDown", "setup_method", "teardown_method", "setup_class", "teardown_class",
     "setup_module", "teardown_module", "setup_function", "teardown_function", "load_tests",
+})
+#: Standard-library modules whose classes can be inspected for their methods: importing them has no side effects.
+INSPECTABLE_MODULES = frozenset({
+    "abc", "typing", "enum", "collections", "collections.abc", "numbers", "contextlib", "dataclasses",
+    "io", "string", "json", "ast", "argparse", "logging", "threading", "types", "unittest", "datetime",
+    "decimal", "fractions", "pathlib", "html.parser", "socketserver", "http.server", "cmd", "queue",
 })
 #: Files test runners collect (pytest's and Django's defaults).
 TEST_FILE_GLOBS = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
@@ -135,6 +142,18 @@ def _base_has(tree: Tree, base: ast.expr, scope: _Scope, name: str, seen: set[st
     return any(_class_has(tree, fqn, name, seen) for fqn in resolved)
 
 
+def _standard_class(fqn: str) -> type | None:
+    """A base class from the standard library's inert modules (``abc.ABC``, ``typing.Generic``), looked at directly."""
+    module, _, name = fqn.rpartition(".")
+    if module not in INSPECTABLE_MODULES:
+        return None
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    return found if isinstance(found, type) else None
+
+
 def _class_has(tree: Tree, fqn: str, name: str, seen: set[str]) -> bool:
     if fqn in seen or len(seen) > 50:
         return False
@@ -145,6 +164,9 @@ def _class_has(tree: Tree, fqn: str, name: str, seen: set[str]) -> bool:
         found = getattr(builtins, fqn.rpartition(".")[2], None)
         if isinstance(found, type):
             return hasattr(found, name)
+    known = _standard_class(fqn)
+    if known is not None:
+        return hasattr(known, name)
     parts = fqn.split(".")
     for i in range(len(parts) - 1, 0, -1):
         module, qual = ".".join(parts[:i]), ".".join(parts[i:])

@@ -154,8 +154,9 @@ def _first_difference(old: bytes, new: bytes) -> int:
 def _pair_parts(a: ast.stmt, c: cst.CSTNode, parsed: CstFile) -> None:
     """Import aliases and list/tuple entries, the parts of a statement that edits remove."""
     aliases: list[tuple[ast.alias, cst.CSTNode]] = []
-    if (isinstance(a, ast.ImportFrom) and isinstance(c, cst.ImportFrom) and not isinstance(c.names, cst.ImportStar)) or (isinstance(a, ast.Import) and isinstance(c, cst.Import)):
-        aliases = list(zip(a.names, c.names, strict=False))
+    star = isinstance(c, cst.ImportFrom) and isinstance(c.names, cst.ImportStar)
+    if isinstance(a, (ast.ImportFrom, ast.Import)) and isinstance(c, (cst.ImportFrom, cst.Import)) and not star:
+        aliases = list(zip(a.names, c.names, strict=False))  # type: ignore[arg-type]  # not a star: a sequence
     for alias, node in aliases:
         parsed.nodes[id(alias)] = node
         parsed.parents[id(node)] = parsed.lineage(c)

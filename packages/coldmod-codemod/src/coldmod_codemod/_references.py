@@ -717,9 +717,12 @@ class _Finder(ast.NodeVisitor):
                 if part in self.names:
                     self._add("string", part, node)
             return
-        # Prose, code or markup inside a string (doctests, `python -c`, templates): the name as a word.
+        # Prose, code or markup inside a string (doctests, `python -c`, entry points in setup.py):
+        # the name as a word, with the dotted tokens holding it (``pkg.cli:main``).
+        tokens = [t.strip(".:") for t in _TOKEN.findall(text)]
         for word in set(_WORD.findall(text)) & self.names:
-            self._add("mention", word, node)
+            holding = frozenset(t for t in tokens if word in _WORD.findall(t))
+            self._add("mention", word, node, fqns=holding)
 
 
 # -- files and the tree -----------------------------------------------------------
@@ -1163,21 +1166,27 @@ def match(tree: Tree, target: Target) -> list[Match]:
     return matches
 
 
+def spellings(target: Target) -> frozenset[str]:
+    """How an entry point or dotted config names the target: ``pkg.mod.C.m`` and ``pkg.mod:C.m``, every spelling."""
+    found = set(target.fqns)
+    if target.definitions:
+        qualname = target.definitions[0].qualname
+        for fqn in target.fqns:
+            if fqn.endswith("." + qualname):
+                found.add(f"{fqn[: -len(qualname) - 1]}:{qualname}")
+    return frozenset(found)
+
+
 def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
     """Mentions in text files: the full path (``mod:f``, ``mod.C.m``) is an entry point, the bare name a review."""
     name = target.bare_name
     paths = tree.text_files_with(name)
     if not paths:
         return
-    spellings = set(target.fqns)
-    if target.definitions:
-        qualname = target.definitions[0].qualname
-        for fqn in target.fqns:
-            if fqn.endswith("." + qualname):
-                spellings.add(f"{fqn[: -len(qualname) - 1]}:{qualname}")
+    names = spellings(target)
     for path in paths:
         tokens, words = tree.text_tokens(path)
-        line = min((tokens[s] for s in spellings if s in tokens), default=0)
+        line = min((tokens[s] for s in names if s in tokens), default=0)
         kind = ENTRY_POINT if line else TEXT
         line = line or words.get(name, 0)
         if line:
@@ -1205,7 +1214,9 @@ def _classify(
     if site.shape == "string":
         return STRING, False
     if site.shape == "mention":
-        return (MENTION, False) if site.name == target.bare_name else (None, True)
+        if site.name != target.bare_name:
+            return None, True
+        return (ENTRY_POINT if site.fqns & spellings(target) else MENTION), False
     if resolved:
         return (METHOD if class_fqn else CALL if site.call else NAME), True
     if site.shape == "name":

@@ -76,13 +76,17 @@ class RemovalTransformer(cst.CSTTransformer):
                 and isinstance(new, cst.ImportFrom)
                 and not isinstance(orig.names, cst.ImportStar)
             ) or (isinstance(orig, cst.Import) and isinstance(new, cst.Import)):
-                names = _without(orig.names, new.names, self._removed)  # type: ignore[arg-type]
+                rpar = getattr(new, "rpar", None)
+                closing = rpar.whitespace_before if rpar is not None else None
+                names, closing = _without(orig.names, new.names, self._removed, closing)  # type: ignore[arg-type]
                 if not names:
                     continue
                 if len(names) != len(orig.names):  # type: ignore[arg-type]
-                    if getattr(new, "rpar", None) is None:  # `from m import a,` is invalid without parentheses
+                    if rpar is None:  # `from m import a,` is invalid without parentheses
                         names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-                    new = new.with_changes(names=names)
+                        new = new.with_changes(names=names)
+                    else:
+                        new = new.with_changes(names=names, rpar=rpar.with_changes(whitespace_before=closing))
             kept.append(new)
         if kept and len(kept) != len(updated) and updated[-1] is not kept[-1]:
             kept[-1] = kept[-1].with_changes(semicolon=updated[-1].semicolon)
@@ -106,15 +110,21 @@ class RemovalTransformer(cst.CSTTransformer):
     # -- __all__ entries -------------------------------------------------------
 
     def leave_List(self, original_node: cst.List, updated_node: cst.List) -> cst.List:
-        elements = _without(original_node.elements, updated_node.elements, self._removed)
+        closing = updated_node.rbracket.whitespace_before
+        elements, closing = _without(original_node.elements, updated_node.elements, self._removed, closing)
         if len(elements) == len(original_node.elements):
             return updated_node
-        return updated_node.with_changes(elements=elements)
+        rbracket = updated_node.rbracket.with_changes(whitespace_before=closing)
+        return updated_node.with_changes(elements=elements, rbracket=rbracket)
 
     def leave_Tuple(self, original_node: cst.Tuple, updated_node: cst.Tuple) -> cst.Tuple:
-        elements = _without(original_node.elements, updated_node.elements, self._removed)
+        rpar = list(updated_node.rpar)
+        closing = rpar[0].whitespace_before if rpar else None
+        elements, closing = _without(original_node.elements, updated_node.elements, self._removed, closing)
         if len(elements) == len(original_node.elements):
             return updated_node
+        if rpar and closing is not None:
+            updated_node = updated_node.with_changes(rpar=[rpar[0].with_changes(whitespace_before=closing), *rpar[1:]])
         if len(elements) == 1 and not isinstance(elements[0].comma, cst.Comma):
             elements[0] = elements[0].with_changes(comma=cst.Comma())  # ("a",) stays a tuple
         if not elements and not updated_node.lpar:
@@ -186,10 +196,33 @@ def _detached(lines: Sequence[cst.EmptyLine], *, attached: bool) -> list[cst.Emp
     return kept if any(line.comment is not None for line in kept) else []
 
 
-def _without(original: Sequence[_Item], updated: Sequence[_Item], removed: set[int]) -> list[_Item]:
-    """``updated`` without the items whose original is in ``removed``, commas kept in style."""
+def _without(
+    original: Sequence[_Item],
+    updated: Sequence[_Item],
+    removed: set[int],
+    closing: cst.BaseParenthesizableWhitespace | None = None,
+) -> tuple[list[_Item], cst.BaseParenthesizableWhitespace | None]:
+    """``updated`` without the items whose original is in ``removed``, and the new whitespace before the bracket.
+
+    When the last item goes, the new last one keeps its own comma and comment
+    in a multi-line list (one entry per line); the removed item's comment
+    goes with it, and the closing bracket keeps its indentation.
+    """
     kept = [new for orig, new in zip(original, updated, strict=True) if id(orig) not in removed]
     if kept and updated and kept[-1] is not updated[-1]:
-        # The old last item's comma (trailing comma, closing whitespace) now ends the list.
-        kept[-1] = kept[-1].with_changes(comma=updated[-1].comma)
-    return kept
+        previous, last = kept[-1], updated[-1]
+        own = previous.comma
+        if isinstance(own, cst.Comma) and isinstance(own.whitespace_after, cst.ParenthesizedWhitespace):
+            tail = last.comma.whitespace_after if isinstance(last.comma, cst.Comma) else None
+            if isinstance(tail, cst.ParenthesizedWhitespace):
+                indent = tail.last_line
+            elif isinstance(closing, cst.ParenthesizedWhitespace):
+                indent, closing = closing.last_line, cst.SimpleWhitespace("")
+            else:
+                indent = cst.SimpleWhitespace("")
+            spacing = own.whitespace_after.with_changes(last_line=indent)
+            kept[-1] = previous.with_changes(comma=own.with_changes(whitespace_after=spacing))
+        else:
+            # One line: the old last item's comma (trailing comma, closing whitespace) now ends the list.
+            kept[-1] = previous.with_changes(comma=last.comma)
+    return kept, closing
