@@ -68,7 +68,7 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("method",       UNSAFE, USE, "used as a method here (through self, cls or the class)"),
     Rule("attribute",    UNSAFE, USE, "an attribute of that name on an object that cannot be resolved"),
     Rule("string",       UNSAFE, USE, "named by a string shaped like a path (getattr, 'pkg.mod:f', a registry)"),
-    Rule("entry-point",  UNSAFE, USE, "named by its full dotted path or as 'module:function' (entry points, configs, code in strings)"),
+    Rule("entry-point",  UNSAFE, USE, "its full path or 'module:function' (entry points, configs, code in strings)"),
     Rule("export",       UNSAFE, USE, "imported from a module whose PEP 562 __getattr__ may hand it out"),
     Rule("unresolved",   UNSAFE, USE, "a relative import that cannot be resolved imports a name like it"),
     Rule("unparsed",     UNSAFE, USE, "mentioned in a Python file that cannot be parsed"),

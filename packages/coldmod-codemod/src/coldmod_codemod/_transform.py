@@ -110,8 +110,9 @@ class RemovalTransformer(cst.CSTTransformer):
     # -- __all__ entries -------------------------------------------------------
 
     def leave_List(self, original_node: cst.List, updated_node: cst.List) -> cst.List:
-        closing = updated_node.rbracket.whitespace_before
-        elements, closing = _without(original_node.elements, updated_node.elements, self._removed, closing)
+        elements, closing = _without(
+            original_node.elements, updated_node.elements, self._removed, updated_node.rbracket.whitespace_before
+        )
         if len(elements) == len(original_node.elements):
             return updated_node
         rbracket = updated_node.rbracket.with_changes(whitespace_before=closing)
