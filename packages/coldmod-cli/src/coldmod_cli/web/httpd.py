@@ -56,6 +56,8 @@ MIN_GAP_S = 0.2
 IO_TIMEOUT_S = 30.0
 #: Largest request body we read (a command is a few hundred bytes).
 MAX_BODY = 64 * 1024
+#: Heatmaps kept encoded for the pages (7 MB each at 100,000 keys); a change to an app drops its copy.
+CACHED_HEATMAPS = 4
 #: Apps listed per /api/apps answer unless the page asks for fewer.
 APPS_PAGE = 1000
 #: Host names a loopback UI answers to besides IP literals (which DNS cannot rebind).
@@ -148,7 +150,10 @@ class WebServer:
         # Insecure mode has no password to stop a rebound DNS name: answer only to our own names.
         self.host_names: frozenset[str] | None = None if api_key is not None else _own_names(host)
         self._stopping = threading.Event()
-        self._unsubscribe = store.subscribe(self.hub.on_change)
+        self._cache_lock = threading.Lock()
+        self._cache: dict[str, bytes] = {}  # app -> encoded heatmap, oldest first
+        self._changes: dict[str, int] = {}  # app -> changes seen (a read racing one is not kept)
+        self._unsubscribe = store.subscribe(self._on_change)
         try:
             self._httpd = _Server((host, port), self)
         except OSError:
@@ -159,6 +164,31 @@ class WebServer:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="coldmod-web"
         )
+
+    def _on_change(self, change: Any) -> None:
+        """The store's subscriber (its writer thread: never blocks long): drop the copy, tell the pages."""
+        with self._cache_lock:
+            self._cache.pop(change.app, None)
+            self._changes[change.app] = self._changes.get(change.app, 0) + 1
+        self.hub.on_change(change)
+
+    def heatmap_json(self, app: str) -> bytes:
+        """The app's heatmap as the page reads it (JSON columns), encoded once per change; raises like fetch."""
+        with self._cache_lock:
+            encoded = self._cache.get(app)
+            seen = self._changes.get(app, 0)
+        if encoded is None:
+            encoded = json.dumps(_heatmap_columns(self.store.fetch(app)), separators=(",", ":")).encode()
+            with self._cache_lock:
+                # Kept only if no change came in while we read: a page told of it must not get this copy.
+                if self._changes.get(app, 0) == seen:
+                    self._cache[app] = encoded
+                    while len(self._cache) > CACHED_HEATMAPS:
+                        del self._cache[next(iter(self._cache))]
+                    if len(self._changes) > 4 * CACHED_HEATMAPS:
+                        self._changes = {a: n for a, n in self._changes.items() if a in self._cache}
+        # The collector's clock at answer time, for the page's "3 min ago" (the rest may be cached).
+        return b'{"now_ms":%d,' % (time.time_ns() // 1_000_000) + encoded[1:]
 
     def __repr__(self) -> str:
         """Never shows the API key."""
@@ -253,7 +283,6 @@ def _heatmap_columns(heatmap: Any) -> dict[str, Any]:
         "registered_ms": heatmap.registered_ms,
         "dropped_unknown": heatmap.dropped_unknown,
         "dropped_updates": heatmap.dropped_updates,
-        "now_ms": time.time_ns() // 1_000_000,
         "count": len(entries),
         "key": [e.key for e in entries],
         "calls": [e.calls for e in entries],
@@ -469,14 +498,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "name the app: /api/heatmap?app=NAME")
             return
         try:
-            heatmap = self.server.web.store.fetch(app)
+            encoded = self.server.web.heatmap_json(app)
         except UnknownApp:
             self._error(404, f"the collector has no heatmap for {app!r}")
             return
         except StoreError as exc:
             self._error(503, str(exc))
             return
-        self._json(_heatmap_columns(heatmap))
+        self._send(200, encoded, "application/json")
 
     def _events(self, connect_key: str | None, token: str) -> None:
         """A Server-Sent Events stream until the page goes away or the server stops."""

@@ -207,6 +207,10 @@ function rebuild() {
       }
     }
   }
+  // In key order once, so that every sort below is a stable sort on one number (no string ties).
+  for (let i = 1; i < out.length; i += 1) {
+    if (out[i - 1].key > out[i].key) { out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)); break; }
+  }
   state.all = out;
   state.max = max;
   state.hotFrom = hotFrom(max);
@@ -235,16 +239,16 @@ const SORTS = {
   refs: (r) => { const ref = state.refs.get(r.key); return ref ? ({ safe: 0, review: 1, unsafe: 2 }[ref.verdict] ?? 3) : 4; },
 };
 
+// Rows arrive in key order; ties keep that order (the index breaks them), so no string compares.
 function sorted(list) {
-  const key = SORTS[state.sort.col] || SORTS.calls;
   const sign = state.sort.asc ? 1 : -1;
-  const keyed = list.map((r) => [key(r), r]);
-  keyed.sort((a, b) => {
-    if (a[0] < b[0]) return -sign;
-    if (a[0] > b[0]) return sign;
-    return a[1].key < b[1].key ? -1 : a[1].key > b[1].key ? 1 : 0;
-  });
-  return keyed.map((pair) => pair[1]);
+  if (state.sort.col === "key") return sign > 0 ? list : list.reverse();
+  const key = SORTS[state.sort.col] || SORTS.calls;
+  const keys = list.map(key);
+  const order = list.map((_, i) => i);
+  if (typeof keys[0] === "number") order.sort((a, b) => sign * (keys[a] - keys[b]) || a - b);
+  else order.sort((a, b) => (keys[a] < keys[b] ? -sign : keys[a] > keys[b] ? sign : a - b));
+  return order.map((i) => list[i]);
 }
 
 function shownRows() {
@@ -291,44 +295,43 @@ function buildTree(rows) {
 }
 
 // Squarified layout (Bruls et al.) of weighted items into the rectangle; returns [item, x, y, w, h].
+// Items are taken largest first, so a row's largest area is its first and its smallest its last:
+// the worst aspect ratio of a row is known in O(1) as it grows.
 function squarify(items, x, y, w, h) {
   const out = [];
-  const total = items.reduce((s, it) => s + it.size, 0);
+  let total = 0;
+  for (const it of items) total += it.size;
   if (!total || w <= 0 || h <= 0) return out;
   const scale = (w * h) / total;
   const list = items.slice().sort((a, b) => b.size - a.size);
   let i = 0;
   while (i < list.length) {
     const side = Math.min(w, h);
-    let row = [list[i]];
-    let sum = list[i].size * scale;
-    let worst = ratio(row, sum, side, scale);
+    const s2 = side * side;
+    const big = list[i].size * scale;
+    let sum = big;
+    let worst = Math.max(s2 / big, big / s2);
     let j = i + 1;
     while (j < list.length) {
-      const candidate = sum + list[j].size * scale;
-      const next = ratio([...row, list[j]], candidate, side, scale);
+      const area = list[j].size * scale;
+      const candidate = sum + area;
+      const c2 = candidate * candidate;
+      const next = Math.max((s2 * big) / c2, c2 / (s2 * area));
       if (next > worst) break;
-      row.push(list[j]); sum = candidate; worst = next; j += 1;
+      sum = candidate; worst = next; j += 1;
     }
     const thick = sum / side;
     let offset = 0;
-    for (const item of row) {
-      const length = (item.size * scale) / thick;
-      if (w >= h) out.push([item, x, y + offset, thick, length]);
-      else out.push([item, x + offset, y, length, thick]);
+    for (let k = i; k < j; k += 1) {
+      const length = (list[k].size * scale) / thick;
+      if (w >= h) out.push([list[k], x, y + offset, thick, length]);
+      else out.push([list[k], x + offset, y, length, thick]);
       offset += length;
     }
     if (w >= h) { x += thick; w -= thick; } else { y += thick; h -= thick; }
     i = j;
   }
   return out;
-}
-
-function ratio(row, sum, side, scale) {
-  let big = 0, small = Infinity;
-  for (const item of row) { const a = item.size * scale; if (a > big) big = a; if (a < small) small = a; }
-  const s2 = side * side, sum2 = sum * sum;
-  return Math.max((s2 * big) / sum2, sum2 / (s2 * small));
 }
 
 const map = { tree: null, leaves: [], groups: [], width: 0, height: 0 };
@@ -374,26 +377,8 @@ function drawTreemap() {
   const node = viewNode();
   if (node) layout(node, 0, 0, width, height, 0);
   const ctx = canvas.getContext("2d");
+  paintCells(ctx, canvas.width, canvas.height, dpr);
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-  const cold = getComputedStyle(document.documentElement).getPropertyValue("--cold").trim() || "#1d4ed8";
-  for (const g of map.groups) {
-    ctx.fillStyle = g.depth % 2 ? "#e4e8ee" : "#d5dbe3";
-    ctx.fillRect(g.x, g.y, g.w, g.h);
-  }
-  const colours = new Map();
-  for (const leaf of map.leaves) {
-    const calls = leaf.row.calls;
-    let colour = cold;
-    if (calls > 0) {
-      const bucket = Math.round(Math.log10(calls) * 20);   // a few hundred colours, not one per call count
-      colour = colours.get(bucket);
-      if (!colour) { colour = heat(Math.pow(10, bucket / 20), state.max); colours.set(bucket, colour); }
-    }
-    ctx.fillStyle = colour;
-    const gap = leaf.w > 4 && leaf.h > 4 ? 1 : 0;
-    ctx.fillRect(leaf.x, leaf.y, Math.max(0.5, leaf.w - gap), Math.max(0.5, leaf.h - gap));
-  }
   // Cold is unmistakable: striped where there is room, outlined where it is selected.
   ctx.strokeStyle = "rgba(255,255,255,.45)";
   ctx.lineWidth = 1.5;
@@ -433,6 +418,49 @@ function drawTreemap() {
   canvas.dataset.cold = String(map.leaves.filter((leaf) => leaf.row.calls === 0).length);
   canvas.dataset.view = state.view.join("/");
   renderCrumbs();
+}
+
+// Groups and cells straight into pixels: at 100,000 cells this is ~50× faster than fillRect each.
+function paintCells(ctx, width, height, dpr) {
+  const image = ctx.createImageData(width, height);
+  const px = new Uint32Array(image.data.buffer);
+  const fill = (x, y, w, h, colour) => {
+    const x0 = Math.max(0, Math.round(x * dpr)), x1 = Math.min(width, Math.max(x0 + 1, Math.round((x + w) * dpr)));
+    const y0 = Math.max(0, Math.round(y * dpr)), y1 = Math.min(height, Math.max(y0 + 1, Math.round((y + h) * dpr)));
+    for (let row = y0; row < y1; row += 1) px.fill(colour, row * width + x0, row * width + x1);
+  };
+  const groupColours = [rgba("#d5dbe3"), rgba("#e4e8ee")];
+  for (const g of map.groups) fill(g.x, g.y, g.w, g.h, groupColours[g.depth % 2]);
+  const cold = rgba(getComputedStyle(document.documentElement).getPropertyValue("--cold").trim() || "#1d4ed8");
+  const colours = new Map();
+  for (const leaf of map.leaves) {
+    const calls = leaf.row.calls;
+    let colour = cold;
+    if (calls > 0) {
+      const bucket = Math.round(Math.log10(calls) * 20);   // a few hundred colours, not one per count
+      colour = colours.get(bucket);
+      if (colour === undefined) { colour = rgba(heat(Math.pow(10, bucket / 20), state.max)); colours.set(bucket, colour); }
+    }
+    const gap = leaf.w > 4 && leaf.h > 4 ? 1 : 0;
+    fill(leaf.x, leaf.y, leaf.w - gap, leaf.h - gap, colour);
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+// A CSS colour as one little-endian RGBA pixel (the canvas parses it once).
+const rgbaCache = new Map();
+function rgba(css) {
+  let value = rgbaCache.get(css);
+  if (value === undefined) {
+    const probe = rgba.ctx || (rgba.ctx = document.createElement("canvas").getContext("2d", { willReadFrequently: true }));
+    probe.clearRect(0, 0, 1, 1);
+    probe.fillStyle = css;
+    probe.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
+    value = ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
+    rgbaCache.set(css, value);
+  }
+  return value;
 }
 
 function renderCrumbs() {
@@ -596,7 +624,11 @@ function renderRows() {
   const last = Math.min(shown.length, first + count);
   const columns = document.body.classList.contains("paired") ? 8 : 6;
   const body = el("tbody");
-  const spacer = (rows) => el("tr", { class: "spacer", "aria-hidden": "true", style: `height:${rows * height}px` }, el("td", { colspan: columns }));
+  const spacer = (rows) => {
+    const tr = el("tr", { class: "spacer", "aria-hidden": "true" }, el("td", { colspan: columns }));
+    tr.style.height = `${rows * height}px`;   // CSSOM, not a style attribute: the CSP allows no inline style
+    return tr;
+  };
   if (first > 0) body.append(spacer(first));
   for (let i = first; i < last; i += 1) body.append(tableRow(shown[i]));
   if (last < shown.length) body.append(spacer(shown.length - last));
@@ -965,9 +997,11 @@ async function boot() {
   wire();
   if (hash.connect) await joinPairing(hash.connect);
   else listen();
+  // The app named in the URL loads while the list of apps does (they are independent).
+  const heatmap = state.app ? loadHeatmap() : null;
   try { await loadApps(); } catch (error) { toast(`Cannot reach the collector: ${error.message}`, true); }
   writeHash();
-  await loadHeatmap();
+  if (heatmap) await heatmap; else await loadHeatmap();
 }
 
 window.coldmod = { cellCenter, state };
