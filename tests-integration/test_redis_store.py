@@ -181,8 +181,26 @@ def test_status_says_what_a_crash_loses(appendonly, appendfsync, says):
             info = store.info()
         finally:
             store.close()
-    assert info.store.startswith(f"redis redis://127.0.0.1:{process.port}/0")
+    assert info.store == f"redis://127.0.0.1:{process.port}/0 (Redis {store._version})"
     assert says in info.durability
+
+
+def test_coldmod_status_says_what_a_redis_crash_loses(tmp_path: Path):
+    (tmp_path / "coldmod.rootmarker").write_text('[app]\nname = "shop"\n')
+    with RedisProcess(appendonly=True, appendfsync="everysec") as process:
+        collector = Collector(process.url, INSECURE).start()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
+            env |= INSECURE | {"COLDMOD_GRPC_HOST": collector.target}
+            done = subprocess.run(
+                [sys.executable, "-m", "coldmod_cli", "status"], env=env, cwd=tmp_path, capture_output=True, text=True
+            )
+        finally:
+            collector.kill()
+    store_line = next(line for line in done.stdout.splitlines() if line.startswith("store:"))
+    assert f"redis://127.0.0.1:{process.port}/0" in store_line
+    assert "appendfsync everysec" in store_line
+    assert "power loss" in store_line
 
 
 def _one_line_refusal(code: int, stderr: str, *needles: str) -> None:

@@ -80,6 +80,9 @@ def gather() -> tuple[dict[str, Any], list[str]]:
         collector.update(reachable=True, authenticated=True, apps=len(response.apps))
         if info["app"] and info["app"] not in {summary.app for summary in response.apps}:
             collector["note"] = f"no heatmap for {info['app']!r} yet"
+        store = _store_info()
+        if store is not None:
+            collector["store"], collector["durability"] = store
     except config.ConfigError as exc:
         problems.append(str(exc))
     except Exception as exc:
@@ -93,6 +96,21 @@ def gather() -> tuple[dict[str, Any], list[str]]:
     info["collector"] = collector
     info["tracing"] = engine() | {"python": sys.version.split()[0]}
     return info, problems
+
+
+def _store_info() -> tuple[str, str] | None:
+    """The collector's store and what a crash of it loses (Info), or None from a collector without Info."""
+    import grpc
+
+    from coldmod_cli import client
+
+    try:
+        answer = client.info(timeout=5.0)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return None
+        raise
+    return answer.store, answer.durability
 
 
 def report(fmt: str) -> None:
@@ -131,6 +149,8 @@ def _text(info: dict[str, Any]) -> None:
     else:
         state = "not reachable"
     line("collector", f"{collector['address'] or '-'} ({state})")
+    if collector.get("store"):
+        line("store", f"{collector['store']}: {collector['durability']}")
     tracing = info["tracing"]
     line("engine", f"{tracing['engine']} (Python {tracing['python']}: {tracing['reason']})")
     env = info["environment"]

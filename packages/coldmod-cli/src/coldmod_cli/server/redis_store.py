@@ -532,8 +532,8 @@ class RedisStore:
                 except self._redis_mod.exceptions.ResponseError:  # CONFIG renamed or refused (managed Redis)
                     appendfsync = ""
         except StoreUnavailable as exc:
-            return StoreInfo(f"redis {self.url}", f"unknown: {exc}")
-        return StoreInfo(f"redis {self.url} (Redis {self._version})", durability(appendonly, appendfsync))
+            return StoreInfo(self.url, f"unknown: {exc}")
+        return StoreInfo(f"{self.url} (Redis {self._version})", durability(appendonly, appendfsync))
 
     def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
         """Call ``callback`` after each write of any collector on this Redis; returns the unsubscriber."""
