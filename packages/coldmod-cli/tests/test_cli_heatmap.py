@@ -150,6 +150,56 @@ def test_cold_json_shape_and_summary(cli, shop, insecure_env):
     assert 20 < summary["function_lines"] < 200
 
 
+LINES_MODULE = """\
+import functools
+
+
+@functools.lru_cache(maxsize=None)
+def decorated(x):
+    return x
+
+
+def outer():
+    def inner():
+        return 1
+
+    return inner
+
+
+class Box:
+    @property
+    def size(self):
+        return 1
+
+    @size.setter
+    def size(self, value):
+        pass
+
+
+def hot():
+    return 2
+"""
+
+
+def test_cold_line_counts_cover_decorators_nested_functions_and_shared_keys(cli, tmp_path, monkeypatch):
+    # Counted with the standard library's ast (end_lineno), tied to keys by each definition's line.
+    from coldmod_cli import heatmap
+    from coldmod_trace.discovery import discover
+
+    (tmp_path / "coldmod.rootmarker").write_text("")
+    (tmp_path / "lines.py").write_text(LINES_MODULE)
+    (tmp_path / "broken.py").write_text("def ok():\n    pass\ndef (\n")  # skipped, never counted
+    found = discover(tmp_path, cache=False)
+    rows = [heatmap.Row(s.key, s.path, s.lines[0], tracked=True, lines=tuple(s.lines)) for s in found.sources.values()]
+    cold = {"lines.decorated", "lines.outer", "lines.Box.size"}
+
+    cold_lines, total_lines = heatmap.line_counts(str(tmp_path), rows, cold, progress=lambda files: files)
+
+    # decorated 3 (its decorator line too), outer 5 (inner inside it, once), Box.size 3 + 3 (getter and setter)
+    assert cold_lines == 3 + 5 + 3 + 3
+    assert total_lines == cold_lines + 2  # hot is the only other function
+
+
 def test_cold_since_and_min_tracked(cli, shop, insecure_env):
     traced(insecure_env.address, shop, HOT)
 

@@ -311,3 +311,21 @@ def test_rm_cold_since_widens_what_is_cold(cli, shop, insecure_env):
     verdicts = [line for line in result.out.splitlines() if line.split(" ")[0] in VERDICTS]
     assert len(verdicts) == 20
     assert _tree(shop) == before
+
+
+def test_init_writes_the_test_exclusions_and_srcs_leaves_tests_out(cli, tmp_path, monkeypatch):
+    for relpath in ("polls/views.py", "polls/tests.py", "tests/test_app.py", "conftest.py", "pkg/io_test.py"):
+        path = tmp_path / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("def f():\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+
+    assert cli("init").code == 0
+
+    text = (tmp_path / "coldmod.rootmarker").read_text()
+    for glob in ("**/tests/**", "**/test_*.py", "**/*_test.py", "**/tests.py", "**/conftest.py"):
+        assert f'"{glob}"' in text
+    assert cli("srcs").out.split() == ["polls/views.py:1", "polls.views.f"]
+    # The defaults hold even when the user deletes them from the file.
+    (tmp_path / "coldmod.rootmarker").write_text("")
+    assert cli("srcs").out.split() == ["polls/views.py:1", "polls.views.f"]
