@@ -136,6 +136,18 @@ def demo(session: nox.Session) -> None:
         session.error(f"coldmod demo exited with {done.returncode}")
 
 
+@nox.session(python="3.12")
+def screenshot(session: nox.Session) -> None:
+    """Regenerate docs/heatmap.png from the demo's web UI in Debian's Chromium (Playwright, no browser download)."""
+    dist = build_wheels(session)
+    try:
+        install_wheels(session, dist)
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
+    session.install("playwright")
+    session.run("python", "scripts/screenshot.py", *session.posargs)
+
+
 @nox.session(python=["3.12", "3.13"])
 def bench(session: nox.Session) -> None:
     """Benchmarks, baselines side by side in one run; prints tables with ratios."""
