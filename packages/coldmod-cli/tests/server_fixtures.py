@@ -26,6 +26,28 @@ from coldmod_trace.config import client_channel, client_config
 
 _LISTENING = re.compile(r"gRPC listening on (\S+):(\d+) ")
 INSECURE = {"COLDMOD_INSECURE": "on"}
+API_KEY = "s3cret-key-for-tests"
+
+
+@pytest.fixture(name="tls_env")
+def tls_env_fixture(tmp_path: Path) -> dict[str, str]:
+    """Server and client environment of the production configuration: TLS (trustme, 127.0.0.1) and an API key."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    for blob in cert.cert_chain_pems[1:]:
+        blob.write_to_path(str(cert_path), append=True)
+    return {
+        "COLDMOD_TLS_CERT": str(cert_path),
+        "COLDMOD_TLS_KEY": str(key_path),
+        "COLDMOD_TLS_CA": str(ca_path),
+        "COLDMOD_API_KEY": API_KEY,
+    }
 
 
 class ServerProcess:

@@ -10,39 +10,19 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_fixtures import (
+    API_KEY,
     INSECURE,
     complete,
     run_server_once,
     sources,
     start_server_fixture,  # noqa: F401 - the start_server fixture
+    tls_env_fixture,  # noqa: F401 - the tls_env fixture
 )
 
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(120)
-
-API_KEY = "s3cret-key-for-tests"
-
-
-@pytest.fixture
-def tls_env(tmp_path):
-    """Server and client environment with certificates minted for 127.0.0.1."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    for blob in cert.cert_chain_pems[1:]:
-        blob.write_to_path(str(cert_path), append=True)
-    return {
-        "COLDMOD_TLS_CERT": str(cert_path),
-        "COLDMOD_TLS_KEY": str(key_path),
-        "COLDMOD_TLS_CA": str(ca_path),
-        "COLDMOD_API_KEY": API_KEY,
-    }
-
 
 def _code(call, *args) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as err:

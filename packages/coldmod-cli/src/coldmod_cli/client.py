@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coldmod_trace import config
 
@@ -80,12 +80,47 @@ def merge_fetch(parts: Iterable[coldmod_pb2.FetchResponse]) -> coldmod_pb2.Fetch
     return merged
 
 
-def list_apps(timeout: float = TIMEOUT) -> coldmod_pb2.ListAppsResponse:
-    """Every app the collector knows (an authenticated call: it also checks the credentials)."""
-    from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+def _heatmap_call(method: str, request: Any, timeout: float, env: Mapping[str, str] | None = None) -> Any:
+    """One unary Heatmap call to the collector named by the environment."""
+    from coldmod_proto.v1 import coldmod_pb2_grpc
 
-    settings = config.client_config()
+    settings = config.client_config(env=env)
     with config.client_channel(settings) as channel:
         stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
-        response: coldmod_pb2.ListAppsResponse = stub.ListApps(coldmod_pb2.ListAppsRequest(), timeout=timeout)
-        return response
+        return getattr(stub, method)(request, timeout=timeout)
+
+
+def list_apps(timeout: float = TIMEOUT, env: Mapping[str, str] | None = None) -> coldmod_pb2.ListAppsResponse:
+    """Every app the collector knows, all pages in one response (an authenticated call: it checks the credentials)."""
+    from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
+
+    merged = coldmod_pb2.ListAppsResponse()
+    settings = config.client_config(env=env)
+    with config.client_channel(settings) as channel:
+        stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
+        token = ""
+        while True:
+            page = stub.ListApps(coldmod_pb2.ListAppsRequest(page_size=1000, page_token=token), timeout=timeout)
+            merged.apps.extend(page.apps)
+            merged.total_apps = page.total_apps
+            token = page.next_page_token
+            if not token:
+                return merged
+
+
+def delete_app(app: str, timeout: float = TIMEOUT, env: Mapping[str, str] | None = None) -> int:
+    """Delete the app's heatmap on the collector; returns how many keys it had."""
+    from coldmod_proto.v1 import coldmod_pb2
+
+    response: coldmod_pb2.DeleteAppResponse = _heatmap_call(
+        "DeleteApp", coldmod_pb2.DeleteAppRequest(app=app), timeout, env
+    )
+    return response.keys
+
+
+def info(timeout: float = TIMEOUT, env: Mapping[str, str] | None = None) -> coldmod_pb2.InfoResponse:
+    """What the collector says about itself: version, web UI address, store, limits."""
+    from coldmod_proto.v1 import coldmod_pb2
+
+    response: coldmod_pb2.InfoResponse = _heatmap_call("Info", coldmod_pb2.InfoRequest(), timeout, env)
+    return response

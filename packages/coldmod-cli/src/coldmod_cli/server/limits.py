@@ -86,20 +86,39 @@ def sources_from(request: pb.RegisterRequest) -> tuple[list[Source], str]:
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"the app has {len(request.sources)} keys; a collector keeps at most {MAX_KEYS_PER_APP} per app",
         )
-    sources = []
+    # A fleet's large set: one pass per field, then checks done by C loops
+    # (min/max/join, a set); the per-source loop below runs only to name a fault.
+    items = list(request.sources)
+    keys = [s.key for s in items]
+    paths = [s.path for s in items]
+    lines = [tuple(s.lines) for s in items]
+    if items and (
+        not min(map(len, keys))
+        or max(map(len, keys)) > MAX_KEY_LENGTH
+        or max(map(len, paths)) > MAX_PATH_LENGTH
+        or max(map(len, lines)) > MAX_LINES_PER_SOURCE
+        or not "".join(keys).isprintable()
+        or not "".join(paths).isprintable()
+        or len(set(keys)) != len(keys)
+    ):
+        _name_the_fault(keys, paths, lines)
+    sources = list(map(Source, keys, paths, lines))
+    return sources, sources_fingerprint(zip(keys, paths, lines, strict=True))
+
+
+def _name_the_fault(keys: list[str], paths: list[str], lines: list[tuple[int, ...]]) -> None:
+    """Raise the refusal of the first bad source of a Register."""
     seen: set[str] = set()
-    for source in request.sources:
-        key = source.key
+    for key, path, where in zip(keys, paths, lines, strict=True):
         _check_key(key)
         if key in seen:
             raise _invalid(f"the key {key[:80]!r} is registered twice; send each key once with all its lines")
         seen.add(key)
-        if len(source.path) > MAX_PATH_LENGTH or not source.path.isprintable():
+        if len(path) > MAX_PATH_LENGTH or not path.isprintable():
             raise _invalid(f"the path of {key[:80]!r} is too long or holds control characters")
-        if len(source.lines) > MAX_LINES_PER_SOURCE:
-            raise _invalid(f"the key {key[:80]!r} has {len(source.lines)} lines; at most {MAX_LINES_PER_SOURCE}")
-        sources.append(Source(key, source.path, tuple(source.lines)))
-    return sources, sources_fingerprint((s.key, s.path, s.lines) for s in sources)
+        if len(where) > MAX_LINES_PER_SOURCE:
+            raise _invalid(f"the key {key[:80]!r} has {len(where)} lines; at most {MAX_LINES_PER_SOURCE}")
+    raise AssertionError("unreachable: a fault was detected")  # pragma: no cover
 
 
 def batch_from(request: pb.ReportRequest) -> Batch:

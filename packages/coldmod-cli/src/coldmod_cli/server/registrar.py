@@ -9,14 +9,19 @@ resent while the cancelled handler kept running. Here:
   is the app's current set, the answer is immediate (nothing to change);
   otherwise ``need_sources`` asks for the whole set.
 - **one app at a time**: Registers of one app wait for each other (a gate per
-  app), so a fleet's fingerprint-only calls wait for the one full Register in
-  progress and then find its fingerprint stored: the set is processed once.
-  A full Register whose fingerprint is already stored is answered the same
-  way without being converted (identical concurrent Registers coalesce).
-- **bounded memory**: the conversion of a full set runs under a budget of
-  bytes (``HEAVY_BYTES``); beyond it, calls wait. The runner also gives
-  Register its own few handler threads, so at most that many received
-  messages exist at once.
+  app). A full Register whose fingerprint is already stored is answered
+  without being converted (identical concurrent Registers coalesce).
+- **one sender per set**: the call answered ``need_sources`` holds a lease on
+  that (app, fingerprint) for LEASE_S; the fleet's other fingerprint-only
+  calls for it wait (at most MAX_WAITERS at once, each holding a Register
+  thread) until the full set is stored, then are answered at once. Beyond
+  MAX_WAITERS a call is told UNAVAILABLE ("retry in a moment"), which tracers
+  retry with backoff, so the set is sent once, not once per process.
+- **bounded memory**: the runner gives Register its own few handler threads
+  and hands it the message undecoded, so a waiting call holds only its
+  bytes. Decoding and converting a large set (about 6 bytes of Python
+  objects per byte received) runs under a budget of bytes (``HEAVY_BYTES``):
+  one set at the size limit at a time; beyond it, calls wait.
 - **cancelled calls stop**: a waiting call gives up as soon as its client is
   gone, and a converted set is not written for a client that left.
 """
@@ -24,19 +29,29 @@ resent while the cancelled handler kept running. Here:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from coldmod_cli.server.limits import Rejected, check_app, sources_from
-from coldmod_cli.server.store import RegisterResult, Store
+from coldmod_cli.server.store import Store
 from coldmod_proto.v1 import coldmod_pb2 as pb
 
 __all__ = ["HEAVY_BYTES", "Registrar"]
 
-#: Bytes of Register messages being converted at once (~5 MB of Python objects per MB received).
-HEAVY_BYTES = 48 * 1024 * 1024
+#: Bytes of Register messages being decoded and converted at once: one at the 32 MiB cap.
+HEAVY_BYTES = 40 * 1024 * 1024
+#: A message this small (a fingerprint-only call, a small app) is decoded without the budget.
+SMALL_BYTES = 64 * 1024
+#: Seconds the call answered need_sources has to send the set before another is asked.
+LEASE_S = 10.0
+#: Fingerprint-only calls waiting for a leased set at once (each holds a Register thread;
+#: keep it below the runner's REGISTER_WORKERS so the full set always finds a thread).
+MAX_WAITERS = 3
+WAIT_REFUSED = "another process of this app is sending the same set of keys; retry in a moment"
 #: Seconds between two looks at whether a waiting call's client is still there.
 _POLL_S = 0.25
 
@@ -90,9 +105,26 @@ class Registrar:
         self._budget = _ByteBudget(heavy_bytes)
         self._gates: dict[str, _Gate] = {}
         self._gates_lock = threading.Lock()
+        # app -> (fingerprint, monotonic deadline) of the set a need_sources answer asked for.
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._waiters = 0
+        self._leases_changed = threading.Condition()
 
-    def register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
-        """Answer one Register: unchanged, need_sources, or the set replaced."""
+    def register(self, raw: pb.RegisterRequest | bytes, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        """Answer one Register (decoded, or its bytes as the runner passes it): unchanged, need_sources, or replaced."""
+        alive = context.is_active
+        size = len(raw) if isinstance(raw, bytes) else raw.ByteSize()
+        taken = self._budget.acquire(size, alive) if size > SMALL_BYTES else 0
+        try:
+            return self._register(raw, context)
+        except _Cancelled:
+            context.abort(grpc.StatusCode.CANCELLED, "the client went away before its Register was done")
+            raise AssertionError("unreachable: abort raises") from None  # pragma: no cover
+        finally:
+            self._budget.release(taken)
+
+    def _register(self, raw: pb.RegisterRequest | bytes, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        request = _decode(raw)
         app = check_app(request.app)
         claimed = request.fingerprint
         if request.fingerprint_only:
@@ -104,34 +136,64 @@ class Registrar:
                     "a fingerprint_only Register carries no sources; send the fingerprint alone, or the whole set",
                 )
         alive = context.is_active
+        if request.fingerprint_only:
+            return self._probe(app, claimed, alive)
         try:
             with self._gate(app, alive):
                 if claimed and self.store.fingerprint(app) == claimed:
                     return pb.RegisterResponse()  # the set is already the app's: nothing to change
-                if request.fingerprint_only:
-                    return pb.RegisterResponse(need_sources=True)
-                result = self._replace(app, request, alive)
-        except _Cancelled:
-            context.abort(grpc.StatusCode.CANCELLED, "the client went away before its Register was done")
-            raise AssertionError("unreachable: abort raises") from None  # pragma: no cover
+                sources, fingerprint = sources_from(request)
+                del request  # the decoded message (~50 MB at the limit) is not needed while the store works
+                if claimed and claimed != fingerprint:
+                    raise Rejected(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "the fingerprint does not match the sources sent; compute it with"
+                        " coldmod_trace.keys.sources_fingerprint over the same (key, path, lines)",
+                    )
+                if not alive():  # nothing is written for a client that left
+                    raise _Cancelled
+                result = self.store.register(app, sources, self._now_ms(), fingerprint)
+        finally:
+            self._end_lease(app, claimed)
         return pb.RegisterResponse(kept=result.kept, added=result.added, removed=result.removed)
 
-    def _replace(self, app: str, request: pb.RegisterRequest, alive: Callable[[], bool]) -> RegisterResult:
-        """Convert and store a full set, within the byte budget; nothing is written for a client that left."""
-        taken = self._budget.acquire(request.ByteSize(), alive)
-        try:
-            sources, fingerprint = sources_from(request)
-            if request.fingerprint and request.fingerprint != fingerprint:
-                raise Rejected(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "the fingerprint does not match the sources sent; compute it with"
-                    " coldmod_trace.keys.sources_fingerprint over the same (key, path, lines)",
-                )
-            if not alive():
-                raise _Cancelled
-            return self.store.register(app, sources, self._now_ms(), fingerprint)
-        finally:
-            self._budget.release(taken)
+    def _probe(self, app: str, claimed: str, alive: Callable[[], bool]) -> pb.RegisterResponse:
+        """A fingerprint-only call: unchanged, or need_sources for one caller while the others wait."""
+        while True:
+            with self._gate(app, alive):
+                if self.store.fingerprint(app) == claimed:
+                    return pb.RegisterResponse()
+                with self._leases_changed:
+                    lease = self._leases.get(app)
+                    if lease is None or lease[0] != claimed or lease[1] <= time.monotonic():
+                        self._leases[app] = (claimed, time.monotonic() + LEASE_S)
+                        return pb.RegisterResponse(need_sources=True)
+            self._wait_for_lease(app, claimed, alive)
+
+    def _wait_for_lease(self, app: str, claimed: str, alive: Callable[[], bool]) -> None:
+        """Wait while another caller sends this set (or refuse when too many wait already)."""
+        with self._leases_changed:
+            if self._waiters >= MAX_WAITERS:
+                raise Rejected(grpc.StatusCode.UNAVAILABLE, WAIT_REFUSED)
+            self._waiters += 1
+            try:
+                while True:
+                    lease = self._leases.get(app)
+                    if lease is None or lease[0] != claimed or lease[1] <= time.monotonic():
+                        return
+                    if not alive():
+                        raise _Cancelled
+                    self._leases_changed.wait(_POLL_S)
+            finally:
+                self._waiters -= 1
+
+    def _end_lease(self, app: str, fingerprint: str) -> None:
+        """A full Register of the app is done (stored or refused): wake the calls waiting for it."""
+        with self._leases_changed:
+            lease = self._leases.get(app)
+            if lease is not None and (lease[0] == fingerprint or lease[1] <= time.monotonic()):
+                del self._leases[app]
+            self._leases_changed.notify_all()
 
     def _gate(self, app: str, alive: Callable[[], bool]) -> _Held:
         """The app's gate, entered once the Registers before this one are done."""
@@ -148,6 +210,16 @@ class Registrar:
             gate.users -= 1
             if gate.users == 0:
                 del self._gates[app]
+
+
+def _decode(raw: pb.RegisterRequest | bytes) -> pb.RegisterRequest:
+    """The RegisterRequest in ``raw``; bytes that are not one are INVALID_ARGUMENT."""
+    if not isinstance(raw, bytes):
+        return raw
+    try:
+        return pb.RegisterRequest.FromString(raw)
+    except DecodeError:
+        raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, "the message is not a RegisterRequest") from None
 
 
 class _Held:

@@ -61,7 +61,7 @@ MAX_WORKERS = 128
 #: Connect streams open at once (each holds a thread of its own pool while open).
 MAX_ATTACH = 64
 #: Register handlers at once: each may hold a 32 MiB message.
-REGISTER_WORKERS = 8
+REGISTER_WORKERS = 6
 ATTACH_REFUSED = (
     f"the collector has {MAX_ATTACH} connected checkouts already; close one (stop its coldmod connect) and retry"
 )
@@ -135,8 +135,9 @@ class _Pools(_Interceptor):
                 handler.response_serializer,
             )
         if method == _REGISTER_METHOD and handler.unary_unary is not None:
+            # Undecoded: a waiting Register holds its bytes, not 200,000 decoded sources (see the registrar).
             return grpc.unary_unary_rpc_method_handler(
-                _pooled(handler.unary_unary, self.register), handler.request_deserializer, handler.response_serializer
+                _pooled(handler.unary_unary, self.register), None, handler.response_serializer
             )
         return handler
 
@@ -200,6 +201,31 @@ def _check_free(host: str, port: int) -> None:
                 raise ConfigError(f"cannot listen on {_address(host, port)}: {exc.strerror}") from None
 
 
+#: glibc's M_ARENA_MAX (malloc.h).
+_M_ARENA_MAX = -8
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let handler threads share a few malloc arenas (glibc only; elsewhere nothing happens).
+
+    A large Register decoded in one handler thread leaves its memory in that
+    thread's arena, where another thread cannot reuse it: with an arena per
+    thread, a fleet's Registers added up to several peaks. ``MALLOC_ARENA_MAX``
+    in the environment wins.
+    """
+    import ctypes
+    import ctypes.util
+    import os
+
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass  # not glibc: its allocator has its own policy
+
+
 def _web_module() -> Any:
     """``coldmod_cli.web`` when this build has a web UI, else None."""
     if importlib.util.find_spec("coldmod_cli.web") is None:
@@ -226,6 +252,7 @@ def serve(
     A problem the user can fix is one sentence on stderr and exit code 1.
     """
     limit = DEFAULT_MAX_APPS if max_apps is None else max_apps
+    _limit_malloc_arenas()
     try:
         if not 1 <= limit <= 2**31:
             raise ConfigError(f"--max-apps {limit} is out of range; give a number from 1 to {2**31}")
@@ -285,7 +312,7 @@ def _serve_grpc(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="coldmod-rpc"),
         interceptors=[pools, *auth],
         # so_reuseport off: a second collector on a taken port must fail, not share it.
-        options=[*channel_options(), ("grpc.so_reuseport", 0)],
+        options=[*channel_options(), ("grpc.so_reuseport", 0), ("grpc.http2.bdp_probe", 0)],
     )
     # The generated registration functions are untyped; named here with their types.
     add_tracing: Callable[[TracingService, grpc.Server], None] = pb_grpc.add_TracingServicer_to_server

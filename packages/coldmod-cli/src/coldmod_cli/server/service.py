@@ -74,8 +74,8 @@ class TracingService(pb_grpc.TracingServicer):
         self.store = store
         self.registrar = Registrar(store, _now_ms)
 
-    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
-        """Replace the app's set of keys (fingerprint first: see the registrar)."""
+    def Register(self, request: pb.RegisterRequest | bytes, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        """Replace the app's set of keys (fingerprint first: see the registrar; the runner passes bytes)."""
         with _statuses(context):
             return self.registrar.register(request, context)
 

@@ -1,0 +1,208 @@
+"""The collector under load and size, in the production configuration (TLS + API key).
+
+Connect streams beyond the handler pool, a fleet of 48 workers of a
+200,000-function app registering at once, an app at the size limits fetched
+whole, identical Registers coalesced in bounded memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from server_fixtures import (
+    report,
+    sources,
+    start_server_fixture,  # noqa: F401 - the start_server fixture
+    tls_env_fixture,  # noqa: F401 - the tls_env fixture
+)
+
+from coldmod_cli.client import merge_fetch
+from coldmod_cli.server.limits import MAX_KEYS_PER_APP
+from coldmod_cli.server.runner import ATTACH_REFUSED, MAX_ATTACH, MAX_WORKERS
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
+from coldmod_trace.config import MAX_MESSAGE_BYTES
+from coldmod_trace.keys import sources_fingerprint
+
+pytestmark = pytest.mark.timeout(180)
+
+FLEET = 48
+#: The issue's bound on the collector's memory, whatever the fleet does.
+MAX_RSS_KB = 1024 * 1024
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
+
+
+@functools.cache
+def _big_app() -> tuple[bytes, bytes]:
+    """A 200,000-key Register near the message cap (long keys and paths): (full, fingerprint-only).
+
+    Written in the wire format by hand: building 200,000 TraceSource objects
+    would cost the test more than the collector's whole Register.
+    """
+    triples = [
+        (
+            f"service_{i % 97:02d}.handlers.module_{i // 100:05d}.ResourceHandlerForThingNumber{i:06d}.handle_request",
+            f"service_{i % 97:02d}/handlers/module_{i // 100:05d}/a_fairly_long_directory_name/file.py",
+            (i % 5000 + 1,),
+        )
+        for i in range(MAX_KEYS_PER_APP)
+    ]
+    fingerprint = sources_fingerprint(triples)
+    body = b"".join(
+        _field(0x1A, _field(0x0A, k.encode()) + _field(0x12, p.encode()) + _field(0x1A, b"".join(map(_varint, ln))))
+        for k, p, ln in triples
+    )
+    full = _field(0x0A, b"big") + body + _field(0x22, fingerprint.encode())
+    decoded = pb.RegisterRequest.FromString(full)  # the hand-written bytes are what the tracer would send
+    assert (len(decoded.sources), decoded.sources[7].lines, decoded.fingerprint) == (MAX_KEYS_PER_APP, [8], fingerprint)
+    probe = pb.RegisterRequest(app="big", fingerprint=fingerprint, fingerprint_only=True).SerializeToString()
+    return full, probe
+
+
+def _raw_register(channel: grpc.Channel):
+    """Register taking serialized bytes (the 30 MB message is built once, sent by many clients)."""
+    return channel.unary_unary(
+        "/coldmod.v1.Tracing/Register", request_serializer=None, response_deserializer=pb.RegisterResponse.FromString
+    )
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc")
+
+
+def test_attach_streams_beyond_the_handler_pool_leave_tracers_answered(start_server, tls_env):
+    server = start_server(env=tls_env)
+    tracing, heatmap = server.tracing(), server.heatmap()
+    tracing.Register(pb.RegisterRequest(app="shop", sources=sources("m.a")))
+    hold = threading.Event()
+
+    def silent():  # a CLI that connected and says nothing: its handler waits for the hello
+        hold.wait(60)
+        return
+        yield  # pragma: no cover
+
+    connect = pb_grpc.ConnectStub(server.channel())
+    streams = [connect.Attach(silent(), timeout=60) for _ in range(MAX_WORKERS + 12)]
+    try:
+        time.sleep(2)  # every stream has reached the collector
+        refused = [s for s in streams if s.done()]
+        assert len(refused) >= len(streams) - MAX_ATTACH, "Attach beyond the cap is refused at once"
+        assert {(s.code(), s.details()) for s in refused} == {(grpc.StatusCode.RESOURCE_EXHAUSTED, ATTACH_REFUSED)}
+        # Tracers and readers are answered while every admitted stream stays open.
+        for seq in range(1, 21):
+            tracing.Report(report("shop", "i1", seq, {"m.a": 1}), timeout=5)
+        assert merge_fetch(heatmap.Fetch(pb.FetchRequest(app="shop"), timeout=5)).entries[0].calls == 20
+        health = health_pb2_grpc.HealthStub(server.channel())
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        assert sum(not s.done() for s in streams) <= MAX_ATTACH
+    finally:
+        hold.set()
+        for stream in streams:
+            stream.cancel()
+
+
+def test_a_fleet_restart_of_a_200k_function_app_registers_all_and_sends_the_set_once(start_server, tls_env):
+    full, probe = _big_app()
+    assert len(full) < MAX_MESSAGE_BYTES
+    server = start_server(env=tls_env)
+    sent_full = [False] * FLEET
+    took = [0.0] * FLEET
+    errors: list[BaseException] = []
+    go = threading.Barrier(FLEET)
+
+    def worker(n: int) -> None:
+        """One restarted process, speaking the protocol as the tracer does (backoff on UNAVAILABLE)."""
+        register = _raw_register(server.channel())  # a channel (a connection) of its own
+        go.wait()
+        start = time.monotonic()
+        pause = 0.2
+        try:
+            while True:
+                try:
+                    if register(probe, timeout=30).need_sources:
+                        register(full, timeout=30)
+                        sent_full[n] = True
+                    break
+                except grpc.RpcError as exc:
+                    if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise
+                    time.sleep(pause * (0.8 + 0.4 * random.random()))
+                    pause = min(pause * 2, 5.0)
+            took[n] = time.monotonic() - start
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(FLEET)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors[:3]
+    assert sum(sent_full) == 1, f"{sum(sent_full)} of {FLEET} processes had to send the whole set"
+    assert max(took) < 60, f"the last of {FLEET} registered after {max(took):.1f} s"
+    print(f"\n{FLEET} workers x {MAX_KEYS_PER_APP} keys: all registered in {max(took):.2f} s", end=" ")
+    entries = merge_fetch(server.heatmap().Fetch(pb.FetchRequest(app="big"), timeout=60)).entries
+    assert len(entries) == MAX_KEYS_PER_APP
+    assert _peak_rss_kb(server.proc.pid) < MAX_RSS_KB
+
+
+def test_identical_full_registers_at_once_are_converted_once_in_bounded_memory(start_server, tls_env):
+    full, _ = _big_app()
+    server = start_server(env=tls_env)
+    answers: list[pb.RegisterResponse] = []
+    errors: list[BaseException] = []
+
+    def old_tracer() -> None:  # sends the whole set without asking first
+        try:
+            answers.append(_raw_register(server.channel())(full, timeout=60))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=old_tracer) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors[:3]
+    added = sorted(a.added for a in answers)
+    assert added == [0] * 15 + [MAX_KEYS_PER_APP], "one Register did the work, the others found it done"
+    assert _peak_rss_kb(server.proc.pid) < MAX_RSS_KB
+
+
+def test_an_app_at_the_size_limits_is_fetched_whole_in_parts_under_the_cap(start_server, tls_env):
+    full, _ = _big_app()
+    server = start_server(env=tls_env)
+    _raw_register(server.channel())(full, timeout=60)
+    parts = list(server.heatmap().Fetch(pb.FetchRequest(app="big"), timeout=60))
+    assert len(parts) > 1
+    assert max(p.ByteSize() for p in parts) < MAX_MESSAGE_BYTES // 4
+    merged = merge_fetch(parts)
+    assert len(merged.entries) == MAX_KEYS_PER_APP
+    assert len({e.key for e in merged.entries}) == MAX_KEYS_PER_APP
+    # The CLI's own call (what `coldmod fetch`, `cold` and `rm --cold` use) reads it too.
+    from coldmod_cli import client
+
+    env = {**tls_env, "COLDMOD_GRPC_HOST": server.target}
+    assert len(client.fetch("big", env=env).entries) == MAX_KEYS_PER_APP
