@@ -148,7 +148,7 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> RedisTarget:
     unknown = sorted(set(query) - {"ca"})
     if unknown:
         raise StoreError(f"the store URL has the unknown option {unknown[0]!r}; the only option is ?ca=/path/ca.pem")
-    ca = (query.get("ca") or [None])[-1] or env.get(TLS_CA_ENV) or None
+    ca = (query.get("ca") or [""])[-1] or env.get(TLS_CA_ENV) or None
     if ca and scheme != "rediss":
         raise StoreError("a CA bundle is for TLS: use a rediss:// URL with it")
     if ca and not os.path.isfile(ca):
