@@ -24,7 +24,7 @@ from redis_helpers import REDIS_PASSWORD, Collector, report, run_collector_once,
 from coldmod_cli.server.process import collector_command
 from coldmod_cli.server.redis_process import RedisProcess
 from coldmod_cli.server.redis_store import DEDUPE_KEEP, DEDUPE_TTL_MS, AppKeys, RedisStore
-from coldmod_cli.server.store import Batch, Change, Source, TooManyApps, UnknownApp
+from coldmod_cli.server.store import Batch, Change, Source, StoreError, TooManyApps, UnknownApp
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -288,3 +288,27 @@ def test_counts_stay_exact_past_2_53_and_an_overflow_is_refused_whole(two):
     counts = {e.key: e.calls for e in first.fetch("shop").entries}
     assert counts == {"m.a": 2**53 + 2, "m.b": 2**63 - 1, "m.c": 1}
     assert not first.report(_batch("i1", 3, {"m.c": 5})).duplicate  # the refused id was not recorded
+
+
+def test_rediss_verifies_the_server_against_the_ca_given(tmp_path: Path):
+    import trustme
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    with RedisProcess(tls=(cert, key)) as process:
+        for url, env in [(f"{process.url}?ca={ca_file}", {}), (process.url, {"COLDMOD_REDIS_CA": str(ca_file)})]:
+            store = RedisStore(url, env=env)
+            try:
+                store.register("shop", [Source("m.a")], 1000)
+                assert [e.key for e in store.fetch("shop").entries] == ["m.a"]
+                assert store.url == f"rediss://127.0.0.1:{process.port}/0"
+            finally:
+                store.close()
+        with pytest.raises(StoreError, match=r"TLS connection to Redis .* failed"):
+            RedisStore(process.url, env={})  # the system's CAs do not sign this server
+        with pytest.raises(StoreError, match="for TLS: use a rediss://"):
+            RedisStore(f"redis://127.0.0.1:{process.port}/0?ca={ca_file}", env={})

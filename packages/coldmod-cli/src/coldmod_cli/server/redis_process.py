@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -23,6 +24,14 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server") or (
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
     )
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    """For the readiness probe only: it asks PING, it trusts nothing it is told."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _free_port() -> int:
@@ -43,9 +52,10 @@ class RedisProcess:
         password: str | None = None,
         maxmemory: str | None = None,
         databases: int = 16,
+        tls: tuple[Path, Path] | None = None,
         extra: tuple[str, ...] = (),
     ) -> None:
-        """Describe the server (nothing starts until ``start``)."""
+        """Describe the server (nothing starts until ``start``); ``tls`` = (certificate, key): TLS only."""
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -63,22 +73,26 @@ class RedisProcess:
             "--logfile", str(self.directory / "redis.log"),
             *(("--requirepass", password) if password else ()),
             *(("--maxmemory", maxmemory, "--maxmemory-policy", "noeviction") if maxmemory else ()),
+            *(("--tls-cert-file", str(tls[0]), "--tls-key-file", str(tls[1]), "--tls-auth-clients", "no")
+              if tls else ()),
             *extra,
         ]  # fmt: skip
+        self.tls = tls is not None
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:PORT/0`` (``rediss://`` with TLS)."""
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20) -> RedisProcess:
         """Start on a free port (or the port it had, after ``kill``/``stop``) and wait until it answers PING."""
         for _ in range(5):
             port = self.port or _free_port()
+            ports = ("--port", "0", "--tls-port", str(port)) if self.tls else ("--port", str(port))
             self.proc = subprocess.Popen(
-                [self.binary, "--port", str(port), *self.args],
+                [self.binary, *ports, *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -97,7 +111,8 @@ class RedisProcess:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 return False
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                conn = _unverified_tls().wrap_socket(raw) if self.tls else raw
                 conn.sendall(b"PING\r\n")
                 answer = conn.recv(64)
                 if answer.startswith((b"+PONG", b"-NOAUTH")):
