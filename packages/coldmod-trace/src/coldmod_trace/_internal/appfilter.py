@@ -57,8 +57,10 @@ class AppFilter:
         """True for functions (not lambdas, comprehensions, module or class bodies) in app files."""
         return is_function_code(code) and self.relpath(code.co_filename) is not None
 
-    def key(self, code: CodeType) -> str | None:
-        """The function key of an application code object, as discovery computes it."""
+    def key(self, code: CodeType | str) -> str | None:
+        """The function key of an application code object, as discovery computes it (a key is itself)."""
+        if isinstance(code, str):
+            return code  # counted by the import hook, which computed the key when it rewrote the module
         rel = self.relpath(code.co_filename)
         return None if rel is None else key_for(rel, code.co_qualname)
 

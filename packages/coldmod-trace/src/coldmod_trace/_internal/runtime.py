@@ -13,6 +13,7 @@ from coldmod_trace import config
 from coldmod_trace._internal import lifecycle
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.engines import Engine, select_engine
+from coldmod_trace._internal.rewrite import RewriteHook
 from coldmod_trace._internal.sender import Sender, SenderConfig
 from coldmod_trace.rootmarker import Rootmarker, RootmarkerError, find_root, load
 
@@ -67,6 +68,9 @@ class Tracer:
         if reason:
             level = logging.WARNING if sys.version_info >= (3, 12) else logging.INFO
             log.log(level, "coldmod: tracing with %s: %s", self.engine.name, reason)
+        # Exact mode compiles a counter into every application module imported from now on;
+        # the engine counts what was compiled before (the main script, earlier imports).
+        self.hook = RewriteHook(self.apps, self.engine.key_tick, self.engine.exclude) if mode == "exact" else None
         self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name)
         self.sender = Sender(self.sender_config, self.engine, self.apps)
         self._lock = threading.Lock()
@@ -75,6 +79,8 @@ class Tracer:
     def start(self) -> None:
         """Engine first (calls right after start() count), then the sender thread, then the hooks."""
         self.engine.install()
+        if self.hook is not None:
+            self.hook.install()
         lifecycle.install(_exit_hook, _after_fork_child)  # before the sender imports grpc
         self.sender.start()
 
@@ -85,12 +91,15 @@ class Tracer:
                 return True
             self._stopped = True
         self.engine.uninstall()
+        if self.hook is not None:
+            self.hook.uninstall()
         lifecycle.uninstall_sigterm()
         return self.sender.close(timeout)
 
     def status(self) -> dict[str, Any]:
         """Internal state for tests and debugging."""
-        return {"engine": self.engine.name, "mode": self.engine.mode, **self.sender.status()}
+        rewritten = {} if self.hook is None else {"rewritten": self.hook.loaded, "compiled": self.hook.compiled}
+        return {"engine": self.engine.name, "mode": self.engine.mode, **rewritten, **self.sender.status()}
 
     def after_fork_child(self) -> None:
         """In a forked child: counts from zero, a new identity, a new sender and channel."""
