@@ -14,52 +14,64 @@ pytestmark = pytest.mark.timeout(120)
 ON = ["on", "ON", "true", "True", "1", "yes", " Yes "]
 OFF = ["off", "OFF", "false", "0", "no", ""]
 BAD = ["maybe", "onn", "2", "enabled", "y"]
+REFUSAL = (
+    "COLDMOD_INSECURE={value!r} is neither on nor off; use on (or true, yes, 1) for a plaintext "
+    "development collector, or off (or false, no, 0, or leave it unset) for TLS and an API key"
+)
 
 
 def _env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | extra
 
 
-def _status(shop, env):
+def _coldmod(*args: str, cwd, env) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "coldmod_cli", "status", "--format", "json"], cwd=shop, env=env,
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [sys.executable, "-m", "coldmod_cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=30
+    )
 
 
-@pytest.mark.parametrize("value", ON)
-def test_on_spellings_mean_plaintext(collector, shop, value):
-    done = _status(shop, _env(COLDMOD_INSECURE=value, COLDMOD_GRPC_HOST=collector.address))
-
-    assert done.returncode == 0, done.stderr
-    state = json.loads(done.stdout)["collector"]
-    assert state["reachable"]
-    assert state["tls"] is False
+def _set(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name in [n for n in os.environ if n.startswith("COLDMOD_")]:
+        monkeypatch.delenv(name)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
 
 
-@pytest.mark.parametrize("value", OFF)
-def test_off_spellings_mean_tls_and_a_key(shop, value):
-    done = _status(shop, _env(COLDMOD_INSECURE=value, COLDMOD_GRPC_HOST="127.0.0.1:9"))
+def test_every_spelling_through_the_entry_point(collector, shop, cli, monkeypatch):
+    for value in ON:  # plaintext: the insecure collector answers
+        _set(monkeypatch, COLDMOD_INSECURE=value, COLDMOD_GRPC_HOST=collector.address)
+        done = cli("status", "--format", "json")
+        assert done.code == 0, (value, done.err)
+        assert json.loads(done.out)["collector"]["tls"] is False, value
+    for value in OFF:  # TLS and a key: without a key, the sentence says so
+        _set(monkeypatch, COLDMOD_INSECURE=value, COLDMOD_GRPC_HOST=collector.address)
+        done = cli("status")
+        assert done.code == 1, value
+        assert done.err.splitlines()[-1].startswith("coldmod: COLDMOD_API_KEY is not set"), (value, done.err)
+    for value in BAD:
+        _set(monkeypatch, COLDMOD_INSECURE=value, COLDMOD_GRPC_HOST=collector.address, COLDMOD_API_KEY="k" * 32)
+        done = cli("fetch")
+        assert done.code == 1, value
+        assert done.err == f"coldmod: {REFUSAL.format(value=value)}\n", value
 
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("coldmod: COLDMOD_API_KEY is not set")
 
+def test_in_real_processes_on_off_and_refused(collector, shop, tmp_path):
+    on = _coldmod("status", "--format", "json", cwd=shop, env=_env(COLDMOD_INSECURE="yes",
+                                                                   COLDMOD_GRPC_HOST=collector.address))
+    assert on.returncode == 0, on.stderr
+    assert json.loads(on.stdout)["collector"]["reachable"]
+    off = _coldmod("status", cwd=shop, env=_env(COLDMOD_INSECURE="false", COLDMOD_GRPC_HOST=collector.address))
+    assert off.returncode == 1
+    assert off.stderr.splitlines()[-1].startswith("coldmod: COLDMOD_API_KEY is not set")
 
-@pytest.mark.parametrize("value", BAD)
-def test_anything_else_is_one_sentence_naming_the_variable(shop, tmp_path, value):
     store = tmp_path / "store.db"
-    for argv in (["status"], ["serve", "--grpc-host", "127.0.0.1:0", "--store", f"sqlite:///{store}"], ["fetch"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "coldmod_cli", *argv], cwd=shop, capture_output=True, text=True, timeout=30,
-            env=_env(COLDMOD_INSECURE=value, COLDMOD_GRPC_HOST="127.0.0.1:9", COLDMOD_API_KEY="k" * 32),
-        )  # fmt: skip
+    env = _env(COLDMOD_INSECURE="maybe", COLDMOD_GRPC_HOST="127.0.0.1:9", COLDMOD_API_KEY="k" * 32)
+    for argv in (["status"], ["serve", "--grpc-host", "127.0.0.1:0", "--store", f"sqlite:///{store}"]):
+        done = _coldmod(*argv, cwd=shop, env=env)
         assert done.returncode == 1, (argv, done.stderr)
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("coldmod")  # `coldmod:` or `coldmod serve:`
-        assert last.split(": ", 1)[1] == (
-            f"COLDMOD_INSECURE={value!r} is neither on nor off; use on (or true, yes, 1) for a plaintext "
-            f"development collector, or off (or false, no, 0, or leave it unset) for TLS and an API key"
-        ), argv
+        assert last.split(": ", 1)[1] == REFUSAL.format(value="maybe"), argv
         assert "Traceback" not in done.stderr
     assert not store.exists()  # serve understood nothing, so it opened nothing
 
