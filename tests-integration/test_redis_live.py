@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from redis_helpers import API_KEY, REDIS_PASSWORD, Collector, report, sources, tls_env
 
@@ -124,3 +125,82 @@ def test_a_connect_key_issued_by_one_collector_is_known_to_the_other(pair):
     # The page's side is taken: a second page on B cannot claim the pairing A issued.
     status, answer = _post(b, f"/api/connect/{key}/claim", {})
     assert status == 409
+
+
+class _Cli:
+    """A CLI's side of Connect.Attach on one collector: says hello and its sources, answers commands."""
+
+    def __init__(self, collector: Collector, key: str) -> None:
+        import queue
+
+        from coldmod_cli.web.relay import CLI_TOKEN_METADATA
+
+        self.events: queue.Queue = queue.Queue()
+        self.commands: list[pb.UiCommand] = []
+        self.events.put(pb.CliEvent(hello=pb.CliHello(connect_key=key, app="shop", root="/src/shop", hostname="dev")))
+        self.events.put(
+            pb.CliEvent(sources=pb.LocalSources(sources=[pb.LocalSource(key="m.a", path="m.py", line=3)]))
+        )
+        self.channel = collector.channel()
+        self.stream = pb_grpc.ConnectStub(self.channel).Attach(
+            iter(self.events.get, None), metadata=((CLI_TOKEN_METADATA, "cli-token-" + "c" * 30),)
+        )
+        self.thread = threading.Thread(target=self._answer, daemon=True)
+        self.thread.start()
+
+    def _answer(self) -> None:
+        try:
+            for command in self.stream:
+                self.commands.append(command)
+                result = pb.CommandResult(command_id=command.command_id, ok=True, message=f"ignored {command.ignore}")
+                self.events.put(pb.CliEvent(result=result))
+        except grpc.RpcError:
+            pass
+
+    def close(self) -> None:
+        self.events.put(None)
+        self.stream.cancel()
+        self.channel.close()
+
+
+def test_a_cli_attached_to_a_and_a_page_on_b_work_together(pair):
+    a, b = pair
+    status, made = _post(b, "/api/connect", {})  # the page on B makes the pairing
+    assert status == 200, made
+    key, token = made["key"], made["token"]
+    cli = _Cli(a, key)  # the developer's CLI reaches A
+    try:
+        frames: list[tuple[float, str]] = []
+        stream = urllib.request.urlopen(
+            urllib.request.Request(_url(b, f"/api/events/{key}?token={token}"), headers=_headers()),
+            timeout=30,
+            context=_context(b),
+        )
+
+        def read() -> None:
+            try:
+                for raw in stream:
+                    frames.append((time.monotonic(), raw.decode().strip()))
+            except (OSError, ValueError):
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any('"m.a"' in line for _, line in frames):
+            time.sleep(0.05)
+        data = [json.loads(line[5:]) for _, line in frames if line.startswith("data:")]
+        assert any(isinstance(d, dict) and d.get("connected") and d.get("hostname") == "dev" for d in data), data
+        assert any(isinstance(d, list) and any(s.get("key") == "m.a" for s in d) for d in data), data
+        # A command posted on B reaches the CLI on A, and its answer comes back to B.
+        status, answer = _post(b, f"/api/connect/{key}/commands", {"command": "ignore", "key": "m.a"},
+                               {"X-Coldmod-Token": token})  # fmt: skip
+        assert status == 200, answer
+        assert answer["message"] == "ignored m.a"
+        assert [c.ignore for c in cli.commands] == ["m.a"]
+        # Another page's token is refused on B before anything reaches the CLI.
+        status, answer = _post(b, f"/api/connect/{key}/commands", {"command": "ignore", "key": "m.b"},
+                               {"X-Coldmod-Token": "t" * 32})  # fmt: skip
+        assert status == 409
+        assert [c.ignore for c in cli.commands] == ["m.a"]
+    finally:
+        cli.close()

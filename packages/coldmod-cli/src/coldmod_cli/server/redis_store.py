@@ -72,7 +72,7 @@ from coldmod_cli.server.store import (
     UnknownApp,
 )
 
-__all__ = ["PASSWORD_ENV", "TLS_CA_ENV", "RedisStore", "durability", "parse_url"]
+__all__ = ["PASSWORD_ENV", "TLS_CA_ENV", "RedisStore", "durability", "follow", "parse_url"]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,7 @@ class RedisStore:
         self._listener: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._on_close: list[Callable[[], None]] = []
         try:
             with self._errors("open"):
                 self._version = str(self._client.info("server").get("redis_version", "?"))
@@ -549,10 +550,17 @@ class RedisStore:
 
         return unsubscribe
 
-    def connect_keys(self) -> Any:
-        """The connect relay's key book on this Redis: keys issued by any collector pair on all."""
-        from coldmod_cli.web.redis_relay import RedisKeyBook
+    def connect_keys(self, relay: Any = None) -> Any:
+        """The connect relay's key book on this Redis (keys issued by any collector pair on all).
 
+        Given the collector's ``relay``, its sessions are carried across
+        collectors too (a CLI attached here, a page on another collector).
+        """
+        from coldmod_cli.web.redis_relay import RedisKeyBook, RedisSessions
+
+        if relay is not None:
+            sessions = RedisSessions(relay, self._client)
+            self._on_close.append(sessions.close)
         return RedisKeyBook(self._client)
 
     def close(self) -> None:
@@ -560,6 +568,8 @@ class RedisStore:
         if self._closed.is_set():
             return
         self._closed.set()
+        for stop in self._on_close:
+            stop()
         listener = self._listener
         if listener is not None:
             listener.join(5)
@@ -577,31 +587,12 @@ class RedisStore:
 
     def _listen(self) -> None:
         """Deliver other collectors' changes; after a lost connection, tell subscribers to refetch every app."""
-        exc_mod = self._redis_mod.exceptions
-        backoff = 0.1
-        lost = False
-        while not self._closed.is_set():
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(CHANNEL)
-                if lost:  # changes published while we were away are gone: everything may have changed
-                    for name in self._client.zrange(INDEX, 0, -1):
-                        self._notify(Change(name, "register"))
-                    lost = False
-                backoff = 0.1
-                while not self._closed.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is not None and message.get("type") == "message":
-                        self._deliver(message["data"])
-            except exc_mod.RedisError as exc:
-                if not lost:
-                    log.warning("coldmod store: lost the Redis change feed (%s); reconnecting", _first_line(exc))
-                lost = True
-                self._closed.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    pubsub.close()
+
+        def resync() -> None:  # changes published while we were away are gone: everything may have changed
+            for name in self._client.zrange(INDEX, 0, -1):
+                self._notify(Change(name, "register"))
+
+        follow(self._client, CHANNEL, self._deliver, self._closed, resync)
 
     def _deliver(self, data: str) -> None:
         try:
@@ -613,6 +604,48 @@ class RedisStore:
             log.warning("coldmod store: ignored a malformed change message")
             return
         self._notify(change)
+
+
+def follow(
+    client: Any,
+    channel: str,
+    deliver: Callable[[str], None],
+    closed: threading.Event,
+    resync: Callable[[], None] | None = None,
+) -> None:
+    """Call ``deliver(data)`` for each message on ``channel`` until ``closed``; reconnect with backoff.
+
+    After a lost connection, ``resync()`` runs once the subscription is back
+    (messages published meanwhile are lost: pub/sub keeps nothing).
+    """
+    import redis
+
+    backoff = 0.1
+    lost = False
+    while not closed.is_set():
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(channel)
+            if lost and resync is not None:
+                resync()
+            lost = False
+            backoff = 0.1
+            while not closed.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is not None and message.get("type") == "message":
+                    try:
+                        deliver(message["data"])
+                    except Exception:
+                        log.exception("coldmod: a Redis message on %s could not be handled", channel)
+        except redis.RedisError as exc:
+            if not lost:
+                log.warning("coldmod: lost the Redis feed %s (%s); reconnecting", channel, _first_line(exc))
+            lost = True
+            closed.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+        finally:
+            with contextlib.suppress(Exception):
+                pubsub.close()
 
 
 def _now_ms() -> int:
