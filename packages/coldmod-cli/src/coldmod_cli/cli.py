@@ -67,6 +67,55 @@ class Cache:
         say(f"removed {path}")
 
 
+class Apps:
+    """The apps a collector keeps: list them, or delete one with its heatmap."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        """A command group; ``verbose`` shows tracebacks."""
+        self._verbose = verbose
+
+    @command
+    def list(self, *, format: Format = "text") -> None:
+        """List every app the collector keeps: functions, cold functions, calls, last update.
+
+        Args:
+          format: text or json.
+        """
+        from coldmod_cli import client, heatmap
+
+        apps = client.list_apps().apps
+        if _args.output_format(format) == "json":
+            report.print_json(
+                [
+                    {"app": a.app, "functions": a.keys, "cold": a.cold_keys, "calls": a.calls,
+                     "updated": heatmap.iso(a.updated_ms)}
+                    for a in apps
+                ]
+            )
+            return
+        rows = [("APP", "FUNCTIONS", "COLD", "CALLS", "UPDATED")] + [
+            (a.app, str(a.keys), str(a.cold_keys), str(a.calls), heatmap.ago(a.updated_ms, heatmap.now_ms()))
+            for a in apps
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}")
+
+    @command
+    def delete(self, name: Annotated[str, "NAME"]) -> None:
+        """Delete the app NAME and its heatmap from the collector (needs the API key; insecure: this machine only).
+
+        A process of the app that registers again starts a new, empty heatmap.
+
+        Args:
+          name: the app's name, as `coldmod apps list` shows it.
+        """
+        from coldmod_cli import client
+
+        keys = client.delete_app(str(name))
+        say(f"deleted the app {name!r} and the heatmap of its {plural(keys, 'function')}")
+
+
 class Coldmod:
     """Coldmod finds functions that never run in production and removes them.
 
@@ -81,6 +130,7 @@ class Coldmod:
         """The commands; ``--verbose`` shows a traceback when one fails."""
         self._verbose = _args.flag("verbose", verbose)
         self.cache = Cache(self._verbose)
+        self.apps = Apps(self._verbose)
 
     @command
     def help(self, *command: str) -> None:
@@ -281,7 +331,13 @@ class Coldmod:
 
     @command
     def serve(
-        self, *, grpc_host: HostPort = None, web_host: HostPort = None, store: Annotated[str | None, "URL"] = None
+        self,
+        *,
+        grpc_host: HostPort = None,
+        web_host: HostPort = None,
+        store: Annotated[str | None, "URL"] = None,
+        max_apps: Annotated[str | None, "N"] = None,
+        allow_remote_insecure: bool = False,
     ) -> None:
         """Run the collector (gRPC for tracers and the CLI, and the web UI) until stopped.
 
@@ -289,10 +345,24 @@ class Coldmod:
           grpc_host: host:port for gRPC (default: COLDMOD_GRPC_HOST, else localhost:7777).
           web_host: host:port for the web UI (default: COLDMOD_WEB_HOST, else localhost:7778).
           store: where heatmaps are kept, like sqlite:///var/lib/coldmod.db.
+          max_apps: the most apps the collector keeps (default 1000); Register refuses new ones beyond it.
+          allow_remote_insecure: with COLDMOD_INSECURE=on, listen beyond this machine anyway (no TLS, no key).
         """
         from coldmod_cli.server import serve
 
-        code = serve(grpc_host=grpc_host, web_host=web_host, store=store)
+        limit = None
+        if max_apps is not None:
+            try:
+                limit = int(str(max_apps))
+            except ValueError:
+                raise UsageError(f"--max-apps {max_apps!r} is not a number; give a count like 1000") from None
+        code = serve(
+            grpc_host=grpc_host,
+            web_host=web_host,
+            store=store,
+            max_apps=limit,
+            allow_remote_insecure=_args.flag("allow-remote-insecure", allow_remote_insecure),
+        )
         if code:
             raise SystemExit(code)
 
