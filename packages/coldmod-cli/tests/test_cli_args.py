@@ -285,6 +285,8 @@ def test_version_text_and_json(tmp_path):
 
     env = os.environ.copy()
     assert coldmod("version", cwd=tmp_path, env=env).stdout == f"{__version__}\n"
+    assert coldmod("--version", cwd=tmp_path, env=env).stdout == f"{__version__}\n"
+    assert coldmod("-V", "--format", "json", cwd=tmp_path, env=env).stdout.startswith("{")
     data = json.loads(coldmod("version", "--format", "json", cwd=tmp_path, env=env).stdout)
     assert data["version"] == __version__
     assert data["coldmod-trace"] == data["coldmod-codemod"] == __version__

@@ -98,6 +98,7 @@ def test_plural_is_one_helper():
     assert plural(1, "tracked function") == "1 tracked function"
     assert plural(3, "tracked function") == "3 tracked functions"
     assert plural(2, "process") == "2 processes"
+    assert plural(1500, "call") == "1,500 calls"
     assert [span(s) for s in (40, 720, 3 * 3600, 7 * 86400, 36 * 3600)] == ["40s", "12m", "3h", "7d", "1.5d"]
 
 

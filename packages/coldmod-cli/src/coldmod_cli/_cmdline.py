@@ -43,6 +43,8 @@ SHORT_FLAGS: dict[str, str] = {
 #: Flags every command and group accepts, anywhere before ``--``.
 HELP_FLAGS = frozenset({"--help", "-h"})
 VERBOSE_FLAGS = frozenset({"--verbose", "-v"})
+#: ``coldmod --version`` is ``coldmod version``, as in git, ruff and coverage.
+VERSION_FLAGS = frozenset({"--version", "-V"})
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _WIDTH = 80
@@ -215,6 +217,8 @@ def parse(root: object, argv: Sequence[str]) -> CommandLine:
             line.verbose = True
         else:
             tokens.append(token)
+    if tokens and tokens[0] in VERSION_FLAGS and "version" in children(root):
+        tokens[0] = "version"
     node: object = root
     path: list[str] = []
     while True:
@@ -427,6 +431,10 @@ def _group_help(group: object, path: Sequence[str]) -> str:
     lines.extend(_paragraphs(rest))
     lines.append("commands:")
     lines.extend(_table(rows))
+    flags = [("-h, --help", "show this help and exit."), ("-v, --verbose", "show a traceback when a command fails.")]
+    if not path and "version" in children(group):
+        flags.append(("-V, --version", "print the version and exit (as `coldmod version`)."))
+    lines += ["", "options:", *_table(flags)]
     asking = " ".join((PROGRAM, "help", *path, "COMMAND"))
     lines += ["", f"`{where} COMMAND --help` (or `{asking}`) shows a command's flags."]
     return "\n".join(lines) + "\n"

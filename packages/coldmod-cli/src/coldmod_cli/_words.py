@@ -9,12 +9,12 @@ _IRREGULAR = {"process": "processes", "entry": "entries", "is": "are", "was": "w
 
 
 def plural(count: int, noun: str) -> str:
-    """``count`` and ``noun`` agreeing: ``plural(1, "call")`` is ``1 call``; the last word is inflected."""
+    """``count`` and ``noun`` agreeing: ``1 call``, ``1,500 calls``; the last word of ``noun`` is inflected."""
     if count == 1:
-        return f"{count} {noun}"
+        return f"1 {noun}"
     head, _, last = noun.rpartition(" ")
     many = _IRREGULAR.get(last, last + "s")
-    return f"{count} {head + ' ' if head else ''}{many}"
+    return f"{count:,} {head + ' ' if head else ''}{many}"
 
 
 def span(seconds: float) -> str:

@@ -617,7 +617,7 @@ def connect(
     checkout = Checkout(root, environ)
     pairing = _Pairing(key, url)
     what = "a new pairing" if not key else "the web UI that made this key"
-    say(f"pairing {checkout.root} (app {checkout.app}, {len(checkout.found.sources)} functions) with {what}")
+    say(f"pairing {checkout.root} (app {checkout.app}, {plural(len(checkout.found.sources), 'function')}) with {what}")
     stop = stop or threading.Event()
     hostname = socket.gethostname()
     attempt = 0

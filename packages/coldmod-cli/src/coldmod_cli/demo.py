@@ -29,6 +29,7 @@ from types import FrameType
 
 from coldmod_cli import heatmap, local, removal, report
 from coldmod_cli._errors import CliError, say
+from coldmod_cli._words import plural
 from coldmod_cli.server.process import collector_command
 
 SAMPLE = Path(__file__).parent / "demo_app"
@@ -282,7 +283,7 @@ def _run(workdir: Path, started: float, *, open_browser: bool, kept: bool) -> No
             base_url = app.wait_for(re.compile(r"listening on (http://\S+)")).group(1)
             say(f"the shop runs under coldmod-trace at {base_url}; sending traffic")
             answered = drive(base_url)
-            say(f"{answered} requests answered; stopping the shop (the tracer flushes its counts at exit)")
+            say(f"{plural(answered, 'request')} answered; stopping the shop (the tracer flushes its counts at exit)")
         finally:
             app.stop()
         result = wait_for_counts(shop, env)
