@@ -440,8 +440,9 @@ DJANGO_FILES = {
                 self.assertTrue(self.question.closed)
 
             def test_signals_fire(self):
+                pk = self.choice.pk
                 self.choice.delete()
-                self.assertIn(("deleted", self.choice.pk), LOG)
+                self.assertIn(("deleted", pk), LOG)
                 self.assertIn(("saved", self.question.pk), LOG)
 
             def test_results_view_delete(self):
