@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from coldmod_cli import _args, local, report
-from coldmod_cli._errors import UsageError, command, say
+from coldmod_cli._errors import CliError, UsageError, command, say
 from coldmod_cli._words import plural
 
 __all__ = ["Cache", "Coldmod"]
@@ -65,6 +65,37 @@ class Cache:
             return
         shutil.rmtree(path)
         say(f"removed {path}")
+
+
+class Stores:
+    """Heatmap stores: copy heatmaps between SQLite and Redis."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        """A command group; ``verbose`` shows tracebacks."""
+        self._verbose = verbose
+
+    @command
+    def copy(self, src: Annotated[str, "SRC"], dst: Annotated[str, "DST"]) -> None:
+        """Make every app of the store SRC the same in DST (SQLite to Redis and back); running it again changes nothing.
+
+        Stop the collectors of both stores first (a running collector holds its
+        SQLite file). Apps only in DST stay. The Redis password comes from
+        COLDMOD_REDIS_PASSWORD, never from the command line.
+
+        Args:
+          src: the store to read, a URL like sqlite:///var/lib/coldmod.db.
+          dst: the store to write, a URL like redis://redis.internal:6379/0.
+        """
+        from coldmod_cli.server.store import StoreError
+        from coldmod_cli.server.store_copy import copy
+
+        try:
+            copied = copy(
+                src, dst, progress=lambda c: say(f"copied {c.app}: {plural(c.keys, 'key')}, {plural(c.calls, 'call')}")
+            )
+        except StoreError as exc:
+            raise CliError(str(exc)) from None
+        say(f"{plural(len(copied), 'app')} copied; the destination now holds the same heatmaps for them")
 
 
 class Apps:
@@ -131,6 +162,7 @@ class Coldmod:
         self._verbose = _args.flag("verbose", verbose)
         self.cache = Cache(self._verbose)
         self.apps = Apps(self._verbose)
+        self.store = Stores(self._verbose)
 
     @command
     def help(self, *command: str) -> None:
@@ -367,21 +399,26 @@ class Coldmod:
             raise SystemExit(code)
 
     @command
-    def connect(self, url: Annotated[str | None, "URL"] = None, *, no_open: bool = False) -> None:
+    def connect(
+        self, url: Annotated[str | None, "URL"] = None, *, stdin: bool = False, key_file: str | None = None
+    ) -> None:
         """Pair this checkout with the web UI, so the UI can ignore, remove and open functions here.
 
-        Without URL, creates a pairing, prints the UI address that holds its
-        connect key and opens it in a browser. With the URL of a UI page that
-        shows a connect key, joins that page. Runs until Ctrl-C; reconnects by
-        itself when the collector restarts.
+        Choose 'Connect a checkout' in the web UI, then run `coldmod connect
+        --stdin` here and paste the key it shows (or set COLDMOD_CONNECT_KEY,
+        or --key-file a file only you can read). The key is never taken from
+        the command line, where other users can read it. Without a key, the
+        collector makes a new pairing and its page address is printed. Runs
+        until Ctrl-C; reconnects by itself when the collector restarts.
 
         Args:
-          url: a UI address containing #connect=KEY (default: create a new pairing).
-          no_open: print the address but do not open a browser.
+          url: the web UI's address, for the printed link (never a connect key).
+          stdin: read the connect key from stdin (asked for without echo on a terminal).
+          key_file: read the connect key from this file (mode 0600).
         """
         from coldmod_cli.connect import connect
 
-        code = connect(url, None, open_browser=not _args.flag("no-open", no_open))
+        code = connect(url, None, stdin=_args.flag("stdin", stdin), key_file=key_file)
         if code:
             raise SystemExit(code)
 
