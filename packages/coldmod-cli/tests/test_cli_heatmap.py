@@ -6,9 +6,13 @@ import json
 import re
 import sys
 
+import grpc
 import pytest
 import trustme
 from conftest import COLD, HOT, _clean_env, start_collector, traced
+
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +61,7 @@ def test_fetch_json_shape(cli, shop, insecure_env):
         "tracked",
         "calls",
         "estimated",
+        "lower_bound",
         "first_seen",
         "last_seen",
         "tracked_since",
@@ -137,6 +142,7 @@ def test_cold_json_shape_and_summary(cli, shop, insecure_env):
         "tracked",
         "calls",
         "estimated",
+        "lower_bound",
         "first_seen",
         "last_seen",
         "tracked_since",
@@ -345,3 +351,22 @@ def test_status_without_rootmarker_still_reports_the_rest(cli, tmp_path, monkeyp
     assert data["root"] is None
     assert data["collector"]["reachable"]
     assert "no coldmod.rootmarker" in data["problems"][0]
+
+
+def test_a_lower_bound_count_shows_as_at_least(cli, shop, insecure_env):
+    traced(insecure_env.address, shop, {"shop.cart.Cart.add": 20})
+    with grpc.insecure_channel(insecure_env.address) as channel:  # a second process whose count is ">= 7"
+        pb_grpc.TracingStub(channel).Report(
+            pb.ReportRequest(
+                app="demo-shop",
+                instance_id="lower-bound",
+                sequence=1,
+                deltas=[pb.KeyDelta(key="shop.views.product", calls=7, lower_bound=True)],
+            ),
+            timeout=10,
+        )
+    rows = {line.split()[-1]: line.split()[0] for line in cli("fetch").out.splitlines()[1:]}
+    assert (rows["shop.views.product"], rows["shop.cart.Cart.add"]) == ("≥7", "20")
+    data = json.loads(cli("fetch", "--format", "json").out)
+    lower = {f["key"]: f["lower_bound"] for f in data["functions"]}
+    assert (lower["shop.views.product"], lower["shop.cart.Cart.add"]) == (True, False)

@@ -34,6 +34,8 @@ class Row:
     tracked_since_ms: int = 0
     #: The line of every definition sharing the key (a getter and its setter); ``line`` is the first.
     lines: tuple[int, ...] = ()
+    #: ``calls`` is only what the tracer saw for sure: the truth is at least that.
+    lower_bound: bool = False
 
 
 @dataclass
@@ -87,6 +89,7 @@ def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heat
                 last_seen_ms=entry.last_seen_ms,
                 tracked_since_ms=entry.tracked_since_ms,
                 lines=tuple(source.lines),
+                lower_bound=entry.lower_bound,
             )
         )
     heatmap.skipped_keys = sorted(set(entries) - set(discovery.sources))
@@ -123,6 +126,7 @@ def row_json(row: Row) -> dict[str, Any]:
         "tracked": row.tracked,
         "calls": row.calls if row.tracked else None,
         "estimated": row.estimated,
+        "lower_bound": row.lower_bound,
         "first_seen": iso(row.first_seen_ms),
         "last_seen": iso(row.last_seen_ms),
         "tracked_since": iso(row.tracked_since_ms),
@@ -141,11 +145,11 @@ def ago(ms: int, now: int) -> str:
 
 
 def table(rows: Iterable[Row], now: int) -> list[str]:
-    """Aligned text lines: calls, last call, location, key (``~`` marks an estimated count)."""
+    """Aligned text lines: calls, last call, location, key (``~`` an estimate, ``≥`` a lower bound)."""
     body = []
     for row in rows:
         if row.tracked:
-            calls = ("~" if row.estimated else "") + str(row.calls)
+            calls = ("≥" if row.lower_bound else "~" if row.estimated else "") + str(row.calls)
             last = ago(row.last_seen_ms, now)
         else:
             calls, last = "-", "untracked"
