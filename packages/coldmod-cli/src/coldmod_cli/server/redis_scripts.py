@@ -103,8 +103,11 @@ return {kept, #added / 2, #removed}
 #: KEYS: the app's 8 keys, then the instance's dedupe hash.
 #: ARGV: app, sequence, window_start, window_end, dropped_updates, now_ms,
 #: keep (recent sequences remembered), ttl_ms, channel, origin, n, flagged,
-#: then n keys, n calls and, when ``flagged`` is "1", n flags ("", "e", "l"
-#: or "el": estimated, lower bound).
+#: then the n keys joined by newlines (keys are printable: none holds one),
+#: the n calls joined by commas and, when ``flagged`` is "1", the n flags
+#: joined by commas ("", "e", "l" or "el": estimated, lower bound). Three
+#: strings instead of 3n arguments: joining is one C call in the collector,
+#: where packing each argument costs a Python step.
 #: Returns {status, unknown, unknown keys...}: status 0 applied, 1 duplicate,
 #: -1 unknown app, -2 a count would overflow (then the rest is the key).
 REPORT = (
@@ -121,14 +124,21 @@ local floor = redis.call('HGET', inst, 'floor')
 if floor and tonumber(seq) <= tonumber(floor) then return {1, 0} end
 if redis.call('EXISTS', K[1]) == 0 then return {-1, 0} end
 
-local keys = {}
-for i = 1, n do keys[i] = ARGV[12 + i] end
+local keys, calls, flags = {}, {}, {}
+for key in string.gmatch(ARGV[13], '[^\n]+') do keys[#keys + 1] = key end
+for count in string.gmatch(ARGV[14], '[^,]+') do calls[#calls + 1] = count end
+if flagged then
+  for i = 1, n do flags[i] = '' end
+  local i = 1
+  for flag in string.gmatch(ARGV[15] .. ',', '([^,]*),') do flags[i] = flag; i = i + 1 end
+end
+if #keys ~= n or #calls ~= n then return redis.error_reply('ERR a malformed batch') end
 -- Known keys are exactly those with a tracked_since; the others are dropped and counted.
 local since = hmget_all(K[3], keys)
 local live, lkeys, unknown = {}, {}, {}
 for i = 1, n do
   if not since[i] then unknown[#unknown + 1] = keys[i]
-  elseif ARGV[12 + n + i] ~= '0' then live[#live + 1] = i; lkeys[#lkeys + 1] = keys[i] end
+  elseif calls[i] ~= '0' then live[#live + 1] = i; lkeys[#lkeys + 1] = keys[i] end
 end
 local current = hmget_all(K[4], lkeys)
 -- Sums below 2**53 are exact in Lua's doubles and are written in one HSET; the rare
@@ -141,7 +151,7 @@ local function halves(text)
 end
 local sums, big = {}, {}
 for j, i in ipairs(live) do
-  local delta, have = ARGV[12 + n + i], current[j] or '0'
+  local delta, have = calls[i], current[j] or '0'
   local sum = tonumber(have) + tonumber(delta)
   if sum < EXACT then
     sums[#sums + 1] = lkeys[j]; sums[#sums + 1] = string.format('%.0f', sum)
@@ -158,7 +168,7 @@ for j, i in ipairs(live) do
   end
 end
 hset_pairs(K[4], sums)
-for _, j in ipairs(big) do redis.call('HINCRBY', K[4], lkeys[j], ARGV[12 + n + live[j]]) end
+for _, j in ipairs(big) do redis.call('HINCRBY', K[4], lkeys[j], calls[live[j]]) end
 
 -- No call is seen before the key was tracked (the batch was in flight during a Register).
 local firsts, lasts = hmget_all(K[7], lkeys), hmget_all(K[8], lkeys)
@@ -176,7 +186,7 @@ for j, i in ipairs(live) do
     set_last[#set_last + 1] = key; set_last[#set_last + 1] = l
   end
   if flagged then
-    local flag = ARGV[12 + 2 * n + i]
+    local flag = flags[i]
     if string.find(flag, 'e', 1, true) then est[#est + 1] = key end
     if string.find(flag, 'l', 1, true) then lb[#lb + 1] = key end
   end

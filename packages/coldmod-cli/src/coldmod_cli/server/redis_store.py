@@ -386,9 +386,9 @@ class RedisStore:
             self._origin,
             n,
             "1" if flagged else "0",
-            *batch.keys,
-            *batch.calls,
-            *flags,
+            "\n".join(batch.keys),
+            ",".join(map(str, batch.calls)),
+            ",".join(flags),
         ]
         with self._errors("Report"):
             answer = self._scripts["REPORT"](keys=[*keys.all(), keys.instance(batch.instance_id)], args=args)
