@@ -35,9 +35,10 @@ __all__ = [
 def start(info: ServerInfo, relay: Relay | None = None) -> WebServer:
     """Serve the web UI for a running collector (TLS and basic auth unless insecure); returns its handle."""
     settings = info.settings
-    if relay is not None and callable(getattr(info.store, "connect_keys", None)):
-        # A shared store (Redis) shares the issued connect keys too: any collector can pair them.
-        relay.keys = info.store.connect_keys()
+    connect_keys = getattr(info.store, "connect_keys", None)
+    if relay is not None and callable(connect_keys):
+        # A shared store (Redis) shares the issued keys and the sessions: any collector serves any pairing.
+        relay.keys = connect_keys(relay)
     tls = None
     if not info.insecure:
         tls = tls_context(settings.certificate_chain or b"", settings.private_key or b"")

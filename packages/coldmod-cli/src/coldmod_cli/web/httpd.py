@@ -56,6 +56,9 @@ MIN_GAP_S = 0.2
 IO_TIMEOUT_S = 30.0
 #: Largest request body we read (a command is a few hundred bytes).
 MAX_BODY = 64 * 1024
+#: How long and how much a closing connection's unread input is discarded (see shutdown_request).
+_LINGER_S = 0.5
+_LINGER_BYTES = 1024 * 1024
 #: Heatmaps kept encoded for the pages (7 MB each at 100,000 keys); a change to an app drops its copy.
 CACHED_HEATMAPS = 4
 #: Apps listed per /api/apps answer unless the page asks for fewer.
@@ -118,13 +121,54 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs in the connection's own thread: the TLS handshake happens here, not in the accept loop."""
         context = self.web.tls
-        if context is not None:
-            request.settimeout(IO_TIMEOUT_S)
-            try:
-                request = context.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError):
-                return  # a failed handshake (plain HTTP, a scanner): nothing to answer
-        super().finish_request(request, client_address)
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(IO_TIMEOUT_S)
+        try:
+            secure = context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # a failed handshake (plain HTTP, a scanner): nothing to answer
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            _close_gently(secure)  # the plain socket handed to shutdown_request is detached by now
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close the connection gently (see _close_gently); a TLS one was closed in finish_request."""
+        if self.web.tls is None:
+            _close_gently(request)
+        else:
+            self.close_request(request)
+
+
+def _close_gently(sock: Any) -> None:
+    """Close so that a client whose request we refused unread still gets our answer (no RST).
+
+    Closing a socket with unread input makes the kernel reset the connection, which can
+    destroy the refusal just sent; so stop writing (plain TCP: the client sees the end and
+    closes), discard what is still arriving for a moment (never parsing it), then close.
+    TLS cannot half-close without a handshake: there we drain until the client pauses.
+    """
+    tls = isinstance(sock, ssl.SSLSocket)
+    try:
+        if not tls:
+            sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + _LINGER_S
+        drained = 0
+        while drained < _LINGER_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(min(remaining, 0.05) if tls else remaining)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except (OSError, ValueError):
+        pass  # timed out, or the client is gone: either way, done
+    finally:
+        sock.close()
 
 
 class WebServer:
