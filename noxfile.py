@@ -153,6 +153,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, baselines side by side in one run; prints tables with ratios."""
     dist = build_wheels(session)
     install_wheels(session, dist)
-    session.install("libcst", "pyperformance", "coverage", "slipcover", "pyperf", "django", *EXTRAS)
+    session.install("libcst", "pyperformance", "coverage", "slipcover", "pyperf", "django", "playwright", *EXTRAS)
     session.run("python", "bench/run.py", *session.posargs)
     shutil.rmtree(dist, ignore_errors=True)

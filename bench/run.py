@@ -1,6 +1,6 @@
 """`nox -s bench`: every benchmark, baselines side by side in the same run.
 
-Usage: python bench/run.py [--quick] [--only discovery,tracer,server,codemod,removal]
+Usage: python bench/run.py [--quick] [--only discovery,tracer,server,codemod,removal,web]
 Each part prints a Markdown table; the README shows the latest ones.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 # The tracer part runs first: its children inherit the peak RSS of the process
 # that starts them (Linux keeps it across fork and exec), so it must start
 # them before the other parts have grown this process.
-PARTS = ["tracer", "discovery", "server", "codemod", "removal"]
+PARTS = ["tracer", "discovery", "server", "codemod", "removal", "web"]
 
 
 def main() -> int:
