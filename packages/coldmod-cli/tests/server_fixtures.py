@@ -53,18 +53,35 @@ def tls_env_fixture(tmp_path: Path) -> dict[str, str]:
 class ServerProcess:
     """One ``python -m coldmod_cli.server`` process and clients for it."""
 
-    def __init__(self, store: Path | str, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
-        """Start the server and wait until it listens (or fails)."""
+    def __init__(
+        self,
+        store: Path | str,
+        env: Mapping[str, str],
+        args: tuple[str, ...] = (),
+        max_file_bytes: int | None = None,
+    ) -> None:
+        """Start the server and wait until it listens (or fails).
+
+        ``max_file_bytes`` sets the child's RLIMIT_FSIZE soft limit: writes
+        beyond it fail as on a full disk, and ``set_max_file_bytes`` frees space.
+        """
         self.store = store
         self.env = dict(env)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
         full_env.update(self.env)
+
+        def limit_files() -> None:  # in the child, before exec (Python ignores SIGXFSZ: writes just fail)
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, resource.RLIM_INFINITY))
+
         self.proc = subprocess.Popen(
             collector_command(store if isinstance(store, str) else f"sqlite://{store}", *args),
             env=full_env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
+            preexec_fn=limit_files if max_file_bytes is not None else None,
         )
         self.lines: list[str] = []
         self.port = 0
@@ -83,6 +100,12 @@ class ServerProcess:
                 self.port = int(match.group(2))
                 listening.set()
         listening.set()
+
+    def set_max_file_bytes(self, limit: int) -> None:
+        """Change the running server's RLIMIT_FSIZE soft limit (free or take away "disk space")."""
+        import resource
+
+        resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
     @property
     def stderr(self) -> str:

@@ -281,30 +281,33 @@ class _Merge:
 
 
 class _FailureLog:
-    """One log line per LOG_EVERY_S about failing writes, with how many failed since the last line."""
+    """At most one log line per LOG_EVERY_S about failing writes (with how many failed), and one about recovering."""
 
     def __init__(self) -> None:
         self.failing = False  # the last write failed: checkpoint before the next one
         self._unlogged = 0
-        self._next_line = 0.0
+        self._next_failure_line = 0.0
+        self._next_recovery_line = 0.0
 
     def failed(self, error: BaseException) -> None:
         """Count a failed write; log it when the last line is old enough."""
         self.failing = True
         self._unlogged += 1
         now = time.monotonic()
-        if now >= self._next_line:
+        if now >= self._next_failure_line:
             log.error("coldmod store: %d write(s) failed in the last %.0f s: %s", self._unlogged, LOG_EVERY_S, error)
             self._unlogged = 0
-            self._next_line = now + LOG_EVERY_S
+            self._next_failure_line = now + LOG_EVERY_S
 
     def succeeded(self) -> None:
-        """A write went through: say so once after failures."""
-        if self.failing:
+        """A write went through: after failures, say so (a flapping disk: once per interval)."""
+        if not self.failing:
+            return
+        self.failing = False
+        now = time.monotonic()
+        if now >= self._next_recovery_line:
             log.warning("coldmod store: writes succeed again")
-            self.failing = False
-            self._unlogged = 0
-            self._next_line = 0.0
+            self._next_recovery_line = now + LOG_EVERY_S
 
 
 class SqliteStore:
