@@ -52,7 +52,7 @@ class Collector:
     """One collector process on a Redis store URL; ``start``, ``kill``, ``terminate``."""
 
     def __init__(self, store_url: str, env: Mapping[str, str], *extra: str) -> None:
-        """Describe it (``start`` runs it)."""
+        """Describe it (``start`` runs it; a restart keeps the gRPC port it had)."""
         self.store_url = store_url
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | dict(env)
         self.extra = extra
@@ -64,9 +64,9 @@ class Collector:
     def start(self, timeout: float = 30) -> Collector:
         """Run it and wait until it listens; raises with its stderr if it does not."""
         self.lines = []
-        self.port = self.web_port = 0
+        port, self.port, self.web_port = self.port, 0, 0
         self.proc = subprocess.Popen(
-            collector_command(self.store_url, *self.extra),
+            collector_command(self.store_url, *self.extra, grpc_host=f"127.0.0.1:{port}"),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
