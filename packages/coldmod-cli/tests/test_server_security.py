@@ -197,3 +197,49 @@ def test_a_store_in_use_is_refused(tmp_path, start_server):
     code, stderr = run_server_once(path, INSECURE)
     assert code == 1
     assert "in use by another coldmod serve" in _one_sentence(stderr)
+
+
+# ----------------------------------------------------- insecure mode binds --
+
+
+@pytest.mark.parametrize(
+    ("flag", "host", "says"),
+    [
+        ("--grpc-host", "0.0.0.0:0", "gRPC on 0.0.0.0:0"),
+        ("--web-host", "0.0.0.0:0", "the web UI on 0.0.0.0:0"),
+        ("--grpc-host", "[::]:0", "gRPC on :::0"),
+    ],
+)
+def test_insecure_mode_refuses_to_listen_beyond_loopback(tmp_path, flag, host, says):
+    code, stderr = run_server_once(tmp_path / "c.db", INSECURE, flag, host)
+    assert code == 1
+    sentence = _one_sentence(stderr)
+    assert says in sentence
+    assert "--allow-remote-insecure" in sentence
+    assert not (tmp_path / "c.db").exists(), "nothing was done before the input was understood"
+
+
+def test_tls_mode_may_listen_on_every_interface_without_a_warning(start_server, tls_env):
+    server = start_server(env=tls_env, args=("--grpc-host", "0.0.0.0:0"))
+    assert "warning" not in server.stderr
+    assert server.heatmap().ListApps(pb.ListAppsRequest(), timeout=10).apps == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("", False),
+        ("no-such-host.invalid", False),
+    ],
+)
+def test_which_hosts_count_as_loopback(host, loopback):
+    from coldmod_cli.server.settings import is_loopback_host
+
+    assert is_loopback_host(host) is loopback

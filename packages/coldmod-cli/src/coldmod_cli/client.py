@@ -31,6 +31,10 @@ def explain_rpc_error(error: grpc.RpcError) -> str:
     code = error.code() if hasattr(error, "code") else None
     details = (error.details() if hasattr(error, "details") else "") or ""
     target = _target()
+    if code == grpc.StatusCode.PERMISSION_DENIED and details:  # e.g. an operation insecure mode allows locally only
+        return f"the collector at {target} refused: {details}"
+    if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INVALID_ARGUMENT):
+        return f"the collector at {target} refused the request: {details or code.name}"
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return (
             f"the collector at {target} refused the credentials; "
