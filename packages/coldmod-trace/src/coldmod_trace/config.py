@@ -200,6 +200,9 @@ def channel_options() -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.enable_retries", 0),  # we retry ourselves, with our own ids
+        # Connections of our own: grpc shares one per target process-wide by default, so a channel
+        # made in a forked child would take over the parent's TLS connection.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
 
 

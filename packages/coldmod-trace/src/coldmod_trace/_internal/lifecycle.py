@@ -15,15 +15,16 @@
   A fork waits while the sender thread imports grpc and builds its channel
   (:data:`fork_guard`): a child forked in the middle of an import would inherit
   a half-initialised module and an import lock owned by a thread it lacks.
-- grpc across fork: grpc supports a fork only with no call in flight and with
-  its fork handlers on (``GRPC_ENABLE_FORK_SUPPORT``); otherwise a child can
-  abort in ``ev_epoll1_linux.cc`` and grpc logs "Other threads are currently
-  calling into gRPC, skipping fork() handlers" into the app's output. So the
+- grpc across fork: grpc's C core supports a fork only with no call in flight;
+  with one, it skips its fork handlers, logs "Other threads are currently
+  calling into gRPC, skipping fork() handlers" into the app's output, and the
+  child can abort in ``ev_epoll1_linux.cc``. So the
   sender is quiesced before every fork (the call in flight is cancelled, the
   channel closed, the wire held) and resumed after it in the parent; the
   child's new sender starts only after grpc's own child handler has run.
-  Those hooks are registered after grpc's (see :func:`grpc_imported`) because
-  ``before`` hooks run in reverse order of registration: ours must run first.
+  Those hooks are registered once grpc has made its first channel (see
+  :func:`grpc_imported`): ``before`` hooks run in reverse order of
+  registration, so ours run before any grpc registers at that point.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ __all__ = [
 log = logging.getLogger("coldmod_trace")
 
 #: grpc settings the tracer needs while it initialises grpc; an app's own value wins.
+#: GRPC_ENABLE_FORK_SUPPORT is left alone on purpose: unset, grpcio's C core runs its
+#: fork handlers (threads stopped before fork, the poller reset in the child) as
+#: long as no call is in flight, which quiescing ensures; set to true it also turns
+#: on grpc's Python-level handling, whose child waits up to 1.5 s for grpc to shut
+#: down after every fork and exits with EX_USAGE when it does not.
+#: The poll strategy is what grpc's fork support documents (doc/fork_support.md): with the
+#: default epoll1, 300 forks with the sender busy hung or crashed children (grpcio 1.85).
 GRPC_SETTINGS = {
-    "GRPC_ENABLE_FORK_SUPPORT": "true",  # grpc's fork handlers: the child's grpc is reset, not inherited
     "GRPC_VERBOSITY": "NONE",  # grpc's C core logs to stderr, that is into the app's output
+    "GRPC_POLL_STRATEGY": "poll",
 }
 #: Seconds a fork waits at most for the sender to let go of the network.
 QUIESCE_TIMEOUT = 2.0

@@ -90,7 +90,7 @@ class Sender:
         self._closing = False
         self._sources = sources
         self._keys: dict[int, str | None] = {}  # id(code) -> key; the engine keeps the code alive
-        self._pending: dict[str, list[Any]] = {}  # key -> [calls, estimated]
+        self._pending: dict[str, list[Any]] = {}  # key -> [calls, estimated, lower_bound]
         self._pending_since = 0
         self._dropped = 0
         self._inflight: coldmod_pb2.ReportRequest | None = None
@@ -105,6 +105,7 @@ class Sender:
         self._quiescing = False
         self._fork_epoch = 0  # bumped by each fork: a call it cancelled is not a collector fault
         self._wire_held_for_fork = False
+        self._stub_held_for_fork = False
         self._stub: Any = None
         self._channel: Any = None
         self._stub_lock = threading.Lock()
@@ -124,22 +125,26 @@ class Sender:
         self._thread.start()
 
     def quiesce(self, timeout: float) -> None:
-        """Before fork: cancel the call in flight (its batch stays in flight), close the channel, hold the wire."""
+        """Before fork: let the call in flight end (bounded), then hold the wire and the channel.
+
+        Held, no call starts and no channel is made or closed while the
+        process forks: grpc's C-core fork handlers run only when no thread is
+        inside grpc. The channel stays open (closing it just before a fork
+        crashed parents in testing); the child never uses it, as its channel
+        has connections of its own (``grpc.use_local_subchannel_pool``).
+        """
         deadline = time.monotonic() + timeout
         self._quiescing = True
         self._fork_epoch += 1
-        if self._stub_lock.acquire(timeout=timeout):
-            try:
-                channel, self._channel, self._stub = self._channel, None, None
-            finally:
-                self._stub_lock.release()
-            if channel is not None:
-                channel.close()  # cancels a blocking call at once; the sender thread lets go of the wire
-        self._wire_held_for_fork = self._wire.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        self._wire_held_for_fork = self._wire.acquire(timeout=timeout)
+        self._stub_held_for_fork = self._stub_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
 
     def resume(self) -> None:
-        """After fork, in the parent: let the sender reconnect and resend what was in flight."""
+        """After fork, in the parent: let the sender go on where it was."""
         self._quiescing = False
+        if self._stub_held_for_fork:
+            self._stub_held_for_fork = False
+            self._stub_lock.release()
         if self._wire_held_for_fork:
             self._wire_held_for_fork = False
             self._wire.release()
@@ -322,7 +327,7 @@ class Sender:
             if not self._pending:
                 self._pending_since = _now_ms()
             room = MAX_PENDING - (len(self._inflight.deltas) if self._inflight is not None else 0)
-            for code, calls, estimated in deltas:
+            for code, calls, estimated, lower_bound in deltas:
                 cid = id(code)
                 try:
                     key = self._keys[cid]
@@ -337,8 +342,9 @@ class Sender:
                 if entry is not None:
                     entry[0] += calls
                     entry[1] = entry[1] or estimated
+                    entry[2] = entry[2] or lower_bound
                 elif len(self._pending) < room:
-                    self._pending[key] = [calls, estimated]
+                    self._pending[key] = [calls, estimated, lower_bound]
                 else:
                     self._dropped += 1
         if self._pending or self._dropped:
@@ -390,8 +396,8 @@ class Sender:
                 window_start_ms=self._pending_since or _now_ms(),
                 window_end_ms=_now_ms(),
                 deltas=[
-                    coldmod_pb2.KeyDelta(key=key, calls=calls, estimated=estimated)
-                    for key, (calls, estimated) in self._pending.items()
+                    coldmod_pb2.KeyDelta(key=key, calls=calls, estimated=estimated, lower_bound=lower_bound)
+                    for key, (calls, estimated, lower_bound) in self._pending.items()
                 ],
                 dropped_updates=self._dropped,
             )
