@@ -205,6 +205,15 @@ def test_cold_line_counts_cover_decorators_nested_functions_and_shared_keys(cli,
     assert cold_lines == 3 + 5 + 3 + 3
     assert total_lines == cold_lines + 2  # hot is the only other function
 
+    # The extents are cached; an edit (a new function) is seen, garbage in the cache only costs a parse.
+    cache = next((tmp_path / ".coldmod-cache").glob("spans-*.marshal"))
+    assert heatmap.line_counts(str(tmp_path), rows, cold, progress=lambda files: files) == (cold_lines, total_lines)
+    with (tmp_path / "lines.py").open("a") as handle:
+        handle.write("\n\ndef added():\n    return 3\n")
+    assert heatmap.line_counts(str(tmp_path), rows, cold, progress=lambda files: files) == (14, 18)
+    cache.write_bytes(b"garbage")
+    assert heatmap.line_counts(str(tmp_path), rows, cold, progress=lambda files: files) == (14, 18)
+
 
 def test_cold_since_and_min_tracked(cli, shop, insecure_env):
     traced(insecure_env.address, shop, HOT)

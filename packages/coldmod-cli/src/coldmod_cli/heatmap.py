@@ -7,8 +7,12 @@ seen yet is *untracked* (never cold: nothing is known about it).
 
 from __future__ import annotations
 
+import marshal
+import os
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,33 +171,119 @@ def line_counts(
 ) -> tuple[int, int]:
     """(lines inside cold functions, lines inside all functions) of the rows' files, each line counted once.
 
-    The standard library's ``ast`` gives every definition's extent (``end_lineno``)
-    at C speed; the definition's line ties it to the key discovery gave it.
+    The standard library's ``ast`` gives every definition's extent (``end_lineno``);
+    the definition's line ties it to the key discovery gave it. Extents are cached
+    beside discovery's (``.coldmod-cache``, by the same file fingerprint), so a
+    second ``coldmod cold`` parses only the files that changed.
     """
-    import ast
-
     cold_defs: dict[str, set[int]] = {}
     for row in rows:
         lines = cold_defs.setdefault(row.path, set())
         if row.key in cold_keys:
             lines.update(row.lines or (row.line,))
+    cache = _SpanCache(Path(root))
     cold_lines = total_lines = 0
     for relpath in progress(sorted(cold_defs)):
-        try:
-            tree = ast.parse(Path(root, relpath).read_bytes(), filename=relpath)
-        except (OSError, SyntaxError, ValueError):
-            continue  # discovery already warned about it; its lines are simply not counted
-        spans = [
-            (min([node.lineno] + [d.lineno for d in node.decorator_list]), node.end_lineno or node.lineno, node.lineno)
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        ]
+        spans = cache.spans(relpath)
+        if spans is None:
+            continue  # unreadable or unparsable: discovery already warned; its lines are not counted
         total_lines += _covered(spans)
         cold_lines += _covered([span for span in spans if span[2] in cold_defs[relpath]])
+    cache.save(set(cold_defs))
     return cold_lines, total_lines
 
 
-def _covered(spans: list[tuple[int, int, int]]) -> int:
+#: (first line with decorators, last line, the ``def`` line) of each function in a file.
+Span = tuple[int, int, int]
+
+
+class _SpanCache:
+    """Function extents per file, trusted while discovery's file fingerprint is unchanged; any problem re-parses."""
+
+    def __init__(self, root: Path) -> None:
+        from coldmod_trace.discovery import CACHE_DIR
+
+        self.root = root
+        self.path = root / CACHE_DIR / f"spans-{sys.implementation.cache_tag}.marshal"
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        try:
+            # The trust of discovery's own cache: a file under the root that only we write.
+            data = marshal.loads(self.path.read_bytes())  # noqa: S302
+            if isinstance(data, dict):
+                self.entries = data
+        except (OSError, ValueError, EOFError, TypeError):
+            self.entries = {}
+
+    def spans(self, relpath: str) -> list[Span] | None:
+        """The file's function extents (cached, else parsed), or None when it cannot be read or parsed."""
+        import ast
+
+        from coldmod_trace.discovery import _fingerprint  # one definition of "unchanged" for both caches
+
+        full = self.root / relpath
+        try:
+            fingerprint = _fingerprint(os.stat(full))
+        except OSError:
+            return None
+        entry = self.entries.get(relpath)
+        if type(entry) is list and len(entry) == 2 and entry[0] == fingerprint and _well_formed(entry[1]):
+            return entry[1]
+        try:
+            tree = ast.parse(full.read_bytes(), filename=relpath)
+        except (OSError, SyntaxError, ValueError):
+            return None
+        spans = [
+            (min([node.lineno] + [d.lineno for d in node.decorator_list]), node.end_lineno or node.lineno, node.lineno)
+            for node in _definitions(tree.body)
+        ]
+        self.entries[relpath] = [fingerprint, spans]
+        self.dirty = True
+        return spans
+
+    def save(self, keep: set[str]) -> None:
+        """Write atomically, dropping files no longer asked about; a read-only tree just means no cache."""
+        stale = set(self.entries) - keep
+        if not self.dirty and not stale:
+            return
+        for relpath in stale:
+            del self.entries[relpath]
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(marshal.dumps(self.entries))
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass
+
+
+def _well_formed(spans: Any) -> bool:
+    """A cached entry is used only if it has the shape this module writes."""
+    if type(spans) is not list:
+        return False
+    return all(type(s) is tuple and len(s) == 3 and all(type(n) is int for n in s) for s in spans)
+
+
+def _definitions(body: list[Any]) -> Iterator[Any]:
+    """Every function definition under these statements (statement bodies only: a def is never in an expression)."""
+    import ast
+
+    from coldmod_trace.discovery import _statements  # the walk discovery itself does
+
+    for node in _statements(body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+            yield from _definitions(node.body)
+        elif isinstance(node, ast.ClassDef):
+            yield from _definitions(node.body)
+
+
+def _covered(spans: list[Span]) -> int:
     """How many lines the (start, end, _) spans cover together (nested functions count once)."""
     count, reach = 0, 0
     for start, end, _ in sorted(spans):
