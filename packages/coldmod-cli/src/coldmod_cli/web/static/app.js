@@ -555,6 +555,13 @@ function renderSummary() {
   if (h && (h.dropped_unknown || h.dropped_updates)) boxes.push(["dropped updates", compact(h.dropped_unknown + h.dropped_updates), "", ""]);
   $("summary").replaceChildren(...boxes.map(([label, value, cls, title]) =>
     el("div", { class: `count ${cls}`, "data-count": label, title: title || undefined }, el("b", { text: String(value) }), el("span", { text: label }))));
+  state.stateTitles = {
+    cold: "never called since it was tracked",
+    warm: hot > 1 ? `1 to ${hot - 1} calls (below the top third of this app's log scale)` : "",
+    hot: `${hot} calls or more: the top third of this app's log scale of calls`,
+    ignored: "in [ignore] keys of the rootmarker: not traced",
+  };
+  for (const button of document.querySelectorAll("[data-filter]")) button.title = state.stateTitles[button.dataset.filter] || "";
   const max = state.max;
   $("legend-scale").textContent = max ? `calls, log scale: 1 … ${compact(max)}` : "calls, log scale";
   $("legend-thresholds").textContent = max
@@ -603,7 +610,7 @@ function tableRow(r) {
   if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
   const where = r.path ? `${r.path}:${r.line}` : "";
   return el("tr", { "data-key": r.key, class: r.key === state.selected ? "selected" : "", onclick: (e) => { if (!e.target.closest("button")) selectRow(r.key); } },
-    el("td", {}, el("span", { class: `state ${r.state}`, text: r.state })),
+    el("td", {}, el("span", { class: `state ${r.state}`, title: (state.stateTitles || {})[r.state], text: r.state })),
     keyCell,
     el("td", { class: "num" + (r.estimated || r.lower_bound ? " est" : ""), title: callsTitle(r), text: callsText(r) }),
     el("td", { class: "c-last", title: iso(r.last_seen_ms), text: ago(r.last_seen_ms) }),
