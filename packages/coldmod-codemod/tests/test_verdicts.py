@@ -605,3 +605,13 @@ def test_a_file_libcst_cannot_print_back_exactly_is_refused(tmp_path: Path, newl
     assert (found.verdict, found.removed, plan.edits) == (UNSAFE, False, ())
     assert "byte for byte" in found.reasons[-1]
     assert (tmp_path / "m.py").read_bytes() == body
+
+
+def test_progress_counts_up_to_its_total(tmp_path: Path) -> None:
+    files = {f"m{i}.py": f"def f{i}():\n    pass\n" for i in range(5)}
+    calls: list[tuple[int, int]] = []
+    keys = [f"m{i}.f{i}" for i in range(5)]
+    plan = plan_removal(tree(tmp_path, files), keys, progress=lambda done, total: calls.append((done, total)))
+    assert len(plan.removed) == 5
+    assert calls[-1][0] == calls[-1][1] >= 5 + 5 + 5  # files read, keys judged, files edited
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

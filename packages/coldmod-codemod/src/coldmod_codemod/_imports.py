@@ -11,117 +11,54 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from coldmod_codemod._references import ScannedFile, Site, Tree, _Finder, _Scope
+from coldmod_codemod._references import ScannedFile, Site, Tree, string_sites
 
 __all__ = ["Orphan", "orphaned_imports"]
 
 
 @dataclass(frozen=True)
 class Orphan:
-    """An import alias only removed code used: the ``ast`` alias, its module, and the removed defs that used it."""
+    """An import alias only removed code used: its ``ast`` node's id, and the removed definitions that used it."""
 
-    alias: ast.alias
-    statement: ast.Import | ast.ImportFrom
-    module: str | None  # the module it imports from (``from m import x``: ``m``; ``import m``: ``m``)
+    alias_id: int
+    line: int
     users: tuple[int, ...]  # `def` lines of the removed definitions that used it
-
-
-@dataclass
-class _Binding:
-    alias: ast.alias
-    statement: ast.Import | ast.ImportFrom
-    name: str  # the bound name
-    scope: _Scope  # where it is bound
-    module: str | None
-    enclosing: tuple[int, ...]
-    uses: list[Site]
-
-
-class _Uses(_Finder):
-    """Every import binding of a file and every load of the names they bind, with the scope each resolves in."""
-
-    def __init__(self, scanned: ScannedFile, names: frozenset[str]) -> None:
-        super().__init__(scanned.bind(), names, scanned.package, scanned.aliases, frozenset())
-        self.bindings: list[_Binding] = []
-        self.resolving: dict[int, _Scope | None] = {}  # id(site) -> the scope its name resolves in
-
-    def _bind(self, node: ast.Import | ast.ImportFrom, alias: ast.alias, name: str, module: str | None) -> None:
-        scope = self.scope.binder_of(name)
-        self.bindings.append(_Binding(alias, node, name, scope, module, self._enclosing, []))
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self._bind(node, alias, alias.asname or alias.name.partition(".")[0], alias.name)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        from coldmod_codemod._references import _absolute
-
-        module = _absolute(node, self.package)
-        for alias in node.names:
-            if alias.name != "*":
-                self._bind(node, alias, alias.asname or alias.name, module)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        before = len(self.sites)
-        super().visit_Name(node)
-        if len(self.sites) > before:
-            self.resolving[id(self.sites[-1])] = _resolving_scope(self.scope, node.id)
-
-
-def _resolving_scope(scope: _Scope, name: str) -> _Scope | None:
-    """The scope whose binding ``name`` reads (the class-body fallback reads outside too: None = ambiguous)."""
-    current: _Scope | None = scope
-    if name in scope.declared_global:
-        while current is not None and current.parent is not None:
-            current = current.parent
-    first = True
-    while current is not None:
-        if (first or current.kind != "class") and name in current.bindings:
-            return None if current.kind == "class" and current.parent is not None else current
-        first = False
-        current = current.parent
-    return None
 
 
 def orphaned_imports(tree: Tree, scanned: ScannedFile, gone: set[int]) -> list[Orphan]:
     """The import aliases of ``scanned`` that only the definitions at ``gone`` (``def`` lines) used."""
-    assert scanned.tree is not None
-    binder = scanned.bind()
-    names = frozenset(
-        (a.asname or a.name.partition(".")[0]) if isinstance(n, ast.Import) else (a.asname or a.name)
-        for n in ast.walk(scanned.tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-        for a in n.names if a.name != "*"
-    )
-    if not names:
-        return []
-    finder = _Uses(scanned, names)
-    finder.visit(scanned.tree)
-    by_name: dict[str, list[_Binding]] = {}
-    for binding in finder.bindings:
-        by_name.setdefault(binding.name, []).append(binding)
+    everything, strings = scanned.occurrences()
+    root = id(scanned.bind().root)
     found: list[Orphan] = []
-    for name, bindings in by_name.items():
-        uses = [s for s in finder.sites if s.name == name]
+    for name, all_sites in everything.items():
+        sites = [s for s in all_sites if s.name == name]
+        bindings = [s for s in sites if s.shape in ("import", "module") and not _in(s, gone)]
+        if not bindings:
+            continue
+        mentions = list(string_sites(strings, frozenset({name})))
         for binding in bindings:
-            if any(line in gone for line in binding.enclosing):
-                continue  # the import itself is removed with its function
-            mine = [s for s in uses if _reads(s, binding, finder.resolving)]
-            removed = [s for s in mine if any(line in gone for line in s.enclosing)]
-            if not removed or len(removed) != len(mine):
+            uses = [s for s in sites if _reads(s, binding)] + mentions
+            removed = [s for s in uses if _in(s, gone)]
+            if not removed or len(removed) != len(uses):
                 continue
-            if binding.scope is binder.root and _used_elsewhere(tree, scanned, name):
+            if binding.scope_id == root and _used_elsewhere(tree, scanned, name):
                 continue
             users = tuple(sorted({next(line for line in s.enclosing if line in gone) for s in removed}))
-            found.append(Orphan(binding.alias, binding.statement, binding.module, users))
+            found.append(Orphan(binding.node_id, binding.line, users))
     return found
 
 
-def _reads(site: Site, binding: _Binding, resolving: dict[int, _Scope | None]) -> bool:
-    """Whether ``site`` may read ``binding``: names resolving to its scope; any string or ``__all__`` entry."""
-    if site.shape != "name":
-        return True
-    scope = resolving.get(id(site))
-    return scope is None or scope is binding.scope
+def _in(site: Site, gone: set[int]) -> bool:
+    return any(line in gone for line in site.enclosing)
+
+
+def _reads(site: Site, binding: Site) -> bool:
+    """Whether ``site`` may read ``binding``: a name resolving to its scope (or ambiguous), or any other shape."""
+    if site.shape in ("import", "module"):
+        return False
+    if site.shape == "name":
+        return site.scope_id in (0, binding.scope_id)
+    return True  # an attribute of that name, an __all__ entry, a string: keep the import
 
 
 def _used_elsewhere(tree: Tree, scanned: ScannedFile, name: str) -> bool:
@@ -131,11 +68,12 @@ def _used_elsewhere(tree: Tree, scanned: ScannedFile, name: str) -> bool:
     if any(imported in modules for _, imported in tree.star_imports()) and tree.exported(scanned.module_name, name):
         return True
     for path in tree.containing([name]):
-        if path != scanned.path:
-            tree.scan(path, frozenset({name}) | (tree.scanned[path].names if path in tree.scanned else frozenset()))
-    for other, site in tree.by_name.get(name, ()):
-        if other is not scanned and site.shape in ("import", "attribute", "name") and site.fqns & fqns:
-            return True
+        other = tree.file(path) if path != scanned.path else None
+        if other is None:
+            continue
+        for site in other.occurrences()[0].get(name, ()):
+            if site.shape in ("import", "attribute", "name") and site.fqns & fqns:
+                return True
     return False
 
 

@@ -121,8 +121,28 @@ class RemovalPlan:
         return "".join(edit.diff() for edit in self.edits)
 
 
-#: A callback ``progress(done, total)``, counted in files; ``total`` grows once, when the edits are known.
+#: A callback ``progress(done, total)``, counted in steps: files read, keys judged, files edited.
+#: ``total`` grows when the files to edit are known; the last call has ``done == total``.
 Progress = Callable[[int, int], None]
+
+
+class _Ticker:
+    """Counts steps and reports them to a ``Progress`` callback, at most once per percent."""
+
+    def __init__(self, callback: Progress | None, total: int) -> None:
+        self.callback, self.done, self.total, self._shown = callback, 0, max(total, 1), -1
+
+    def __call__(self, steps: int = 1) -> None:
+        """Count ``steps`` more done."""
+        self.done = min(self.done + steps, self.total)
+        percent = self.done * 100 // self.total
+        if self.callback is not None and (percent != self._shown or self.done == self.total):
+            self._shown = percent
+            self.callback(self.done, self.total)
+
+    def grow(self, steps: int) -> None:
+        """Add ``steps`` to the total (the edits, once known)."""
+        self.total += steps
 
 
 def plan_removal(
@@ -151,14 +171,18 @@ def plan_removal(
         raise ValueError(f"include: unknown verdict(s) {sorted(unknown)}; use 'safe', 'review' or 'unsafe'")
     wanted = list(dict.fromkeys(keys))
     tree = Tree(root, files)
+    tick = _Ticker(progress, len(tree.paths) + len(wanted))
     targets = locate(tree, wanted)
-    collect(tree, targets)
-    matches = {key: match(tree, target) for key, target in targets.items()}
+    collect(tree, targets, tick)
+    matches = {}
+    for key, target in targets.items():
+        matches[key] = match(tree, target)
+        tick()
     broken: dict[str, str] = {}
     held: dict[str, Reference] = {}
     while True:
         removing = _removable(targets, matches, allowed, force, excluded=set(broken) | set(held))
-        edits, bad, hold = _edit(tree, targets, matches, removing, frozenset(VERDICTS) if force else allowed)
+        edits, bad, hold = _edit(tree, targets, matches, removing, frozenset(VERDICTS) if force else allowed, tick)
         if not bad and not hold:
             break
         for key, reason in bad.items():
@@ -174,8 +198,7 @@ def plan_removal(
         key: _verdict(targets[key], matches[key], removing, gone, broken.get(key), held.get(key)) for key in wanted
     }
     failures = tuple(tree.failures[p] for p in sorted(tree.failures))
-    if progress is not None:
-        progress(1, 1)
+    tick(tick.total)
     return RemovalPlan(str(root), tuple(wanted), force, tuple(edits), verdicts, failures)
 
 
@@ -206,10 +229,12 @@ def _removable(
     if force:
         return removing
     # A reference from inside another removed function does not count, unless
-    # that one is kept itself: shrink until nothing changes.
+    # that one is kept itself: shrink until nothing changes. Only the findings
+    # that would block are looked at, and a key stops at its first one.
+    blockers = {k: _blocking(matches[k], allowed) for k in removing}
     while True:
         gone = _removed_lines(targets, removing)
-        kept = {k for k in removing if _blocking(_remaining(matches[k], gone), allowed)}
+        kept = {k for k in removing if any(not within(m, gone) for m in blockers[k])}
         if not kept:
             return removing
         removing -= kept
@@ -226,7 +251,8 @@ def _verdict(
     """The key's verdict: its findings outside the removed definitions (``gone``) and its own."""
     if not target.definitions:
         return Verdict(target.key, UNSAFE, removed=False, reasons=(broken or _NOT_FOUND,))
-    findings = _blocking(_remaining(found, gone | {(d.path, d.line) for d in target.definitions}))
+    own = {(d.path, d.line) for d in target.definitions}
+    findings = [m for m in _blocking(found) if not within(m, gone) and not within(m, own)]
     findings.sort(key=lambda m: (-VERDICTS.index(m.reference.verdict), m.reference.path, m.reference.line))
     refs = tuple(m.reference for m in findings) + ((held,) if held else ())
     reasons = tuple(r.reason for r in refs)
@@ -325,14 +351,14 @@ def _clean_imports(
             continue
         key_at = {d.line: k for k in removing for d in targets[k].definitions if d.path == path}
         for orphan in orphaned_imports(tree, scanned, set(key_at)):
-            node = parsed.nodes.get(id(orphan.alias))
+            node = parsed.nodes.get(orphan.alias_id)
             if node is None:
                 for key in {key_at[line] for line in orphan.users}:
-                    bad[key] = f"{path}:{orphan.alias.lineno}: cannot edit the import it leaves unused"
+                    bad[key] = f"{path}:{orphan.line}: cannot edit the import it leaves unused"
                 continue
             change.removed.append(node)
             change.lineage.update(parsed.lineage(node))
-            dropped[path].append((id(orphan.alias), {key_at[line] for line in orphan.users}))
+            dropped[path].append((orphan.alias_id, {key_at[line] for line in orphan.users}))
     for path, aliases in sorted(dropped.items()):
         scanned = tree.file(path)
         if scanned is None:
@@ -350,8 +376,15 @@ def _edit(
     matches: dict[str, list[Match]],
     removing: set[str],
     allowed: frozenset[str],
+    tick: _Ticker,
 ) -> tuple[list[FileEdit], dict[str, str], dict[str, Reference]]:
     """New sources for every file touched by removing ``removing``; keys that cannot be removed cleanly or are held."""
+    # LibCST parses the files with definitions to remove first: the slow part, so it is what progress counts.
+    unparsed = sorted({d.path for k in removing for d in targets[k].definitions} - set(tree.cst_files))
+    tick.grow(len(unparsed))
+    for path in unparsed:
+        tree.cst(path)
+        tick()
     per_file, bad, held = changes(tree, targets, matches, removing, allowed)
     if bad or held:
         return [], bad, held

@@ -24,7 +24,7 @@ import os
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -557,21 +557,23 @@ class Site:
     enclosing: tuple[int, ...] = ()  # `def` lines of the functions it lies in (decorators included)
     imported: str = ""  # import: the name in the imported module
     binds: tuple[str, ...] = ()  # import: the fully qualified names the binding creates
+    scope_id: int = 0  # name: id of the scope it reads (0: unbound or ambiguous); import: the scope it binds in
 
 
 class _Finder(ast.NodeVisitor):
-    """Second pass: the occurrences of ``names``, resolved with the binder's scopes."""
+    """Second pass, once per file: every name, attribute, import and string, resolved with the binder's scopes.
 
-    def __init__(
-        self, binder: _Binder, names: frozenset[str], package: str, aliases: tuple[str, ...], old: frozenset[str]
-    ) -> None:
+    Strings are kept as they are (``strings``); which names they mention is
+    asked later, per name (see ``string_sites``).
+    """
+
+    def __init__(self, binder: _Binder, package: str, aliases: tuple[str, ...]) -> None:
         self.binder = binder
-        self.names = names
-        self.old = old  # names an earlier pass already collected (their imports are recorded)
         self.package = package
         self.aliases = aliases  # other prefixes of this module ("pkg.mod." for "src.pkg.mod.")
         self.scope = binder.root
         self.sites: list[Site] = []
+        self.strings: list[_String] = []
         self._statement = 0
         self._callees: set[int] = set()
         self._skip: set[int] = set()
@@ -631,16 +633,14 @@ class _Finder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in self.names and isinstance(node.ctx, (ast.Load, ast.Del)):
+        if isinstance(node.ctx, (ast.Load, ast.Del)):
             fqns = self.scope.resolve(node.id)
             self._add("name", node.id, node, fqns=frozenset(fqns or ()), call=id(node) in self._callees,
-                      unbound=fqns is None)
+                      unbound=fqns is None, scope_id=_resolving_scope_id(self.scope, node.id))
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr in self.names:
-            fqns, self_class = self._attribute(node)
-            self._add("attribute", node.attr, node, fqns=fqns, call=id(node) in self._callees,
-                      self_class=self_class)
+        fqns, self_class = self._attribute(node)
+        self._add("attribute", node.attr, node, fqns=fqns, call=id(node) in self._callees, self_class=self_class)
         self.visit(node.value)
 
     def _attribute(self, node: ast.Attribute) -> tuple[frozenset[str], str | None]:
@@ -665,19 +665,25 @@ class _Finder(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = _absolute(node, self.package)
         for alias in node.names:
-            bound = alias.asname or alias.name
-            if alias.name == "*" or not (alias.name in self.names or bound in self.names):
+            if alias.name == "*":
                 continue
-            if alias.name in self.old or bound in self.old:
-                continue  # recorded by an earlier pass
+            bound = alias.asname or alias.name
             binder = self.scope.binder_of(bound)
             prefixes = [binder.prefix, *self.aliases] if binder is self.binder.root else [binder.prefix]
             self._add(
                 "import", bound, alias,
                 fqns=frozenset({f"{module}.{alias.name}"}) if module is not None else frozenset(),
                 module_level=binder is self.binder.root, imported=alias.name,
-                binds=tuple(p + bound for p in prefixes), unbound=module is None,
+                binds=tuple(p + bound for p in prefixes), unbound=module is None, scope_id=id(binder),
             )
+
+    def visit_Import(self, node: ast.Import) -> None:
+        # Not a reference to a function, but a binding that removal may leave unused (see _imports).
+        for alias in node.names:
+            bound = alias.asname or alias.name.partition(".")[0]
+            binder = self.scope.binder_of(bound)
+            self._add("module", bound, alias, fqns=frozenset({alias.name}), module_level=binder is self.binder.root,
+                      imported=alias.name, scope_id=id(binder))
 
     def _all(self, targets: list[ast.expr], value: ast.expr | None) -> bool:
         if self.scope is not self.binder.root:
@@ -688,8 +694,7 @@ class _Finder(ast.NodeVisitor):
             for element in value.elts:
                 if isinstance(element, ast.Constant) and isinstance(element.value, str):
                     self._skip.add(id(element))
-                    if element.value in self.names:
-                        self._add("all", element.value, element, module_level=True)
+                    self._add("all", element.value, element, module_level=True)
         return True
 
     def visit_Assign(self, node: ast.Assign) -> None:
@@ -705,24 +710,60 @@ class _Finder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        text = node.value
-        if not isinstance(text, str) or id(node) in self._skip:
-            return
-        text = _nfkc(text)
-        if not any(n in text for n in self.names):
-            return
+        if isinstance(node.value, str) and id(node) not in self._skip:
+            text = _nfkc(node.value)
+            self.strings.append(_String(text, frozenset(_WORD.findall(text)), node.lineno, node.col_offset,
+                                        self._statement, self._enclosing, id(node)))
+
+
+def _resolving_scope_id(scope: _Scope, name: str) -> int:
+    """The id of the scope whose binding ``name`` reads here; 0 when unbound or ambiguous (class-body fallback)."""
+    current: _Scope | None = scope
+    if name in scope.declared_global:
+        while current is not None and current.parent is not None:
+            current = current.parent
+    first = True
+    while current is not None:
+        if (first or current.kind != "class") and name in current.bindings:
+            return 0 if current.kind == "class" and current.parent is not None else id(current)
+        first = False
+        current = current.parent
+    return 0
+
+
+@dataclass(frozen=True)
+class _String:
+    """A string literal of a file, kept until a name is searched in it."""
+
+    text: str
+    words: frozenset[str]
+    line: int
+    column: int
+    statement_line: int
+    enclosing: tuple[int, ...]
+    node_id: int
+
+
+def string_sites(strings: list[_String], names: frozenset[str]) -> Iterator[Site]:
+    """The sites of ``names`` in string literals: a path-shaped string naming one, or one as a word."""
+    for string in strings:
+        words = string.words & names
+        if not words:
+            continue
+        text = string.text
+        context = {"node_id": string.node_id, "enclosing": string.enclosing}
+        where = (string.line, string.column, string.statement_line)
         stripped = text.strip()
         if _PATH_STRING.fullmatch(stripped):
-            for part in re.split(r"[.:]", stripped):
-                if part in self.names:
-                    self._add("string", part, node)
-            return
+            for part in words:
+                yield Site("string", part, *where, **context)  # type: ignore[arg-type]
+            continue
         # Prose, code or markup inside a string (doctests, `python -c`, entry points in setup.py):
         # the name as a word, with the dotted tokens holding it (``pkg.cli:main``).
         tokens = [t.strip(".:") for t in _TOKEN.findall(text)]
-        for word in set(_WORD.findall(text)) & self.names:
+        for word in words:
             holding = frozenset(t for t in tokens if word in _WORD.findall(t))
-            self._add("mention", word, node, fqns=holding)
+            yield Site("mention", word, *where, fqns=holding, **context)  # type: ignore[arg-type]
 
 
 # -- files and the tree -----------------------------------------------------------
@@ -741,6 +782,8 @@ class ScannedFile:
     binder: _Binder | None = None
     package_name: str | None = None  # the package relative imports resolve against
     aliases: tuple[str, ...] = ()  # the module's other prefixes ("pkg.mod." for "src.pkg.mod.")
+    everything: dict[str, list[Site]] | None = None
+    strings: list[_String] = field(default_factory=list)
 
     @property
     def package(self) -> str:
@@ -757,18 +800,38 @@ class ScannedFile:
             self.binder.visit(self.tree)
         return self.binder
 
+    def occurrences(self) -> tuple[dict[str, list[Site]], list[_String]]:
+        """Every site of the file by name, and its strings (one pass, computed once)."""
+        if self.everything is None:
+            binder = self.bind()
+            finder = _Finder(binder, self.package, self.aliases)
+            assert self.tree is not None  # bind() needs it too
+            finder.visit(self.tree)
+            everything: dict[str, list[Site]] = defaultdict(list)
+            for site in finder.sites:
+                everything[site.name].append(site)
+                if site.shape == "import" and site.imported != site.name:
+                    everything[site.imported].append(site)  # `from m import f as g` is found by f too
+            self.everything, self.strings = everything, finder.strings
+        return self.everything, self.strings
+
     def scan(self, names: frozenset[str]) -> list[Site]:
-        """Collect the occurrences of ``names`` not collected yet; the new sites."""
+        """The occurrences of those of ``names`` not collected yet (they join ``sites``)."""
         new = names - self.names
         if not new:
             return []
-        binder = self.bind()
-        finder = _Finder(binder, frozenset(new), self.package, self.aliases, self.names)
-        assert self.tree is not None  # bind() needs it too
-        finder.visit(self.tree)
+        everything, strings = self.occurrences()
+        given = {id(site) for site in self.sites}
+        found = []
+        for name in sorted(new):
+            for site in everything.get(name, ()):
+                if site.shape != "module" and id(site) not in given:
+                    given.add(id(site))
+                    found.append(site)
+        found.extend(string_sites(strings, frozenset(new)))
         self.names = self.names | new
-        self.sites.extend(finder.sites)
-        return finder.sites
+        self.sites.extend(found)
+        return found
 
 
 class Tree:
@@ -790,6 +853,7 @@ class Tree:
         self._words: dict[str, frozenset[str]] = {}
         self._word_index: dict[str, list[str]] | None = None
         self._text_words: dict[str, list[str]] | None = None
+        self._text_queries = 0
         self._tokens: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
         self._stars: list[tuple[str, str]] | None = None
         self._modules: dict[str, list[str]] | None = None  # module name (any spelling) -> paths
@@ -842,14 +906,21 @@ class Tree:
         """Python files containing one of ``names`` as a whole word (the cheap prefilter), in tree order."""
         names = list(names)
         if len(names) <= 3 and self._word_index is None:
-            for path in self.paths:
-                words = self.words(path)
-                if any(n in words for n in names):
-                    yield path
+            yield from (p for p in self.paths if self._has_word(p, names))
             return
         index = self._index()
         found = {p for n in names for p in index.get(n, ())}
         yield from (p for p in self.paths if p in found)
+
+    def _has_word(self, path: str, names: list[str]) -> bool:
+        """Whether the file contains one of a few ``names`` as a word (bytes first: no index for a small query)."""
+        data = self.read(path)
+        if data is None:
+            return False
+        if data.isascii() and not any(n.encode() in data for n in names if n.isascii()):
+            return False
+        words = self.words(path)
+        return any(n in words for n in names)
 
     def module_prefixes(self, path: str) -> tuple[str, ...]:
         """Every ``module.`` prefix the file may be imported as; the first is its key's module."""
@@ -932,17 +1003,22 @@ class Tree:
         return found
 
     def text_files_with(self, word: str) -> list[str]:
-        """The text (non-Python) files containing ``word``."""
+        """The text (non-Python) files containing ``word``; indexed once a plan asks for many words."""
         if self._text_words is None:
+            self._text_queries += 1
+            if self._text_queries <= 3:
+                return [p for p in self.texts if self._readable_text(p) and self._has_word(p, [word])]
             index: dict[str, list[str]] = defaultdict(list)
             for path in self.texts:
-                data = self.read(path)
-                if data is None or len(data) > _MAX_TEXT_BYTES or b"\0" in data[:8192]:
-                    continue
-                for w in self.words(path):
-                    index[w].append(path)
+                if self._readable_text(path):
+                    for w in self.words(path):
+                        index[w].append(path)
             self._text_words = index
         return self._text_words.get(word, [])
+
+    def _readable_text(self, path: str) -> bool:
+        data = self.read(path)
+        return data is not None and len(data) <= _MAX_TEXT_BYTES and b"\0" not in data[:8192]
 
     def text_tokens(self, path: str) -> tuple[dict[str, int], dict[str, int]]:
         """A text file's dotted tokens (``pkg.mod:f``) and words, each with the line it first appears on."""
@@ -1094,8 +1170,11 @@ def locate(tree: Tree, keys: Iterable[str]) -> dict[str, Target]:
     return targets
 
 
-def collect(tree: Tree, targets: dict[str, Target]) -> None:
-    """Scan every candidate file, following imports and re-exports until no new name appears."""
+def collect(tree: Tree, targets: dict[str, Target], tick: Callable[[], None] | None = None) -> None:
+    """Scan every candidate file, following imports and re-exports until no new name appears.
+
+    ``tick()`` is called once per file of the tree as the first round goes through it.
+    """
     scanned_names: set[str] = set()
     expanded: dict[str, set[str]] = {key: set() for key in targets}
     while True:
@@ -1104,8 +1183,12 @@ def collect(tree: Tree, targets: dict[str, Target]) -> None:
         if not new_names:
             return
         frozen = frozenset(new_names)
-        for path in tree.containing(new_names):
-            tree.scan(path, frozen | tree.scanned[path].names if path in tree.scanned else frozen)
+        candidates = set(tree.containing(new_names))
+        for path in list(tree.paths):
+            if path in candidates:
+                tree.scan(path, frozen)
+            if tick is not None and not scanned_names:
+                tick()
         scanned_names = names
         for target in targets.values():
             _expand(tree, target, expanded[target.key])
