@@ -16,7 +16,7 @@ import time
 import coldmod_trace
 from coldmod_trace import tracer
 
-coldmod_trace.start(flush_interval=0.25)  # the default mode: sampled
+coldmod_trace.start(flush_interval=60)  # the default mode: sampled; one window, flushed at exit
 
 
 def cold():
@@ -27,6 +27,10 @@ def warm():
     pass
 
 
+def burst():
+    pass
+
+
 def hot():
     pass
 
@@ -34,9 +38,11 @@ def hot():
 cold()
 for _ in range(10):
     warm()
+for _ in range(5000):  # a burst at start-up, then never again
+    burst()
 calls = 0
-until = time.monotonic() + 1.5
-while time.monotonic() < until:  # a steady pace across several windows
+until = time.monotonic() + 5.0
+while time.monotonic() < until:  # a steady pace: ~10 slices
     for _ in range(1000):
         hot()
     calls += 1000
@@ -44,12 +50,19 @@ print(json.dumps({"hot": calls, "engine": tracer.status()["engine"]}))
 """
 
 
-def test_first_calls_are_exact_and_hot_calls_are_estimates(tmp_path, collector: Collector):
+def _lower_bounds(recorder) -> set[str]:
+    with recorder.lock:
+        return {d.key for r in recorder.reports.values() for d in r.deltas if d.lower_bound}
+
+
+def test_first_calls_are_exact_hot_calls_estimated_and_a_burst_a_lower_bound(tmp_path, collector: Collector):
+    from coldmod_trace._internal.engines import DEFAULT_CAP
+
     root = make_app(tmp_path / "app", {"app.py": APP})
     result = run_py(root, ["app.py"], clean_env(**collector.env))
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
-    collector.wait_for(lambda r: {"app.cold", "app.warm", "app.hot"} <= set(r.totals()))
+    collector.wait_for(lambda r: {"app.cold", "app.warm", "app.hot", "app.burst"} <= set(r.totals()))
     recorder = collector.recorder
     totals = recorder.totals()
     assert totals["app.cold"] == 1  # a function called once is seen, exactly
@@ -57,8 +70,11 @@ def test_first_calls_are_exact_and_hot_calls_are_estimates(tmp_path, collector: 
     assert recorder.registers[0].process.mode == "sampled"
     if facts["engine"] == "sys.monitoring":
         assert recorder.estimated() == {"app.hot"}
-        # A rate extrapolated from ~0.1 ms of capped calls: the right order of magnitude, not more.
-        assert facts["hot"] / 8 <= totals["app.hot"] <= facts["hot"] * 8, (totals, facts)
+        assert _lower_bounds(recorder) == {"app.burst"}
+        # The burst ended before any slice: what was seen for sure, never more than the truth.
+        assert DEFAULT_CAP < totals["app.burst"] <= 5000
+        assert facts["hot"] / 2 <= totals["app.hot"] <= facts["hot"] * 2, (totals, facts)
     else:  # sys.settrace cannot switch a function off: sampled mode counts exactly
-        assert recorder.estimated() == set()
+        assert recorder.estimated() == set() == _lower_bounds(recorder)
         assert totals["app.hot"] == facts["hot"]
+        assert totals["app.burst"] == 5000

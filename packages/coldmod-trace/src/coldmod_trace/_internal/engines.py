@@ -25,6 +25,7 @@ import random
 import statistics
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import CodeType, FrameType
 from typing import Any, Protocol
@@ -217,6 +218,8 @@ class _Counting:
         # The calls in the slice ran slower (each paid a callback): the application did
         # that much less of its own work there. At most by 90 %: the cost is measured, not known.
         work = max(watched - sum(n for _, n in counts) * self.overhead, watched * 0.1)
+        if watched < estimate.SLICE / 100 and not any(n for _, n in counts):
+            return  # the process hardly ran during the slice (a busy machine): it saw nothing either way
         for each, n in counts:
             if self.hot.get(id(each.code)) is each:
                 each.slices.add(n, work, watched)
@@ -292,9 +295,12 @@ class _Counting:
 class _Sampler:
     """The thread that opens and closes time slices: a schedule drawn at random, blind to every call."""
 
-    def __init__(self, begin: Callable[[], _Slice], end: Callable[[_Slice], None]) -> None:
+    def __init__(
+        self, begin: Callable[[], _Slice], end: Callable[[_Slice], None], calibrate: Callable[[], None]
+    ) -> None:
         self._begin = begin
         self._end = end
+        self._calibrate = calibrate
         self._stop = threading.Event()
         self._random = random.Random()  # noqa: S311 - a sampling schedule, not a secret
 
@@ -312,6 +318,10 @@ class _Sampler:
         # A random phase first, then gaps drawn uniformly around the mean period: a
         # periodic burst in the application cannot stay in (or out of) step with it.
         stop = self._stop
+        try:
+            self._calibrate()  # before the first slice, whose count it corrects
+        except Exception:  # noqa: S110 - uncalibrated, estimates of trivial functions run low
+            pass
         gap = self._random.uniform(0.0, estimate.PERIOD)
         while not stop.wait(gap):
             try:
@@ -346,7 +356,9 @@ class SysMonitoringEngine:
         sampled = mode == "sampled" and local is not None
         self._counting = _Counting("sampled" if sampled else "exact", cap, self._mon.DISABLE)
         self._ticks: dict[int, Callable[[], object]] = {}
-        self._sampler = _Sampler(self._begin_slice, self._end_slice) if sampled else None
+        self._sampler = _Sampler(self._begin_slice, self._end_slice, self.calibrate) if sampled else None
+        self._calibrated = False
+        self._installed = False
         if sampled:
             self._callback = _py_start_callback(self._ticks, self._not_armed)
             self._first = self._first_sight_sampled
@@ -381,17 +393,20 @@ class SysMonitoringEngine:
         """Install a function's tick and switch its local PY_START back on (clears a DISABLE)."""
         self._ticks[cid] = tick
         code = self._counting.codes.get(cid)
-        if isinstance(code, CodeType) and self.local is not None:
+        if isinstance(code, CodeType) and self.local is not None and self._installed:
             self._mon.set_local_events(self.local, code, 0)
             self._mon.set_local_events(self.local, code, self._mon.events.PY_START)
 
     def _disarm(self, code: CodeType) -> None:
         """Switch a function's local PY_START off (the end of its slice)."""
-        self._mon.set_local_events(self.local, code, 0)
+        if self._installed:  # (after uninstall the tool id is no longer ours: the last drain)
+            self._mon.set_local_events(self.local, code, 0)
 
     def _begin_slice(self) -> _Slice:
         """On the sampler thread: one slice for every hot function, each re-armed on its own."""
         with self._counting.lock:
+            if not self._installed:
+                raise RuntimeError("uninstalled")  # the sampler thread ends its round quietly
             return self._counting.open_slice(self._rearm)
 
     def _end_slice(self, which: _Slice) -> None:
@@ -400,9 +415,10 @@ class SysMonitoringEngine:
             self._counting.close_slice(self._disarm, which)
 
     def calibrate(self) -> None:
-        """Measure what a call in a slice costs more than a call outside one (sender thread, at start)."""
-        if self._sampler is None:
+        """Measure what a call in a slice costs more than a call outside one (once, off the app's threads)."""
+        if self._sampler is None or self._calibrated:
             return
+        self._calibrated = True
 
         def probe() -> None:
             pass
@@ -415,10 +431,10 @@ class SysMonitoringEngine:
         try:
             for armed in (True, False) * 15:
                 self._mon.set_local_events(self.local, code, self._mon.events.PY_START if armed else 0)
-                started = cpu()
+                started = time.thread_time()  # this thread's: the application's threads run meanwhile
                 for _ in range(1000):
                     probe()
-                runs[armed].append((cpu() - started) / 1000)
+                runs[armed].append((time.thread_time() - started) / 1000)
         finally:
             self._mon.set_local_events(self.local, code, 0)
         # Medians: the application's calls run among its other work (caches, a busy machine),
@@ -428,6 +444,7 @@ class SysMonitoringEngine:
     def install(self) -> None:
         """Register the callback(s) and enable PY_START for every thread."""
         events = self._mon.events
+        self._installed = True
         if self._sampler is not None:
             self._mon.register_callback(self.tool, events.PY_START, self._first_sight_sampled)
             self._mon.register_callback(self.local, events.PY_START, self._callback)
@@ -440,6 +457,12 @@ class SysMonitoringEngine:
         """Disable events and give the tool id(s) back."""
         if self._sampler is not None:
             self._sampler.stop()
+        with self._counting.lock:  # not while the sampler thread is between two calls of ours
+            self._uninstall()
+
+    def _uninstall(self) -> None:
+        """Switch every event of ours off and free the ids (under the lock)."""
+        self._installed = False
         for tool in (self.tool, self.local):
             if tool is None:
                 continue

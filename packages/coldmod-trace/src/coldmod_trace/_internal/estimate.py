@@ -28,13 +28,15 @@ __all__ = ["MAX_ERROR", "MIN_HITS", "MIN_SLICES", "PERIOD", "SLICE", "Slices", "
 #: of its own work. It also makes the callbacks' own cost measurable, and removable.
 cpu = time.process_time
 
-#: Length of one slice (s). Longer than the GIL's switch interval (5 ms): a slice that the
-#: sampler thread opens late, because the application held the GIL, still watches most of
-#: its length, so a slice's start and end lag the schedule alike and the share is kept.
-SLICE = 0.010
-#: Mean time between slice starts (s): 1 % of the time is watched, which bounds what
-#: sampled mode costs a call-heavy program at ~1 % of what exact counting costs it.
-PERIOD = 1.0
+#: Length of one slice (s). The sampler thread opens and closes it; when the application
+#: holds the GIL, both happen up to one switch interval (5 ms) late, alike, so the slice
+#: moves rather than shrinks (a slice the application's own thread closed would start late
+#: and end on time, and miss the bursts that kept the sampler waiting).
+SLICE = 0.005
+#: Mean time between slice starts (s): 1 % of the time is watched (up to 2 % while the
+#: application holds the GIL), which bounds what sampled mode costs a call-heavy program
+#: at 1-2 % of what exact counting costs it; 20 slices per default 10 s window.
+PERIOD = 0.5
 
 # When the slices support an estimate (else: a lower bound). Each row is one requirement.
 #: slices opened after the cap in the window
