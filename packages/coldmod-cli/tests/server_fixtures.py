@@ -32,7 +32,14 @@ API_KEY = "s3cret-key-for-tests"
 @pytest.fixture(name="tls_env")
 def tls_env_fixture(tmp_path: Path) -> dict[str, str]:
     """Server and client environment of the production configuration: TLS (trustme, 127.0.0.1) and an API key."""
+    return make_tls_env(tmp_path)
+
+
+def make_tls_env(directory: Path) -> dict[str, str]:
+    """Certificates minted by trustme for 127.0.0.1 written into ``directory``, and the environment naming them."""
     import trustme
+
+    tmp_path = directory
 
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
