@@ -63,8 +63,11 @@ def tests(session: nox.Session) -> None:
     runs = [session.posargs] if session.posargs else [[f"packages/{name}/tests"] for name in PACKAGES] + [
         ["tests-integration"]
     ]
-    for args in runs:
-        session.run("pytest", "-p", "no:cacheprovider", *args, env={"COLDMOD_WHEELS": str(dist)})
+    try:
+        for args in runs:
+            session.run("pytest", "-p", "no:cacheprovider", *args, env={"COLDMOD_WHEELS": str(dist)})
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)  # the integration tests read the wheels until here
 
 
 @nox.session(python="3.12")
@@ -79,7 +82,10 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy: strict for coldmod-trace, standard for the others."""
     dist = build_wheels(session)
-    install_wheels(session, dist)
+    try:
+        install_wheels(session, dist)
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
     session.install("mypy", "types-protobuf", "grpc-stubs", "pytest", *EXTRAS)
     session.run(
         "mypy",
