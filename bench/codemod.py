@@ -1,23 +1,32 @@
-"""Codemod benchmark: plan_removal for 1 and 100 keys vs LibCST's full-repo metadata, same tree.
+"""Codemod benchmark: plan_removal over every function of Django's source, baselines side by side.
 
-Tree: the source of the installed `libcst` package (~100k lines), copied to a
-temporary root with a rootmarker (`--tree django` uses Django's instead, when
-installed). Keys are drawn at random (seeded) from every function in the tree,
-so most are methods with common names: the hard case for the prefilter.
-The baseline is what a LibCST codemod over the tree must pay before looking at
-a single reference: FullRepoManager building FullyQualifiedNameProvider
-metadata for every file.
+Tree: the installed `django` package (~900 files, ~9,500 functions) copied to
+a temporary root with a rootmarker (`--tree libcst` uses LibCST's own source;
+`--quick`: django/utils only). Rows, all in the same run:
+
+- plan_removal for every function at once (what `coldmod rm --cold --dry-run`
+  asks when everything is cold), 100 keys drawn at random (seeded), and one
+  key (median of 7);
+- the previous release's codemod (`--old-rev`, default the commit that first
+  shipped it) planning every function, run from `git archive` in a subprocess
+  (skipped with `--quick` or `--old-rev ""`; capped by `--old-timeout`);
+- what a LibCST codemod must pay before looking at a single reference:
+  FullRepoManager building FullyQualifiedNameProvider metadata for every file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from libcst.metadata import FullRepoManager, FullyQualifiedNameProvider
@@ -26,13 +35,28 @@ from coldmod_codemod import iter_python_files
 from coldmod_codemod._plan import plan_removal
 from coldmod_codemod._references import Tree
 
+REPO = Path(__file__).resolve().parent.parent
+#: The commit that shipped the codemod library first (issue 5): the "before" of issue 10.
+OLD_REV = "89a1c5d"
+_OLD_SCRIPT = """
+import json, sys, time
+from coldmod_codemod._plan import plan_removal
+keys = json.loads(open(sys.argv[2]).read())
+started = time.perf_counter()
+plan = plan_removal(sys.argv[1], keys)
+print(json.dumps({"seconds": time.perf_counter() - started, "safe": sum(v.safe for v in plan.verdicts.values())}))
+"""
+
 
 def _copy_package(name: str, dest: Path, subdir: str | None = None) -> Path:
     module = __import__(name)
     source = Path(module.__file__).parent
+    target = dest / name
     if subdir:
-        source = source / subdir
-    shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        source, target = source / subdir, target / subdir
+        (dest / name).mkdir(parents=True)
+        (dest / name / "__init__.py").write_text("")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     (dest / "coldmod.rootmarker").write_text("")
     return dest
 
@@ -65,43 +89,84 @@ def _full_repo_metadata(root: Path) -> float:
     return _time(build)
 
 
+def _old_release(root: Path, keys: list[str], rev: str, timeout: float) -> tuple[float | None, str]:
+    """The previous release planning ``keys``, in a subprocess from ``git archive``: (seconds or None, note)."""
+    with tempfile.TemporaryDirectory(prefix="coldmod-old-codemod-") as tmp:
+        try:
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", rev, "packages/coldmod-codemod/src"],
+                capture_output=True, check=True, timeout=60,
+            )
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"could not check out {rev} ({exc})"
+        keys_file = Path(tmp) / "keys.json"
+        keys_file.write_text(json.dumps(keys))
+        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "packages/coldmod-codemod/src")}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _OLD_SCRIPT, str(root), str(keys_file)],
+                capture_output=True, text=True, env=env, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"more than {timeout:.0f} s (stopped)"
+        if done.returncode != 0:
+            return None, f"failed: {done.stderr.strip().splitlines()[-1:]}"
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return float(result["seconds"]), f"{result['safe']} safe"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the codemod table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a ~15k-line subtree, 20 keys instead of 100")
-    parser.add_argument("--tree", default="libcst", choices=["libcst", "django"], help="the package to copy")
+    parser.add_argument("--quick", action="store_true", help="django/utils only, 20 keys instead of 100, no old run")
+    parser.add_argument("--tree", default="django", choices=["django", "libcst"], help="the package to copy")
+    parser.add_argument("--old-rev", default=OLD_REV, help="the previous release to compare with ('' to skip)")
+    parser.add_argument("--old-timeout", type=float, default=900.0, help="seconds before the old run is stopped")
     args = parser.parse_args(argv)
     many = 20 if args.quick else 100
     rng = random.Random(20261127)
+    subdir = ("utils" if args.tree == "django" else "codemod") if args.quick else None
     with tempfile.TemporaryDirectory() as tmp:
-        root = _copy_package(args.tree, Path(tmp), "codemod" if args.quick and args.tree == "libcst" else None)
+        root = _copy_package(args.tree, Path(tmp), subdir)
         files = list(iter_python_files(root))
         lines = sum((root / p).read_bytes().count(b"\n") for p in files)
         keys = _keys(root)
-        singles = [_time(lambda k=k: plan_removal(root, [k])) for k in rng.sample(keys, 3 if args.quick else 7)]
-        sample = rng.sample(keys, many)
         plan = None
 
-        def plan_many() -> None:
+        def plan_all() -> None:
             nonlocal plan
-            plan = plan_removal(root, sample)
+            plan = plan_removal(root, keys)
 
-        batch = _time(plan_many)
+        every = _time(plan_all)
         assert plan is not None
-        safe = sum(v.safe for v in plan.verdicts.values())
+        verdicts = Counter(v.verdict for v in plan.verdicts.values())
+        edited = len(plan.edits)
+        batch = _time(lambda: plan_removal(root, rng.sample(keys, many)))
+        singles = [_time(lambda k=k: plan_removal(root, [k])) for k in rng.sample(keys, 3 if args.quick else 7)]
+        old, old_note = (None, "skipped")
+        if args.old_rev and not args.quick:
+            old, old_note = _old_release(root, keys, args.old_rev, args.old_timeout)
         baseline = _full_repo_metadata(root)
 
     py = f"{sys.implementation.name} {sys.version.split()[0]}"
-    print(f"\n## Codemod ({py}; {args.tree}'s source: {len(files)} files, {lines:,} lines, {len(keys):,} keys)\n")
-    print("| work | time | target | vs full-repo metadata |")
+    print(f"\n## Codemod ({py}; {args.tree}{'/' + subdir if subdir else ''}'s source: {len(files)} files, "
+          f"{lines:,} lines, {len(keys):,} functions)\n")  # fmt: skip
+    print("| work | time | vs this release, every function | vs full-repo metadata |")
     print("|---|---:|---:|---:|")
-    print(f"| plan_removal, 1 key (median of {len(singles)}) | {statistics.median(singles):.2f} s | < 3 s "
-          f"| {statistics.median(singles) / baseline:.3f}× |")
-    print(f"| plan_removal, 1 key (slowest of {len(singles)}) | {max(singles):.2f} s | < 3 s "
-          f"| {max(singles) / baseline:.3f}× |")
-    print(f"| plan_removal, {many} keys ({safe} safe, {len(plan.edits)} files edited) | {batch:.2f} s "
-          f"| < {20 if many == 100 else 20 * many // 100} s | {batch / baseline:.3f}× |")
-    print(f"| LibCST FullRepoManager + FullyQualifiedNameProvider, every file | {baseline:.2f} s | — | 1.0× |")
+
+    def row(name: str, seconds: float) -> None:
+        print(f"| {name} | {seconds:.2f} s | {seconds / every:.2f}× | {seconds / baseline:.3f}× |")
+
+    counts = ", ".join(f"{verdicts[v]} {v}" for v in ("safe", "review", "unsafe"))
+    row(f"plan_removal, every function ({counts}; {edited} files edited)", every)
+    row(f"plan_removal, {many} keys", batch)
+    row(f"plan_removal, 1 key (median of {len(singles)})", statistics.median(singles))
+    if old is not None:
+        row(f"previous release ({args.old_rev}), every function ({old_note})", old)
+    else:
+        print(f"| previous release ({args.old_rev or '—'}), every function | {old_note} | — | — |")
+    row("LibCST FullRepoManager + FullyQualifiedNameProvider, every file", baseline)
 
 
 if __name__ == "__main__":
