@@ -312,3 +312,54 @@ def test_rediss_verifies_the_server_against_the_ca_given(tmp_path: Path):
             RedisStore(process.url, env={})  # the system's CAs do not sign this server
         with pytest.raises(StoreError, match="for TLS: use a rediss://"):
             RedisStore(f"redis://127.0.0.1:{process.port}/0?ca={ca_file}", env={})
+
+
+def _coldmod(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "coldmod_cli", *args], env=full, capture_output=True, text=True)
+
+
+def test_store_copy_makes_the_destination_the_same_and_again_changes_nothing(tmp_path: Path):
+    from coldmod_cli.server.sqlite_store import SqliteStore
+
+    sqlite_url = f"sqlite://{tmp_path / 'src.db'}"
+    src = SqliteStore(tmp_path / "src.db")
+    src.register("shop", [Source("m.a", "m.py", (3, 9)), Source("m.b", "m.py", (12,))], 1000, "print-1")
+    src.report(Batch("shop", "i1", 1, 1500, 2500, ["m.a", "gone"], [2**62, 1], [True], lower_bound=[True]))
+    src.register("web", [Source("w.x")], 2000)
+    expected = {name: src.fetch(name) for name in ("shop", "web")}
+    src.close()
+    with RedisProcess(password=REDIS_PASSWORD) as process:
+        env = {"COLDMOD_REDIS_PASSWORD": REDIS_PASSWORD}
+        dst = RedisStore(process.url, env=env)
+        try:
+            dst.register("shop", [Source("m.z")], 5000)  # older data there: replaced, not merged
+            dst.register("other", [Source("o.y")], 5000)  # an app only there: kept
+            for _ in range(2):  # twice: the second run changes nothing
+                done = _coldmod("store", "copy", sqlite_url, process.url, env=env)
+                assert done.returncode == 0, done.stderr
+                assert "2 apps copied" in done.stderr
+                assert REDIS_PASSWORD not in done.stderr + done.stdout
+                for name, heatmap in expected.items():
+                    copied = dst.fetch(name)
+                    assert copied.entries == heatmap.entries
+                    assert copied.registered_ms == heatmap.registered_ms
+                    assert copied.dropped_unknown == heatmap.dropped_unknown == (1 if name == "shop" else 0)
+                assert dst.fingerprint("shop") == "print-1"
+                assert [a.app for a in dst.list_apps()] == ["other", "shop", "web"]
+        finally:
+            dst.close()
+        back = tmp_path / "back.db"
+        done = _coldmod("store", "copy", process.url, f"sqlite://{back}", env=env)
+        if callable(getattr(SqliteStore, "restore", None)):  # and back to SQLite, exactly
+            assert done.returncode == 0, done.stderr
+            returned = SqliteStore(back)
+            try:
+                assert returned.fetch("shop").entries == expected["shop"].entries
+            finally:
+                returned.close()
+        else:  # refused in one sentence before anything was opened
+            assert done.returncode == 1
+            assert "cannot copy into an SQLite store yet" in done.stderr
+            assert "Traceback" not in done.stderr
+            assert not back.exists()
