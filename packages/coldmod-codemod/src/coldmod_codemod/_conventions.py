@@ -59,7 +59,7 @@ INSPECTABLE_MODULES = frozenset({
 })
 #: Files test runners collect (pytest's and Django's defaults).
 TEST_FILE_GLOBS = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
-TEST_DIRS = frozenset({"tests", "test", "testing"})
+TEST_DIRS = frozenset({"tests"})
 
 
 def definition_findings(tree: Tree, target: Target) -> list[Reference]:
