@@ -1,4 +1,4 @@
-"""The SQLite store on its own: group merging, change notifications, pruning, files."""
+"""The stores on their own: group merging, change notifications (on SQLite and Redis), pruning, files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import grpc
 import pytest
 from server_fixtures import (
     INSECURE,
+    STORES,
     fetch,
     sources,
     start_server_fixture,  # noqa: F401 - the start_server fixture
@@ -32,9 +33,14 @@ def _batch(instance: str, seq: int, calls: dict[str, int], start: int, end: int,
     return Batch("shop", instance, seq, start, end, keys, [calls[k] for k in keys], [est] * len(keys))
 
 
+#: Tests of what every store promises run on SQLite and on a real redis-server.
+EVERY_STORE = pytest.mark.parametrize("store_kind", STORES, indirect=True)
+
+
 @pytest.fixture
-def store(tmp_path):
-    opened = open_store(f"sqlite://{tmp_path}/s.db")
+def store(store_url):
+    """A three-key app on the store of ``store_kind`` (SQLite unless a test asks for EVERY_STORE)."""
+    opened = open_store(store_url)
     opened.register("shop", [Source("m.a"), Source("m.b"), Source("m.c")], 1000)
     yield opened
     opened.close()
@@ -44,6 +50,7 @@ def _entries(store) -> dict:
     return {e.key: e for e in store.fetch("shop").entries}
 
 
+@EVERY_STORE
 def test_batches_waiting_together_are_merged_exactly(store):
     batches = [
         _batch(f"i{n}", 1, {"m.a": n + 1, "m.b": 1}, start=5000 + n, end=6000 + n, est=(n == 3)) for n in range(40)
@@ -62,6 +69,7 @@ def test_batches_waiting_together_are_merged_exactly(store):
     assert entries["m.c"].calls == 0
 
 
+@EVERY_STORE
 def test_subscribers_hear_each_commit_with_the_changed_keys(store):
     heard: list[Change] = []
     unsubscribe = store.subscribe(heard.append)
@@ -77,6 +85,7 @@ def test_subscribers_hear_each_commit_with_the_changed_keys(store):
     ]
 
 
+@EVERY_STORE
 def test_a_failing_subscriber_does_not_fail_the_write(store):
     def broken(change: Change) -> None:
         raise RuntimeError("boom")
