@@ -25,6 +25,8 @@ PROTO_FILES = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "proto
 TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright", "attrs"]
 # The removal acceptance tests (tests-integration/test_removal_apps.py): real apps and a real library, pinned.
 TEST_DEPS += ["flask==3.1.0", "gunicorn==23.0.0", "django==5.1.4", "freezegun==1.5.1", "mypy==1.13.0", "ruff==0.8.4"]
+# Exact mode's import hook must leave coverage.py's results unchanged (test_tracer_rewrite.py).
+TEST_DEPS += ["coverage==7.6.9"]
 # Optional dependencies of the built wheels that the tests exercise (the Redis store).
 EXTRAS = ["redis>=5.0"]
 

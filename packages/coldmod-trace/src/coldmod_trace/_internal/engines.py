@@ -20,6 +20,7 @@ increment, atomic under the GIL (exact across threads):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import statistics
@@ -318,10 +319,8 @@ class _Sampler:
         # A random phase first, then gaps drawn uniformly around the mean period: a
         # periodic burst in the application cannot stay in (or out of) step with it.
         stop = self._stop
-        try:
+        with contextlib.suppress(Exception):  # uncalibrated, estimates of trivial functions run low
             self._calibrate()  # before the first slice, whose count it corrects
-        except Exception:  # noqa: S110 - uncalibrated, estimates of trivial functions run low
-            pass
         gap = self._random.uniform(0.0, estimate.PERIOD)
         while not stop.wait(gap):
             try:

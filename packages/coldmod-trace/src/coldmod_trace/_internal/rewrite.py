@@ -58,7 +58,7 @@ def rewrite(source: bytes, path: str, relpath: str) -> tuple[list[str], CodeType
         slot = slots.setdefault(key, len(keys))  # a def repeated under one name shares its key's counter
         if slot == len(keys):
             keys.append(key)
-        node.body.insert(_after_docstring(node.body), _counter_call(slot, node.body))
+        node.body.insert(_after_docstring(node.body), _counter_call(slot, node))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)  # "'str' object is not callable": it will be
         code = compile(tree, path, "exec", dont_inherit=True)
@@ -71,13 +71,21 @@ def _after_docstring(body: list[ast.stmt]) -> int:
     return 1 if is_doc and isinstance(first.value.value, str) else 0
 
 
-def _counter_call(slot: int, body: list[ast.stmt]) -> ast.stmt:
-    """``"<placeholder>"()`` at the position of the body's first real statement (or its docstring)."""
-    anchor = body[min(_after_docstring(body), len(body) - 1)]
+def _counter_call(slot: int, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.stmt:
+    """``"<placeholder>"()`` on the line of the function's first line event, so it adds none."""
+    body = node.body
+    first = _after_docstring(body)
+    if first < len(body):
+        line, col = body[first].lineno, body[first].col_offset  # the first real statement
+    else:
+        # Only a docstring: the implicit ``return None`` carries the code's first line (the
+        # first decorator's, else the def's) on every version.
+        line = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        col = node.col_offset
     call = ast.Expr(ast.Call(ast.Constant(_PLACEHOLDER.format(slot)), [], []))
-    for node in ast.walk(call):
-        node.lineno = node.end_lineno = anchor.lineno
-        node.col_offset = node.end_col_offset = anchor.col_offset
+    for part in ast.walk(call):
+        part.lineno = part.end_lineno = line
+        part.col_offset = part.end_col_offset = col
     return call
 
 
