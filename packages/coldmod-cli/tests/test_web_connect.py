@@ -339,6 +339,13 @@ def test_coldmod_connect_reads_the_key_from_stdin_and_it_is_not_in_its_command_l
     assert refused.returncode == 2
     assert "must not be on the command line" in refused.stderr
     assert "Traceback" not in refused.stderr
+    chosen = subprocess.run(  # a key nobody issued: one sentence, exit 1, no retrying forever
+        argv[:2], cwd=checkout, env=env | {"COLDMOD_CONNECT_KEY": "A" * 22}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert chosen.returncode == 1, chosen.stderr
+    assert "did not issue this connect key" in chosen.stderr
+    assert "Traceback" not in chosen.stderr
 
 
 def test_urls_keys_and_editor_commands() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from web_fixtures import browser, running_stack  # noqa: F401 - `browser` is a f
 from coldmod_cli.connect import editor_command
 from coldmod_cli.server.store import Source
 from coldmod_cli.web import RelayError
+from coldmod_cli.web.httpd import _host_name, _is_ip, _own_names
 from coldmod_cli.web.relay import Claim, MemoryKeyBook
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,6 +65,24 @@ ROUTES: dict[str, tuple[str, str, int]] = {
     "claim a pairing": ("POST", "/api/connect/AAAAAAAAAAAAAAAAAAAAAA/claim", 409),
     "a command": ("POST", "/api/connect/AAAAAAAAAAAAAAAAAAAAAA/commands", 400),
     "no such page": ("GET", "/admin", 404),
+}
+
+#: Component: the Host check of an insecure UI. Input: (address it is bound to, Host header).
+#: Expected: served or refused (421). Names DNS could point elsewhere are refused; IP literals are not.
+HOSTS: dict[str, tuple[str, str, bool]] = {
+    "loopback, by IP": ("127.0.0.1", "127.0.0.1:7778", True),
+    "loopback, as localhost": ("127.0.0.1", "localhost:7778", True),
+    "loopback, IPv6 literal": ("::1", "[::1]:7778", True),
+    "loopback, a rebound name": ("127.0.0.1", "attacker.example:7778", False),
+    "loopback, localhost as a subdomain": ("127.0.0.1", "localhost.attacker.example", False),
+    "bound to a name, that name": ("coldmod.internal", "COLDMOD.internal:7778", True),
+    "bound to a name, another": ("coldmod.internal", "other.internal:7778", False),
+    "every interface, this machine's name": ("0.0.0.0", socket.gethostname() + ":7778", True),
+    "every interface, a LAN IP": ("0.0.0.0", "192.168.1.20:7778", True),
+    "every interface, a rebound name": ("0.0.0.0", "attacker.example", False),
+    "no Host": ("127.0.0.1", "", False),
+    "a bad port": ("127.0.0.1", "localhost:77x", False),
+    "a broken IPv6 literal": ("127.0.0.1", "[::1", False),
 }
 
 #: Component: the static files. Input: a path trying to leave static/. Expected: 400 or 404, no source.
@@ -151,6 +171,14 @@ def test_the_event_streams_need_auth_too(secured: Any) -> None:
     for path in ("/api/events", "/api/events/AAAAAAAAAAAAAAAAAAAAAA?token=x"):
         assert request(secured, "GET", path, None)[0] == 401
         assert request(secured, "GET", path, CREDENTIALS["wrong password"][0])[0] == 401
+
+
+@pytest.mark.parametrize("name", list(HOSTS))
+def test_host_names_an_insecure_ui_answers_to(name: str) -> None:
+    bound, header, served = HOSTS[name]
+    names = _own_names(bound)
+    host = _host_name(header)
+    assert (bool(host) and (host in names or _is_ip(host))) is served
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)
