@@ -238,14 +238,14 @@ def test_fire_conventions_are_understood(shop, recorder, tmp_path, cli, monkeypa
     assert b"def merge" not in (shop / "shop" / "cart.py").read_bytes()
 
 
-HELP_FORMS = [["--help"], ["-h"], ["help"]] + [[*path, "--help"] for path, _ in COMMANDS] + [
+HELP_FORMS = [[], ["--help"], ["-h"], ["help"]] + [[*path, "--help"] for path, _ in COMMANDS] + [
     [*group, "--help"] for group in GROUPS
 ]
 #: These also as real processes: what a terminal shows, with PAGER set to a pager that would fail.
 HELP_IN_A_PROCESS = [["--help"], ["rm", "--help"], ["rm", "-h"], ["cache", "--help"]]
 
 
-@pytest.mark.parametrize("args", HELP_FORMS, ids=" ".join)
+@pytest.mark.parametrize("args", HELP_FORMS, ids=lambda args: " ".join(args) or "nothing")
 def test_help_prints_to_stdout_as_flags_are_typed(args, tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = cli(*args)

@@ -102,3 +102,30 @@ def test_connect_without_a_url_prints_the_address_the_collector_reports(tmp_path
     finally:
         server.terminate()
         server.wait(20)
+
+
+def test_connect_falls_back_to_coldmod_web_host_and_says_so(capsys):
+    # A collector older than Info: a real gRPC server whose Heatmap service does not implement it.
+    from concurrent import futures
+
+    import grpc
+
+    from coldmod_cli.connect import ui_url
+    from coldmod_proto.v1 import coldmod_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    coldmod_pb2_grpc.add_HeatmapServicer_to_server(coldmod_pb2_grpc.HeatmapServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            env = {"COLDMOD_INSECURE": "on", "COLDMOD_WEB_HOST": "127.0.0.1:9999"}
+            url = ui_url("k" * 32, env, channel=channel)
+    finally:
+        server.stop(None)
+
+    assert url == "http://127.0.0.1:9999/#connect=" + "k" * 32
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1
+    assert "the collector did not say where its web UI is (it is older than this coldmod-cli)" in said
+    assert "COLDMOD_WEB_HOST" in said
