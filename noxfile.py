@@ -11,6 +11,7 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
+import tomllib
 
 import nox
 
@@ -27,8 +28,11 @@ TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis", "trustme", "playwright
 TEST_DEPS += ["flask==3.1.0", "gunicorn==23.0.0", "django==5.1.4", "freezegun==1.5.1", "mypy==1.13.0", "ruff==0.8.4"]
 # Exact mode's import hook must leave coverage.py's results unchanged (test_tracer_rewrite.py).
 TEST_DEPS += ["coverage==7.6.9"]
-# Optional dependencies of the built wheels that the tests exercise (the Redis store).
-EXTRAS = ["redis>=5.0"]
+# Optional dependencies of the built wheels that the tests exercise (the Redis store), read
+# from coldmod-cli's pyproject so the two never disagree.
+EXTRAS = tomllib.loads((ROOT / "packages" / "coldmod-cli" / "pyproject.toml").read_text())["project"][
+    "optional-dependencies"
+]["redis"]
 
 nox.options.sessions = ["tests", "lint", "types", "protos_check"]
 nox.options.reuse_existing_virtualenvs = True
