@@ -194,7 +194,24 @@ def _did_you_mean(word: str, spec: Signature) -> str:
 
 
 def _where(path: Sequence[str]) -> str:
+    """A command as typed, in backquotes: `` `coldmod cache warm` ``."""
     return "`" + " ".join((PROGRAM, *path)) + "`"
+
+
+def _is_command(node: object) -> bool:
+    """True for a bound command method (a leaf of the tree), False for a group."""
+    return is_command(getattr(node, "__func__", None))
+
+
+def _child(node: object, walked: Sequence[str], name: str, *, asking: str = "") -> object:
+    """The command or group ``name`` under ``node``; :class:`UsageError` with the closest name when there is none."""
+    commands = {} if _is_command(node) else children(node)
+    if name in commands:
+        return commands[name]
+    best = _closest(" ".join((*walked, name)), [" ".join((*walked, n)) for n in commands])
+    prefix = " ".join(p for p in (PROGRAM, asking) if p)
+    hint = f"; did you mean `{prefix} {best}`?" if best else f"; the commands are {', '.join(commands)}"
+    raise UsageError(f"unknown command {' '.join((*walked, name))!r}{hint}")
 
 
 def parse(root: object, argv: Sequence[str]) -> CommandLine:
@@ -221,25 +238,16 @@ def parse(root: object, argv: Sequence[str]) -> CommandLine:
         tokens[0] = "version"
     node: object = root
     path: list[str] = []
-    while True:
-        commands = children(node)
+    while not _is_command(node):
         if not tokens:
             line.path, line.help = tuple(path), True  # a group alone: its help
             return line
-        head = tokens[0]
+        head = tokens.pop(0)
         if is_flag(head):
             usage = " ".join((PROGRAM, *path, "COMMAND", head))
             raise UsageError(f"unknown flag {head} before the command; flags go after it: `{usage}`")
-        if head not in commands:
-            names = [" ".join((*path, n)) for n in commands]
-            best = _closest(" ".join((*path, head)), names)
-            hint = f"; did you mean `{PROGRAM} {best}`?" if best else f"; the commands are {', '.join(commands)}"
-            raise UsageError(f"unknown command {' '.join((*path, head))!r}{hint}")
-        tokens.pop(0)
+        node = _child(node, path, head)
         path.append(head)
-        node = commands[head]
-        if is_command(getattr(node, "__func__", None)):
-            break
     line.path = tuple(path)
     if line.help:
         return line
@@ -349,6 +357,7 @@ def _assign(spec: Signature, values: dict[str, str], positionals: list[str]) -> 
 
 
 def _wrap(text: str, indent: int) -> list[str]:
+    """``text`` as lines that fit the help's width after ``indent`` columns."""
     return textwrap.wrap(" ".join(text.split()), width=_WIDTH - indent) or [""]
 
 
@@ -368,6 +377,7 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
 
 
 def _paragraphs(text: str) -> list[str]:
+    """A docstring's description, each paragraph rewrapped, a blank line after each."""
     out: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text.strip()):
         if paragraph.strip():
@@ -377,11 +387,13 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _usage_flag(param: Parameter) -> str:
+    """A flag in the usage line: ``[-n]``, ``[--since DURATION]``."""
     spelling = param.short or param.flag
     return f"[{spelling}]" if param.boolean else f"[{param.flag} {param.metavar}]"
 
 
 def _flag_row(param: Parameter) -> tuple[str, str]:
+    """A flag's row in the options table: its spellings and value, then its help and default."""
     left = ", ".join(s for s in (param.short, param.flag) if s)
     if not param.short:
         left = "    " + left
@@ -394,6 +406,7 @@ def _flag_row(param: Parameter) -> tuple[str, str]:
 
 
 def _command_help(spec: Signature) -> str:
+    """The help of one command: usage, docstring, arguments, options."""
     usage = [PROGRAM, *spec.path]
     for param in spec.parameters:
         if param.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD:
@@ -417,11 +430,12 @@ def _command_help(spec: Signature) -> str:
 
 
 def _group_help(group: object, path: Sequence[str]) -> str:
+    """The help of a group (or the program): usage, docstring, its commands, the global options."""
     docs = inspect.getdoc(type(group)) or ""
     summary, _, rest = docs.partition("\n")
     rows = []
     for name, child in children(group).items():
-        if is_command(getattr(child, "__func__", None)):
+        if _is_command(child):
             rows.append((name, signature(child, (*path, name)).summary))  # type: ignore[arg-type]
         else:
             text = (inspect.getdoc(type(child)) or "").partition("\n")[0]
@@ -445,14 +459,8 @@ def help_text(root: object, path: Sequence[str]) -> str:
     node: object = root
     walked: list[str] = []
     for name in path:
-        commands = children(node)
-        if is_command(getattr(node, "__func__", None)) or name not in commands:
-            names = [" ".join((*walked, n)) for n in commands]
-            best = _closest(" ".join((*walked, name)), names)
-            hint = f"; did you mean `{PROGRAM} help {best}`?" if best else f"; the commands are {', '.join(commands)}"
-            raise UsageError(f"unknown command {' '.join((*walked, name))!r}{hint}")
+        node = _child(node, walked, name, asking="help")
         walked.append(name)
-        node = commands[name]
-    if is_command(getattr(node, "__func__", None)):
+    if _is_command(node):
         return _command_help(signature(node, walked))  # type: ignore[arg-type]
     return _group_help(node, walked)
