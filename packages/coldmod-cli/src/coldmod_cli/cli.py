@@ -400,7 +400,11 @@ class Coldmod:
 
     @command
     def connect(
-        self, url: Annotated[str | None, "URL"] = None, *, stdin: bool = False, key_file: str | None = None
+        self,
+        url: Annotated[str | None, "URL"] = None,
+        *,
+        stdin: bool = False,
+        key_file: Annotated[str | None, "PATH"] = None,
     ) -> None:
         """Pair this checkout with the web UI, so the UI can ignore, remove and open functions here.
 
