@@ -291,7 +291,7 @@ def _run(workdir: Path, started: float, *, open_browser: bool, kept: bool) -> No
         report.fetch(result, "text")
         heading("cold functions (coldmod cold)")
         cold_rows = report.cold(result, "text")
-        heading("removing them, as a dry run (coldmod rm --cold --dry-run)")
+        heading("removing them, as a dry run (coldmod rm --cold --min-tracked 0s --dry-run)")
         found = local.checkout(shop)
         removal.remove(found, [], [row.key for row in cold_rows], dry_run=True, force=False)
         heading("next")
