@@ -615,3 +615,22 @@ def test_progress_counts_up_to_its_total(tmp_path: Path) -> None:
     assert len(plan.removed) == 5
     assert calls[-1][0] == calls[-1][1] >= 5 + 5 + 5  # files read, keys judged, files edited
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_a_review_mention_gets_no_todo_and_a_docstring_stays_first(tmp_path: Path) -> None:
+    files = {
+        "m.py": '''
+            def cold():
+                pass
+
+
+            def hot():
+                """Unlike cold, this one runs."""
+                return 1
+        ''',
+    }
+    assert after(tmp_path, files, "m.cold") == {"m.py": src('''
+        def hot():
+            """Unlike cold, this one runs."""
+            return 1
+    ''')}

@@ -309,11 +309,13 @@ def changes(
             site, ref = m.site, m.reference
             if site is None:
                 continue
+            removable = ref.kind in REMOVABLE_KINDS
+            if not removable and (ref.verdict != UNSAFE or site.shape == "mention"):
+                continue  # a possible use (review) is the user's to judge: no TODO, and never before a docstring
             parsed = tree.cst(ref.path)
             found: cst.CSTNode | None = None
-            removable = ref.kind in REMOVABLE_KINDS
             if parsed is not None:
-                # An import or __all__ entry is removed; any other reference gets a TODO on its statement.
+                # An import or __all__ entry is removed; a definite reference gets a TODO on its statement.
                 found = parsed.nodes.get(site.node_id) if removable else parsed.statements.get(site.statement_line)
             if parsed is None or found is None:
                 bad[key] = str(tree.failures.get(ref.path) or f"{ref}: cannot edit this reference")
