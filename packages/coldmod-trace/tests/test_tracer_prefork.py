@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -58,24 +59,48 @@ def _gunicorn() -> str:
     return str(script)
 
 
-def _start(root: Path, env: dict[str, str], preload: bool) -> tuple[subprocess.Popen[str], int]:
-    command = [
-        sys.executable, "-m", "coldmod_trace", "run", "--", _gunicorn(), "-c", "hooks.py",
-        "-w", str(WORKERS), "-b", "127.0.0.1:0", "--graceful-timeout", "5", *(["--preload"] if preload else []),
-        "app:application",
-    ]
-    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
-        if found:
-            return proc, int(found.group(1))
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("gunicorn did not start")
+class _Gunicorn:
+    """``coldmod-trace run -- gunicorn …`` in the background, its output collected line by line."""
+
+    def __init__(self, root: Path, env: dict[str, str], preload: bool) -> None:
+        command = [
+            sys.executable, "-m", "coldmod_trace", "run", "--", _gunicorn(), "-c", "hooks.py",
+            "-w", str(WORKERS), "-b", "127.0.0.1:0", "--graceful-timeout", "5",
+            *(["--preload"] if preload else []), "app:application",
+        ]
+        self.proc = subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until_serving(self) -> int:
+        """The port, once every worker has booted."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", self.output)
+            if found and len(re.findall(r"Booting worker with pid", self.output)) >= WORKERS:
+                return int(found.group(1))
+            time.sleep(0.02)
+        self.proc.kill()
+        raise AssertionError(f"gunicorn did not start: {self.output[-3000:]}")
+
+    def stop(self) -> str:
+        """SIGTERM to the master (it stops the workers); the whole output."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        return self.output
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["import-in-workers", "preload"])
@@ -86,15 +111,16 @@ def test_gunicorn_workers_boot_serve_and_deliver_every_time(tmp_path, tls_collec
         recorder = tls_collector.recorder
         recorder.reports.clear()
         recorder.registers.clear()
-        proc, port = _start(root, env, preload)
+        server = _Gunicorn(root, env, preload)
         served: collections.Counter[int] = collections.Counter()
         try:
+            port = server.wait_until_serving()
             for _ in range(REQUESTS):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
                     served[int(answer.read())] += 1
         finally:
-            proc.send_signal(signal.SIGTERM)
-            output, _ = proc.communicate(timeout=30)
+            output = server.stop()
+        proc = server.proc
         context = f"start {start}: {output[-3000:]}"
         assert proc.returncode == 0, context
         assert not re.search(r"SIGSEGV|SIGABRT|exited with code|was sent SIG", output), context
