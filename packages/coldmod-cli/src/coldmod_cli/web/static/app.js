@@ -13,6 +13,7 @@ const OVERSCAN = 10;          // table rows drawn above and below the visible on
 const MIN_CLICK_PX = 10;      // a function drawn at least this wide and high is clicked; smaller ones zoom
 const DEFAULT_LINES = 8;      // size of a function whose length cannot be told (the last of its file)
 const MAX_LINES = 400;        // cap, so one long function does not hide its file
+const BIG_APP = 20000;        // from this many functions: filter once typing pauses, draw the picture after the table
 
 const $ = (id) => document.getElementById(id);
 
@@ -702,8 +703,12 @@ function render(withMap) {
     renderConnect();
     renderSummary();
     renderTable();
-    if (drawMap) { drawMap = false; drawTreemap(); }
     document.body.dataset.painted = String(state.heatmap ? state.heatmap.count : 0);
+    if (!drawMap) return;
+    drawMap = false;
+    // A big picture waits one frame, so the counts and the table show first.
+    if (state.all.length > BIG_APP) setTimeout(drawTreemap, 0);
+    else drawTreemap();
   });
 }
 
@@ -962,7 +967,7 @@ function wire() {
   $("search").addEventListener("input", (event) => {
     state.text = event.target.value.trim();
     clearTimeout(typing);
-    typing = setTimeout(refilter, state.all.length > 20000 ? 120 : 0);   // big apps: filter once typing pauses
+    typing = setTimeout(refilter, state.all.length > BIG_APP ? 120 : 0);
   });
   for (const th of document.querySelectorAll("th[data-sort]")) {
     th.addEventListener("click", () => {
