@@ -159,10 +159,14 @@ def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Brow
         # The CLI goes away: the page says so; a closed page does not stop the CLI.
         cli.close()
         expect(page.locator("#connect-state")).to_have_text("CLI disconnected")
+        expect(page.locator("#connect-new")).to_have_text("New pairing")  # the way on for a new CLI
         cli = Cli(stack, checkout, key)
         cli.thread.join(10)
         assert isinstance(cli.failure, CliError)  # another process: it cannot take the pairing over
         assert "cannot be taken over" in str(cli.failure)
+        page.click("#connect-new")
+        expect(page.locator("#connect-state")).to_have_text("waiting for the CLI")
+        assert page.locator("#pairing-key").inner_text() not in ("", key)
         context.close()
         assert dialogs == []
     finally:

@@ -658,7 +658,10 @@ function renderConnect() {
   const paired = Boolean(state.connectKey);
   document.body.classList.toggle("paired", paired);
   $("connect").hidden = !paired;
-  $("connect-new").hidden = paired && !state.pairingError;
+  // A pairing whose CLI has gone cannot be taken over by a new CLI: offer a new pairing instead.
+  const gone = Boolean(state.cli && state.cli.seen && !state.cli.connected);
+  $("connect-new").hidden = paired && !state.pairingError && !gone;
+  $("connect-new").textContent = paired ? "New pairing" : "Connect a checkout";
   $("pairing-error").hidden = !state.pairingError;
   $("pairing-error-text").textContent = state.pairingError;
   const badge = $("connect-state");
@@ -679,7 +682,7 @@ function renderConnect() {
   } else if (cli && cli.seen) {
     badge.textContent = "CLI disconnected";
     badge.className = "badge disconnected";
-    where.textContent = `${cli.hostname}:${cli.root} (waiting for it to reconnect)`;
+    where.textContent = `${cli.hostname}:${cli.root} (it reconnects by itself; a new \`coldmod connect\` needs a new pairing)`;
   } else {
     badge.textContent = "waiting for the CLI";
     badge.className = "badge waiting";
