@@ -237,11 +237,11 @@ def _bearer_interceptor(api_key: str) -> grpc.UnaryUnaryClientInterceptor[object
     ):
         """ClientCallDetails with our metadata (grpc's own type is abstract)."""
 
-    class Bearer(
-        grpc.UnaryUnaryClientInterceptor,
-        grpc.UnaryStreamClientInterceptor,
-        grpc.StreamUnaryClientInterceptor,
-        grpc.StreamStreamClientInterceptor,
+    class Bearer(  # generic in grpc-stubs only, not at run time
+        grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+        grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+        grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+        grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
     ):
         """Adds the key to the call's metadata; never shows it."""
 
