@@ -109,11 +109,11 @@ def test_list_apps_sums_calls_exactly_as_integers(start_server):
 def test_first_and_last_seen_come_from_the_batch_window_bounded_by_the_collectors_clock(start_server):
     server = start_server()
     tracing, heatmap = server.tracing(), server.heatmap()
-    registered = now_ms()
     tracing.Register(pb.RegisterRequest(app="shop", sources=sources("m.a", "m.b")))
-    time.sleep(1.5)
+    registered = now_ms()
+    time.sleep(0.6)
     # Calls made a while ago (the collector was down), delivered now: their own time, not the arrival time.
-    start, end = registered + 400, registered + 700
+    start, end = registered + 100, registered + 200
     tracing.Report(report("shop", "i1", 1, {"m.a": 3}, start=start, end=end))
     entry = heat(heatmap, "shop")["m.a"]
     assert (entry.first_seen_ms, entry.last_seen_ms) == (start, end)
@@ -189,42 +189,3 @@ def test_info_says_version_web_address_store_and_limits(start_server, tls_env, s
     assert "password" not in info.store
     assert info.durability
     assert (info.max_apps, info.max_keys_per_app) == (50, MAX_KEYS_PER_APP)
-
-
-def test_coldmod_apps_list_and_delete(start_server, tls_env, cli, monkeypatch):
-    import json
-
-    server = start_server(env=tls_env)
-    for name, value in tls_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("COLDMOD_GRPC_HOST", server.target)
-    monkeypatch.delenv("COLDMOD_INSECURE", raising=False)
-    tracing = server.tracing()
-    tracing.Register(pb.RegisterRequest(app="shop", sources=sources("m.a", "m.b")))
-    tracing.Register(pb.RegisterRequest(app="blog", sources=sources("m.a")))
-    tracing.Report(report("shop", "i1", 1, {"m.a": 7}))
-
-    listed = cli("apps", "list")
-    assert listed.code == 0, listed.err
-    assert [line.split()[:4] for line in listed.out.splitlines()] == [
-        ["APP", "FUNCTIONS", "COLD", "CALLS"],
-        ["blog", "1", "1", "0"],
-        ["shop", "2", "1", "7"],
-    ]
-    as_json = json.loads(cli("apps", "list", "--format", "json").out)
-    assert [(a["app"], a["functions"], a["calls"]) for a in as_json] == [("blog", 1, 0), ("shop", 2, 7)]
-
-    deleted = cli("apps", "delete", "shop")
-    assert deleted.code == 0, deleted.err
-    assert "deleted the app 'shop'" in deleted.err
-    assert [a.app for a in server.heatmap().ListApps(pb.ListAppsRequest()).apps] == ["blog"]
-    again = cli("apps", "delete", "shop")
-    assert again.code == 1
-    assert len(again.err.strip().splitlines()) == 1
-    assert "Traceback" not in again.err
-
-    monkeypatch.setenv("COLDMOD_API_KEY", "not-the-key")
-    refused = cli("apps", "delete", "blog")
-    assert refused.code == 1
-    assert "refused the credentials" in refused.err
-    assert [a.app for a in server.heatmap().ListApps(pb.ListAppsRequest()).apps] == ["blog"]

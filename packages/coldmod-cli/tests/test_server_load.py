@@ -163,12 +163,12 @@ def test_a_fleet_restart_of_a_200k_function_app_registers_all_and_sends_the_set_
     assert sum(sent_full) == 1, f"{sum(sent_full)} of {FLEET} processes had to send the whole set"
     assert max(took) < 60, f"the last of {FLEET} registered after {max(took):.1f} s"
     print(f"\n{FLEET} workers x {MAX_KEYS_PER_APP} keys: all registered in {max(took):.2f} s", end=" ")
-    entries = merge_fetch(server.heatmap().Fetch(pb.FetchRequest(app="big"), timeout=60)).entries
-    assert len(entries) == MAX_KEYS_PER_APP
+    (summary,) = server.heatmap().ListApps(pb.ListAppsRequest(), timeout=30).apps
+    assert (summary.app, summary.keys) == ("big", MAX_KEYS_PER_APP)
     assert _peak_rss_kb(server.proc.pid) < MAX_RSS_KB
 
 
-def test_identical_full_registers_at_once_are_converted_once_in_bounded_memory(start_server, tls_env):
+def test_identical_full_registers_are_converted_once_and_the_app_at_the_limits_is_fetched_whole(start_server, tls_env):
     full, _ = _big_app()
     server = start_server(env=tls_env)
     answers: list[pb.RegisterResponse] = []
@@ -180,29 +180,19 @@ def test_identical_full_registers_at_once_are_converted_once_in_bounded_memory(s
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=old_tracer) for _ in range(16)]
+    threads = [threading.Thread(target=old_tracer) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
     assert not errors, errors[:3]
     added = sorted(a.added for a in answers)
-    assert added == [0] * 15 + [MAX_KEYS_PER_APP], "one Register did the work, the others found it done"
-    assert _peak_rss_kb(server.proc.pid) < MAX_RSS_KB
-
-
-def test_an_app_at_the_size_limits_is_fetched_whole_in_parts_under_the_cap(start_server, tls_env):
-    full, _ = _big_app()
-    server = start_server(env=tls_env)
-    _raw_register(server.channel())(full, timeout=60)
-    parts = list(server.heatmap().Fetch(pb.FetchRequest(app="big"), timeout=60))
+    assert added == [0] * 7 + [MAX_KEYS_PER_APP], "one Register did the work, the others found it done"
+    # What Register accepted, Fetch returns: streamed in parts well under the message cap.
+    parts = list(server.heatmap().Fetch(pb.FetchRequest(app="big"), timeout=120))
     assert len(parts) > 1
     assert max(p.ByteSize() for p in parts) < MAX_MESSAGE_BYTES // 4
-    merged = merge_fetch(parts)
+    merged = merge_fetch(parts)  # what `coldmod fetch`, `cold` and `rm --cold` do with them
     assert len(merged.entries) == MAX_KEYS_PER_APP
     assert len({e.key for e in merged.entries}) == MAX_KEYS_PER_APP
-    # The CLI's own call (what `coldmod fetch`, `cold` and `rm --cold` use) reads it too.
-    from coldmod_cli import client
-
-    env = {**tls_env, "COLDMOD_GRPC_HOST": server.target}
-    assert len(client.fetch("big", env=env).entries) == MAX_KEYS_PER_APP
+    assert _peak_rss_kb(server.proc.pid) < MAX_RSS_KB

@@ -13,6 +13,7 @@ from server_fixtures import (
     API_KEY,
     INSECURE,
     complete,
+    report,
     run_server_once,
     sources,
     start_server_fixture,  # noqa: F401 - the start_server fixture
@@ -243,3 +244,45 @@ def test_which_hosts_count_as_loopback(host, loopback):
     from coldmod_cli.server.settings import is_loopback_host
 
     assert is_loopback_host(host) is loopback
+
+
+# ------------------------------------------------------- coldmod apps ... --
+
+
+def test_coldmod_apps_list_and_delete(start_server, tls_env, cli, monkeypatch):
+    import json
+
+    server = start_server(env=tls_env)
+    for name, value in tls_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLDMOD_GRPC_HOST", server.target)
+    monkeypatch.delenv("COLDMOD_INSECURE", raising=False)
+    tracing = server.tracing()
+    tracing.Register(pb.RegisterRequest(app="shop", sources=sources("m.a", "m.b")))
+    tracing.Register(pb.RegisterRequest(app="blog", sources=sources("m.a")))
+    tracing.Report(report("shop", "i1", 1, {"m.a": 7}))
+
+    listed = cli("apps", "list")
+    assert listed.code == 0, listed.err
+    assert [line.split()[:4] for line in listed.out.splitlines()] == [
+        ["APP", "FUNCTIONS", "COLD", "CALLS"],
+        ["blog", "1", "1", "0"],
+        ["shop", "2", "1", "7"],
+    ]
+    as_json = json.loads(cli("apps", "list", "--format", "json").out)
+    assert [(a["app"], a["functions"], a["calls"]) for a in as_json] == [("blog", 1, 0), ("shop", 2, 7)]
+
+    deleted = cli("apps", "delete", "shop")
+    assert deleted.code == 0, deleted.err
+    assert "deleted the app 'shop'" in deleted.err
+    assert [a.app for a in server.heatmap().ListApps(pb.ListAppsRequest()).apps] == ["blog"]
+    again = cli("apps", "delete", "shop")
+    assert again.code == 1
+    assert len(again.err.strip().splitlines()) == 1
+    assert "Traceback" not in again.err
+
+    monkeypatch.setenv("COLDMOD_API_KEY", "not-the-key")
+    refused = cli("apps", "delete", "blog")
+    assert refused.code == 1
+    assert "refused the credentials" in refused.err
+    assert [a.app for a in server.heatmap().ListApps(pb.ListAppsRequest()).apps] == ["blog"]

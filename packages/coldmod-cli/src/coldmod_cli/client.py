@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 #: Seconds a CLI call waits for the collector before saying it is unreachable.
 TIMEOUT = 10.0
+#: Seconds a whole Fetch may take: an app at the limits (200,000 keys) streams ~35 MB.
+#: An unreachable collector still fails at once (UNAVAILABLE), not after this.
+FETCH_TIMEOUT = 120.0
 
 
 def _target() -> str:
@@ -68,7 +71,7 @@ def fetch(app: str, env: Mapping[str, str] | None = None) -> coldmod_pb2.FetchRe
     settings = config.client_config(env=env)
     with config.client_channel(settings) as channel:
         stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
-        return merge_fetch(stub.Fetch(coldmod_pb2.FetchRequest(app=app), timeout=TIMEOUT))
+        return merge_fetch(stub.Fetch(coldmod_pb2.FetchRequest(app=app), timeout=FETCH_TIMEOUT))
 
 
 def merge_fetch(parts: Iterable[coldmod_pb2.FetchResponse]) -> coldmod_pb2.FetchResponse:

@@ -12,6 +12,7 @@ Register's handling under load is :mod:`coldmod_cli.server.registrar`.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ __all__ = ["FETCH_PART_ENTRIES", "HeatmapService", "TracingService", "is_loopbac
 #: Entries per streamed Fetch part: at the limits on key and path length a
 #: part stays well under the 32 MiB message cap.
 FETCH_PART_ENTRIES = 5_000
+#: Fetches holding a snapshot at once: an app at the limits is ~150 MB in memory
+#: while it streams, so their number bounds the collector's memory; others wait.
+FETCHES_AT_ONCE = 4
 
 
 def _now_ms() -> int:
@@ -102,6 +106,7 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         self.insecure = insecure
         self.max_apps = max_apps
         self.web_url = ""
+        self._fetches = threading.BoundedSemaphore(FETCHES_AT_ONCE)
 
     def _operator_only(self, context: grpc.ServicerContext, what: str) -> None:
         """Refuse an operation to an unauthenticated caller from another machine."""
@@ -115,7 +120,18 @@ class HeatmapService(pb_grpc.HeatmapServicer):
     def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
         """The heatmap of one app: one snapshot, streamed in parts of at most FETCH_PART_ENTRIES entries."""
         with _statuses(context):
-            heatmap = self.store.fetch(check_app(request.app))
+            app = check_app(request.app)
+        while not self._fetches.acquire(timeout=0.25):
+            if not context.is_active():
+                return  # the client left while waiting for its turn
+        try:
+            yield from self._stream(app, context)
+        finally:
+            self._fetches.release()
+
+    def _stream(self, app: str, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
+        with _statuses(context):
+            heatmap = self.store.fetch(app)
         entries = heatmap.entries
         for start in range(0, max(len(entries), 1), FETCH_PART_ENTRIES):
             part: list[Any] = [
