@@ -16,6 +16,7 @@ from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds 
     browser,
     checkout_sources,
     running_stack,
+    wait_for,
     write_checkout,
 )
 
@@ -259,3 +260,36 @@ def test_screenshot_for_the_readme(tmp_path: Path, browser: Browser) -> None:
         page.screenshot(path=str(shot))
         context.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_the_heatmap_api_is_columns_gzipped_on_request_and_never_stale(stack: Stack) -> None:
+    import gzip
+    import json
+    import urllib.request
+
+    def heatmap(accept: str | None) -> tuple[dict[str, str], bytes]:
+        request = urllib.request.Request(stack.url + "/api/heatmap?app=webshop")
+        if accept:
+            request.add_header("Accept-Encoding", accept)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(response.headers), response.read()
+
+    headers, plain = heatmap(None)
+    assert "Content-Encoding" not in headers
+    data = json.loads(plain)
+    calls = dict(zip(data["key"], data["calls"], strict=True))
+    assert calls["shop.cart.add"] == 1500
+    assert data["paths"][data["path"][data["key"].index("shop.cart.add")]] == "shop/cart.py"
+    assert int(headers["X-Coldmod-Now-Ms"]) > 0
+    headers, packed = heatmap("gzip, deflate")
+    assert headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(packed)) == data
+    # A flush changes the app: the encoded copy is dropped when the store announces the change
+    # (just after the ack; pages are told after the drop, so they never refetch a stale copy).
+    stack.report("webshop", {"shop.cart.add": 1})
+
+    def fresh() -> bool:
+        again = json.loads(gzip.decompress(heatmap("gzip")[1]))
+        return dict(zip(again["key"], again["calls"], strict=True))["shop.cart.add"] == 1501
+
+    wait_for(fresh, timeout=5, what="the heatmap API to show the flush")

@@ -777,11 +777,14 @@ async function loadHeatmap() {
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       lastFetch = Date.now();
       try {
-        const data = await getJSON(`/api/heatmap?app=${encodeURIComponent(state.app)}`);
+        const response = await fetch(`/api/heatmap?app=${encodeURIComponent(state.app)}`, { cache: "no-store" });
+        const data = await response.json().catch(() => ({}));
+        if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
         state.lastFetchMs = Date.now() - lastFetch;
         if (data.app === state.app) {
           state.heatmap = data;
-          state.clockSkew = data.now_ms - Date.now();
+          const now = Number(response.headers.get("X-Coldmod-Now-Ms"));
+          state.clockSkew = now ? now - Date.now() : 0;
           rebuild();
         }
       } catch (error) {
