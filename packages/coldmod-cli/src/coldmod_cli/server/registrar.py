@@ -124,9 +124,11 @@ class Registrar:
             self._budget.release(taken)
 
     def _register(self, raw: pb.RegisterRequest | bytes, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        """Decode, then probe or replace; an unchanged set answers with no counts (nothing was done)."""
         request = _decode(raw)
         app = check_app(request.app)
         claimed = request.fingerprint
+        alive = context.is_active
         if request.fingerprint_only:
             if not claimed:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, "fingerprint_only needs the fingerprint of the set")
@@ -135,8 +137,6 @@ class Registrar:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "a fingerprint_only Register carries no sources; send the fingerprint alone, or the whole set",
                 )
-        alive = context.is_active
-        if request.fingerprint_only:
             return self._probe(app, claimed, alive)
         try:
             with self._gate(app, alive):

@@ -145,6 +145,7 @@ class _Pools(_Interceptor):
         """The stream handler, counted in ``_open`` while it runs."""
 
         def run(requests: Any, context: Any) -> Iterator[Any]:
+            """The stream, counted while it runs."""
             with self._lock:
                 self._open += 1
             try:
@@ -165,6 +166,7 @@ def _pooled(behavior: Callable[..., Any], pool: ThreadPoolExecutor) -> Callable[
     """The behavior, marked to run in ``pool`` (a function attribute grpc's server looks for)."""
 
     def run(request: Any, context: Any) -> Any:
+        """Call the behavior (only the attribute differs)."""
         return behavior(request, context)
 
     run.experimental_thread_pool = pool  # type: ignore[attr-defined]
@@ -172,11 +174,13 @@ def _pooled(behavior: Callable[..., Any], pool: ThreadPoolExecutor) -> Callable[
 
 
 def _refuse_attach(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    """Refuse one Attach too many, at once, with the sentence that says why."""
     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, ATTACH_REFUSED)
     yield  # pragma: no cover - makes this a generator, as streaming handlers are
 
 
 def _address(host: str, port: int) -> str:
+    """``host:port`` with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -275,6 +279,7 @@ def serve(
 
 
 def _run(settings: ServerSettings, store: Store, ready: Callable[[ServerInfo], None] | None, max_apps: int) -> int:
+    """Serve with SIGTERM/SIGINT handlers installed, then restore the previous ones."""
     stopping = threading.Event()
     # Handlers first: once "listening" is printed, a SIGTERM must already mean a clean stop.
     previous = _install_signals(stopping)
@@ -292,6 +297,7 @@ def _run_until(
     ready: Callable[[ServerInfo], None] | None,
     max_apps: int,
 ) -> int:
+    """Serve until ``stopping``, with the Attach and Register pools ended afterwards."""
     pools = _Pools()
     try:
         return _serve_grpc(stopping, settings, store, ready, max_apps, pools)
@@ -307,6 +313,7 @@ def _serve_grpc(
     max_apps: int,
     pools: _Pools,
 ) -> int:
+    """Build the gRPC server, start it and the web UI, and serve until ``stopping``."""
     auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="coldmod-rpc"),

@@ -38,10 +38,12 @@ FETCHES_AT_ONCE = 4
 
 
 def _now_ms() -> int:
+    """The collector's clock in epoch milliseconds."""
     return time.time_ns() // 1_000_000
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with this status (abort raises; the NoReturn tells the type checker)."""
     context.abort(code, message)
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
@@ -130,6 +132,7 @@ class HeatmapService(pb_grpc.HeatmapServicer):
             self._fetches.release()
 
     def _stream(self, app: str, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
+        """One snapshot of the app, as FetchResponse parts."""
         with _statuses(context):
             heatmap = self.store.fetch(app)
         entries = heatmap.entries

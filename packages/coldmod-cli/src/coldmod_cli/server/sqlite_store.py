@@ -755,6 +755,7 @@ class SqliteStore:
         return len(app.keys)
 
     def _delete(self, name: str, changes: dict[str, Change]) -> int:
+        """Remove the app's counts, keys and row (in the writer's transaction)."""
         app = self._app(name)
         if app is None:
             raise UnknownApp(f"the app {name!r} is not registered")
