@@ -14,7 +14,8 @@ Each benchmark module is copied under a temporary root with a ``coldmod.rootmark
 (the benchmark is the "application"; Django and the stdlib are libraries). The
 tracer reports to a real gRPC collector in this process. Printed: best
 per-iteration time, slowdown ratios against ``untraced``, their geometric mean, and peak
-RSS; then the tracer's own memory for 10,000 traced functions.
+RSS; then the tracer's own memory for 10,000 traced functions; then sampled mode's
+estimates on call shapes whose truth each shape counts itself (``SHAPES``).
 
     python bench/tracer.py            # full
     python bench/tracer.py --quick    # about a minute
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -168,26 +170,246 @@ def memory_child(variant: str, root: str, measure: str) -> None:
     print(json.dumps({"tracer_mb": tracer_bytes / 2**20, "rss_mb": rss_mb}))
 
 
+# ------------------------------------------------------------ call shapes --
+
+#: The application of the shape runs: each shape calls its own functions and counts the calls
+#: itself (a local integer: it costs the same inside and outside the tracer's slices).
+SHAPES_APP = '''
+import threading
+import time
+
+
+def burst():
+    pass
+
+
+def steady():
+    pass
+
+
+def periodic():
+    pass
+
+
+def sleepy():
+    pass
+
+
+def ramp():
+    pass
+
+
+def left():
+    pass
+
+
+def right():
+    pass
+
+
+def short():
+    pass
+
+
+def work(seconds):
+    """CPU work that calls nothing of the application's."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        sum(range(200))
+
+
+def run_startup_burst(seconds):
+    for _ in range(8100):
+        burst()
+    work(seconds)
+    return {"burst": 8100}
+
+
+def run_steady(seconds):
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(100):
+            steady()
+        n += 100
+        sum(range(100))
+    return {"steady": n}
+
+
+def run_periodic_cpu(seconds):
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(20000):
+            periodic()
+        n += 20000
+        work(0.2)
+    return {"periodic": n}
+
+
+def run_bursts_sleeps(seconds):
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(2000):
+            sleepy()
+        n += 2000
+        time.sleep(0.02)
+    return {"sleepy": n}
+
+
+def run_ramp(seconds):
+    n = 0
+    start = time.monotonic()
+    while (now := time.monotonic()) < start + seconds:
+        k = int(1 + 2000 * (now - start) / seconds)
+        for _ in range(k):
+            ramp()
+        n += k
+        sum(range(2000))
+    return {"ramp": n}
+
+
+def run_two_threads(seconds):
+    counts = {}
+
+    def steady_left():
+        n = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for _ in range(100):
+                left()
+            n += 100
+        counts["left"] = n
+
+    def bursty_right():
+        n = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for _ in range(5000):
+                right()
+            n += 5000
+            time.sleep(0.05)
+        counts["right"] = n
+
+    threads = [threading.Thread(target=steady_left), threading.Thread(target=bursty_right)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
+def run_short_process(seconds):
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(100):
+            short()
+        n += 100
+    return {"short": n}
+'''
+
+#: (shape, seconds it runs, processes): what the README's error table lists, in its order.
+SHAPES = [
+    ("startup_burst", 6.0, 1),
+    ("steady", 6.0, 1),
+    ("periodic_cpu", 6.0, 1),
+    ("bursts_sleeps", 6.0, 1),
+    ("ramp", 6.0, 1),
+    ("two_threads", 6.0, 1),
+    ("short_process", 1.5, 10),
+]
+
+
+def shape_child(shape: str, root: str, seconds: float, app: str) -> None:
+    """Run one call shape in sampled mode (the default flush interval); print what it counted."""
+    import coldmod_trace
+
+    coldmod_trace.start(root, app=app)
+    sys.path.insert(0, root)
+    import shapes  # type: ignore[import-not-found]
+
+    truth = getattr(shapes, f"run_{shape}")(seconds)
+    coldmod_trace.stop(5.0)
+    print(json.dumps({f"shapes.{k}": v for k, v in truth.items()}))
+
+
+def _shapes(work: Path, env: dict[str, str], sink: Any, quick: bool) -> None:
+    """Sampled mode's estimates against the truth, per call shape."""
+    root = work / "shapes"
+    root.mkdir()
+    (root / "coldmod.rootmarker").write_text("")
+    (root / "shapes.py").write_text(SHAPES_APP)
+    print("\nSampled mode against the truth (default 10 s window; one run per shape):\n")
+    print("| shape | function | truth | reported | ratio | reported as |")
+    print("|---|---|---:|---:|---:|---|")
+    ratios: list[float] = []
+    for shape, seconds, processes in SHAPES:
+        seconds = seconds / 3 if quick else seconds
+        truth: dict[str, int] = {}
+        apps = []
+        for i in range(processes):
+            app = f"shape-{shape}-{i}"
+            apps.append(app)
+            row = _run_child(["--child", "shape", shape, str(root), str(seconds), app], env)
+            for key, calls in row.items():
+                truth[key] = truth.get(key, 0) + int(calls)
+        for key in sorted(truth):
+            calls, estimated, lower = sink.total(apps, key)
+            kind = "≥ (lower bound)" if lower else "estimate" if estimated else "exact"
+            ratio = calls / truth[key]
+            if not lower:
+                ratios.append(ratio)
+            shown = f"≥ {calls:,}" if lower else f"{calls:,}"
+            name = shape if processes == 1 else f"{shape} ×{processes}"
+            print(f"| {name} | `{key}` | {truth[key]:,} | {shown} | {ratio:.2f}× | {kind} |")
+    if ratios:
+        inside = sum(0.5 <= r <= 2 for r in ratios)
+        print(f"\nEstimates and exact counts: {inside} of {len(ratios)} within 0.5×–2× of the truth, "
+              f"median ratio {statistics.median(ratios):.2f}×; lower bounds are never above the truth.")
+
+
 # --------------------------------------------------------------- the parent --
 
 
-def _collector() -> tuple[Any, int]:
+def _collector() -> tuple[Any, int, Any]:
     import grpc
 
     from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
 
     class Sink(coldmod_pb2_grpc.TracingServicer):
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.batches: dict[tuple[str, str, int], Any] = {}  # (app, instance, sequence): once each
+
         def Register(self, request: Any, context: Any) -> Any:
             return coldmod_pb2.RegisterResponse(added=len(request.sources))
 
         def Report(self, request: Any, context: Any) -> Any:
+            if request.app.startswith("shape-"):
+                with self.lock:
+                    self.batches[(request.app, request.instance_id, request.sequence)] = list(request.deltas)
             return coldmod_pb2.ReportResponse(sequence=request.sequence)
 
+        def total(self, apps: list[str], key: str) -> tuple[int, bool, bool]:
+            """Calls of ``key`` over ``apps``, and whether any part was estimated or a lower bound."""
+            calls, estimated, lower = 0, False, False
+            with self.lock:
+                for (app, _, _), deltas in self.batches.items():
+                    for delta in deltas:
+                        if app in apps and delta.key == key:
+                            calls += delta.calls
+                            estimated = estimated or delta.estimated
+                            lower = lower or delta.lower_bound
+            return calls, estimated, lower
+
+    sink = Sink()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    coldmod_pb2_grpc.add_TracingServicer_to_server(Sink(), server)
+    coldmod_pb2_grpc.add_TracingServicer_to_server(sink, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    return server, port
+    return server, port, sink
 
 
 def _benchmarks_dir() -> Path:
@@ -216,18 +438,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="'' for the memory part only")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (best kept)")
+    parser.add_argument("--no-shapes", action="store_true", help="skip sampled mode's error table")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         if args.child[0] == "memory":
             memory_child(args.child[1], args.child[2], args.child[3])
+        elif args.child[0] == "shape":
+            shape_child(args.child[1], args.child[2], float(args.child[3]), args.child[4])
         else:
             child(args.child[0], args.child[1], args.child[2], float(args.child[3]))
         return
     budget = 1.0 if args.quick else 4.0
     names = [n for n in args.benchmarks.split(",") if n]
     variants = [v for v in args.variants.split(",") if v]
-    server, port = _collector()
+    server, port, sink = _collector()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COLDMOD_", "COVERAGE_"))}
     env.update(COLDMOD_GRPC_HOST=f"127.0.0.1:{port}", COLDMOD_INSECURE="on", COVERAGE_CORE="sysmon")
     work = Path(tempfile.mkdtemp(prefix="coldmod-bench-"))
@@ -235,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
         root = work / "app"
         root.mkdir()
         (root / "coldmod.rootmarker").write_text('[app]\nname = "bench"\n')
-        source = _benchmarks_dir()
+        source = _benchmarks_dir() if names else Path()
         for name in names:
             shutil.copy(source / f"bm_{name}" / "run_benchmark.py", root / f"bm_{name}.py")
         print(f"Python {sys.version.split()[0]}, budget {budget:g} s per run; "
@@ -257,6 +482,8 @@ def main(argv: list[str] | None = None) -> None:
         if names:
             _print_table(names, variants, results)
         _memory(work, env)
+        if not args.no_shapes:
+            _shapes(work, env, sink, args.quick)
     finally:
         server.stop(None)
         shutil.rmtree(work, ignore_errors=True)

@@ -219,7 +219,7 @@ class _Counting:
         # The calls in the slice ran slower (each paid a callback): the application did
         # that much less of its own work there. At most by 90 %: the cost is measured, not known.
         work = max(watched - sum(n for _, n in counts) * self.overhead, watched * 0.1)
-        if watched < estimate.SLICE / 100 and not any(n for _, n in counts):
+        if watched < estimate.SLICE / 10 and not any(n for _, n in counts):
             return  # the process hardly ran during the slice (a busy machine): it saw nothing either way
         for each, n in counts:
             if self.hot.get(id(each.code)) is each:
@@ -419,9 +419,10 @@ class SysMonitoringEngine:
             return
         self._calibrated = True
 
-        def probe() -> None:
-            pass
-
+        # A function called from a loop through a global name, as application code calls.
+        namespace: dict[str, Any] = {}
+        exec(compile(_PROBE, "<coldmod-calibration>", "exec"), namespace)  # noqa: S102 - our own text
+        probe, loop = namespace["probe"], namespace["loop"]
         code = probe.__code__
         with self._counting.lock:
             self._counting.codes[id(code)] = code
@@ -431,8 +432,7 @@ class SysMonitoringEngine:
             for armed in (True, False) * 15:
                 self._mon.set_local_events(self.local, code, self._mon.events.PY_START if armed else 0)
                 started = time.thread_time()  # this thread's: the application's threads run meanwhile
-                for _ in range(1000):
-                    probe()
+                loop(1000)
                 runs[armed].append((time.thread_time() - started) / 1000)
         finally:
             self._mon.set_local_events(self.local, code, 0)
@@ -505,6 +505,17 @@ class SysMonitoringEngine:
                 self._rearm(cid, tick)
         if self._sampler is not None:
             self._sampler.start()
+
+
+_PROBE = """
+def probe():
+    pass
+
+
+def loop(n):
+    for _ in range(n):
+        probe()
+"""
 
 
 def _py_start_callback(
