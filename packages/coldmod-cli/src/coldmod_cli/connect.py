@@ -587,6 +587,10 @@ def _attach_once(
                 from coldmod_cli.client import explain_rpc_error
 
                 raise CliError(explain_rpc_error(error)) from None
+            details = error.details() or ""
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED or details.startswith("the collector "):
+                # The collector's own sentence (full, stopping) says more than "cannot reach".
+                return attached.is_set(), details or "the collector is full"
             return attached.is_set(), "lost the collector" if attached.is_set() else "cannot reach the collector"
         finally:
             done.set()
