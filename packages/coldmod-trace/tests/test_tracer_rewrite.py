@@ -167,7 +167,7 @@ def pair(tmp_path: Path):
 
 
 def test_every_def_counts_once_per_call_and_nothing_else_does(pair):
-    plain, rewritten, counters, code, excluded, _ = pair
+    _, rewritten, counters, _, excluded, _ = pair
     rewritten.calls_everything()
     assert {k: v[0] for k, v in counters.items()} == {
         "sample.plain": 1,
@@ -399,7 +399,8 @@ def _coverage(root: Path, env: dict[str, str], variant: str) -> dict[str, object
 def test_coverage_reports_the_same_lines_and_branches_with_the_tracer(tmp_path, collector: Collector, core):
     if core == "sysmon" and sys.version_info < (3, 12):
         pytest.skip("coverage's sys.monitoring core is 3.12+")
-    root = make_app(tmp_path / "app", {"covered.py": COVERED, "shapes.py": SHAPES}, marker='[ignore]\nfiles = ["covered.py"]\n')
+    marker = '[ignore]\nfiles = ["covered.py"]\n'
+    root = make_app(tmp_path / "app", {"covered.py": COVERED, "shapes.py": SHAPES}, marker=marker)
     env = clean_env(**collector.env, COVERAGE_CORE=core)
     without = _coverage(root, env, "plain")
     with_tracer = _coverage(root, env, "traced")

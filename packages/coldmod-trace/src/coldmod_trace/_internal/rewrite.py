@@ -67,8 +67,8 @@ def rewrite(source: bytes, path: str, relpath: str) -> tuple[list[str], CodeType
 
 def _after_docstring(body: list[ast.stmt]) -> int:
     first = body[0]
-    is_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-    return 1 if is_doc and isinstance(first.value.value, str) else 0
+    value = first.value if isinstance(first, ast.Expr) else None
+    return 1 if isinstance(value, ast.Constant) and isinstance(value.value, str) else 0
 
 
 def _counter_call(slot: int, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.stmt:
@@ -82,11 +82,8 @@ def _counter_call(slot: int, node: ast.FunctionDef | ast.AsyncFunctionDef) -> as
         # first decorator's, else the def's) on every version.
         line = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         col = node.col_offset
-    call = ast.Expr(ast.Call(ast.Constant(_PLACEHOLDER.format(slot)), [], []))
-    for part in ast.walk(call):
-        part.lineno = part.end_lineno = line
-        part.col_offset = part.end_col_offset = col
-    return call
+    at: dict[str, Any] = {"lineno": line, "end_lineno": line, "col_offset": col, "end_col_offset": col}
+    return ast.Expr(ast.Call(ast.Constant(_PLACEHOLDER.format(slot), **at), [], [], **at), **at)
 
 
 def _bind(code: CodeType, ticks: Sequence[Callable[[], object]], made: list[CodeType]) -> CodeType:
@@ -165,17 +162,17 @@ class RewriteHook:
             return
         for index, finder in enumerate(sys.meta_path):
             if finder is importlib.machinery.PathFinder:
-                sys.meta_path.insert(index, self)  # type: ignore[arg-type]
+                sys.meta_path.insert(index, self)
                 break
         else:
-            sys.meta_path.insert(0, self)  # type: ignore[arg-type]
+            sys.meta_path.insert(0, self)
         # Modules found before the hook existed keep their cached finders' loaders; new
         # imports go through find_spec. Nothing to invalidate.
 
     def uninstall(self) -> None:
         """Remove the finder; modules already rewritten keep counting into counters nobody reads."""
         with contextlib.suppress(ValueError):  # not installed
-            sys.meta_path.remove(self)  # type: ignore[arg-type]
+            sys.meta_path.remove(self)
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
         """PathFinder's answer, with the loader swapped for application source files."""
