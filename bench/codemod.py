@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,9 +72,15 @@ def _keys(root: Path) -> list[str]:
     return sorted(keys)
 
 
-def _time(fn) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+#: CPU seconds of each timed call, beside its wall time: on a loaded machine the wall time says little.
+CPU: dict[str, float] = {}
+
+
+def _time(fn, name: str = "") -> float:  # type: ignore[no-untyped-def]
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
+    if name:
+        CPU[name] = time.process_time() - cpu
     return time.perf_counter() - start
 
 
@@ -86,7 +93,7 @@ def _full_repo_metadata(root: Path) -> float:
         for path in paths:
             manager.get_metadata_wrapper_for_path(path).resolve(FullyQualifiedNameProvider)
 
-    return _time(build)
+    return _time(build, "baseline")
 
 
 def _old_release(root: Path, keys: list[str], rev: str, timeout: float) -> tuple[float | None, str]:
@@ -103,6 +110,7 @@ def _old_release(root: Path, keys: list[str], rev: str, timeout: float) -> tuple
         keys_file = Path(tmp) / "keys.json"
         keys_file.write_text(json.dumps(keys))
         env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "packages/coldmod-codemod/src")}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             done = subprocess.run(
                 [sys.executable, "-c", _OLD_SCRIPT, str(root), str(keys_file)],
@@ -113,6 +121,8 @@ def _old_release(root: Path, keys: list[str], rev: str, timeout: float) -> tuple
         if done.returncode != 0:
             return None, f"failed: {done.stderr.strip().splitlines()[-1:]}"
         result = json.loads(done.stdout.strip().splitlines()[-1])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU["old"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         return float(result["seconds"]), f"{result['safe']} safe"
 
 
@@ -138,11 +148,11 @@ def main(argv: list[str] | None = None) -> None:
             nonlocal plan
             plan = plan_removal(root, keys)
 
-        every = _time(plan_all)
+        every = _time(plan_all, "every")
         assert plan is not None
         verdicts = Counter(v.verdict for v in plan.verdicts.values())
         edited = len(plan.edits)
-        batch = _time(lambda: plan_removal(root, rng.sample(keys, many)))
+        batch = _time(lambda: plan_removal(root, rng.sample(keys, many)), "batch")
         singles = [_time(lambda k=k: plan_removal(root, [k])) for k in rng.sample(keys, 3 if args.quick else 7)]
         old, old_note = (None, "skipped")
         if args.old_rev and not args.quick:
@@ -152,21 +162,22 @@ def main(argv: list[str] | None = None) -> None:
     py = f"{sys.implementation.name} {sys.version.split()[0]}"
     print(f"\n## Codemod ({py}; {args.tree}{'/' + subdir if subdir else ''}'s source: {len(files)} files, "
           f"{lines:,} lines, {len(keys):,} functions)\n")  # fmt: skip
-    print("| work | time | vs this release, every function | vs full-repo metadata |")
-    print("|---|---:|---:|---:|")
+    print("| work | time | CPU | vs this release, every function | vs full-repo metadata |")
+    print("|---|---:|---:|---:|---:|")
 
-    def row(name: str, seconds: float) -> None:
-        print(f"| {name} | {seconds:.2f} s | {seconds / every:.2f}× | {seconds / baseline:.3f}× |")
+    def row(name: str, seconds: float, cpu: str = "") -> None:
+        cpu_text = f"{CPU[cpu]:.2f} s" if cpu in CPU else "—"
+        print(f"| {name} | {seconds:.2f} s | {cpu_text} | {seconds / every:.2f}× | {seconds / baseline:.3f}× |")
 
     counts = ", ".join(f"{verdicts[v]} {v}" for v in ("safe", "review", "unsafe"))
-    row(f"plan_removal, every function ({counts}; {edited} files edited)", every)
-    row(f"plan_removal, {many} keys", batch)
+    row(f"plan_removal, every function ({counts}; {edited} files edited)", every, "every")
+    row(f"plan_removal, {many} keys", batch, "batch")
     row(f"plan_removal, 1 key (median of {len(singles)})", statistics.median(singles))
     if old is not None:
-        row(f"previous release ({args.old_rev}), every function ({old_note})", old)
+        row(f"previous release ({args.old_rev}), every function ({old_note})", old, "old")
     else:
-        print(f"| previous release ({args.old_rev or '—'}), every function | {old_note} | — | — |")
-    row("LibCST FullRepoManager + FullyQualifiedNameProvider, every file", baseline)
+        print(f"| previous release ({args.old_rev or '—'}), every function | {old_note} | — | — | — |")
+    row("LibCST FullRepoManager + FullyQualifiedNameProvider, every file", baseline, "baseline")
 
 
 if __name__ == "__main__":
