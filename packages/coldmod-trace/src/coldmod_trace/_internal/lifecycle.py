@@ -95,6 +95,7 @@ _quiesced: Quiescible | None = None
 _grpc_hooks = False  # our grpc hooks are registered (after grpc's own)
 _in_child_hooks = False  # inside the early after_in_child: a new sender waits to start
 _child_pending: Quiescible | None = None
+_inherited: list[Quiescible] = []  # the senders of the processes we were forked from, kept as they were
 
 
 def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> None:
@@ -108,6 +109,10 @@ def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> N
         def after_in_child() -> None:
             global fork_guard, _guard_held_for_fork, _in_child_hooks, _child_pending
             fork_guard, _guard_held_for_fork = threading.Lock(), False
+            if _sender is not None:
+                # The parent's sender and its channel must never be closed or collected here:
+                # closing would write a TLS close (GOAWAY) into the connection the parent still uses.
+                _inherited.append(_sender)
             _in_child_hooks = True
             try:
                 on_fork_child()
