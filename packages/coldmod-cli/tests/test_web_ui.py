@@ -168,6 +168,7 @@ def test_a_phone_390_px_wide_has_no_overflow(stack: Stack, browser: Browser) -> 
             box: document.querySelector("#table-scroll").clientWidth,
             canvas: document.querySelector("#treemap-canvas").getBoundingClientRect().width,
             keyVisible: getComputedStyle(document.querySelector("td.key")).display !== "none",
+            keyWidth: document.querySelector("td.key").getBoundingClientRect().width,
             whereHidden: getComputedStyle(document.querySelector("td.where")).display === "none",
         })"""
     )
@@ -177,6 +178,7 @@ def test_a_phone_390_px_wide_has_no_overflow(stack: Stack, browser: Browser) -> 
     assert sizes["table"] <= sizes["box"], sizes
     assert 300 < sizes["canvas"] <= 390, sizes
     assert sizes["keyVisible"], sizes
+    assert sizes["keyWidth"] >= 0.45 * 390, sizes  # hidden columns gave their width to the function's name
     assert sizes["whereHidden"], sizes
 
 

@@ -555,7 +555,8 @@ function renderSummary() {
   const h = state.heatmap;
   if (h && (h.dropped_unknown || h.dropped_updates)) boxes.push(["dropped updates", compact(h.dropped_unknown + h.dropped_updates), "", ""]);
   $("summary").replaceChildren(...boxes.map(([label, value, cls, title]) =>
-    el("div", { class: `count ${cls}`, "data-count": label, title: title || undefined }, el("b", { text: String(value) }), el("span", { text: label }))));
+    el("div", { class: `count ${cls}`, "data-count": label, title: title || undefined },
+      el("b", { text: typeof value === "number" ? value.toLocaleString("en") : value }), el("span", { text: label }))));
   state.stateTitles = {
     cold: "never called since it was tracked",
     warm: hot > 1 ? `1 to ${hot - 1} calls (below the top third of this app's log scale)` : "",
