@@ -196,3 +196,47 @@ def test_identical_full_registers_are_converted_once_and_the_app_at_the_limits_i
     assert len(merged.entries) == MAX_KEYS_PER_APP
     assert len({e.key for e in merged.entries}) == MAX_KEYS_PER_APP
     assert _peak_rss_kb(server.proc.pid) < MAX_RSS_KB
+
+
+class _Context:
+    """The part of a servicer context Fetch uses: the client is there until ``leave()``."""
+
+    def __init__(self) -> None:
+        self.active = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def abort(self, code, details):
+        raise RuntimeError(f"{code.name}: {details}")
+
+
+def test_fetch_holds_at_most_a_few_snapshots_at_once(tmp_path):
+    from coldmod_cli.server import open_store
+    from coldmod_cli.server.service import FETCHES_AT_ONCE, HeatmapService
+    from coldmod_cli.server.store import Source
+
+    store = open_store(f"sqlite://{tmp_path}/s.db")
+    try:
+        store.register("shop", [Source(f"m.f{n}") for n in range(12_000)], 1000)  # three parts each
+        service = HeatmapService(store, insecure=False, max_apps=10)
+        slow = [service.Fetch(pb.FetchRequest(app="shop"), _Context()) for _ in range(FETCHES_AT_ONCE)]
+        for stream in slow:  # each slow reader holds its snapshot after its first part
+            assert len(next(stream).entries) == 5_000
+        waiting = _Context()
+        got: list[int] = []
+        late = threading.Thread(target=lambda: got.extend(len(p.entries) for p in service.Fetch(
+            pb.FetchRequest(app="shop"), waiting)))
+        late.start()
+        time.sleep(0.6)
+        assert not got, "one Fetch more than FETCHES_AT_ONCE waits for a turn"
+        gone = _Context()
+        gone.active = False
+        assert list(service.Fetch(pb.FetchRequest(app="shop"), gone)) == [], "a waiting client that left gives up"
+        slow[0].close()  # a reader finishes (or leaves): the waiting Fetch goes ahead
+        late.join(10)
+        assert got == [5_000, 5_000, 2_000]
+        for stream in slow[1:]:
+            stream.close()
+    finally:
+        store.close()
