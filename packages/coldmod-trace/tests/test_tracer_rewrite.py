@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import inspect
 import json
 import sys
@@ -146,18 +147,11 @@ def pair(tmp_path: Path):
 
     root = make_app(tmp_path / "app", {"sample.py": SAMPLE})
     path = root / "sample.py"
-    counters: dict[str, list[int]] = {}
+    counters: dict[str, itertools.count[int]] = {}
     excluded: list[CodeType] = []
-
-    def tick(key: str):
-        counts = counters.setdefault(key, [0])
-
-        def step() -> None:
-            counts[0] += 1
-
-        return step
-
-    hook = RewriteHook(AppFilter(load(root), str(root)), tick, excluded.append)
+    hook = RewriteHook(
+        AppFilter(load(root), str(root)), lambda key: counters.setdefault(key, itertools.count()), excluded.append
+    )
     code = hook.code_for(path.read_bytes(), str(path), "sample.py")
     plain = _load(path, "h4_plain_sample", None)
     rewritten = _load(path, "h4_rewritten_sample", code)
@@ -169,7 +163,7 @@ def pair(tmp_path: Path):
 def test_every_def_counts_once_per_call_and_nothing_else_does(pair):
     _, rewritten, counters, _, excluded, _ = pair
     rewritten.calls_everything()
-    assert {k: v[0] for k, v in counters.items()} == {
+    assert {k: next(v) for k, v in counters.items()} == {  # (next: the count so far)
         "sample.plain": 1,
         "sample.documented": 1,
         "sample.only_a_docstring": 1,
@@ -248,7 +242,7 @@ def test_a_file_with_a_syntax_error_fails_to_import_exactly_as_without_the_hook(
     from coldmod_trace.rootmarker import load
 
     root = make_app(tmp_path / "app", {"broken.py": "def f(:\n    pass\n"})
-    hook = RewriteHook(AppFilter(load(root), str(root)), lambda key: int, lambda code: None)
+    hook = RewriteHook(AppFilter(load(root), str(root)), lambda key: itertools.count(), lambda code: None)
     hook.install()
     sys.path.insert(0, str(root))
     try:
@@ -418,7 +412,7 @@ def test_a_corrupt_or_unwritable_cache_only_costs_a_compile(tmp_path):
 
     root = make_app(tmp_path / "app", {"m.py": "def f():\n    return 1\n"})
     source = (root / "m.py").read_bytes()
-    hook = RewriteHook(AppFilter(load(root), str(root)), lambda key: int, lambda code: None)
+    hook = RewriteHook(AppFilter(load(root), str(root)), lambda key: itertools.count(), lambda code: None)
     hook.code_for(source, str(root / "m.py"), "m.py")
     hook.code_for(source, str(root / "m.py"), "m.py")
     assert hook.compiled == 1
@@ -429,7 +423,7 @@ def test_a_corrupt_or_unwritable_cache_only_costs_a_compile(tmp_path):
 
     other = make_app(tmp_path / "ro", {"m.py": "def f():\n    return 1\n"})
     (other / ".coldmod-cache").write_text("a file where the cache directory would be")  # mkdir fails
-    hook = RewriteHook(AppFilter(load(other), str(other)), lambda key: int, lambda code: None)
+    hook = RewriteHook(AppFilter(load(other), str(other)), lambda key: itertools.count(), lambda code: None)
     namespace: dict[str, object] = {}
     exec(hook.code_for(source, str(other / "m.py"), "m.py"), namespace)
     assert namespace["f"]() == 1

@@ -80,8 +80,8 @@ class Engine(Protocol):
     def reset_after_fork(self) -> None:
         """In a forked child: zero every count, keep what was learned about code objects."""
 
-    def key_tick(self, key: str) -> Callable[[], object]:
-        """The C step that counts one call of ``key`` (for code the import hook rewrote)."""
+    def key_counter(self, key: str) -> itertools.count[int]:
+        """The counter of ``key``'s calls (for code the import hook rewrote: it calls ``next`` on it)."""
 
     def exclude(self, code: CodeType) -> None:
         """Never count ``code`` here: the import hook compiled its counter into it."""
@@ -188,14 +188,14 @@ class _Counting:
             return self.windows.setdefault(cid, _Window(self.cap, cap)).tick
         return self.counters.setdefault(cid, itertools.count()).__next__
 
-    def key_tick(self, key: str) -> Callable[[], object]:
+    def key_counter(self, key: str) -> itertools.count[int]:
         """The counter of a rewritten function's key: one per key, shared by every load of its module."""
         counter = self.keys.get(key)
         if counter is None:
             counter = self.keys[key] = itertools.count()
             self.codes[id(key)] = key
             self.counters[id(key)] = counter
-        return counter.__next__
+        return counter
 
     def open_slice(self, arm: Callable[[int, Callable[[], object]], None]) -> _Slice:
         """Open a slice for every hot function: ``arm`` installs its slice count and enables its events."""
@@ -487,10 +487,10 @@ class SysMonitoringEngine:
                 self._ticks[id(code)] = itertools.repeat(self._mon.DISABLE).__next__
             self._counting.forget(code)
 
-    def key_tick(self, key: str) -> Callable[[], object]:
-        """The counter step for a rewritten function's key."""
+    def key_counter(self, key: str) -> itertools.count[int]:
+        """The counter of a rewritten function's key."""
         with self._counting.lock:
-            return self._counting.key_tick(key)
+            return self._counting.key_counter(key)
 
     def exclude(self, code: CodeType) -> None:
         """Counted by its own compiled-in counter: disabled at its first call, never counted here."""
@@ -597,10 +597,10 @@ class SettraceEngine:
                 self._ticks[id(code)] = (int, -1)
             self._counting.forget(code)
 
-    def key_tick(self, key: str) -> Callable[[], object]:
-        """The counter step for a rewritten function's key."""
+    def key_counter(self, key: str) -> itertools.count[int]:
+        """The counter of a rewritten function's key."""
         with self._counting.lock:
-            return self._counting.key_tick(key)
+            return self._counting.key_counter(key)
 
     def exclude(self, code: CodeType) -> None:
         """Counted by its own compiled-in counter: the trace function passes it by."""

@@ -2,10 +2,11 @@
 
 Like pytest's assertion rewriting, a meta-path finder hands application modules
 to a loader that parses the source, inserts one statement at the top of each
-function body (after its docstring) and compiles the tree. The statement calls
-the function's counter, an ``itertools.count().__next__`` placed into the code
-object's constants after compiling: one ``LOAD_CONST`` and one C call per call,
-atomic under the GIL, with no name added to the module. It carries the line
+function body (after its docstring) and compiles the tree. The statement is
+``next(counter)`` with the builtin ``next`` and the function's ``itertools.count``
+placed into the code object's constants after compiling: two ``LOAD_CONST`` and
+one specialised builtin call (~25 ns), atomic under the GIL, with no name added
+to the module (a method-wrapper such as ``count.__next__`` takes twice as long). It carries the line
 of the body's first statement, so a function has exactly the line events,
 line numbers and tracebacks it has without the tracer (the ``def`` line would
 add a line event on 3.12); the source on disk is untouched, so
@@ -42,7 +43,11 @@ from coldmod_trace.keys import key_for
 __all__ = ["RewriteHook", "rewrite"]
 
 _PLACEHOLDER = "__coldmod_counter_{}__"  # a string constant, replaced by the counter at load time
-_CACHE_SUBDIR = f"rewrite-{sys.implementation.cache_tag}-{__version__}"
+_NEXT = "__coldmod_next__"  # replaced by the builtin next
+#: The shape of the inserted statement: part of the cache's name, so that a cache written by
+#: another shape is never bound to the wrong constants.
+_FORMAT = 2
+_CACHE_SUBDIR = f"rewrite{_FORMAT}-{sys.implementation.cache_tag}-{__version__}"
 
 
 def rewrite(source: bytes, path: str, relpath: str) -> tuple[list[str], CodeType]:
@@ -72,7 +77,7 @@ def _after_docstring(body: list[ast.stmt]) -> int:
 
 
 def _counter_call(slot: int, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.stmt:
-    """``"<placeholder>"()`` on the line of the function's first line event, so it adds none."""
+    """``"<next>"("<placeholder>")`` on the line of the function's first line event, so it adds none."""
     body = node.body
     first = _after_docstring(body)
     if first < len(body):
@@ -83,18 +88,21 @@ def _counter_call(slot: int, node: ast.FunctionDef | ast.AsyncFunctionDef) -> as
         line = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         col = node.col_offset
     at: dict[str, Any] = {"lineno": line, "end_lineno": line, "col_offset": col, "end_col_offset": col}
-    return ast.Expr(ast.Call(ast.Constant(_PLACEHOLDER.format(slot), **at), [], [], **at), **at)
+    counter = ast.Constant(_PLACEHOLDER.format(slot), **at)
+    return ast.Expr(ast.Call(ast.Constant(_NEXT, **at), [counter], [], **at), **at)
 
 
-def _bind(code: CodeType, ticks: Sequence[Callable[[], object]], made: list[CodeType]) -> CodeType:
-    """``code`` with each placeholder constant replaced by its counter step (nested code too)."""
+def _bind(code: CodeType, counters: Sequence[object], made: list[CodeType]) -> CodeType:
+    """``code`` with each placeholder constant replaced by its counter, and ``next`` (nested code too)."""
     consts = []
     changed = False
     for const in code.co_consts:
         if isinstance(const, CodeType):
-            new: Any = _bind(const, ticks, made)
+            new: Any = _bind(const, counters, made)
+        elif const == _NEXT:
+            new = next
         elif isinstance(const, str) and const.startswith("__coldmod_counter_") and const.endswith("__"):
-            new = ticks[int(const[18:-2])]
+            new = counters[int(const[18:-2])]
         else:
             new = const
         changed = changed or new is not const
@@ -145,11 +153,11 @@ class RewriteHook:
     """The meta-path finder: stands in front of ``PathFinder`` and rewrites what it finds of the app's."""
 
     def __init__(
-        self, apps: AppFilter, tick: Callable[[str], Callable[[], object]], exclude: Callable[[CodeType], None]
+        self, apps: AppFilter, counter: Callable[[str], object], exclude: Callable[[CodeType], None]
     ) -> None:
-        """``tick(key)`` gives a key's counter step; ``exclude(code)`` tells the engine not to count it too."""
+        """``counter(key)`` gives a key's ``itertools.count``; ``exclude(code)`` tells the engine not to count it."""
         self._apps = apps
-        self._tick = tick
+        self._counter = counter
         self._exclude = exclude
         self._cache = _Cache(apps.root)
         self._local = threading.local()  # re-entrancy guard: finding may import (encodings…)
@@ -203,7 +211,7 @@ class RewriteHook:
         else:
             keys, code = cached
         made: list[CodeType] = []
-        bound = _bind(code, [self._tick(key) for key in keys], made)
+        bound = _bind(code, [self._counter(key) for key in keys], made)
         for each in made:
             self._exclude(each)
         self.loaded += 1

@@ -70,7 +70,7 @@ class Tracer:
             log.log(level, "coldmod: tracing with %s: %s", self.engine.name, reason)
         # Exact mode compiles a counter into every application module imported from now on;
         # the engine counts what was compiled before (the main script, earlier imports).
-        self.hook = RewriteHook(self.apps, self.engine.key_tick, self.engine.exclude) if mode == "exact" else None
+        self.hook = RewriteHook(self.apps, self.engine.key_counter, self.engine.exclude) if mode == "exact" else None
         self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name)
         self.sender = Sender(self.sender_config, self.engine, self.apps)
         self._lock = threading.Lock()
