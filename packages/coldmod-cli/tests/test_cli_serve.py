@@ -41,7 +41,9 @@ def test_serve_runs_a_collector_that_fetch_and_status_use(tmp_path, shop):
             cwd=shop, env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["collector"]["apps"] == 1
+        state = json.loads(status.stdout)["collector"]
+        assert state["apps"] == 1
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", state["web_url"])  # from Info, where connect looks too
     finally:
         server.terminate()
         server.wait(20)

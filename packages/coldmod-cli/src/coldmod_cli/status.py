@@ -80,9 +80,9 @@ def gather() -> tuple[dict[str, Any], list[str]]:
         collector.update(reachable=True, authenticated=True, apps=len(response.apps))
         if info["app"] and info["app"] not in {summary.app for summary in response.apps}:
             collector["note"] = f"no heatmap for {info['app']!r} yet"
-        store = _store_info()
-        if store is not None:
-            collector["store"], collector["durability"] = store
+        about = _collector_info()
+        if about is not None:
+            collector.update(about)
     except config.ConfigError as exc:
         problems.append(str(exc))
     except Exception as exc:
@@ -98,8 +98,8 @@ def gather() -> tuple[dict[str, Any], list[str]]:
     return info, problems
 
 
-def _store_info() -> tuple[str, str] | None:
-    """The collector's store and what a crash of it loses (Info), or None from a collector without Info."""
+def _collector_info() -> dict[str, str] | None:
+    """What the collector says about itself (Info): version, web UI, store and what a crash of it loses."""
     import grpc
 
     from coldmod_cli import client
@@ -110,7 +110,12 @@ def _store_info() -> tuple[str, str] | None:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
             return None
         raise
-    return answer.store, answer.durability
+    return {
+        "version": answer.version,
+        "web_url": answer.web_url,
+        "store": answer.store,
+        "durability": answer.durability,
+    }
 
 
 def report(fmt: str) -> None:
@@ -149,6 +154,8 @@ def _text(info: dict[str, Any]) -> None:
     else:
         state = "not reachable"
     line("collector", f"{collector['address'] or '-'} ({state})")
+    if collector.get("version"):
+        line("", f"coldmod-cli {collector['version']}; web UI {collector.get('web_url') or 'off'}")
     if collector.get("store"):
         line("store", f"{collector['store']}: {collector['durability']}")
     tracing = info["tracing"]
