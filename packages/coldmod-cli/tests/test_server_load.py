@@ -213,7 +213,7 @@ class _Context:
 
 def test_fetch_holds_at_most_a_few_snapshots_at_once(tmp_path):
     from coldmod_cli.server import open_store
-    from coldmod_cli.server.service import FETCHES_AT_ONCE, HeatmapService
+    from coldmod_cli.server.service import FETCH_WAITERS, FETCHES_AT_ONCE, HeatmapService
     from coldmod_cli.server.store import Source
 
     store = open_store(f"sqlite://{tmp_path}/s.db")
@@ -233,6 +233,19 @@ def test_fetch_holds_at_most_a_few_snapshots_at_once(tmp_path):
         gone = _Context()
         gone.active = False
         assert list(service.Fetch(pb.FetchRequest(app="shop"), gone)) == [], "a waiting client that left gives up"
+        # Waiting is bounded too: readers never take the handler threads tracers need.
+        queued = [_Context() for _ in range(FETCH_WAITERS - 1)]
+        request = pb.FetchRequest(app="shop")
+        queue = [threading.Thread(target=lambda c=c: list(service.Fetch(request, c))) for c in queued]
+        for thread in queue:
+            thread.start()
+        time.sleep(0.3)
+        with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+            list(service.Fetch(pb.FetchRequest(app="shop"), _Context()))
+        for context in queued:
+            context.active = False
+        for thread in queue:
+            thread.join(5)
         slow[0].close()  # a reader finishes (or leaves): the waiting Fetch goes ahead
         late.join(10)
         assert got == [5_000, 5_000, 2_000]

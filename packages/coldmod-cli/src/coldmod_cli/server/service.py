@@ -35,6 +35,10 @@ FETCH_PART_ENTRIES = 5_000
 #: Fetches holding a snapshot at once: an app at the limits is ~150 MB in memory
 #: while it streams, so their number bounds the collector's memory; others wait.
 FETCHES_AT_ONCE = 4
+#: Fetches waiting for a turn at once; more are refused, so readers never hold the
+#: handler threads tracers' Reports need.
+FETCH_WAITERS = 8
+FETCH_BUSY = "the collector is sending other heatmaps right now; retry in a moment"
 
 
 def _now_ms() -> int:
@@ -109,6 +113,8 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         self.max_apps = max_apps
         self.web_url = ""
         self._fetches = threading.BoundedSemaphore(FETCHES_AT_ONCE)
+        self._fetch_waiters = 0
+        self._fetch_waiters_lock = threading.Lock()
 
     def _operator_only(self, context: grpc.ServicerContext, what: str) -> None:
         """Refuse an operation to an unauthenticated caller from another machine."""
@@ -123,13 +129,27 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         """The heatmap of one app: one snapshot, streamed in parts of at most FETCH_PART_ENTRIES entries."""
         with _statuses(context):
             app = check_app(request.app)
-        while not self._fetches.acquire(timeout=0.25):
-            if not context.is_active():
-                return  # the client left while waiting for its turn
+        if not self._fetches.acquire(blocking=False) and not self._wait_for_turn(context):
+            return  # the client left while waiting for its turn
         try:
             yield from self._stream(app, context)
         finally:
             self._fetches.release()
+
+    def _wait_for_turn(self, context: grpc.ServicerContext) -> bool:
+        """Wait for a Fetch slot while the client is there (False if it left); refuse when many wait."""
+        with self._fetch_waiters_lock:
+            if self._fetch_waiters >= FETCH_WAITERS:
+                _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, FETCH_BUSY)
+            self._fetch_waiters += 1
+        try:
+            while not self._fetches.acquire(timeout=0.25):
+                if not context.is_active():
+                    return False
+            return True
+        finally:
+            with self._fetch_waiters_lock:
+                self._fetch_waiters -= 1
 
     def _stream(self, app: str, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
         """One snapshot of the app, as FetchResponse parts."""
