@@ -214,6 +214,7 @@ def reported_web_url(channel: grpc.Channel, timeout: float = 5.0) -> tuple[str, 
 
 
 def _unspecified(host: str) -> bool:
+    """True for an empty or any-interface address (0.0.0.0, ::)."""
     try:
         return not host or ipaddress.ip_address(host).is_unspecified
     except ValueError:
@@ -280,6 +281,7 @@ class Checkout:
             sink(pb.CliEvent(references=_reference_count(key, *counted)))
 
     def _send(self, event: pb.CliEvent) -> None:
+        """Send ``event`` up the stream when there is one."""
         with self._lock:
             sink = self._sink
         if sink is not None:
@@ -303,6 +305,7 @@ class Checkout:
         ).start()
 
     def _count(self, generation: int, keys: list[str]) -> None:
+        """Count each function's references and verdict, sending each as it is known."""
         from coldmod_proto.v1 import coldmod_pb2 as pb
 
         codemod = _codemod()
@@ -361,6 +364,7 @@ class Checkout:
         return pb.CliEvent(result=result)
 
     def _require(self, key: str, what: str) -> None:
+        """Raise CliError unless ``key`` is a function of the checkout."""
         if key not in self.found.sources:
             if key in self.found.marker.ignore_keys:
                 raise CliError(f"{key} is ignored in {self.found.marker.path}; nothing to {what}")
@@ -465,6 +469,7 @@ class _Stream:
     """One ``Attach`` call: events up from a queue, commands down, each command run in order."""
 
     def __init__(self, channel: grpc.Channel, pairing: _Pairing, checkout: Checkout, hostname: str) -> None:
+        """Open the Attach call on ``channel`` for ``pairing``."""
         from coldmod_cli.web.relay import CLI_TOKEN_METADATA
         from coldmod_proto.v1 import coldmod_pb2 as pb
         from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
@@ -480,6 +485,7 @@ class _Stream:
         )
 
     def _events(self) -> Iterator[pb.CliEvent]:
+        """The hello, then whatever is queued, until the end marker."""
         yield self.hello
         while True:
             event = self.outgoing.get()
@@ -507,6 +513,7 @@ class _Stream:
                 self.outgoing.put(None)
 
     def _answer(self, command: pb.UiCommand) -> None:
+        """Carry out one command and queue its result."""
         self.outgoing.put(self.checkout.run(command))
 
     def cancel(self) -> None:
@@ -516,6 +523,7 @@ class _Stream:
 
 
 def _cancel_on_stop(stop: threading.Event, done: threading.Event, stream: _Stream) -> None:
+    """Cancel ``stream`` once ``stop`` is set (until the call is ``done``)."""
     while not done.wait(0.2):
         if stop.is_set():
             stream.cancel()
@@ -523,6 +531,7 @@ def _cancel_on_stop(stop: threading.Event, done: threading.Event, stream: _Strea
 
 
 def _wait(stop: threading.Event, attempt: int) -> None:
+    """Back off before reconnecting: doubling, capped, with jitter; Ctrl-C interrupts."""
     delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt)
     stop.wait(delay * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311 - jitter, not a secret
 
@@ -531,6 +540,7 @@ class _Pairing:
     """This CLI's side of a pairing: the key (issued on first attach when none was given) and its token."""
 
     def __init__(self, key: str, base: str | None = None) -> None:
+        """A pairing under ``key`` ( until the collector issues one)."""
         self.key = key
         self.base = base  # the UI address the developer named, if any
         self.issued = not key  # the collector makes the key: print the page's URL once it has
@@ -557,6 +567,7 @@ def _attach_once(
         attached = threading.Event()
 
         def on_attached() -> None:
+            """Say we are connected (and, for a new pairing, print its page's address once)."""
             first = not pairing.announced
             pairing.announced = True
             attached.set()

@@ -89,6 +89,7 @@ class Hub:
             self._feeds.add(feed)
 
         def remove() -> None:
+            """Stop delivering changes to this feed."""
             with self._lock:
                 self._feeds.discard(feed)
 

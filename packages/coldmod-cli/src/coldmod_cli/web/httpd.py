@@ -103,6 +103,7 @@ def tls_context(certificate_chain: bytes, private_key: bytes) -> ssl.SSLContext:
 
 
 def _load_static() -> dict[str, bytes]:
+    """The page's files, read once from the package."""
     files = resources.files("coldmod_cli.web") / "static"
     loaded = {name: (files / name).read_bytes() for name in _STATIC}
     loaded["index.html"] = (files / "index.html").read_bytes()
@@ -115,6 +116,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], web: WebServer) -> None:
+        """Bind ``address`` for ``web`` (IPv6 when the host is an IPv6 literal)."""
         self.web = web
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
@@ -350,6 +352,7 @@ class _Refused(Exception):
     """A request answered with an error (the connection then closes)."""
 
     def __init__(self, status: int, message: str) -> None:
+        """A refusal with its status and its one sentence."""
         super().__init__(message)
         self.status = status
 
@@ -405,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------- answers
 
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        """Answer with ``body``; a refusal (4xx, 5xx) also ends the connection."""
         if status >= 400:  # a refusal ends the connection: nothing after it is read as a request
             self.close_connection = True
         self.send_response(status)
@@ -420,12 +424,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, data: Any, status: int = 200) -> None:
+        """Answer with ``data`` as JSON."""
         self._send(status, json.dumps(data, separators=(",", ":")).encode(), "application/json")
 
     def _error(self, status: int, message: str) -> None:
+        """Refuse with one sentence as JSON (and close the connection)."""
         self._json({"error": message}, status)
 
     def _authorized(self) -> bool:
+        """True when the request may go on; otherwise a 401 was sent."""
         if self.server.web.authorized(self.headers.get("Authorization")):
             return True
         self._send(
@@ -520,6 +527,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(409, str(exc))
 
     def _apps(self, after: str, limit_text: str) -> None:
+        """One page of apps by name, with the total."""
         limit = int(limit_text) if limit_text.isdigit() and 0 < int(limit_text) <= APPS_PAGE else APPS_PAGE
         store = self.server.web.store
         try:
@@ -543,6 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _heatmap(self, app: str) -> None:
+        """One app's heatmap (gzipped when the browser accepts it)."""
         if not app:
             self._error(400, "name the app: /api/heatmap?app=NAME")
             return

@@ -180,11 +180,13 @@ class _Attachment:
     """One CLI stream: the commands waiting to go down it, and whether it has ended."""
 
     def __init__(self, hello: pb.CliHello) -> None:
+        """A CLI stream that has said ``hello``."""
         self.hello = {"app": hello.app, "root": hello.root, "hostname": hello.hostname}
         self.commands: queue.Queue[pb.UiCommand | None] = queue.Queue()
         self.closed = threading.Event()
 
     def close(self) -> None:
+        """End the stream (idempotent): the command queue gets its end marker."""
         if not self.closed.is_set():
             self.closed.set()
             self.commands.put(None)
@@ -194,6 +196,7 @@ class _Session:
     """Everything known about one pairing; guarded by the relay's lock."""
 
     def __init__(self, key: str) -> None:
+        """An empty session named by ``key``."""
         self.key = key
         self.cli: _Attachment | None = None
         self.last_hello: dict[str, str] | None = None
@@ -203,10 +206,12 @@ class _Session:
         self.waiting: dict[str, _Waiter] = {}
 
     def state(self) -> dict[str, Any]:
+        """What a UI shows about the session's CLI."""
         hello = self.last_hello or {"app": "", "root": "", "hostname": ""}
         return {"connected": self.cli is not None, "seen": self.last_hello is not None, **hello}
 
     def emit(self, event: str, data: Any) -> None:
+        """Pass one event to every UI listening (caller holds the relay's lock)."""
         for listener in list(self.listeners):
             listener(event, data)
 
@@ -235,6 +240,7 @@ class Relay:
         return session
 
     def _forget_if_idle(self, session: _Session) -> None:
+        """Drop a session nobody uses any more (caller holds the lock)."""
         if session.cli is None and not session.listeners and not session.waiting:
             self._sessions.pop(_digest(session.key), None)
 
@@ -285,6 +291,7 @@ class Relay:
                 listener("references", list(session.references.values()))
 
         def unsubscribe() -> None:
+            """Stop feeding this listener."""
             with self._lock:
                 session.listeners.discard(listener)
                 self._forget_if_idle(session)
@@ -424,6 +431,7 @@ def _verdict(verdict: str, safe: bool) -> str:
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """Abort the call with ``code`` (typed as never returning)."""
     context.abort(code, message)
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
@@ -459,6 +467,7 @@ class ConnectService(pb_grpc.ConnectServicer):
         context.send_initial_metadata((("coldmod-connect", "attached"), (KEY_METADATA, key)))
 
         def read() -> None:
+            """Relay the CLI's events until its stream ends."""
             try:
                 for event in request_iterator:
                     self.relay.receive(attachment, key, event)
