@@ -11,6 +11,13 @@ State-changing routes also need our page's own ``Origin``/``Sec-Fetch-Site``
 and headers no cross-site page may send without a preflight; in insecure mode
 only the Host names the UI is bound to are served (DNS rebinding).
 
+Why not a maintained HTTP library (h11, aiohttp, cheroot)? The flaw was the
+framing, which is now enforced here and tested against raw sockets and a
+hostile page; the UI serves a few developers per collector; and the server
+(TLS, basic auth, SSE, thread per stream) is small enough to read whole. A
+library would add a dependency for the same guarantees; h11 is the one to
+take if this server ever has to do more (pipelining, chunked bodies).
+
 Routes (all behind basic auth unless insecure):
 
 - ``GET /`` the page; ``GET /static/<file>`` its script and style
