@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from conftest import Collector, clean_env, make_app, run_py
@@ -11,6 +12,7 @@ pytestmark = pytest.mark.timeout(120)
 
 APP = """
 import json
+import sys
 import time
 
 import coldmod_trace
@@ -78,3 +80,44 @@ def test_first_calls_are_exact_hot_calls_estimated_and_a_burst_a_lower_bound(tmp
         assert recorder.estimated() == set() == _lower_bounds(recorder)
         assert totals["app.hot"] == facts["hot"]
         assert totals["app.burst"] == 5000
+
+
+FORK_APP = """
+import json
+import sys
+import os
+
+import coldmod_trace
+
+coldmod_trace.start(flush_interval=60)
+
+
+def hot():
+    pass
+
+
+for _ in range(5000):  # past the cap: switched off in the parent
+    hot()
+pid = os.fork()
+if pid == 0:
+    for _ in range(300):  # the child's own window: below the cap, so exact
+        hot()
+    coldmod_trace.stop(5.0)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(json.dumps({"child": pid}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_a_forked_child_counts_its_own_calls_from_zero_with_its_own_slices(tmp_path, collector: Collector):
+    root = make_app(tmp_path / "app", {"app.py": FORK_APP})
+    result = run_py(root, ["app.py"], clean_env(**collector.env))
+    assert result.returncode == 0, result.stderr
+    child = json.loads(result.stdout)["child"]
+    collector.wait_for(lambda r: child in r.instances().values() and len(r.instances()) == 2)
+    by_pid = {pid: iid for iid, pid in collector.recorder.instances().items()}
+    collector.wait_for(lambda r: r.totals(by_pid[child]).get("app.hot") == 300)
+    parent = next(iid for pid, iid in by_pid.items() if pid != child)
+    collector.wait_for(lambda r: r.totals(parent).get("app.hot", 0) > 1024)
+    assert collector.recorder.totals(parent)["app.hot"] <= 5000  # a lower bound: what it saw

@@ -500,8 +500,9 @@ class SysMonitoringEngine:
 
     def reset_after_fork(self) -> None:
         """Fresh counters; re-arm whatever the parent had switched off; a sampler thread of our own."""
+        ticks = self._counting.reset()  # first: it replaces the lock a vanished thread may hold
         with self._counting.lock:
-            for cid, tick in self._counting.reset().items():
+            for cid, tick in ticks.items():
                 self._rearm(cid, tick)
         if self._sampler is not None:
             self._sampler.start()
@@ -610,8 +611,7 @@ class SettraceEngine:
 
     def reset_after_fork(self) -> None:
         """Fresh counts in a forked child (the counters stay: only their baselines move)."""
-        with self._counting.lock:
-            self._counting.reset()
+        self._counting.reset()  # (replaces the lock: the parent's may be held by a thread we lack)
 
 
 def _exact_only(*args: object) -> None:
