@@ -306,3 +306,51 @@ def test_a_rebound_name_gets_nothing_from_an_insecure_ui(paired: Paired, hostile
     assert "shop.cart" not in page.content()
     context.close()
     assert paired.untouched()
+
+
+def test_smuggling_through_a_401_over_tls_reaches_nothing(tmp_path: Path) -> None:
+    """Production configuration: the outer request has no password, the inner one has everything."""
+    import base64
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_path = tmp_path / "ca.pem"
+    ca_path.write_bytes(ca.cert_pem.bytes())
+    checkout = write_checkout(tmp_path / "checkout")
+    with running_stack(tmp_path, api_key="production-key", tls=ca) as stack:
+        marker = checkout / "coldmod.rootmarker"
+        before = marker.read_text()
+        key, token = stack.pairing()
+        session = Session(stack, key, token)
+        cli = Cli(stack, checkout, key, env={"COLDMOD_TLS_CA": str(ca_path)})
+        try:
+            wait_for(lambda: session.cli()["connected"], what="the CLI to attach over TLS")
+            host = f"127.0.0.1:{stack.web.port}"
+            auth = "Basic " + base64.b64encode(b"coldmod:production-key").decode()
+            body = json.dumps({"command": "ignore", "key": TARGET}).encode()
+            inner = head(
+                "POST", f"/api/connect/{key}/commands", host, f"Authorization: {auth}",
+                "Content-Type: application/json", "X-Coldmod: 1", f"X-Coldmod-Token: {token}", length=len(body),
+            ) + body
+            outer = head("POST", f"/api/connect/{key}/commands", host, "Content-Type: text/plain", length=len(inner))
+            context = ssl.create_default_context(cadata=ca.cert_pem.bytes().decode())
+            with socket.create_connection(("127.0.0.1", stack.web.port), timeout=5) as raw, context.wrap_socket(
+                raw, server_hostname="127.0.0.1"
+            ) as sock:
+                sock.sendall(outer + inner)
+                received = b""
+                closed = False
+                try:
+                    while chunk := sock.recv(65536):
+                        received += chunk
+                    closed = True
+                except TimeoutError:
+                    pass
+            assert _statuses(received) == [401]
+            assert closed
+            assert marker.read_text() == before
+        finally:
+            cli.close()
+            session.close()
