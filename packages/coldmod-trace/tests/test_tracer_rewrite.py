@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import inspect
+import itertools
 import json
 import sys
 import traceback
@@ -416,7 +416,7 @@ def test_a_corrupt_or_unwritable_cache_only_costs_a_compile(tmp_path):
     hook.code_for(source, str(root / "m.py"), "m.py")
     hook.code_for(source, str(root / "m.py"), "m.py")
     assert hook.compiled == 1
-    [cached] = (root / ".coldmod-cache").glob("rewrite-*/*.marshal")
+    [cached] = (root / ".coldmod-cache").glob("rewrite*/*.marshal")
     cached.write_bytes(b"garbage")  # a corrupt entry is a miss, never an error
     hook.code_for(source, str(root / "m.py"), "m.py")
     assert hook.compiled == 2
