@@ -363,3 +363,48 @@ def test_store_copy_makes_the_destination_the_same_and_again_changes_nothing(tmp
             assert "cannot copy into an SQLite store yet" in done.stderr
             assert "Traceback" not in done.stderr
             assert not back.exists()
+
+
+def test_one_group_with_twins_an_overflow_and_sums_past_2_53_answers_each_batch_exactly(two):
+    from concurrent.futures import Future
+
+    from coldmod_cli.server.redis_store import _Waiting
+    from coldmod_cli.server.store import CountOverflow
+
+    first, _ = two
+    first.register("shop", [Source("m.a"), Source("m.b"), Source("m.c")], 1000)
+    first.report(_batch("i0", 1, {"m.b": 2**63 - 2}))
+    batches = [
+        _batch("i1", 1, {"m.a": 2**52, "gone": 1}),
+        _batch("i2", 1, {"m.a": 2**52 + 1}),  # merged with i1: past 2**53, so the group goes one by one
+        _batch("i3", 1, {"m.b": 1}),  # reaches 2**63 - 1 exactly
+        _batch("i4", 1, {"m.b": 1, "m.c": 9}),  # would pass it: refused whole, alone
+        _batch("i5", 1, {"m.c": 5}),
+        _batch("i5", 1, {"m.c": 5}),  # its twin in the same group: applied once
+    ]
+    group = [_Waiting(b, Future()) for b in batches]
+    first._apply("shop", group)
+    with pytest.raises(CountOverflow):
+        group[3].future.result()
+    answers = [(w.future.result().duplicate, w.future.result().unknown_keys) for i, w in enumerate(group) if i != 3]
+    assert answers == [(False, 1), (False, 0), (False, 0), (False, 0), (True, 0)]
+    counts = {e.key: e.calls for e in first.fetch("shop").entries}
+    assert counts == {"m.a": 2**53 + 1, "m.b": 2**63 - 1, "m.c": 5}
+    assert first.fetch("shop").dropped_unknown == 1
+    # The same group again (all resends now, the refused one still new): nothing changes but i4's refusal.
+    again = [_Waiting(b, Future()) for b in batches]
+    first._apply("shop", again)
+    assert [w.future.result().duplicate for i, w in enumerate(again) if i != 3] == [True] * 5
+    assert {e.key: e.calls for e in first.fetch("shop").entries} == counts
+    # A group that merges (no sum past 2**53): twins, unknown keys and counts per batch, one write.
+    twin = {"m.c": 1, "gone": 1}
+    merged = [_batch("i6", 1, twin), _batch("i6", 1, twin), _batch("i7", 1, {"m.c": 2})]
+    waiting = [_Waiting(b, Future()) for b in merged]
+    first._apply("shop", waiting)
+    assert [(w.future.result().duplicate, w.future.result().unknown_keys) for w in waiting] == [
+        (False, 1),
+        (True, 1),
+        (False, 0),
+    ]
+    assert {e.key: e.calls for e in first.fetch("shop").entries}["m.c"] == 8
+    assert first.fetch("shop").dropped_unknown == 2

@@ -100,130 +100,193 @@ return {kept, #added / 2, #removed}
 """
 )
 
-#: KEYS: the app's 8 keys, then the instance's dedupe hash.
-#: ARGV: app, sequence, window_start, window_end, dropped_updates, now_ms,
-#: keep (recent sequences remembered), ttl_ms, channel, origin, n, flagged,
-#: then the n keys joined by newlines (keys are printable: none holds one),
-#: the n calls joined by commas and, when ``flagged`` is "1", the n flags
-#: joined by commas ("", "e", "l" or "el": estimated, lower bound). Three
-#: strings instead of 3n arguments: joining is one C call in the collector,
-#: where packing each argument costs a Python step.
-#: Returns {status, unknown, unknown keys...}: status 0 applied, 1 duplicate,
-#: -1 unknown app, -2 a count would overflow (then the rest is the key).
+#: Several batches of one app in one script (group commit: a group's deltas
+#: are merged per key, so a key hit by many tracers costs one hash update).
+#: KEYS: the app's 8 keys, then each batch's instance dedupe hash.
+#: ARGV: app, now_ms, keep (recent sequences remembered), ttl_ms, channel,
+#: origin, m (batches), then per batch 8 values: sequence, window_start,
+#: window_end, dropped_updates, flagged, the keys joined by newlines (keys are
+#: printable: none holds one), the calls joined by commas and, when flagged
+#: is "1", the flags joined by commas ("", "e", "l" or "el": estimated, lower
+#: bound). Joined strings instead of 3n arguments: joining is one C call in
+#: the collector, where packing each argument costs a Python step.
+#: Returns {code, then per batch: status, unknown}: code 0 written (status 0
+#: applied, 1 duplicate), -1 unknown app, -2 a count would pass 2**63 - 1
+#: (then the key), -3 the group's merged sums are not exact in Lua's doubles
+#: (past 2**53 from several batches: apply them one by one). -2 and -3 write nothing.
 REPORT = (
     "#!lua\n"
     + _LIB
     + r"""
-local K, inst = KEYS, KEYS[9]
-local app, seq, wstart, wend = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local dropped_updates, now, keep, ttl = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local channel, origin, n, flagged = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12] == '1'
-local prior = redis.call('HGET', inst, seq)
-if prior then return {1, tonumber(prior)} end
-local floor = redis.call('HGET', inst, 'floor')
-if floor and tonumber(seq) <= tonumber(floor) then return {1, 0} end
-if redis.call('EXISTS', K[1]) == 0 then return {-1, 0} end
+local K = KEYS
+local app, now, keep, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local channel, origin, m = ARGV[5], ARGV[6], tonumber(ARGV[7])
+if redis.call('EXISTS', K[1]) == 0 then return {-1} end
 
-local keys, calls, flags = {}, {}, {}
-for key in string.gmatch(ARGV[13], '[^\n]+') do keys[#keys + 1] = key end
-for count in string.gmatch(ARGV[14], '[^,]+') do calls[#calls + 1] = count end
-if flagged then
-  for i = 1, n do flags[i] = '' end
-  local i = 1
-  for flag in string.gmatch(ARGV[15] .. ',', '([^,]*),') do flags[i] = flag; i = i + 1 end
+-- Which batches are new: neither recorded nor at or below their instance's floor, nor twice here.
+local status, floors, seen_here = {}, {}, {}
+for b = 1, m do
+  local inst, seq = K[8 + b], ARGV[8 + (b - 1) * 8]
+  local prior = redis.call('HGET', inst, seq)
+  floors[b] = redis.call('HGET', inst, 'floor')
+  if prior then status[b] = {1, tonumber(prior)}
+  elseif floors[b] and tonumber(seq) <= tonumber(floors[b]) then status[b] = {1, 0}
+  elseif seen_here[inst .. '\n' .. seq] then status[b] = {1, -1}  -- its twin's answer, filled in below
+  else seen_here[inst .. '\n' .. seq] = b end
 end
-if #keys ~= n or #calls ~= n then return redis.error_reply('ERR a malformed batch') end
--- Known keys are exactly those with a tracked_since; the others are dropped and counted.
-local since = hmget_all(K[3], keys)
-local live, lkeys, unknown = {}, {}, {}
-for i = 1, n do
-  if not since[i] then unknown[#unknown + 1] = keys[i]
-  elseif calls[i] ~= '0' then live[#live + 1] = i; lkeys[#lkeys + 1] = keys[i] end
+
+-- Merge the new batches per key: one contribution keeps its exact decimal string.
+local order, text, sum, parts, first, last, est, lb = {}, {}, {}, {}, {}, {}, {}, {}
+local batch_keys = {}
+for b = 1, m do
+  if not status[b] then
+    local base = 8 + (b - 1) * 8
+    local ws, we, flagged = ARGV[base + 1], ARGV[base + 2], ARGV[base + 4] == '1'
+    local wsn, wen = tonumber(ws), tonumber(we)
+    local keys, calls, flags = {}, {}, {}
+    for key in string.gmatch(ARGV[base + 5], '[^\n]+') do keys[#keys + 1] = key end
+    for count in string.gmatch(ARGV[base + 6], '[^,]+') do calls[#calls + 1] = count end
+    if flagged then
+      local i = 1
+      for flag in string.gmatch(ARGV[base + 7] .. ',', '([^,]*),') do flags[i] = flag; i = i + 1 end
+    end
+    if #keys ~= #calls then return redis.error_reply('ERR a malformed batch') end
+    batch_keys[b] = keys
+    for i, key in ipairs(keys) do
+      local c = calls[i]
+      if c ~= '0' then
+        if not parts[key] then
+          order[#order + 1] = key; parts[key] = 1; text[key] = c; sum[key] = tonumber(c)
+          first[key] = ws; last[key] = we
+        else
+          parts[key] = parts[key] + 1; sum[key] = sum[key] + tonumber(c)
+          if wsn < tonumber(first[key]) then first[key] = ws end
+          if wen > tonumber(last[key]) then last[key] = we end
+        end
+        local flag = flags[i]
+        if flag and flag ~= '' then
+          if string.find(flag, 'e', 1, true) then est[key] = true end
+          if string.find(flag, 'l', 1, true) then lb[key] = true end
+        end
+      end
+    end
+  end
 end
+
+-- Known keys are exactly those with a tracked_since; the others are dropped and counted per batch.
+local since = hmget_all(K[3], order)
+local live, tracked = {}, {}
+for j, key in ipairs(order) do
+  if since[j] then live[#live + 1] = j; tracked[key] = since[j] end
+end
+local lkeys = {}
+for i, j in ipairs(live) do lkeys[i] = order[j] end
 local current = hmget_all(K[4], lkeys)
--- Sums below 2**53 are exact in Lua's doubles and are written in one HSET; the rare
--- larger one is added by HINCRBY (exact in Redis), after the whole batch was checked
--- for overflow in 9-digit halves: a batch that would pass 2**63 - 1 is refused whole.
+-- Sums below 2**53 are exact in doubles and go in one HSET; a larger one is
+-- added with HINCRBY from its exact string (one contribution) after the whole
+-- group was checked for overflow in 9-digit halves: nothing is written if any
+-- count would pass 2**63 - 1.
 local EXACT, BASE, MAX_HI, MAX_LO = 2 ^ 53, 1e9, 9223372036, 854775807
-local function halves(text)
-  if #text <= 9 then return 0, tonumber(text) end
-  return tonumber(string.sub(text, 1, #text - 9)), tonumber(string.sub(text, -9))
+local function halves(digits)
+  if #digits <= 9 then return 0, tonumber(digits) end
+  return tonumber(string.sub(digits, 1, #digits - 9)), tonumber(string.sub(digits, -9))
 end
 local sums, big = {}, {}
-for j, i in ipairs(live) do
-  local delta, have = calls[i], current[j] or '0'
-  local sum = tonumber(have) + tonumber(delta)
-  if sum < EXACT then
-    sums[#sums + 1] = lkeys[j]; sums[#sums + 1] = string.format('%.0f', sum)
+for i, key in ipairs(lkeys) do
+  local have = current[i] or '0'
+  local total = tonumber(have) + sum[key]
+  if total < EXACT then
+    sums[#sums + 1] = key; sums[#sums + 1] = string.format('%.0f', total)
   else
-    if sum > 9e18 then
+    if parts[key] > 1 and sum[key] >= EXACT then return {-3} end
+    if total > 9e18 then
       local ah, al = halves(have)
-      local bh, bl = halves(delta)
+      local bh, bl = halves(text[key])
       local lo = al + bl
       local hi = ah + bh + math.floor(lo / BASE)
       lo = lo % BASE
-      if hi > MAX_HI or (hi == MAX_HI and lo > MAX_LO) then return {-2, 0, lkeys[j]} end
+      if hi > MAX_HI or (hi == MAX_HI and lo > MAX_LO) then return {-2, key} end
     end
-    big[#big + 1] = j
+    big[#big + 1] = key
   end
 end
-hset_pairs(K[4], sums)
-for _, j in ipairs(big) do redis.call('HINCRBY', K[4], lkeys[j], calls[live[j]]) end
 
+-- Every check passed: write.
+hset_pairs(K[4], sums)
+for _, key in ipairs(big) do
+  redis.call('HINCRBY', K[4], key, parts[key] > 1 and string.format('%.0f', sum[key]) or text[key])
+end
 -- No call is seen before the key was tracked (the batch was in flight during a Register).
 local firsts, lasts = hmget_all(K[7], lkeys), hmget_all(K[8], lkeys)
-local set_first, set_last, est, lb = {}, {}, {}, {}
-local ws, we = tonumber(wstart), tonumber(wend)
-for j, i in ipairs(live) do
-  local key, s = lkeys[j], since[i]
+local set_first, set_last, sets_e, sets_l = {}, {}, {}, {}
+for i, key in ipairs(lkeys) do
+  local s = tracked[key]
   local sn = tonumber(s)
-  local f = ws > sn and wstart or s
-  local l = we > sn and wend or s
-  if not firsts[j] or tonumber(f) < tonumber(firsts[j]) then
+  local f = tonumber(first[key]) > sn and first[key] or s
+  local l = tonumber(last[key]) > sn and last[key] or s
+  if not firsts[i] or tonumber(f) < tonumber(firsts[i]) then
     set_first[#set_first + 1] = key; set_first[#set_first + 1] = f
   end
-  if not lasts[j] or tonumber(l) > tonumber(lasts[j]) then
+  if not lasts[i] or tonumber(l) > tonumber(lasts[i]) then
     set_last[#set_last + 1] = key; set_last[#set_last + 1] = l
   end
-  if flagged then
-    local flag = flags[i]
-    if string.find(flag, 'e', 1, true) then est[#est + 1] = key end
-    if string.find(flag, 'l', 1, true) then lb[#lb + 1] = key end
-  end
+  if est[key] then sets_e[#sets_e + 1] = key end
+  if lb[key] then sets_l[#sets_l + 1] = key end
 end
 hset_pairs(K[7], set_first)
 hset_pairs(K[8], set_last)
-each_chunk(est, function(...) redis.call('SADD', K[5], ...) end)
-each_chunk(lb, function(...) redis.call('SADD', K[6], ...) end)
-redis.call('HINCRBY', K[1], 'dropped_unknown', #unknown)
+each_chunk(sets_e, function(...) redis.call('SADD', K[5], ...) end)
+each_chunk(sets_l, function(...) redis.call('SADD', K[6], ...) end)
+
+-- Per batch: its unknown keys, its id recorded with that outcome; the oldest ids fold into a floor.
+local dropped_unknown, dropped_updates = 0, 0
+for b = 1, m do
+  if not status[b] then
+    local unknown = 0
+    for _, key in ipairs(batch_keys[b]) do
+      if not tracked[key] and (parts[key] or redis.call('HEXISTS', K[3], key) == 0) then unknown = unknown + 1 end
+    end
+    status[b] = {0, unknown}
+    dropped_unknown = dropped_unknown + unknown
+    dropped_updates = dropped_updates + tonumber(ARGV[8 + (b - 1) * 8 + 3])
+    local inst, seq = K[8 + b], ARGV[8 + (b - 1) * 8]
+    redis.call('HSET', inst, seq, unknown)
+    if redis.call('HLEN', inst) > keep + 1 then
+      local seqs = {}
+      for _, field in ipairs(redis.call('HKEYS', inst)) do
+        if field ~= 'floor' then seqs[#seqs + 1] = tonumber(field) end
+      end
+      table.sort(seqs)
+      local top = floors[b] and tonumber(floors[b]) or 0
+      local drop = {}
+      for i = 1, #seqs - keep do
+        drop[#drop + 1] = string.format('%d', seqs[i])
+        if seqs[i] > top then top = seqs[i] end
+      end
+      hdel_all(inst, drop)
+      redis.call('HSET', inst, 'floor', string.format('%d', top))
+    end
+    redis.call('PEXPIRE', inst, ttl)
+  end
+end
+for b = 1, m do  -- a twin in this group gets the answer of its first copy
+  if status[b][2] == -1 then
+    local inst, seq = K[8 + b], ARGV[8 + (b - 1) * 8]
+    status[b] = {1, status[seen_here[inst .. '\n' .. seq]][2]}
+  end
+end
+redis.call('HINCRBY', K[1], 'dropped_unknown', dropped_unknown)
 redis.call('HINCRBY', K[1], 'dropped_updates', dropped_updates)
 if tonumber(redis.call('HGET', K[1], 'updated_ms') or '0') < tonumber(now) then
   redis.call('HSET', K[1], 'updated_ms', now)
 end
-
--- The batch id, with the outcome it got; the oldest ids fold into a floor.
-redis.call('HSET', inst, seq, #unknown)
-if redis.call('HLEN', inst) > keep + 1 then
-  local seqs = {}
-  for _, field in ipairs(redis.call('HKEYS', inst)) do
-    if field ~= 'floor' then seqs[#seqs + 1] = tonumber(field) end
-  end
-  table.sort(seqs)
-  local top = floor and tonumber(floor) or 0
-  local drop = {}
-  for i = 1, #seqs - keep do
-    drop[#drop + 1] = string.format('%d', seqs[i])
-    if seqs[i] > top then top = seqs[i] end
-  end
-  hdel_all(inst, drop)
-  redis.call('HSET', inst, 'floor', string.format('%d', top))
-end
-redis.call('PEXPIRE', inst, ttl)
--- Other collectors hear only which app changed (their pages fetch it again): a
--- message of a few bytes, not the batch's keys.
+-- Other collectors hear only which app changed (their pages fetch it again).
 if #lkeys > 0 then publish(channel, origin, app, 'report') end
-local out = {0, #unknown}
-for _, key in ipairs(unknown) do out[#out + 1] = key end
+local out = {0}
+for b = 1, m do out[#out + 1] = status[b][1]; out[#out + 1] = status[b][2] end
+for _, key in ipairs(order) do  -- then the merged keys that were dropped (for the changed-keys notice)
+  if not tracked[key] then out[#out + 1] = key end
+end
 return out
 """
 )

@@ -45,11 +45,13 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,11 @@ CONNECT_TIMEOUT_S = 1.0
 SOCKET_TIMEOUT_S = 10.0
 #: Connections per collector (one per concurrently running call).
 MAX_CONNECTIONS = 64
+#: Report writers per collector: each sends everything waiting as one script per app (group commit),
+#: so a key that many tracers report costs Redis one update per group instead of one per batch.
+WRITERS = 2
+#: Most deltas one group carries (one script's run time stays short: Redis runs one at a time).
+GROUP_DELTAS = 50_000
 MAX_COUNT = 2**63 - 1
 _FLAGS = ("", "l", "e", "el")  # index: estimated * 2 + lower_bound
 
@@ -103,6 +110,14 @@ def _import_redis() -> Any:
             "the Redis store needs the redis package: pip install 'coldmod-cli[redis]'"
         ) from None
     return redis
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A Report waiting for its group."""
+
+    batch: Batch
+    future: Future[ReportResult]
 
 
 @dataclass(frozen=True)
@@ -257,6 +272,8 @@ class RedisStore:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._on_close: list[Callable[[], None]] = []
+        self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
+        self._writers: list[threading.Thread] = []
         try:
             with self._errors("open"):
                 self._version = str(self._client.info("server").get("redis_version", "?"))
@@ -366,46 +383,116 @@ class RedisStore:
             return str(self._client.hget(AppKeys.of(app).meta, "fingerprint") or "")
 
     def report(self, batch: Batch) -> ReportResult:
-        """Apply the batch at most once (one script); returns once Redis has applied it."""
-        keys = AppKeys.of(batch.app)
-        n = len(batch.keys)
-        # Flags travel only when some delta has one (the usual batch has none): n fewer arguments.
-        flagged = any(batch.estimated) or any(batch.lower_bound)
-        lower = batch.lower_bound or [False] * n
-        flags = [_FLAGS[e * 2 + b] for e, b in zip(batch.estimated, lower, strict=True)] if flagged else []
-        args: list[Any] = [
-            batch.app,
-            batch.sequence,
-            batch.window_start_ms,
-            batch.window_end_ms,
-            batch.dropped_updates,
-            _now_ms(),
-            DEDUPE_KEEP,
-            DEDUPE_TTL_MS,
-            CHANNEL,
-            self._origin,
-            n,
-            "1" if flagged else "0",
-            "\n".join(batch.keys),
-            ",".join(map(str, batch.calls)),
-            ",".join(flags),
-        ]
-        with self._errors("Report"):
-            answer = self._scripts["REPORT"](keys=[*keys.all(), keys.instance(batch.instance_id)], args=args)
-        status, unknown = int(answer[0]), int(answer[1])
-        if status == -1:
-            raise UnknownApp(f"the app {batch.app!r} is not registered; register it before reporting")
-        if status == -2:
-            raise CountOverflow(
-                f"the batch would raise the count of {answer[2]!r} past {MAX_COUNT} (2**63 - 1);"
-                " nothing of it was applied"
+        """Apply the batch at most once; returns once Redis has applied it (with the others waiting then)."""
+        item = _Waiting(batch, Future())
+        with self._lock:
+            if self._closed.is_set():
+                raise StoreUnavailable("the store is closing")
+            if not self._writers:
+                self._writers = [
+                    threading.Thread(target=self._write_loop, name=f"coldmod-redis-writer-{n}", daemon=True)
+                    for n in range(WRITERS)
+                ]
+                for writer in self._writers:
+                    writer.start()
+            self._queue.put(item)
+        return item.future.result()
+
+    def _write_loop(self) -> None:
+        """Take everything waiting (up to GROUP_DELTAS deltas), one script per app, answer each caller."""
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._queue.put(None)  # the other writers stop too
+                return
+            items, deltas = [first], len(first.batch.keys)
+            while deltas < GROUP_DELTAS:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # for the next writer; this one finishes its group first
+                    break
+                items.append(item)
+                deltas += len(item.batch.keys)
+            by_app: dict[str, list[_Waiting]] = {}
+            for item in items:
+                by_app.setdefault(item.batch.app, []).append(item)
+            for app, group in by_app.items():
+                try:
+                    self._apply(app, group)
+                except Exception as exc:  # a bug, not a Redis error: fail these calls, keep the writer alive
+                    log.exception("coldmod store: a Redis write failed")
+                    for item in group:
+                        if not item.future.done():
+                            item.future.set_exception(StoreUnavailable(f"the store failed to apply a write ({exc})"))
+
+    def _apply(self, app: str, group: list[_Waiting]) -> None:
+        """One script for the group; a group whose merged sums are not exact in Lua is applied batch by batch."""
+        keys = AppKeys.of(app)
+        args: list[Any] = [app, _now_ms(), DEDUPE_KEEP, DEDUPE_TTL_MS, CHANNEL, self._origin, len(group)]
+        for item in group:
+            batch = item.batch
+            # Flags travel only when some delta has one (the usual batch has none).
+            flagged = any(batch.estimated) or any(batch.lower_bound)
+            lower = batch.lower_bound or [False] * len(batch.keys)
+            flags = [_FLAGS[e * 2 + b] for e, b in zip(batch.estimated, lower, strict=True)] if flagged else []
+            args += (
+                batch.sequence,
+                batch.window_start_ms,
+                batch.window_end_ms,
+                batch.dropped_updates,
+                "1" if flagged else "0",
+                "\n".join(batch.keys),
+                ",".join(map(str, batch.calls)),
+                ",".join(flags),
             )
-        if status == 0 and self._subscribers:
-            dropped = set(answer[2:])
-            changed = frozenset(k for k, c in zip(batch.keys, batch.calls, strict=True) if c and k not in dropped)
+        try:
+            with self._errors("Report"):
+                answer = self._scripts["REPORT"](
+                    keys=[*keys.all(), *(keys.instance(i.batch.instance_id) for i in group)], args=args
+                )
+        except StoreError as exc:
+            for item in group:
+                item.future.set_exception(exc)
+            return
+        code = int(answer[0])
+        if code in (-2, -3) and len(group) > 1:  # find the batch that overflows, or stay exact: one by one
+            for item in group:
+                self._apply(app, [item])
+            return
+        if code == -1:
+            for item in group:
+                item.future.set_exception(
+                    UnknownApp(f"the app {app!r} is not registered; register it before reporting")
+                )
+            return
+        if code == -2:
+            group[0].future.set_exception(
+                CountOverflow(
+                    f"the batch would raise the count of {answer[1]!r} past {MAX_COUNT} (2**63 - 1);"
+                    " nothing of it was applied"
+                )
+            )
+            return
+        results = [
+            ReportResult(item.batch.sequence, int(answer[1 + 2 * n]) == 1, int(answer[2 + 2 * n]))
+            for n, item in enumerate(group)
+        ]
+        if self._subscribers:
+            dropped = set(answer[1 + 2 * len(group) :])
+            changed = frozenset(
+                k
+                for item, result in zip(group, results, strict=True)
+                if not result.duplicate
+                for k, c in zip(item.batch.keys, item.batch.calls, strict=True)
+                if c and k not in dropped
+            )
             if changed:
-                self._notify(Change(batch.app, "report", changed))
-        return ReportResult(batch.sequence, status == 1, unknown)
+                self._notify(Change(app, "report", changed))
+        for item, result in zip(group, results, strict=True):
+            item.future.set_result(result)
 
     def fetch(self, app: str) -> Heatmap:
         """The app's heatmap, read in one MULTI/EXEC (a consistent snapshot); raises UnknownApp."""
@@ -567,7 +654,13 @@ class RedisStore:
         """Stop the change listener and close the connections. Idempotent."""
         if self._closed.is_set():
             return
-        self._closed.set()
+        with self._lock:  # nothing is queued after the writers' stop
+            self._closed.set()
+            writers = self._writers
+            if writers:
+                self._queue.put(None)
+        for writer in writers:  # each finishes what was queued before close
+            writer.join()
         for stop in self._on_close:
             stop()
         listener = self._listener
