@@ -105,3 +105,39 @@ def test_engine_preview_matches_the_choice_and_claims_nothing(tmp_path, take: li
         assert reason.startswith("every sys.monitoring tool id coldmod may use is taken (3=someone else")
     else:
         assert (name, reason) == ("sys.monitoring", "")
+
+
+SAMPLED_ONE_ID = """
+import json
+import sys
+
+for tool in (3, 4, 5):
+    sys.monitoring.use_tool_id(tool, "someone else")
+
+import coldmod_trace
+from coldmod_trace import tracer
+
+coldmod_trace.start(flush_interval=0.1)
+
+
+def hot():
+    pass
+
+
+for _ in range(3000):
+    hot()
+engine = tracer.active().engine
+print(json.dumps({"engine": engine.name, "tool": engine.tool, "local": engine.local}))
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_sampled_mode_with_one_free_tool_id_counts_exactly_and_says_so(tmp_path, collector: Collector):
+    root = make_app(tmp_path / "app", {"app.py": SAMPLED_ONE_ID})
+    result = run_py(root, ["app.py"], clean_env(**collector.env))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"engine": "sys.monitoring", "tool": 2, "local": None}
+    [line] = result.stderr.splitlines()
+    assert "only one sys.monitoring tool id is free: sampled mode counts exactly" in line
+    collector.wait_for(lambda r: r.totals() == {"app.hot": 3000})  # past the cap, still exact
+    assert collector.recorder.estimated() == set()
