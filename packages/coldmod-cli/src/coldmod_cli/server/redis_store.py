@@ -19,7 +19,10 @@ single-slot, while apps spread over the cluster:
 Writes are Lua scripts (:mod:`coldmod_cli.server.redis_scripts`): a Report
 checks its batch id, applies every increment and records the id in one
 script, so it is applied at most once even when resent to another collector;
-a Register replaces the set in one script. Fetch reads the app's keys in one
+a Register replaces the set in one script. Group commit: a collector's
+Reports waiting at the same moment go in one script per app (each batch id
+still checked and recorded on its own, the deltas merged per key), so a key
+that many tracers report costs Redis one update per group, not per batch. Fetch reads the app's keys in one
 MULTI/EXEC: a consistent snapshot. A call returns only after Redis answered,
 so nothing is acknowledged that Redis did not accept; how much of it
 survives a Redis crash is Redis's persistence (see ``durability``).
