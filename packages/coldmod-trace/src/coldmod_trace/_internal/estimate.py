@@ -12,7 +12,7 @@ does not know: a burst that one slice caught (or none did) spreads the counts
 so much that the estimate is refused and what was seen for sure is reported as
 a lower bound instead.
 
-Everything here is pure and deterministic: the tests feed it call shapes.
+Everything but :func:`cpu` is pure and deterministic: the tests feed it call shapes.
 """
 
 from __future__ import annotations
@@ -22,25 +22,7 @@ import math
 import threading
 import time
 
-__all__ = ["MAX_ERROR", "MIN_HITS", "MIN_SLICES", "PERIOD", "SLICE", "Slices", "calls", "cpu"]
-
-
-
-def cpu() -> float:
-    """What slices are measured in: CPU time of the application's threads (the tracer's taken out).
-
-    The calls a program makes follow the work it does, not the time passing: an idle
-    process makes no calls, and a busy machine that runs it less often does not make it
-    call less per unit of its own work. CPU time also makes the callbacks' own cost
-    measurable, and removable. The tracer's threads (discovery, Register, batches) are
-    subtracted: their work is not the application's and comes in bursts of its own.
-    """
-    ours = 0.0
-    for thread in threading.enumerate():
-        if thread.name.startswith("coldmod-") and thread.ident is not None:
-            with contextlib.suppress(OSError, AttributeError):  # gone meanwhile, or not Linux
-                ours += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return time.process_time() - ours
+__all__ = ["MAX_ERROR", "MIN_HITS", "MIN_SLICES", "PERIOD", "SLICE", "Slices", "calls", "cpu", "relative_error"]
 
 #: Length of one slice (s). The sampler thread opens and closes it; when the application
 #: holds the GIL, both happen up to one switch interval (5 ms) late, alike, so the slice
@@ -59,6 +41,23 @@ MIN_SLICES = 5
 MIN_HITS = 4
 #: two standard errors of the estimate (≈95 %), relative to the estimate, at most
 MAX_ERROR = 0.5
+
+
+def cpu() -> float:
+    """What slices are measured in: CPU time of the application's threads (the tracer's taken out).
+
+    The calls a program makes follow the work it does, not the time passing: an idle
+    process makes no calls, and a busy machine that runs it less often does not make it
+    call less per unit of its own work. CPU time also makes the callbacks' own cost
+    measurable, and removable. The tracer's threads (discovery, Register, batches) are
+    subtracted: their work is not the application's and comes in bursts of its own.
+    """
+    ours = 0.0
+    for thread in threading.enumerate():
+        if thread.name.startswith("coldmod-") and thread.ident is not None:
+            with contextlib.suppress(OSError, AttributeError):  # gone meanwhile, or not Linux
+                ours += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    return time.process_time() - ours
 
 
 class Slices:
