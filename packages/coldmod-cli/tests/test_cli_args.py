@@ -291,3 +291,46 @@ def test_version_text_and_json(tmp_path):
     assert data["version"] == __version__
     assert data["coldmod-trace"] == data["coldmod-codemod"] == __version__
     assert data["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_the_commands_are_strict_under_fire_alone_too(shop, recorder, tmp_path, monkeypatch, capsys):
+    # python-fire's own test habit, without the entry point: fire.Fire(component, command=[...]).
+    import fire
+
+    _use(recorder, tmp_path / "tmp", monkeypatch)
+    before = _snapshot(shop)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            fire.Fire(Coldmod(), command=list(args), name="coldmod")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    for args, message in [
+        (["rm", "--cold", "--dryrun"], "unknown flag --dryrun; did you mean --dry-run?"),
+        (["rm", "--cold", "--no-dry-run"], "unknown flag --no-dry-run; did you mean --nodry-run?"),
+        (["rm", "shop.cart.Cart.merge", "--dry-run-please"], "unknown flag --dry-run-please; did you mean --dry-run?"),
+        (["cold", "--sinse", "30d"], "unknown flag --sinse; did you mean --since?"),
+        (["srcs", "json"], "unexpected argument 'json': `coldmod srcs` takes no arguments"),
+        (["fetch", "--format", "yaml"], "--format must be text or json, not 'yaml'"),
+    ]:
+        code, out, err = run(*args)
+        assert (code, out) == (2, ""), (args, err)
+        assert err == f"coldmod: {message}\n", args
+    assert recorder.count == 0
+    assert _snapshot(shop) == before
+
+    code, out, _ = run("rm", "-n", "shop.cart.Cart.merge")  # the conventions hold there too
+    assert code == 0
+    assert out.startswith("safe    shop.cart.Cart.merge")
+    code, out, _ = run("rm", "--dry-run", "shop.cart.Cart.merge")
+    assert code == 0
+    assert out.startswith("safe    shop.cart.Cart.merge")
+    assert run("srcs", "--help")[1].startswith("usage: coldmod srcs")
+    assert {k: v for k, v in _snapshot(shop).items() if k.endswith(".py")} == {
+        k: v for k, v in before.items() if k.endswith(".py")
+    }  # dry runs: no source changed

@@ -257,6 +257,41 @@ def parse(root: object, argv: Sequence[str]) -> CommandLine:
     return line
 
 
+def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Check what Fire handed a command as :func:`parse` checks a command line: ``(varargs, keywords)`` to call it with.
+
+    Fire read the words against a catch-all signature, so every flag arrives
+    in ``kwargs`` (``dry_run``, ``n``, a typo) and every other word in
+    ``args``; they are turned back into flags and checked by the same rules.
+    """
+    by_name = {p.name: p for p in spec.flags}
+    tokens: list[str] = []
+    words = [a if isinstance(a, str) else str(a) for a in args]
+    for key, value in kwargs.items():
+        if value is None:  # a Python caller's default
+            continue
+        param = by_name.get(SHORT_FLAGS.get(key, key))
+        negated = by_name.get("no" + key)
+        if param is None and negated is not None and negated.boolean and str(value) == "False":
+            param, value = negated, "true"  # Fire reads a bare `--no_open` as `--no` + `_open`
+        if param is None:
+            # Fire turned a bare `--no-x` into x=False: name the flag as it was typed.
+            word = spelled("no" + key if str(value) == "False" else key)
+            raise UsageError(f"unknown flag {word}{_did_you_mean(_negation(spec, word), spec)}")
+        elif param.boolean and str(value).strip().lower() not in _TRUE | _FALSE:
+            tokens.append(param.flag)  # Fire gave a boolean flag the next word: it is an argument
+            words.append(str(value))
+        else:
+            tokens.append(f"{param.flag}={value}")
+    values, positionals = _read_flags(spec, tokens + words)
+    return _assign(spec, values, positionals), dict(values)
+
+
+def help_for(instance: object, method: Callable[..., Any]) -> str:
+    """The help of ``method`` when Fire is asked for it directly (``fire.Fire(Coldmod(), command=[..., "--help"])``)."""
+    return _command_help(signature(method, (method.__name__,)))
+
+
 def _flag_named(spec: Signature, token: str) -> tuple[Parameter, bool] | None:
     """The parameter a flag token names and whether it is negated (``--noflag``), else None."""
     key = token[2:].replace("-", "_") if token.startswith("--") else SHORT_FLAGS.get(token[1:], "")

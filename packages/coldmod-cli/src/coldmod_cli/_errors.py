@@ -7,6 +7,7 @@ flag or argument value; Fire itself also exits 2 for arguments it cannot use).
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import traceback
@@ -70,9 +71,19 @@ def command(method: F) -> F:
 
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> None:
-        verbose = bool(getattr(self, "_verbose", False))
+        # Fire hands over every word it read (the command's signature, as Fire sees it, is
+        # *args, **kwargs: see _Command); the strict layer checks them before the method runs,
+        # also when a caller uses fire.Fire(Coldmod(), command=[...]) without the entry point.
+        verbose = bool(getattr(self, "_verbose", False)) or bool({"verbose", "v"} & kwargs.keys())
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("verbose", "v")}
         try:
-            method(self, *args, **kwargs)
+            from coldmod_cli import _cmdline
+
+            if {"help", "h"} & kwargs.keys():
+                sys.stdout.write(_cmdline.help_for(self, method))
+                return
+            varargs, keywords = _cmdline.check_call(_cmdline.signature(method, (method.__name__,)), args, kwargs)
+            method(self, *varargs, **keywords)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (`| head`): not an error; silence the final flush.
@@ -97,6 +108,15 @@ def command(method: F) -> F:
     return _Command(run)  # type: ignore[return-value]
 
 
+_CATCH_ALL = inspect.Signature(
+    [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+        inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ]
+)
+
+
 def is_command(value: object) -> bool:
     """True for a method made a command by :func:`command` (what the command line may call)."""
     return isinstance(value, _Command)
@@ -119,6 +139,9 @@ class _Command:
     def __init__(self, function: Callable[..., None]) -> None:
         functools.update_wrapper(self, function)
         self._function = function
+        # What Fire sees: every flag and word reaches the wrapper, which checks them all before
+        # running anything (Fire itself would run the command, then complain about the rest).
+        self.__signature__ = _CATCH_ALL
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self._function(*args, **kwargs)
