@@ -7,7 +7,10 @@ Here the command line is first checked against the signatures of the commands
 an unknown command, flag or a stray argument is one sentence naming it with the
 closest valid spelling, exit 2, nothing done. What passes is handed to Fire in
 one canonical form (``--name=value``, positionals), so Fire dispatches exactly
-what was checked. Help is rendered here too, from the same signatures and the
+what was checked. The same rules run once more inside every command
+(:func:`check_call`, from the ``@command`` wrapper, on everything Fire read),
+so a caller that uses ``fire.Fire(Coldmod(), command=[...])`` directly is held
+to them too. Help is rendered here, from the same signatures and the
 docstrings, so what ``--help`` shows is what the parser accepts.
 
 Fire's conventions kept: ``--flag=value`` and ``--flag value``; ``--flag_name``
