@@ -81,7 +81,7 @@ def test_100000_functions_fit_one_screen_with_a_bounded_table(big: Stack, browse
     assert layout["rows"] <= 100, layout  # only the rows in view (plus a margin) exist
     assert layout["listed"] == FUNCTIONS, layout
     assert layout["scroller"] > 30 * FUNCTIONS * 0.9, layout  # the scrollbar still spans every row
-    assert page.locator('[data-count="functions"] b').inner_text() == f"{FUNCTIONS}"
+    assert page.locator('[data-count="functions"] b').inner_text() == f"{FUNCTIONS:,}"
 
     # Scrolling to the middle draws the rows there, and still only a bounded number of them.
     figures["scroll_frame_ms"] = page.evaluate(

@@ -48,9 +48,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from coldmod_cli.server.store import Store, StoreError, UnknownApp
+from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp
 from coldmod_cli.web.feed import Feed, Hub
 from coldmod_cli.web.relay import Relay, RelayError
+from coldmod_cli.web.snapshots import Snapshots
 
 __all__ = ["USER", "WebServer", "tls_context"]
 
@@ -67,8 +68,6 @@ MAX_BODY = 64 * 1024
 #: How long and how much a closing connection's unread input is discarded (see shutdown_request).
 _LINGER_S = 0.5
 _LINGER_BYTES = 1024 * 1024
-#: Heatmaps kept encoded for the pages (under 1 MB gzipped at 100,000 keys); a change drops the app's copy.
-CACHED_HEATMAPS = 4
 #: Apps listed per /api/apps answer unless the page asks for fewer.
 APPS_PAGE = 1000
 #: Host names a loopback UI answers to besides IP literals (which DNS cannot rebind).
@@ -204,9 +203,7 @@ class WebServer:
         # Insecure mode has no password to stop a rebound DNS name: answer only to our own names.
         self.host_names: frozenset[str] | None = None if api_key is not None else _own_names(host)
         self._stopping = threading.Event()
-        self._cache_lock = threading.Lock()
-        self._cache: dict[str, bytes] = {}  # app -> gzipped heatmap, oldest first
-        self._changes: dict[str, int] = {}  # app -> changes seen (a read racing one is not kept)
+        self.snapshots = Snapshots(self._encode, lambda app: self.hub.on_change(Change(app, "report")))
         self._unsubscribe = store.subscribe(self._on_change)
         try:
             self._httpd = _Server((host, port), self)
@@ -220,33 +217,18 @@ class WebServer:
         )
 
     def _on_change(self, change: Any) -> None:
-        """The store's subscriber (its writer thread: never blocks long): drop the copy, tell the pages."""
-        with self._cache_lock:
-            self._cache.pop(change.app, None)
-            self._changes[change.app] = self._changes.get(change.app, 0) + 1
+        """The store's subscriber (its writer thread: never blocks long): note it, tell the pages."""
+        self.snapshots.changed(change.app, whole=change.kind != "report")
         self.hub.on_change(change)
 
-    def heatmap_gzip(self, app: str) -> bytes:
-        """The app's heatmap as the page reads it (JSON columns, gzipped), made once per change; raises like fetch.
+    def _encode(self, app: str) -> bytes:
+        """Read the app's heatmap and encode it as the page reads it: JSON columns, gzipped.
 
         Gzipped because 100,000 keys are 7 MB of JSON and about a tenth of that compressed: a
         developer far from the collector waits for bytes, not for the collector.
         """
-        with self._cache_lock:
-            encoded = self._cache.get(app)
-            seen = self._changes.get(app, 0)
-        if encoded is None:
-            text = json.dumps(_heatmap_columns(self.store.fetch(app)), separators=(",", ":")).encode()
-            encoded = gzip.compress(text, compresslevel=1, mtime=0)
-            with self._cache_lock:
-                # Kept only if no change came in while we read: a page told of it must not get this copy.
-                if self._changes.get(app, 0) == seen:
-                    self._cache[app] = encoded
-                    while len(self._cache) > CACHED_HEATMAPS:
-                        del self._cache[next(iter(self._cache))]
-                    if len(self._changes) > 4 * CACHED_HEATMAPS:
-                        self._changes = {a: n for a, n in self._changes.items() if a in self._cache}
-        return encoded
+        text = json.dumps(_heatmap_columns(self.store.fetch(app)), separators=(",", ":")).encode()
+        return gzip.compress(text, compresslevel=1, mtime=0)
 
     def __repr__(self) -> str:
         """Never shows the API key."""
@@ -263,6 +245,7 @@ class WebServer:
             return
         self._stopping.set()
         self._unsubscribe()
+        self.snapshots.close()
         self.hub.close()
         self.relay.close()
         if self._thread.is_alive():
@@ -563,7 +546,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "name the app: /api/heatmap?app=NAME")
             return
         try:
-            encoded = self.server.web.heatmap_gzip(app)
+            encoded = self.server.web.snapshots.get(app)
         except UnknownApp:
             self._error(404, f"the collector has no heatmap for {app!r}")
             return
