@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 __all__ = ["MIN_GAP_S", "Snapshots"]
 
-#: The shortest time between two reads of one app's heatmap while reports keep coming.
-MIN_GAP_S = 1.0
+#: The shortest time between two reads of one app's heatmap while reports keep coming (small apps:
+#: a flush still reaches the screen within a second; big ones wait twice their read instead).
+MIN_GAP_S = 0.5
 #: Apps whose encoded heatmap is kept (under 1 MB each gzipped at 100,000 keys).
 KEPT = 4
 
