@@ -150,6 +150,18 @@ def git_commit(root: Path, message: str) -> None:
     run("git", "commit", "-q", "--allow-empty", "-m", message, cwd=root, env=env, check=True)
 
 
+def wait_for_app(collector: Collector, root: Path, timeout: float = 60) -> None:
+    """Wait until the collector has the app's heatmap: the traced process registered (as production does long
+    before anyone looks, and before the test's short burst of traffic)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fetched = collector.coldmod("fetch", "--format", "json", cwd=root)
+        if fetched.returncode == 0 or time.monotonic() > deadline:
+            assert fetched.returncode == 0, fetched.stderr
+            return
+        time.sleep(0.3)
+
+
 def wait_for_calls(collector: Collector, root: Path, key: str, timeout: float = 30) -> dict[str, dict]:
     """`coldmod fetch --format json` until ``key`` shows calls (the tracer flushes at exit); by key."""
     deadline = time.monotonic() + timeout

@@ -18,6 +18,7 @@ the package index into a temporary directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -34,6 +35,7 @@ from removal_fixtures import (
     run,
     sdist,
     start_collector,
+    wait_for_app,
     wait_for_calls,
 )
 
@@ -41,6 +43,15 @@ pytestmark = pytest.mark.timeout(600)
 
 #: Trace every call (cold detection is exact in both modes; exact keeps the counts simple to assert).
 TRACE_ENV = {"COLDMOD_MODE": "exact", "COLDMOD_FLUSH_INTERVAL": "0.2"}
+
+#: Appended to a module of the library, flaskr and the Django app: unreferenced by anything, so safe to remove.
+DEAD_FUNCTION = """
+
+def legacy_b64_checksum(data: bytes) -> int:
+    import zlib
+
+    return zlib.crc32(data) & 0xFFFFFFFF
+"""
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +107,16 @@ def test_flaskr_under_gunicorn(collector: Collector, downloads: Path, tmp_path: 
     source = sdist("flask", "3.1.0", downloads) / "examples" / "tutorial"
     app = tmp_path / "flaskr-app"
     shutil.copytree(source, app)
+    with (app / "flaskr" / "blog.py").open("a") as handle:
+        handle.write(DEAD_FUNCTION)  # so that something is safe to remove
     env = collector.env
     assert collector.coldmod("init", cwd=app).returncode == 0
-    git_commit(app, "flaskr as released")
+    git_commit(app, "flaskr as released, plus one dead function")
     run(BIN / "flask", "--app", "flaskr", "init-db", cwd=app, env=env, check=True)  # untraced setup
 
     server, base = gunicorn("flaskr:create_app()", app, env, traced=True)
     try:
+        wait_for_app(collector, app)
         served = flaskr_traffic(base)
     finally:
         assert server.stop() == 0, "".join(server.lines)
@@ -114,6 +128,8 @@ def test_flaskr_under_gunicorn(collector: Collector, downloads: Path, tmp_path: 
     assert not any(key.startswith("tests.") for key in functions)  # test code is never traced
 
     removed = remove_cold(collector, app)
+    assert "safe    flaskr.blog.legacy_b64_checksum" in removed.stdout, removed.stdout
+    assert "legacy_b64_checksum" not in (app / "flaskr" / "blog.py").read_text()
 
     # Reached without a call during tracing: delete through url_for in a template, the CLI command by click.
     remaining = collector.coldmod("srcs", cwd=app).stdout
@@ -470,6 +486,8 @@ def test_django_app_under_gunicorn(collector: Collector, tmp_path: Path) -> None
         path = app / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip("\n"))
+    with (app / "polls" / "views.py").open("a") as handle:
+        handle.write(DEAD_FUNCTION)  # so that something is safe to remove
     env = collector.env | {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
     manage = [BIN / "python", "manage.py"]
     run(*manage, "makemigrations", "polls", "-v", "0", cwd=app, env=env, check=True)
@@ -481,6 +499,7 @@ def test_django_app_under_gunicorn(collector: Collector, tmp_path: Path) -> None
 
     server, base = gunicorn("mysite.wsgi", app, env, traced=True)
     try:
+        wait_for_app(collector, app)
         served = django_traffic(base)
     finally:
         assert server.stop() == 0, "".join(server.lines)
@@ -498,6 +517,8 @@ def test_django_app_under_gunicorn(collector: Collector, tmp_path: Path) -> None
     assert expected_cold <= cold
 
     removed = remove_cold(collector, app)
+    assert "safe    polls.views.legacy_b64_checksum" in removed.stdout, removed.stdout
+    assert "legacy_b64_checksum" not in (app / "polls" / "views.py").read_text()
 
     # Each is reached without a call during tracing: by URL name, by name dispatch, by a signal, by admin.
     remaining = collector.coldmod("srcs", cwd=app).stdout
@@ -522,17 +543,22 @@ def test_django_app_under_gunicorn(collector: Collector, tmp_path: Path) -> None
 
 
 def _findings(*argv: str | Path, cwd: Path, env: dict[str, str]) -> list[str]:
-    """The lines a checker reports (its summary line left out), sorted."""
+    """What a checker reports, without line numbers (a removal above a finding moves it), sorted."""
     done = run(*argv, cwd=cwd, env=env)
-    return sorted(line for line in done.stdout.splitlines() if ": error:" in line or ": F" in line)
+    found = [line for line in done.stdout.splitlines() if ": error:" in line or re.search(r":\d+: F\d+", line)]
+    return sorted(re.sub(r":\d+(:\d+)?:", ":", line, count=1) for line in found)
 
 
 def test_itsdangerous_traced_by_its_own_tests(collector: Collector, downloads: Path, tmp_path: Path) -> None:
     root = tmp_path / "itsdangerous"
     shutil.copytree(sdist("itsdangerous", "2.2.0", downloads), root)
     env = collector.env | {"PYTHONPATH": str(root / "src")}
+    # Its test suite covers nearly everything, and every function it leaves cold is referenced: one function
+    # nothing refers to makes sure that a removal does happen (and that it leaves no unused import behind).
+    with (root / "src" / "itsdangerous" / "encoding.py").open("a") as handle:
+        handle.write(DEAD_FUNCTION)
     assert collector.coldmod("init", cwd=root).returncode == 0
-    git_commit(root, "itsdangerous as released")
+    git_commit(root, "itsdangerous as released, plus one dead function")
     pytest_argv = [BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
     ruff = [BIN / "ruff", "check", "--isolated", "--no-cache", "--output-format", "concise", "--select", "F821,F401"]
     mypy = [BIN / "mypy", "--no-incremental", "--cache-dir", os.devnull, "src"]
@@ -545,8 +571,11 @@ def test_itsdangerous_traced_by_its_own_tests(collector: Collector, downloads: P
     assert cold_keys(collector, root), "the test suite leaves some functions cold"
 
     removed = remove_cold(collector, root)
+    assert "safe    src.itsdangerous.encoding.legacy_b64_checksum" in removed.stdout, removed.stdout
+    assert "legacy_b64_checksum" not in (root / "src" / "itsdangerous" / "encoding.py").read_text()
 
     tests = run(*pytest_argv, cwd=root, env=env)
     assert tests.returncode == 0, tests.stdout + removed.stdout
-    assert _findings(*ruff, "src", "tests", cwd=root, env=env) == ruff_before, removed.stdout
-    assert _findings(*mypy, cwd=root, env=env) == mypy_before, removed.stdout
+    # Nothing new (what the removed code itself had may go).
+    assert set(_findings(*ruff, "src", "tests", cwd=root, env=env)) <= set(ruff_before), removed.stdout
+    assert set(_findings(*mypy, cwd=root, env=env)) <= set(mypy_before), removed.stdout
