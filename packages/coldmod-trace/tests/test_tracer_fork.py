@@ -26,7 +26,8 @@ import threading
 
 import coldmod_trace
 
-coldmod_trace.start(mode="exact", flush_interval=0.05)
+# A generous exit budget: this is about fork safety, on a machine that may be busy.
+coldmod_trace.start(mode="exact", flush_interval=0.05, exit_timeout=10)
 
 
 def busy():
