@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
     from coldmod_proto.v1 import coldmod_pb2
@@ -227,8 +227,9 @@ class _SpanCache:
         except OSError:
             return None
         entry = self.entries.get(relpath)
-        if type(entry) is list and len(entry) == 2 and entry[0] == fingerprint and _well_formed(entry[1]):
-            return entry[1]
+        cached = entry[1] if type(entry) is list and len(entry) == 2 and entry[0] == fingerprint else None
+        if _well_formed(cached):
+            return cached
         try:
             tree = ast.parse(full.read_bytes(), filename=relpath)
         except (OSError, SyntaxError, ValueError):
@@ -262,7 +263,7 @@ class _SpanCache:
             pass
 
 
-def _well_formed(spans: Any) -> bool:
+def _well_formed(spans: Any) -> TypeGuard[list[Span]]:
     """A cached entry is used only if it has the shape this module writes."""
     if type(spans) is not list:
         return False
