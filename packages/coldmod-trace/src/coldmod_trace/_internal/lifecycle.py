@@ -19,12 +19,12 @@
   with one, it skips its fork handlers, logs "Other threads are currently
   calling into gRPC, skipping fork() handlers" into the app's output, and the
   child can abort in ``ev_epoll1_linux.cc``. So the
-  sender is quiesced before every fork (the call in flight is cancelled, the
-  channel closed, the wire held) and resumed after it in the parent; the
-  child's new sender starts only after grpc's own child handler has run.
-  Those hooks are registered once grpc has made its first channel (see
-  :func:`grpc_imported`): ``before`` hooks run in reverse order of
-  registration, so ours run before any grpc registers at that point.
+  sender is quiesced before every fork (the call in flight ends, bounded;
+  the wire and the channel are held) and resumed after it in the parent; the
+  child's new sender starts once our child hook is done. The hooks are
+  registered before grpc is imported, so they cover its start-up too (a fork
+  while the first channel is made waits for it); grpc registers Python-level
+  fork hooks only with ``GRPC_ENABLE_FORK_SUPPORT`` on, which we leave alone.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ __all__ = [
     "Quiescible",
     "current_sender",
     "grpc_environment",
-    "grpc_imported",
     "install",
     "set_sender",
     "uninstall_sigterm",
@@ -92,7 +91,6 @@ _our_handler: Callable[[int, FrameType | None], Any] | None = None
 _on_exit: Callable[[], None] | None = None
 _sender: Quiescible | None = None  # the running sender, quiesced around fork()
 _quiesced: Quiescible | None = None
-_grpc_hooks = False  # our grpc hooks are registered (after grpc's own)
 _in_child_hooks = False  # inside the early after_in_child: a new sender waits to start
 _child_pending: Quiescible | None = None
 _inherited: list[Quiescible] = []  # the senders of the processes we were forked from, kept as they were
@@ -118,8 +116,7 @@ def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> N
                 on_fork_child()
             finally:
                 _in_child_hooks = False
-            if not _grpc_hooks:  # grpc was never set up here: nothing of its to reset first
-                _start_pending_child()
+            _start_pending_child()
 
         os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=after_in_child)
         _watch_multiprocessing()
@@ -151,6 +148,7 @@ def _start_pending_child() -> None:
 
 def _before_fork() -> None:
     global _guard_held_for_fork
+    _quiesce()  # from the first channel on: grpc is in use from then
     # Bounded: a wedged import must not wedge the application's fork.
     _guard_held_for_fork = fork_guard.acquire(timeout=5.0)
     _watch_multiprocessing()
@@ -161,6 +159,7 @@ def _after_fork_parent() -> None:
     if _guard_held_for_fork:
         _guard_held_for_fork = False
         fork_guard.release()
+    _resume()
 
 
 # -- grpc ----------------------------------------------------------------------------
@@ -182,15 +181,6 @@ def grpc_environment() -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
-
-
-def grpc_imported() -> None:
-    """Call once grpc has made its first channel: registers our quiescing hooks after grpc's own."""
-    global _grpc_hooks
-    if _grpc_hooks:
-        return
-    _grpc_hooks = True
-    os.register_at_fork(before=_quiesce, after_in_parent=_resume, after_in_child=_start_pending_child)
 
 
 def _quiesce() -> None:

@@ -471,7 +471,6 @@ class Sender:
                     from coldmod_trace.config import client_channel
 
                     self._channel = client_channel(self.config.client)
-                lifecycle.grpc_imported()  # after grpc's own fork hooks, which its first channel installs
                 self._stub = coldmod_pb2_grpc.TracingStub(self._channel)  # type: ignore[no-untyped-call]
             return self._stub
 
