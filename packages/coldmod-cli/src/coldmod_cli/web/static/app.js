@@ -335,7 +335,7 @@ function squarify(items, x, y, w, h) {
   return out;
 }
 
-const map = { tree: null, leaves: [], groups: [], width: 0, height: 0 };
+const map = { tree: null, leaves: [], groups: [], width: 0, height: 0, path: [] };
 
 function viewNode() {
   let node = map.tree;
@@ -375,7 +375,10 @@ function drawTreemap() {
     map.tree = buildTree(shownRows());
   }
   map.leaves = []; map.groups = [];
-  const node = viewNode();
+  let node = viewNode();
+  // A directory holding nothing but one directory shows that one (its label would only take a row).
+  while (node && node.leaves.length === 0 && node.children.size === 1) node = node.children.values().next().value;
+  map.path = node ? node.path : [];   // what is shown: the zoom, or below it when that holds one directory
   if (node) layout(node, 0, 0, width, height, 0);
   const ctx = canvas.getContext("2d");
   paintCells(ctx, canvas.width, canvas.height, dpr);
@@ -417,7 +420,7 @@ function drawTreemap() {
   }
   canvas.dataset.cells = String(map.leaves.length);
   canvas.dataset.cold = String(map.leaves.filter((leaf) => leaf.row.calls === 0).length);
-  canvas.dataset.view = state.view.join("/");
+  canvas.dataset.view = map.path.join("/");
   renderCrumbs();
 }
 
@@ -465,10 +468,11 @@ function rgba(css) {
 }
 
 function renderCrumbs() {
-  const crumbs = [el("button", { type: "button", disabled: state.view.length === 0, onclick: () => zoom([]), text: "all files" })];
-  state.view.forEach((part, i) => {
+  const path = map.path;
+  const crumbs = [el("button", { type: "button", disabled: path.length === 0, onclick: () => zoom([]), text: "all files" })];
+  path.forEach((part, i) => {
     crumbs.push(el("span", { text: "›" }));
-    crumbs.push(el("button", { type: "button", disabled: i === state.view.length - 1, onclick: () => zoom(state.view.slice(0, i + 1)), text: part }));
+    crumbs.push(el("button", { type: "button", disabled: i === path.length - 1, onclick: () => zoom(path.slice(0, i + 1)), text: part }));
   });
   $("crumbs").replaceChildren(...crumbs);
 }
