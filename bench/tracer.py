@@ -4,7 +4,7 @@ Each benchmark runs in a fresh process per variant:
 
 - ``untraced``   the baseline
 - ``sampled``    coldmod-trace, default mode
-- ``exact``      coldmod-trace, every call counted
+- ``exact``      coldmod-trace, every call counted (counters compiled in by the import hook)
 - ``coverage``   coverage.py with its sys.monitoring core (``COVERAGE_CORE=sysmon``), line coverage
 - ``slipcover``  SlipCover (``python -m slipcover``)
 - ``settrace``   a naive counter: a ``sys.settrace`` function that puts one event per call
