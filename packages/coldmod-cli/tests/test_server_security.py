@@ -286,3 +286,17 @@ def test_coldmod_apps_list_and_delete(start_server, tls_env, cli, monkeypatch):
     assert refused.code == 1
     assert "refused the credentials" in refused.err
     assert [a.app for a in server.heatmap().ListApps(pb.ListAppsRequest()).apps] == ["blog"]
+
+
+def test_a_max_apps_out_of_range_is_one_sentence(tmp_path):
+    code, stderr = run_server_once(tmp_path / "c.db", INSECURE, "--max-apps", "0")
+    assert code == 1
+    assert "--max-apps 0 is out of range" in _one_sentence(stderr)
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_coldmod_serve_refuses_a_max_apps_that_is_not_a_number(cli):
+    result = cli("serve", "--max-apps", "many")
+    assert result.code == 2
+    assert "--max-apps 'many' is not a number" in result.err
+    assert "Traceback" not in result.err
