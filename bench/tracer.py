@@ -187,6 +187,10 @@ def steady():
     pass
 
 
+def working():
+    return sum(range(40))
+
+
 def periodic():
     pass
 
@@ -234,6 +238,16 @@ def run_steady(seconds):
         n += 100
         sum(range(100))
     return {"steady": n}
+
+
+def run_steady_work(seconds):
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(100):
+            working()
+        n += 100
+    return {"working": n}
 
 
 def run_periodic_cpu(seconds):
@@ -314,6 +328,7 @@ def run_short_process(seconds):
 SHAPES = [
     ("startup_burst", 6.0, 1),
     ("steady", 6.0, 1),
+    ("steady_work", 6.0, 1),
     ("periodic_cpu", 6.0, 1),
     ("bursts_sleeps", 6.0, 1),
     ("ramp", 6.0, 1),
