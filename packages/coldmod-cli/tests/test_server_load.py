@@ -117,6 +117,12 @@ def test_attach_streams_beyond_the_handler_pool_leave_tracers_answered(start_ser
         health = health_pb2_grpc.HealthStub(server.channel())
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
         assert sum(not s.done() for s in streams) <= MAX_ATTACH
+        # With every place taken, a caller without the key still learns only that it has none.
+        ca = open(tls_env["COLDMOD_TLS_CA"], "rb").read()
+        with grpc.secure_channel(server.target, grpc.ssl_channel_credentials(ca)) as stranger:
+            with pytest.raises(grpc.RpcError) as err:
+                list(pb_grpc.ConnectStub(stranger).Attach(iter([pb.CliEvent()]), timeout=10))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         hold.set()
         for stream in streams:

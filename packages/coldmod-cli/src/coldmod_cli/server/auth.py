@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # generic in grpc-stubs only, not at run time
 else:
     _Interceptor = grpc.ServerInterceptor
 
-__all__ = ["UNAUTHENTICATED_MESSAGE", "ApiKeyInterceptor"]
+__all__ = ["UNAUTHENTICATED_MESSAGE", "ApiKeyInterceptor", "deny_stream"]
 
 #: The same answer for a missing, malformed or wrong key: a caller learns nothing else.
 UNAUTHENTICATED_MESSAGE = "missing or invalid credentials"
@@ -22,10 +22,12 @@ _OPEN_PREFIX = "/grpc.health.v1.Health/"
 
 
 def _deny(request: Any, context: grpc.ServicerContext) -> Any:
+    """Answer a unary call without the key."""
     context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
 
-def _deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
+def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
+    """Answer a streaming call without the key (the runner tells it from a real stream by identity)."""
     context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
     yield  # pragma: no cover - makes this a generator, as streaming handlers are
 
@@ -58,9 +60,9 @@ class ApiKeyInterceptor(_Interceptor):
         if hmac.compare_digest(presented, self._expected):
             return handler
         if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(_deny_stream)
+            return grpc.stream_stream_rpc_method_handler(deny_stream)
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(_deny)
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(_deny_stream)
+            return grpc.unary_stream_rpc_method_handler(deny_stream)
         return grpc.unary_unary_rpc_method_handler(_deny)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from coldmod_cli.server.auth import ApiKeyInterceptor
+from coldmod_cli.server.auth import ApiKeyInterceptor, deny_stream
 from coldmod_cli.server.service import HeatmapService, TracingService
 from coldmod_cli.server.settings import ServerSettings, server_settings
 from coldmod_cli.server.store import DEFAULT_MAX_APPS, Store, StoreError, open_store
@@ -127,6 +127,8 @@ class _Pools(_Interceptor):
         if handler is None:
             return None
         if method == _ATTACH_METHOD and handler.stream_stream is not None:
+            if handler.stream_stream is deny_stream:
+                return handler  # no key: refused at once, and a stranger learns nothing of the cap
             if self._open >= MAX_ATTACH:
                 return grpc.stream_stream_rpc_method_handler(_refuse_attach)
             return grpc.stream_stream_rpc_method_handler(
