@@ -634,3 +634,45 @@ def test_a_review_mention_gets_no_todo_and_a_docstring_stays_first(tmp_path: Pat
             """Unlike cold, this one runs."""
             return 1
     ''')}
+
+
+def test_orphaned_imports_go_but_string_annotations_keep_theirs_and_the_blank_line_stays(tmp_path: Path) -> None:
+    files = {
+        "m.py": '''
+            """The module."""
+
+            import re
+            import sys
+            from typing import TYPE_CHECKING
+
+            from caches import caches
+
+            if TYPE_CHECKING:
+                from decimal import Decimal
+
+            E001 = "caches.E001"
+
+
+            def cold(x):
+                return re.sub("a", "b", x), caches
+
+
+            def hot(x: "Decimal"):
+                return sys, x
+        ''',
+    }
+    assert after(tmp_path, files, "m.cold") == {"m.py": src('''
+        """The module."""
+
+        import sys
+        from typing import TYPE_CHECKING
+
+        if TYPE_CHECKING:
+            from decimal import Decimal
+
+        E001 = "caches.E001"
+
+
+        def hot(x: "Decimal"):
+            return sys, x
+    ''')}

@@ -37,7 +37,7 @@ def orphaned_imports(tree: Tree, scanned: ScannedFile, gone: set[int]) -> list[O
             continue
         mentions = list(string_sites(strings, frozenset({name})))
         for binding in bindings:
-            uses = [s for s in sites if _reads(s, binding)] + mentions
+            uses = [s for s in [*sites, *mentions] if _reads(s, binding)]
             removed = [s for s in uses if _in(s, gone)]
             if not removed or len(removed) != len(uses):
                 continue
@@ -58,7 +58,11 @@ def _reads(site: Site, binding: Site) -> bool:
         return False
     if site.shape == "name":
         return site.scope_id in (0, binding.scope_id)
-    return True  # an attribute of that name, an __all__ entry, a string: keep the import
+    if site.shape in ("string", "mention"):
+        # A string annotation names the import ("Foo", "mod.Foo"); so may the bare name alone
+        # (registries, globals()["name"]). Prose and other paths ("caches.E001") do not.
+        return site.annotation or binding.name in site.fqns
+    return True  # an attribute of that name, an __all__ entry: keep the import
 
 
 def _used_elsewhere(tree: Tree, scanned: ScannedFile, name: str) -> bool:

@@ -560,6 +560,7 @@ class Site:
     imported: str = ""  # import: the name in the imported module
     binds: tuple[str, ...] = ()  # import: the fully qualified names the binding creates
     scope_id: int = 0  # name: id of the scope it reads (0: unbound or ambiguous); import: the scope it binds in
+    annotation: bool = False  # a string inside an annotation (``x: "Foo"``)
 
 
 class _Finder(ast.NodeVisitor):
@@ -576,6 +577,7 @@ class _Finder(ast.NodeVisitor):
         self.scope = binder.root
         self.sites: list[Site] = []
         self.strings: list[_String] = []
+        self._annotation = 0  # > 0 inside an annotation
         self._statement = 0
         self._callees: set[int] = set()
         self._skip: set[int] = set()
@@ -617,10 +619,11 @@ class _Finder(ast.NodeVisitor):
         elif isinstance(node, ast.Lambda):
             outside, inside = list(_defaults(node.args)), [node.body]
         else:
-            outside = [*node.decorator_list, *_defaults(node.args), node.returns, *_annotations(node.args)]
+            outside = [*node.decorator_list, *_defaults(node.args)]
             inside = list(node.body)
             # Decorators and annotations lie within the definition's span: removed with it.
             self._enclosing = (*outer_enclosing, node.lineno)
+            self._annotated([node.returns, *_annotations(node.args)])
         for expr in outside:
             if expr is not None:
                 self.visit(expr)
@@ -629,6 +632,14 @@ class _Finder(ast.NodeVisitor):
             self.visit(child)
         self.scope = outer
         self._enclosing = outer_enclosing
+
+    def _annotated(self, exprs: list[ast.expr | None]) -> None:
+        """Visit annotations, marking the strings in them (string annotations name what they annotate with)."""
+        self._annotation += 1
+        for expr in exprs:
+            if expr is not None:
+                self.visit(expr)
+        self._annotation -= 1
 
     def visit_Call(self, node: ast.Call) -> None:
         self._callees.add(id(node.func))
@@ -705,7 +716,10 @@ class _Finder(ast.NodeVisitor):
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._all([node.target], node.value)
-        self.generic_visit(node)
+        self.visit(node.target)
+        self._annotated([node.annotation])
+        if node.value is not None:
+            self.visit(node.value)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._all([node.target], node.value)
@@ -715,7 +729,7 @@ class _Finder(ast.NodeVisitor):
         if isinstance(node.value, str) and id(node) not in self._skip:
             text = _nfkc(node.value)
             self.strings.append(_String(text, frozenset(_WORD.findall(text)), node.lineno, node.col_offset,
-                                        self._statement, self._enclosing, id(node)))
+                                        self._statement, self._enclosing, id(node), self._annotation > 0))
 
 
 def _resolving_scope_id(scope: _Scope, name: str) -> int:
@@ -744,6 +758,7 @@ class _String:
     statement_line: int
     enclosing: tuple[int, ...]
     node_id: int
+    annotation: bool
 
 
 def string_sites(strings: list[_String], names: frozenset[str]) -> Iterator[Site]:
@@ -753,12 +768,12 @@ def string_sites(strings: list[_String], names: frozenset[str]) -> Iterator[Site
         if not words:
             continue
         text = string.text
-        context = {"node_id": string.node_id, "enclosing": string.enclosing}
+        context = {"node_id": string.node_id, "enclosing": string.enclosing, "annotation": string.annotation}
         where = (string.line, string.column, string.statement_line)
         stripped = text.strip()
         if _PATH_STRING.fullmatch(stripped):
             for part in words:
-                yield Site("string", part, *where, **context)  # type: ignore[arg-type]
+                yield Site("string", part, *where, fqns=frozenset({stripped}), **context)  # type: ignore[arg-type]
             continue
         # Prose, code or markup inside a string (doctests, `python -c`, entry points in setup.py):
         # the name as a word, with the dotted tokens holding it (``pkg.cli:main``).

@@ -140,20 +140,26 @@ class RemovalTransformer(cst.CSTTransformer):
         """The body without dropped statements, and the comment lines left over at its end."""
         body: list[cst.BaseStatement] = []
         pending: list[cst.EmptyLine] = []
-        dropped = False
+        gap: list[cst.EmptyLine] = []  # the blank lines above the first statement of a dropped run
+        dropped = run = False
         for orig, new in zip(original, updated, strict=True):
             assert isinstance(new, (cst.SimpleStatementLine, cst.BaseCompoundStatement))  # every statement has them
             if id(orig) in self._dropped:
+                if not run:
+                    gap = _blank_prefix(new.leading_lines)
                 pending.extend(_detached(new.leading_lines, attached=isinstance(orig, cst.FunctionDef)))
-                dropped = True
+                dropped = run = True
                 continue
-            if pending or (dropped and not body):
+            if pending or (dropped and not body) or (run and gap):
                 lines = [*pending, *new.leading_lines]
+                if not pending and not _blank_prefix(new.leading_lines):
+                    lines = [*gap, *lines]  # the separation the dropped run had stays (docstring, imports)
                 if not body:  # now first in its block: no blank lines above it
                     while lines and lines[0].comment is None:
                         lines.pop(0)
                 new = new.with_changes(leading_lines=lines)
                 pending = []
+            run, gap = False, []
             body.append(new)
         return body, pending
 
@@ -178,6 +184,16 @@ class RemovalTransformer(cst.CSTTransformer):
         while lines and lines[-1].comment is None:
             lines.pop()
         return updated_node.with_changes(body=[], header=lines, footer=[], has_trailing_newline=bool(lines))
+
+
+def _blank_prefix(lines: Sequence[cst.EmptyLine]) -> list[cst.EmptyLine]:
+    """The blank lines (no comment) a statement's leading lines start with."""
+    found = []
+    for line in lines:
+        if line.comment is not None:
+            break
+        found.append(line)
+    return found
 
 
 def _detached(lines: Sequence[cst.EmptyLine], *, attached: bool) -> list[cst.EmptyLine]:
