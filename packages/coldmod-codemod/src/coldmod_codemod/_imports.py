@@ -59,9 +59,9 @@ def _reads(site: Site, binding: Site) -> bool:
     if site.shape == "name":
         return site.scope_id in (0, binding.scope_id)
     if site.shape in ("string", "mention"):
-        # A string annotation names the import ("Foo", "mod.Foo"); so may the bare name alone
-        # (registries, globals()["name"]). Prose and other paths ("caches.E001") do not.
-        return site.annotation or binding.name in site.fqns
+        # A string annotation names the import ("Foo", "mod.Foo"); so may a string that is the bare
+        # name alone (registries, globals()["name"]). Prose and other paths ("caches.E001") do not.
+        return site.annotation or (site.shape == "string" and binding.name in site.fqns)
     return True  # an attribute of that name, an __all__ entry: keep the import
 
 
