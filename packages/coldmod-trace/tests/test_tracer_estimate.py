@@ -176,3 +176,15 @@ def test_one_slice_that_caught_everything_is_not_trusted():
     calls, lower = estimate.calls(CAP, 10.0, slices)
     assert lower
     assert calls == CAP + 5000
+
+
+def test_a_function_whose_slices_were_mostly_callbacks_is_a_lower_bound():
+    # The same counts; in one case the callbacks' cost was 4x the application's own work in
+    # the slices (a trivial function), in the other half of it. Only the second is estimated.
+    trivial, working = estimate.Slices(), estimate.Slices()
+    for n in [1000, 1100, 900, 1000, 1050, 950] * 2:
+        trivial.add(n, 0.001, watched=0.005)
+        working.add(n, 0.001, watched=0.0015)
+    assert estimate.calls(CAP, 10.0, trivial)[1] is True
+    assert estimate.calls(CAP, 10.0, working)[1] is False
+    assert estimate.relative_error(CAP, 10.0, trivial) > estimate.MAX_ERROR

@@ -34,6 +34,10 @@ def burst():
 
 
 def hot():
+    return sum(range(40))  # some work of its own: its calls are not all callback
+
+
+def trivial():
     pass
 
 
@@ -45,9 +49,10 @@ for _ in range(5000):  # a burst at start-up, then never again
 calls = 0
 until = time.monotonic() + 5.0
 while time.monotonic() < until:  # a steady pace: ~10 slices
-    for _ in range(1000):
+    for _ in range(100):
         hot()
-    calls += 1000
+        trivial()
+    calls += 100
 print(json.dumps({"hot": calls, "engine": tracer.status()["engine"]}))
 """
 
@@ -64,21 +69,28 @@ def test_first_calls_are_exact_hot_calls_estimated_and_a_burst_a_lower_bound(tmp
     result = run_py(root, ["app.py"], clean_env(**collector.env))
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
-    collector.wait_for(lambda r: {"app.cold", "app.warm", "app.hot", "app.burst"} <= set(r.totals()))
+    collector.wait_for(lambda r: {"app.cold", "app.warm", "app.hot", "app.burst", "app.trivial"} <= set(r.totals()))
     recorder = collector.recorder
     totals = recorder.totals()
     assert totals["app.cold"] == 1  # a function called once is seen, exactly
     assert totals["app.warm"] == 10  # below the cap: exact
     assert recorder.registers[0].process.mode == "sampled"
     if facts["engine"] == "sys.monitoring":
-        assert recorder.estimated() == {"app.hot"}
-        assert _lower_bounds(recorder) == {"app.burst"}
+        assert "app.hot" in recorder.estimated()
+        assert "app.burst" in _lower_bounds(recorder)
+        assert not {"app.cold", "app.warm"} & (recorder.estimated() | _lower_bounds(recorder))
+        # A trivial function's slices are mostly callbacks: an estimate, or a lower bound, within bounds.
+        trivial = totals["app.trivial"]
+        if "app.trivial" in _lower_bounds(recorder):
+            assert DEFAULT_CAP < trivial <= facts["hot"]
+        else:
+            assert facts["hot"] / 2 <= trivial <= facts["hot"] * 2
         # The burst ended before any slice: what was seen for sure, never more than the truth.
         assert DEFAULT_CAP < totals["app.burst"] <= 5000
         assert facts["hot"] / 2 <= totals["app.hot"] <= facts["hot"] * 2, (totals, facts)
     else:  # sys.settrace cannot switch a function off: sampled mode counts exactly
         assert recorder.estimated() == set() == _lower_bounds(recorder)
-        assert totals["app.hot"] == facts["hot"]
+        assert totals["app.hot"] == facts["hot"] == totals["app.trivial"]
         assert totals["app.burst"] == 5000
 
 

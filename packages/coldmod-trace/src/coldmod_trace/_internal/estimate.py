@@ -22,7 +22,18 @@ import math
 import threading
 import time
 
-__all__ = ["MAX_ERROR", "MIN_HITS", "MIN_SLICES", "PERIOD", "SLICE", "Slices", "calls", "cpu", "relative_error"]
+__all__ = [
+    "CALIBRATION",
+    "MAX_ERROR",
+    "MIN_HITS",
+    "MIN_SLICES",
+    "PERIOD",
+    "SLICE",
+    "Slices",
+    "calls",
+    "cpu",
+    "relative_error",
+]
 
 #: Length of one slice (s). The sampler thread opens and closes it; when the application
 #: holds the GIL, both happen up to one switch interval (5 ms) late, alike, so the slice
@@ -39,8 +50,13 @@ PERIOD = 0.5
 MIN_SLICES = 5
 #: of which saw at least one call (fewer: the calls came in bursts the slices barely met)
 MIN_HITS = 4
-#: two standard errors of the estimate (≈95 %), relative to the estimate, at most
+#: two standard errors of the estimate (≈95 %), plus what the callback's measured cost may
+#: be off (below), relative to the estimate, at most
 MAX_ERROR = 0.5
+#: How far the callback's cost, measured once at start, is trusted (relative). Inside a slice
+#: every call pays it; for a trivial function it is most of the slice's time, and the
+#: application's own work there is the small difference of two large numbers.
+CALIBRATION = 0.15
 
 
 def cpu() -> float:
@@ -63,7 +79,7 @@ def cpu() -> float:
 class Slices:
     """Running sums over one function's slices in one window (constant memory)."""
 
-    __slots__ = ("calls", "calls2", "calls_time", "hits", "n", "time", "time2", "watched")
+    __slots__ = ("calls", "calls2", "calls_time", "hits", "n", "removed", "time", "time2", "watched")
 
     def __init__(self) -> None:
         self.n = 0
@@ -74,6 +90,7 @@ class Slices:
         self.calls_time = 0.0
         self.time2 = 0.0
         self.watched = 0.0
+        self.removed = 0.0  # the callbacks' cost taken out of the slices (watched - time)
 
     def add(self, calls: int, length: float, watched: float | None = None) -> None:
         """One slice: ``calls`` counted exactly during ``length`` seconds of the application's work.
@@ -81,6 +98,7 @@ class Slices:
         ``watched`` is the CPU time the slice lasted (``length`` plus the callbacks' cost).
         """
         self.watched += length if watched is None else watched
+        self.removed += 0.0 if watched is None else max(watched - length, 0.0)
         self.n += 1
         self.hits += calls > 0
         self.calls += calls
@@ -94,7 +112,8 @@ def calls(exact: int, span: float, slices: Slices) -> tuple[int, bool]:
     """``(calls, lower_bound)`` of a window: ``exact`` counted before the cap, ``span`` seconds after it.
 
     Estimate: ``exact`` + the calls slices saw + their rate × the time they did not
-    watch. Reported only when :func:`relative_error` (two standard errors) is at most
+    watch. Reported only when :func:`relative_error` (two standard errors, plus the
+    callbacks' cost's uncertainty) is at most
     ``MAX_ERROR`` from at least ``MIN_SLICES`` slices of which ``MIN_HITS`` saw calls;
     otherwise ``exact`` + the calls slices saw, a lower bound.
     """
@@ -106,7 +125,7 @@ def calls(exact: int, span: float, slices: Slices) -> tuple[int, bool]:
 
 
 def relative_error(exact: int, span: float, slices: Slices) -> float:
-    """Two standard errors of the estimate relative to it (inf when there is nothing to go on)."""
+    """Two standard errors plus the calibration's share, relative to the estimate (inf: nothing to go on)."""
     return _estimate(exact, span, slices)[1]
 
 
@@ -121,5 +140,8 @@ def _estimate(exact: int, span: float, slices: Slices) -> tuple[float, float]:
     residual = slices.calls2 - 2 * rate * slices.calls_time + rate * rate * slices.time2
     mean_time = slices.time / n
     variance = max(residual, 0.0) / (n - 1) / n / (mean_time * mean_time)  # of the rate
-    error = 2 * unwatched * math.sqrt(variance)
+    # If the callbacks' cost is off by CALIBRATION, the work in slices is off by that much
+    # of what was taken out, and the rate (so the extrapolated part) by the same share.
+    systematic = rate * unwatched * CALIBRATION * slices.removed / slices.time
+    error = 2 * unwatched * math.sqrt(variance) + systematic
     return estimate, error / estimate
