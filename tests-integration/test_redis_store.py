@@ -24,7 +24,7 @@ from redis_helpers import REDIS_PASSWORD, Collector, report, run_collector_once,
 from coldmod_cli.server.process import collector_command
 from coldmod_cli.server.redis_process import RedisProcess
 from coldmod_cli.server.redis_store import DEDUPE_KEEP, DEDUPE_TTL_MS, AppKeys, RedisStore
-from coldmod_cli.server.store import Batch, Change, Source, StoreError, TooManyApps, UnknownApp
+from coldmod_cli.server.store import Batch, Change, Heatmap, Source, StoreError, TooManyApps, UnknownApp
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -319,50 +319,79 @@ def _coldmod(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run([sys.executable, "-m", "coldmod_cli", *args], env=full, capture_output=True, text=True)
 
 
+def _same(copied: Heatmap, original: Heatmap) -> None:
+    """Everything a heatmap holds, exactly (counts, flags, windows, tracked since, sources, drop counters)."""
+    assert copied.entries == original.entries
+    assert (copied.registered_ms, copied.dropped_unknown, copied.dropped_updates) == (
+        original.registered_ms,
+        original.dropped_unknown,
+        original.dropped_updates,
+    )
+
+
 def test_store_copy_makes_the_destination_the_same_and_again_changes_nothing(tmp_path: Path):
     from coldmod_cli.server.sqlite_store import SqliteStore
 
     sqlite_url = f"sqlite://{tmp_path / 'src.db'}"
     src = SqliteStore(tmp_path / "src.db")
-    src.register("shop", [Source("m.a", "m.py", (3, 9)), Source("m.b", "m.py", (12,))], 1000, "print-1")
-    src.report(Batch("shop", "i1", 1, 1500, 2500, ["m.a", "gone"], [2**62, 1], [True], lower_bound=[True]))
+    src.register("shop", [Source("m.a", "m.py", (3, 9)), Source("m.b", "m.py", (12,)), Source("m.c")], 1000, "print-1")
+    # Past 2**62 (and past doubles' exact range), estimated and a lower bound, unknown keys and dropped updates.
+    big = 2**62 + 2**40 + 7
+    src.report(
+        Batch("shop", "i1", 1, 1500, 2500, ["m.a", "gone"], [big, 1], [True, False], 3, lower_bound=[True, False])
+    )
+    src.report(Batch("shop", "i1", 2, 1200, 2600, ["m.b"], [5], [True]))  # estimated only
     src.register("web", [Source("w.x")], 2000)
     expected = {name: src.fetch(name) for name in ("shop", "web")}
     src.close()
+    shop = {e.key: e for e in expected["shop"].entries}
+    assert (shop["m.a"].calls, shop["m.a"].estimated, shop["m.a"].lower_bound) == (big, True, True)
+    assert (shop["m.b"].estimated, shop["m.b"].lower_bound, shop["m.b"].first_seen_ms) == (True, False, 1200)
+    assert (expected["shop"].dropped_unknown, expected["shop"].dropped_updates) == (1, 3)
     with RedisProcess(password=REDIS_PASSWORD) as process:
         env = {"COLDMOD_REDIS_PASSWORD": REDIS_PASSWORD}
         dst = RedisStore(process.url, env=env)
         try:
             dst.register("shop", [Source("m.z")], 5000)  # older data there: replaced, not merged
             dst.register("other", [Source("o.y")], 5000)  # an app only there: kept
+            dst.report(Batch("other", "i9", 1, 7000, 8000, ["o.y"], [2**62 + 1], [False], lower_bound=[True]))
             for _ in range(2):  # twice: the second run changes nothing
                 done = _coldmod("store", "copy", sqlite_url, process.url, env=env)
                 assert done.returncode == 0, done.stderr
                 assert "2 apps copied" in done.stderr
                 assert REDIS_PASSWORD not in done.stderr + done.stdout
                 for name, heatmap in expected.items():
-                    copied = dst.fetch(name)
-                    assert copied.entries == heatmap.entries
-                    assert copied.registered_ms == heatmap.registered_ms
-                    assert copied.dropped_unknown == heatmap.dropped_unknown == (1 if name == "shop" else 0)
+                    _same(dst.fetch(name), heatmap)
                 assert dst.fingerprint("shop") == "print-1"
                 assert [a.app for a in dst.list_apps()] == ["other", "shop", "web"]
+            in_redis = {name: dst.fetch(name) for name in ("other", "shop", "web")}
         finally:
             dst.close()
+        # And back: Redis -> SQLite, into a store holding an older "shop" and an app only there.
         back = tmp_path / "back.db"
-        done = _coldmod("store", "copy", process.url, f"sqlite://{back}", env=env)
-        if callable(getattr(SqliteStore, "restore", None)):  # and back to SQLite, exactly
+        older = SqliteStore(back)
+        older.register("shop", [Source("m.a"), Source("m.old")], 500, "print-0")
+        older.report(Batch("shop", "i2", 1, 600, 700, ["m.a", "m.old"], [9, 9], [False, False]))
+        older.register("local", [Source("l.x")], 500)
+        older.close()
+        for run in range(2):  # twice = once (the second run also undoes the Report the first round adds)
+            done = _coldmod("store", "copy", process.url, f"sqlite://{back}", env=env)
             assert done.returncode == 0, done.stderr
+            assert "3 apps copied" in done.stderr
             returned = SqliteStore(back)
             try:
-                assert returned.fetch("shop").entries == expected["shop"].entries
+                for name, heatmap in in_redis.items():
+                    _same(returned.fetch(name), heatmap)
+                _same(returned.fetch("shop"), expected["shop"])
+                assert returned.fingerprint("shop") == "print-1"
+                assert returned.fingerprint("other") == ""
+                assert [a.app for a in returned.list_apps()] == ["local", "other", "shop", "web"]
+                assert [(a.app, a.calls) for a in returned.list_apps() if a.app == "shop"] == [("shop", big + 5)]
+                # The restored app takes Reports (the writer's cache follows the new rows).
+                returned.report(Batch("shop", f"i3-{run}", 1, 3000, 4000, ["m.c", "m.old"], [2, 2], [False, False]))
+                assert {e.key: e.calls for e in returned.fetch("shop").entries}["m.c"] == 2
             finally:
                 returned.close()
-        else:  # refused in one sentence before anything was opened
-            assert done.returncode == 1
-            assert "cannot copy into an SQLite store yet" in done.stderr
-            assert "Traceback" not in done.stderr
-            assert not back.exists()
 
 
 def test_one_group_with_twins_an_overflow_and_sums_past_2_53_answers_each_batch_exactly(two):

@@ -20,7 +20,17 @@ from server_fixtures import (
 from coldmod_cli.server import open_store
 from coldmod_cli.server.service import is_loopback
 from coldmod_cli.server.sqlite_store import SqliteStore
-from coldmod_cli.server.store import Batch, Change, CountOverflow, SchemaError, Source, StoreError
+from coldmod_cli.server.store import (
+    Batch,
+    Change,
+    CountOverflow,
+    Entry,
+    Heatmap,
+    SchemaError,
+    Source,
+    StoreError,
+    TooManyApps,
+)
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.config import client_channel, client_config
@@ -93,6 +103,50 @@ def test_a_failing_subscriber_does_not_fail_the_write(store):
     store.subscribe(broken)
     assert not store.report(_batch("i1", 1, {"m.a": 1}, 2000, 3000)).duplicate
     assert _entries(store)["m.a"].calls == 1
+
+
+@EVERY_STORE
+def test_restore_makes_the_app_exactly_the_heatmap_and_twice_is_once(store):
+    big = 2**63 - 1 - 2**40  # past 2**62 and past doubles' exact range
+    entries = [
+        Entry("m.a", big, True, 1500, 2500, 1000, "m.py", (3, 9), True),
+        Entry("m.b", 5, False, 1200, 2600, 900, "m.py", (12,), False),
+        Entry("m.new", 0, False, 0, 0, 1100, "", (), False),
+    ]
+    heatmap = Heatmap("shop", entries, 800, 4, 2**62 + 3)
+    heard: list[Change] = []
+    store.subscribe(heard.append)
+    store.report(_batch("i1", 1, {"m.c": 7, "gone": 1}, 2000, 3000))  # replaced, not merged
+    for _ in range(2):
+        store.restore(heatmap, "print-1")
+        restored = store.fetch("shop")
+        assert restored.entries == entries
+        assert (restored.registered_ms, restored.dropped_unknown, restored.dropped_updates) == (800, 4, 2**62 + 3)
+        assert store.fingerprint("shop") == "print-1"
+    assert heard[-2:] == [Change("shop", "register")] * 2
+    store.restore(Heatmap("web", [entries[1]], 700, 0, 0))  # a new app
+    assert [(a.app, a.keys, a.calls) for a in store.list_apps()] == [("shop", 3, big + 5), ("web", 1, 5)]
+    # The restored app takes Reports on its new set (and refuses to pass 2**63 - 1 as before).
+    assert store.report(_batch("i2", 1, {"m.new": 2, "m.c": 1}, 3000, 4000)).unknown_keys == 1
+    assert _entries(store)["m.new"].calls == 2
+    with pytest.raises(CountOverflow):
+        store.report(_batch("i2", 2, {"m.a": 2**40 + 1}, 3000, 4000))
+    assert _entries(store)["m.a"].calls == big
+
+
+def test_restore_beyond_the_app_limit_or_64_bits_changes_nothing(tmp_path):
+    store = SqliteStore(tmp_path / "s.db", max_apps=1)
+    try:
+        store.register("shop", [Source("m.a")], 1000)
+        with pytest.raises(TooManyApps):
+            store.restore(Heatmap("web", [], 1000, 0, 0))
+        store.restore(Heatmap("shop", [Entry("m.b", 1, False, 1, 2, 1, "", ())], 1000, 0, 0))  # not new: fine
+        with pytest.raises(CountOverflow):
+            store.restore(Heatmap("shop", [Entry("m.c", 2**63, False, 1, 2, 1, "", ())], 1000, 0, 0))
+        assert [(e.key, e.calls) for e in store.fetch("shop").entries] == [("m.b", 1)]
+        assert store.count_apps() == 1
+    finally:
+        store.close()
 
 
 def test_old_batch_ids_are_pruned_but_still_refused(store):

@@ -25,6 +25,8 @@ Register replaces the set in one transaction (readers see the old set or the
 new one); a set equal to the stored one (same fingerprint) changes nothing.
 Reset zeroes counts and restarts every key's ``tracked_since``: coldness is
 then judged from the reset on. Delete removes the app, its keys and counts.
+Restore (``coldmod store copy``) replaces the app with a given heatmap in one
+transaction, so a copy run twice leaves what one run left.
 
 Exactness: counts are SQLite's signed 64-bit integers. A batch that would
 push any count past 2**63 - 1 is refused whole (CountOverflow) before any of
@@ -357,6 +359,10 @@ class SqliteStore:
         """Delete the app, its keys and counts; returns the number of keys; raises UnknownApp."""
         return self._submit("delete", app)  # type: ignore[no-any-return]
 
+    def restore(self, heatmap: Heatmap, fingerprint: str = "") -> None:
+        """Make the app exactly this heatmap (created if new), in one transaction: ``coldmod store copy``."""
+        self._submit("restore", heatmap, fingerprint)
+
     def fingerprint(self, app: str) -> str:
         """The fingerprint stored with the app's current set; "" for an unknown app."""
         row = self._read(lambda db: db.execute("SELECT fingerprint FROM apps WHERE name = ?", (app,)).fetchone())
@@ -516,6 +522,9 @@ class SqliteStore:
                         self._flush(pending, counters)
                         name, now_ms = item.args
                         result = self._reset(name, now_ms, changes)
+                    elif item.op == "restore":
+                        self._flush(pending, counters)
+                        result = self._restore(*item.args, changes)
                     else:
                         self._flush(pending, counters)
                         result = self._delete(item.args[0], changes)
@@ -766,6 +775,42 @@ class SqliteStore:
         del self._apps[name]
         changes[name] = Change(name, "delete")
         return len(app.keys)
+
+    def _restore(self, heatmap: Heatmap, fingerprint: str, changes: dict[str, Change]) -> None:
+        """Replace (or create) the app with exactly ``heatmap``, in the writer's transaction."""
+        db, name = self._db, heatmap.app
+        too_big = next((e for e in heatmap.entries if not 0 <= e.calls <= MAX_COUNT), None)
+        if too_big is not None:  # SQLite's integers end there; refused before anything changed
+            raise CountOverflow(
+                f"the count of {too_big.key!r} is beyond 0..{MAX_COUNT} (2**63 - 1); nothing of the app was copied"
+            )
+        if self._app(name) is not None:
+            self._delete(name, changes)
+        elif db.execute("SELECT count(*) FROM apps").fetchone()[0] >= self.max_apps:
+            raise TooManyApps(
+                f"the collector keeps at most {self.max_apps} apps; delete one (coldmod apps delete NAME)"
+                " or start it with a larger --max-apps"
+            )
+        app_id = db.execute(
+            "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms, dropped_unknown, dropped_updates)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, fingerprint, heatmap.registered_ms, _now_ms(), heatmap.dropped_unknown, heatmap.dropped_updates),
+        ).lastrowid
+        db.executemany(
+            "INSERT INTO keys (app_id, key, path, lines) VALUES (?, ?, ?, ?)",
+            [(app_id, e.key, e.path, ",".join(map(str, e.lines))) for e in heatmap.entries],
+        )
+        ids = dict(db.execute("SELECT key, id FROM keys WHERE app_id = ?", (app_id,)).fetchall())
+        db.executemany(
+            "INSERT INTO counts (id, calls, estimated, first_seen_ms, last_seen_ms, tracked_since_ms, lower_bound)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (ids[e.key], e.calls, e.estimated, e.first_seen_ms, e.last_seen_ms, e.tracked_since_ms, e.lower_bound)
+                for e in heatmap.entries
+            ],
+        )
+        self._apps.pop(name, None)  # the writer reloads the new rows (and their ceiling) when next needed
+        changes[name] = Change(name, "register")
 
     def _checkpoint(self) -> None:
         """After a failed write: copy the WAL into the file and empty it, so freed disk space suffices."""

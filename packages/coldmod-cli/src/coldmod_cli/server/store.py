@@ -223,6 +223,17 @@ class Store(Protocol):
         """Delete the app and its heatmap; returns its number of keys; raises UnknownApp."""
         ...
 
+    def restore(self, heatmap: Heatmap, fingerprint: str = "") -> None:
+        """Make the app exactly this heatmap (created if new) in one atomic write: ``coldmod store copy``.
+
+        Counts, flags, first/last seen, tracked since, drop counters and the
+        fingerprint are taken as given (Register and Report cannot set them),
+        so restoring the same heatmap twice is the same as once. Creating an
+        app beyond ``max_apps`` raises TooManyApps; a count past 2**63 - 1
+        raises CountOverflow; either changes nothing.
+        """
+        ...
+
     def info(self) -> StoreInfo:
         """The store's kind, location and durability, for the Info RPC."""
         ...

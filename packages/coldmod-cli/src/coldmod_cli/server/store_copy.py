@@ -46,7 +46,6 @@ def copy(src_url: str, dst_url: str, progress: Callable[[Copied], None] | None =
     """Make every app of SRC the same in DST; raises StoreError (one sentence) before writing if it cannot."""
     if src_url.strip() == dst_url.strip():
         raise StoreError("the source and the destination are the same store; name two different stores")
-    _check_restorable(dst_url)
     src = open_store(src_url)
     try:
         dst = open_store(dst_url)
@@ -58,24 +57,8 @@ def copy(src_url: str, dst_url: str, progress: Callable[[Copied], None] | None =
         src.close()
 
 
-def _check_restorable(url: str) -> None:
-    """Refuse, before any store is opened (an SQLite file would be created), a destination that cannot restore."""
-    scheme, sep, _ = url.strip().partition("://")
-    if sep and scheme.lower() in ("redis", "rediss"):
-        return  # RedisStore.restore
-    from coldmod_cli.server.sqlite_store import SqliteStore
-
-    if not callable(getattr(SqliteStore, "restore", None)):
-        raise StoreError(
-            "this version cannot copy into an SQLite store yet (it has no restore); copy into Redis, or keep the"
-            " SQLite store"
-        )
-
-
 def _copy(src: Store, dst: Store, progress: Callable[[Copied], None] | None) -> list[Copied]:
-    restore = getattr(dst, "restore", None)
-    if not callable(restore):
-        raise StoreError(f"the store {dst.url} cannot take a copy (this version has no restore for it)")
+    """Restore every app of ``src`` into ``dst``, one atomic write per app, after checking ``dst``'s app limit."""
     if src.url == dst.url:
         raise StoreError("the source and the destination are the same store; name two different stores")
     names = _apps(src)
@@ -90,7 +73,7 @@ def _copy(src: Store, dst: Store, progress: Callable[[Copied], None] | None) -> 
     done = []
     for name in names:
         heatmap = src.fetch(name)
-        restore(heatmap, src.fingerprint(name))
+        dst.restore(heatmap, src.fingerprint(name))
         copied = Copied(name, len(heatmap.entries), sum(e.calls for e in heatmap.entries))
         done.append(copied)
         if progress is not None:
