@@ -149,6 +149,37 @@ def test_restore_beyond_the_app_limit_or_64_bits_changes_nothing(tmp_path):
         store.close()
 
 
+def test_gc_pause_resumes_when_the_last_builder_is_done_and_keeps_a_disabled_gc_off():
+    import gc
+
+    from coldmod_cli.server.store import gc_paused
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_builder() -> None:
+        with gc_paused():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_builder)
+    with gc_paused():
+        thread.start()
+        inside.wait(10)
+        assert not gc.isenabled()
+    assert not gc.isenabled(), "the other thread still builds"
+    release.set()
+    thread.join()
+    assert gc.isenabled()
+    gc.disable()  # the process's own choice survives a pause
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_old_batch_ids_are_pruned_but_still_refused(store):
     store.report(_batch("i1", 1, {"m.a": 1}, 2000, 3000))
     store.report(_batch("i1", 2, {"m.a": 1}, 2000, 3000))

@@ -56,6 +56,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from coldmod_cli.server import redis_scripts
@@ -65,7 +67,6 @@ from coldmod_cli.server.store import (
     Batch,
     Change,
     CountOverflow,
-    Entry,
     Heatmap,
     RegisterResult,
     ReportResult,
@@ -75,6 +76,8 @@ from coldmod_cli.server.store import (
     StoreUnavailable,
     TooManyApps,
     UnknownApp,
+    entries,
+    gc_paused,
 )
 
 __all__ = ["PASSWORD_ENV", "TLS_CA_ENV", "RedisStore", "durability", "follow", "parse_url"]
@@ -499,6 +502,11 @@ class RedisStore:
 
     def fetch(self, app: str) -> Heatmap:
         """The app's heatmap, read in one MULTI/EXEC (a consistent snapshot); raises UnknownApp."""
+        with gc_paused():  # a big heatmap is hundreds of thousands of new objects (see gc_paused)
+            return self._fetch(app)
+
+    def _fetch(self, app: str) -> Heatmap:
+        """Read the app's hashes and sets in one MULTI/EXEC and build its entries."""
         keys = AppKeys.of(app)
         with self._errors("Fetch"):
             pipe = self._client.pipeline(transaction=True)
@@ -513,25 +521,23 @@ class RedisStore:
             meta, src, since, calls, est, lb, first, last = pipe.execute()
         if not meta:
             raise UnknownApp(f"the app {app!r} is not registered")
-        entries = []
-        for key in sorted(src):
-            path, lines = json.loads(src[key])
-            entries.append(
-                Entry(
-                    key,
-                    int(calls.get(key, 0)),
-                    key in est,
-                    int(first.get(key, 0)),
-                    int(last.get(key, 0)),
-                    int(since.get(key, 0)),
-                    path,
-                    tuple(lines),
-                    key in lb,
-                )
-            )
+        order = sorted(src)
+        # Column by column, each a loop in C, and every source's JSON parsed in one call.
+        located = json.loads("[" + ",".join(map(src.__getitem__, order)) + "]")
+        built = entries(
+            order,
+            map(int, map(calls.get, order, repeat(0))),
+            map(est.__contains__, order),
+            map(int, map(first.get, order, repeat(0))),
+            map(int, map(last.get, order, repeat(0))),
+            map(int, map(since.get, order, repeat(0))),
+            map(itemgetter(0), located),
+            map(itemgetter(1), located),
+            map(lb.__contains__, order),
+        )
         return Heatmap(
             app,
-            entries,
+            built,
             int(meta.get("registered_ms", 0)),
             int(meta.get("dropped_unknown", 0)),
             int(meta.get("dropped_updates", 0)),
