@@ -116,9 +116,13 @@ def test_demo_keep_hints_work_when_pasted_and_sigterm_cleans_up(tmp_path):
         demo.send_signal(signal.SIGTERM)
         demo.wait(30)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        if demo.poll() is None:  # a failed assertion above: stop it the way that stops its collector too
+            demo.send_signal(signal.SIGTERM)
+            try:
+                demo.wait(30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
     assert demo.returncode == 0, "".join(err)
     deadline = time.monotonic() + 10
     while _processes_mentioning(str(workdir)) and time.monotonic() < deadline:
