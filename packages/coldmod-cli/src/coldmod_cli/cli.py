@@ -376,7 +376,9 @@ class Coldmod:
         Args:
           grpc_host: host:port for gRPC (default: COLDMOD_GRPC_HOST, else localhost:7777).
           web_host: host:port for the web UI (default: COLDMOD_WEB_HOST, else localhost:7778).
-          store: where heatmaps are kept, like sqlite:///var/lib/coldmod.db.
+          store: where heatmaps are kept, like sqlite:///var/lib/coldmod.db or redis://host:port/0 (shared by
+            several collectors; rediss with ?ca=PATH for TLS, ?cluster=1 for a Redis Cluster through any of its
+            nodes, the password in COLDMOD_REDIS_PASSWORD).
           max_apps: the most apps the collector keeps (default 1000); Register refuses new ones beyond it.
           allow_remote_insecure: with COLDMOD_INSECURE=on, listen beyond this machine anyway (no TLS, no key).
         """

@@ -3,7 +3,9 @@
 Layout. Every key of one app starts with ``coldmod:{<tag>}:`` where the tag
 is the app's name (or a digest of it when the name holds braces), so in
 Redis Cluster all of an app's keys share one hash slot and every script is
-single-slot, while apps spread over the cluster:
+single-slot, while apps spread over the cluster (``?cluster=1`` in the URL:
+redis-py's RedisCluster, reached through any node, sends each script to the
+node owning its app's slot):
 
 | key | type | holds |
 |---|---|---|
@@ -137,6 +139,7 @@ class RedisTarget:
     password: str | None
     tls: bool
     ca: str | None
+    cluster: bool = False  # ?cluster=1: a Redis Cluster, reached through any of its nodes
 
     @property
     def display(self) -> str:
@@ -144,13 +147,17 @@ class RedisTarget:
         scheme = "rediss" if self.tls else "redis"
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = f"{self.username}@" if self.username else ""
-        return f"{scheme}://{user}{host}:{self.port}/{self.db}"
+        return f"{scheme}://{user}{host}:{self.port}/{self.db}" + ("?cluster=1" if self.cluster else "")
 
 
 def parse_url(url: str, env: dict[str, str] | None = None) -> RedisTarget:
-    """Read ``redis[s]://[user[:password]@]host[:port][/db][?ca=PATH]``; raises StoreError saying what is wrong."""
+    """Read ``redis[s]://[user[:password]@]host[:port][/db][?ca=PATH][&cluster=1]``; raises StoreError if wrong.
+
+    ``cluster=1``: host:port is one node of a Redis Cluster (any; the client
+    learns the others from it), and the database must be 0 (a cluster has no other).
+    """
     env = dict(os.environ) if env is None else env
-    form = "redis://[user:password@]host:port/db or rediss://host:port/db?ca=/path/ca.pem"
+    form = "redis://[user:password@]host:port/db or rediss://host:port/db?ca=/path/ca.pem (?cluster=1: a cluster)"
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("redis", "rediss"):
@@ -166,9 +173,17 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> RedisTarget:
     if path and not path.isdigit():
         raise StoreError(f"the store URL's database {path!r} is not a number; use {form}")
     query = urllib.parse.parse_qs(parts.query)
-    unknown = sorted(set(query) - {"ca"})
+    unknown = sorted(set(query) - {"ca", "cluster"})
     if unknown:
-        raise StoreError(f"the store URL has the unknown option {unknown[0]!r}; the only option is ?ca=/path/ca.pem")
+        raise StoreError(
+            f"the store URL has the unknown option {unknown[0]!r}; the options are ?ca=/path/ca.pem and ?cluster=1"
+        )
+    cluster_flag = (query.get("cluster") or ["0"])[-1].lower()
+    if cluster_flag not in _CLUSTER_FLAGS:
+        raise StoreError(f"the store URL's cluster={cluster_flag!r} is not 1 or 0; use ?cluster=1 for a Redis Cluster")
+    cluster = _CLUSTER_FLAGS[cluster_flag]
+    if cluster and path not in ("", "0"):
+        raise StoreError(f"a Redis Cluster has only database 0, not {path}; use redis://host:port/0?cluster=1")
     ca = (query.get("ca") or [""])[-1] or env.get(TLS_CA_ENV) or None
     if ca and scheme != "rediss":
         raise StoreError("a CA bundle is for TLS: use a rediss:// URL with it")
@@ -176,7 +191,12 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> RedisTarget:
         raise StoreError(f"the Redis CA bundle {ca} does not exist; give the path of a PEM file")
     password = urllib.parse.unquote(parts.password) if parts.password else env.get(PASSWORD_ENV) or None
     username = urllib.parse.unquote(parts.username) if parts.username else None
-    return RedisTarget(host, port, int(path or 0), username, password, scheme == "rediss", ca)
+    return RedisTarget(host, port, int(path or 0), username, password, scheme == "rediss", ca, cluster)
+
+
+#: What ``?cluster=`` may say.
+_CLUSTER_FLAGS = {"1": True, "yes": True, "true": True, "on": True}
+_CLUSTER_FLAGS |= {"0": False, "no": False, "false": False, "off": False}
 
 
 def _tag(app: str) -> str:
@@ -263,16 +283,7 @@ class RedisStore:
             "max_connections": MAX_CONNECTIONS,
             "timeout": SOCKET_TIMEOUT_S,  # waiting for a free connection of the pool
         }
-        if self.target.tls:
-            options["connection_class"] = redis.connection.SSLConnection
-            options["ssl_ca_certs"] = self.target.ca
-            options["ssl_cert_reqs"] = "required"
-        pool = redis.BlockingConnectionPool(**options)
-        self._client = redis.Redis(connection_pool=pool)
-        self._scripts = {
-            name: self._client.register_script(getattr(redis_scripts, name))
-            for name in ("REGISTER", "REPORT", "RESET", "DELETE", "RESTORE")
-        }
+        self._pool: Any = None
         self._subscribers: list[Callable[[Change], None]] = []
         self._listener: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -280,8 +291,10 @@ class RedisStore:
         self._on_close: list[Callable[[], None]] = []
         self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
         self._writers: list[threading.Thread] = []
+        self._client: Any = None
         try:
             with self._errors("open"):
+                self._client = self._cluster_client(options) if self.target.cluster else self._plain_client(options)
                 self._version = str(self._client.info("server").get("redis_version", "?"))
                 major = self._version.split(".")[0]
                 if major.isdigit() and int(major) < 7:  # scripts need Redis 7's #!lua flags
@@ -289,9 +302,48 @@ class RedisStore:
                         f"Redis at {self.url} is version {self._version}; the Redis store needs Redis 7 or newer"
                     )
         except StoreError:
-            self._client.close()
-            pool.disconnect()
+            self._disconnect()
             raise
+        self._scripts = {
+            name: self._client.register_script(getattr(redis_scripts, name))
+            for name in ("REGISTER", "REPORT", "RESET", "DELETE", "RESTORE")
+        }
+
+    def _plain_client(self, options: dict[str, Any]) -> Any:
+        """One Redis server: a blocking pool of connections (callers wait for a free one)."""
+        redis = self._redis_mod
+        if self.target.tls:
+            options |= {
+                "connection_class": redis.connection.SSLConnection,
+                "ssl_ca_certs": self.target.ca,
+                "ssl_cert_reqs": "required",
+            }
+        self._pool = redis.BlockingConnectionPool(**options)
+        return redis.Redis(connection_pool=self._pool)
+
+    def _cluster_client(self, options: dict[str, Any]) -> Any:
+        """A Redis Cluster: redis-py's RedisCluster learns the nodes and sends each command to its key's slot.
+
+        Every script names only keys of one app (one hash slot: see AppKeys),
+        so each runs whole on the node that owns the app; the app index is a
+        key of its own, on whichever node owns it.
+        """
+        redis = self._redis_mod
+        # Not for a cluster's per-node connections: a database (only 0), the pool wait (the pool class's default).
+        dropped = ("db", "retry_on_error", "health_check_interval", "timeout")
+        cluster = {k: v for k, v in options.items() if k not in dropped}
+        cluster["connection_pool_class"] = redis.BlockingConnectionPool  # callers wait for a free connection
+        if self.target.tls:
+            cluster |= {"ssl": True, "ssl_ca_certs": self.target.ca, "ssl_cert_reqs": "required"}
+        return redis.RedisCluster(**cluster)
+
+    def _disconnect(self) -> None:
+        """Close the client and its connections (a plain pool or every node's)."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        if self._pool is not None:
+            self._pool.disconnect()
 
     # ------------------------------------------------------------- errors --
 
@@ -337,6 +389,11 @@ class RedisStore:
             raise kind(f"Redis at {self.url} refused the {doing} ({text})") from None
         except exc_mod.RedisError as exc:
             raise kind(f"Redis at {self.url} failed the {doing} ({_first_line(exc)})") from None
+        except exc_mod.RedisClusterException as exc:  # not a RedisError: no node answers, or not a cluster
+            raise kind(
+                f"the Redis Cluster at {self.url} cannot be used ({_first_line(exc)}); check that its nodes are up"
+                " and that the URL names one of them (drop ?cluster=1 for a single Redis)"
+            ) from None
 
     def _auth_message(self, text: str) -> str:
         """One sentence for a refused or missing password."""
@@ -675,8 +732,7 @@ class RedisStore:
         listener = self._listener
         if listener is not None:
             listener.join(5)
-        self._client.close()
-        self._client.connection_pool.disconnect()
+        self._disconnect()
 
     # ------------------------------------------------------------ plumbing --
 

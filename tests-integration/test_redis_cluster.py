@@ -1,0 +1,152 @@
+"""The Redis store on a real 3-primary Redis Cluster (Debian's redis-server, loopback ports).
+
+Apps spread over the nodes (each app's keys share one hash slot), every
+script runs on its app's node, and a batch resent to another collector is
+still applied exactly once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from coldmod_cli.server.redis_process import RedisProcess
+from coldmod_cli.server.redis_store import AppKeys, RedisStore
+from coldmod_cli.server.store import Batch, Heatmap, Source, StoreError, UnknownApp, open_store
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[list[RedisProcess]]:
+    """Three cluster-enabled redis-servers joined as one cluster of three primaries; all stopped at the end."""
+    nodes: list[RedisProcess] = []
+    try:
+        for _ in range(3):
+            node = RedisProcess(extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"))
+            nodes.append(node.start())
+        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        for node in nodes:  # every node agrees the cluster is up
+            with redis.Redis(port=node.port, decode_responses=True) as client:
+                while client.cluster("info").get("cluster_state") != "ok":
+                    assert time.monotonic() < deadline, "the cluster did not come up"
+                    time.sleep(0.05)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.close()
+
+
+@pytest.fixture
+def url(cluster: list[RedisProcess]) -> str:
+    """The store URL through the first node, on an emptied cluster."""
+    for node in cluster:
+        with redis.Redis(port=node.port) as client:
+            client.flushall()
+    return f"redis://127.0.0.1:{cluster[0].port}/0?cluster=1"
+
+
+def _batch(app: str, instance: str, seq: int, calls: dict[str, int]) -> Batch:
+    keys = list(calls)
+    return Batch(app, instance, seq, 1000, 2000, keys, [calls[k] for k in keys], [False] * len(keys))
+
+
+def test_apps_spread_over_the_nodes_and_each_lives_whole_on_one(url: str, cluster: list[RedisProcess]):
+    store = open_store(url)
+    try:
+        assert store.url == f"redis://127.0.0.1:{cluster[0].port}/0?cluster=1"
+        names = [f"app{n}" for n in range(12)]
+        for name in names:
+            store.register(name, [Source("m.a"), Source("m.b")], 1000)
+            store.report(_batch(name, "i1", 1, {"m.a": 2**62 + 1, "m.b": 1}))
+        holders: dict[str, set[int]] = {}
+        for node in cluster:
+            with redis.Redis(port=node.port, decode_responses=True) as client:
+                for key in client.keys("coldmod:{*"):
+                    holders.setdefault(key.split("{")[1].split("}")[0], set()).add(node.port)
+        assert set(holders) == set(names)
+        assert all(len(ports) == 1 for ports in holders.values()), f"an app's keys span nodes: {holders}"
+        assert len(set().union(*holders.values())) == 3, "the apps did not spread over the three nodes"
+        assert [a.app for a in store.list_apps()] == sorted(names)
+        assert [(a.keys, a.calls) for a in store.list_apps(after="app5", limit=1)] == [(2, 2**62 + 2)]
+        assert store.count_apps() == 12
+        heatmap = store.fetch("app3")
+        assert [(e.key, e.calls) for e in heatmap.entries] == [("m.a", 2**62 + 1), ("m.b", 1)]
+        store.restore(Heatmap("app3", heatmap.entries[:1], 500, 2, 3), "print-9")
+        assert (store.fetch("app3").entries, store.fingerprint("app3")) == (heatmap.entries[:1], "print-9")
+        assert store.reset("app4", 5000) == 2
+        assert store.delete_app("app5") == 2
+        with pytest.raises(UnknownApp):
+            store.fetch("app5")
+        assert "Redis 7" in store.info().store
+    finally:
+        store.close()
+
+
+def test_a_batch_resent_to_another_collector_is_applied_once_on_the_cluster(url: str):
+    first, second = RedisStore(url), RedisStore(url)
+    try:
+        apps = [f"shop{n}" for n in range(6)]  # on several nodes
+        for app in apps:
+            first.register(app, [Source("m.a")], 1000)
+        results: list[tuple[str, bool]] = []
+        lock = threading.Lock()
+
+        def send(store: RedisStore, app: str, seq: int) -> None:
+            result = store.report(_batch(app, "i1", seq, {"m.a": 5}))
+            with lock:
+                results.append((app, result.duplicate))
+
+        threads = [
+            threading.Thread(target=send, args=(store, app, seq))
+            for app in apps
+            for seq in (1, 2)
+            for store in [first, second] * 5
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for app in apps:
+            assert sorted(d for a, d in results if a == app) == [False] * 2 + [True] * 18
+            assert [e.calls for e in second.fetch(app).entries] == [10]
+        slots = {AppKeys.of(app).meta for app in apps}
+        assert len({redis.crc.key_slot(k.encode()) for k in slots}) == len(apps)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_cluster_url_refusals_are_one_sentence(cluster: list[RedisProcess]):
+    port = cluster[0].port
+    with pytest.raises(StoreError, match="only database 0"):
+        open_store(f"redis://127.0.0.1:{port}/2?cluster=1")
+    with pytest.raises(StoreError, match="is not 1 or 0"):
+        open_store(f"redis://127.0.0.1:{port}/0?cluster=maybe")
+    with RedisProcess() as single:  # not a cluster node
+        with pytest.raises(StoreError, match="drop \\?cluster=1"):
+            open_store(f"{single.url}?cluster=1")
+
+
+def test_serve_help_names_the_cluster_url_form():
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "coldmod_cli", "serve", "--help"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert "?cluster=1 for a" in done.stdout + done.stderr
