@@ -14,10 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis_helpers import Collector, report, sources, tls_env
 
 from coldmod_cli.server.redis_process import RedisProcess
 from coldmod_cli.server.redis_store import AppKeys, RedisStore
 from coldmod_cli.server.store import Batch, Heatmap, Source, StoreError, UnknownApp, open_store
+from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -150,3 +153,25 @@ def test_serve_help_names_the_cluster_url_form():
     )
     assert done.returncode == 0, done.stderr
     assert "?cluster=1 for a" in done.stdout + done.stderr
+
+
+def test_a_collector_on_the_cluster_acknowledges_each_batch_once(url: str, tmp_path):
+    env = tls_env(tmp_path)  # production: TLS and an API key
+    del env["COLDMOD_REDIS_PASSWORD"]  # this cluster asks for none
+    collector = Collector(url, env).start()
+    try:
+        with collector.channel() as channel:
+            tracing = pb_grpc.TracingStub(channel)
+            tracing.Register(pb.RegisterRequest(app="shop", sources=sources(["m.a", "m.b"])), timeout=30)
+            answers = [tracing.Report(report("shop", "i1", 1, {"m.a": 3, "gone": 1}), timeout=10) for _ in range(3)]
+            assert [a.duplicate for a in answers] == [False, True, True]
+        store = RedisStore(url)
+        try:
+            heatmap = store.fetch("shop")
+        finally:
+            store.close()
+        assert [(e.key, e.calls) for e in heatmap.entries] == [("m.a", 3), ("m.b", 0)]
+        assert heatmap.dropped_unknown == 1
+        assert collector.terminate() == 0
+    finally:
+        collector.kill()
