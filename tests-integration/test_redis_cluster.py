@@ -132,6 +132,29 @@ def test_a_batch_resent_to_another_collector_is_applied_once_on_the_cluster(url:
         second.close()
 
 
+def test_changes_through_one_collector_reach_the_other_on_the_cluster(url: str):
+    from coldmod_cli.server.store import Change
+
+    first, second = RedisStore(url), RedisStore(url)
+    try:
+        heard: list[Change] = []
+        second.subscribe(heard.append)
+        time.sleep(0.3)  # the subscriber thread subscribes
+        apps = [f"web{n}" for n in range(6)]  # apps on every node: pub/sub reaches across the cluster
+        for app in apps:
+            first.register(app, [Source("m.a")], 1000)
+            first.report(_batch(app, "i1", 1, {"m.a": 1}))
+        deadline = time.monotonic() + 5
+        while len(heard) < 2 * len(apps) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted((c.app, c.kind) for c in heard) == sorted(
+            (app, kind) for app in apps for kind in ("register", "report")
+        )
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_cluster_url_refusals_are_one_sentence(cluster: list[RedisProcess]):
     port = cluster[0].port
     with pytest.raises(StoreError, match="only database 0"):
