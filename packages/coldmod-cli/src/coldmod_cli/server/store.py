@@ -1,7 +1,8 @@
 """The store interface: what the collector needs from wherever heatmaps live.
 
-One small interface, so that SQLite (here) and Redis (later) are
-interchangeable. Every method is safe to call from any thread. Writes are
+One small interface, so that SQLite (sqlite_store) and Redis (redis_store)
+are interchangeable, and ``coldmod store copy`` moves heatmaps between them
+(``restore``). Every method is safe to call from any thread. Writes are
 applied at most once and are durable when the call returns; reads see whole
 transactions (a reader never sees half of a Register).
 
