@@ -158,11 +158,12 @@ def srcs(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_srcs_command_prints_sorted_keys_and_warns_on_stderr(tmp_path: Path) -> None:
+def test_srcs_command_prints_keys_in_file_order_and_warns_on_stderr(tmp_path: Path) -> None:
     make_tree(tmp_path, {"b.py": "def z(): pass\ndef a(): pass\n", "a.py": "def m(): pass\n", "bad.py": "def (\n"})
     done = srcs(str(tmp_path), cwd=tmp_path.parent)
     assert done.returncode == 0
-    assert done.stdout.splitlines() == ["a.m", "b.a", "b.z"]
+    # By file, then line (as `coldmod srcs` lists them): b.z is defined above b.a.
+    assert done.stdout.splitlines() == ["a.m", "b.z", "b.a"]
     assert done.stderr.strip() == "coldmod-trace: warning: bad.py:1: skipped: syntax error (invalid syntax)"
 
 
