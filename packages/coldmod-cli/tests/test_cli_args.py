@@ -183,7 +183,11 @@ def test_a_misspelled_flag_on_every_command_does_nothing(shop, recorder, tmp_pat
         (["rm", "--cold", "--dryrun"], "unknown flag --dryrun; did you mean --dry-run?"),
         (["rm", "--cold", "--dry"], "unknown flag --dry; did you mean --dry-run?"),
         (["rm", "--cold", "--dry-ru"], "unknown flag --dry-ru; did you mean --dry-run?"),
-        (["rm", "--cold", "--no-dry-run"], "unknown flag --no-dry-run; did you mean --nodry-run?"),
+        (
+            ["rm", "--cold", "--no-dry-run"],
+            "unknown flag --no-dry-run; --dry-run is off unless given, so leave it out"
+            " (Fire's negation is --nodry-run)",
+        ),
         (["rm", "shop.cart.Cart.merge", "--dry-run-please"], "unknown flag --dry-run-please; did you mean --dry-run?"),
         (["rm", "shop.cart.Cart.merge", "-x"], "unknown flag -x; `coldmod rm` takes --dry-run, -n, --force"),
         (["rm", "shop.cart.Cart.merge", "--force=maybe"], "--force takes no value (or yes/no), not 'maybe'"),
@@ -320,7 +324,11 @@ def test_the_commands_are_strict_under_fire_alone_too(shop, recorder, tmp_path, 
 
     for args, message in [
         (["rm", "--cold", "--dryrun"], "unknown flag --dryrun; did you mean --dry-run?"),
-        (["rm", "--cold", "--no-dry-run"], "unknown flag --no-dry-run; did you mean --nodry-run?"),
+        (
+            ["rm", "--cold", "--no-dry-run"],
+            "unknown flag --no-dry-run; --dry-run is off unless given, so leave it out"
+            " (Fire's negation is --nodry-run)",
+        ),
         (["rm", "shop.cart.Cart.merge", "--dry-run-please"], "unknown flag --dry-run-please; did you mean --dry-run?"),
         (["cold", "--sinse", "30d"], "unknown flag --sinse; did you mean --since?"),
         (["srcs", "json"], "unexpected argument 'json': `coldmod srcs` takes no arguments"),

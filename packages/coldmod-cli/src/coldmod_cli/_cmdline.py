@@ -187,6 +187,9 @@ def _closest(word: str, candidates: Sequence[str]) -> str | None:
 
 def _did_you_mean(word: str, spec: Signature) -> str:
     """``; did you mean X?`` or, without a close one, the list of the command's flags."""
+    if word.startswith("--no-") and f"--{word[5:]}" in _spellings(spec, negations=False):
+        # git-style negation: say how to get what was meant, not a spelling that acts at once.
+        return f"; --{word[5:]} is off unless given, so leave it out (Fire's negation is --no{word[5:]})"
     best = _closest(word, _spellings(spec, negations=True))
     if best:
         return f"; did you mean {best}?"
@@ -280,7 +283,7 @@ def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> 
         if param is None:
             # Fire turned a bare `--no-x` into x=False: name the flag as it was typed.
             word = spelled("no" + key if str(value) == "False" else key)
-            raise UsageError(f"unknown flag {word}{_did_you_mean(_negation(spec, word), spec)}")
+            raise UsageError(f"unknown flag {word}{_did_you_mean(word, spec)}")
         elif param.boolean and str(value).strip().lower() not in _TRUE | _FALSE:
             tokens.append(param.flag)  # Fire gave a boolean flag the next word: it is an argument
             words.append(str(value))
@@ -304,13 +307,6 @@ def _flag_named(spec: Signature, token: str) -> tuple[Parameter, bool] | None:
     if key.startswith("no") and key[2:] in by_name and by_name[key[2:]].boolean and token.startswith("--"):
         return by_name[key[2:]], True
     return None
-
-
-def _negation(spec: Signature, word: str) -> str:
-    """``--no-dry-run`` reads as Fire's ``--nodry-run`` when suggesting (git spells it with a dash)."""
-    rest = word[len("--no-") :] if word.startswith("--no-") else ""
-    named = _flag_named(spec, "--" + rest) if rest else None
-    return f"--no{rest}" if named and named[0].boolean else word
 
 
 def _spellings(spec: Signature, *, negations: bool) -> list[str]:
@@ -337,7 +333,7 @@ def _read_flags(spec: Signature, tokens: list[str]) -> tuple[dict[str, str], lis
         word, has_value, value = token.partition("=")
         named = _flag_named(spec, word)
         if named is None:
-            raise UsageError(f"unknown flag {word}{_did_you_mean(_negation(spec, word), spec)}")
+            raise UsageError(f"unknown flag {word}{_did_you_mean(word, spec)}")
         param, negated = named
         if param.name in values:
             raise UsageError(f"{param.flag} is given twice; give it once")
