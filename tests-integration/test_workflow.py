@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from removal_fixtures import Process
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -84,49 +82,6 @@ def venv(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = _run(bin_dir / "python", "-c", "import coldmod_cli; print(coldmod_cli.__file__)")
     assert str(ROOT) not in where.stdout, "the venv must use the wheel, not the checkout"
     return bin_dir
-
-
-class Process:
-    """A background process whose output lines are collected as they come."""
-
-    def __init__(self, argv: list[str | Path], **kwargs) -> None:
-        self.popen = subprocess.Popen(
-            [str(a) for a in argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            **kwargs,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                found = re.search(pattern, line)
-                if found:
-                    return found
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in output: {''.join(self.lines)}")
-
-    def stop(self) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
 
 
 def _get(url: str) -> int:
