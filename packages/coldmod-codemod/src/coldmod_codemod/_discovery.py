@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +70,11 @@ def module_for(relpath: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def iter_python_files(root: str | os.PathLike[str]) -> Iterator[str]:
-    """Root-relative paths of the ``.py`` files under ``root``, skipping hidden and tool directories."""
+def walk_files(root: str | os.PathLike[str], skip_dir: Callable[[str], bool]) -> Iterator[tuple[str, str]]:
+    """``(root-relative path, file name)`` of every regular file, sorted, pruning directories ``skip_dir`` names.
+
+    Directories holding ``pyvenv.cfg`` (virtual environments) are always pruned.
+    """
     base = Path(root)
     stack = [""]
     while stack:
@@ -85,14 +88,19 @@ def iter_python_files(root: str | os.PathLike[str]) -> Iterator[str]:
         for entry in entries:
             rel = f"{reldir}/{entry.name}" if reldir else entry.name
             if entry.is_dir(follow_symlinks=False):
-                if entry.name.startswith(".") or entry.name in EXCLUDED_DIRS:
-                    continue
-                if os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
+                if skip_dir(entry.name) or os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
                     continue
                 subdirs.append(rel)
-            elif entry.name.endswith(".py") and entry.is_file():
-                yield rel
+            elif entry.is_file():
+                yield rel, entry.name
         stack.extend(reversed(subdirs))
+
+
+def iter_python_files(root: str | os.PathLike[str]) -> Iterator[str]:
+    """Root-relative paths of the ``.py`` files under ``root``, skipping hidden and tool directories."""
+    for rel, name in walk_files(root, lambda d: d.startswith(".") or d in EXCLUDED_DIRS):
+        if name.endswith(".py"):
+            yield rel
 
 
 class _Collector(cst.CSTVisitor):

@@ -31,7 +31,7 @@ from pathlib import Path
 import libcst as cst
 
 from coldmod_codemod._cstfile import CstFile, parse_cst
-from coldmod_codemod._discovery import EXCLUDED_DIRS, module_for
+from coldmod_codemod._discovery import EXCLUDED_DIRS, module_for, walk_files
 from coldmod_codemod._rules import RULES, SAFE, UNSAFE
 
 __all__ = [
@@ -174,31 +174,16 @@ def iter_source_files(root: str | os.PathLike[str]) -> tuple[list[str], list[str
     Python scripts without ``.py`` are recognised by their shebang, and every
     other small non-binary file is text that may name a function.
     """
-    base = Path(root)
     python: list[str] = []
     text: list[str] = []
-    stack = [""]
-    while stack:
-        reldir = stack.pop()
-        try:
-            with os.scandir(base / reldir if reldir else base) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+    for rel, name in walk_files(root, SKIPPED_DIRS.__contains__):
+        if name in SKIPPED_FILES:
             continue
-        subdirs = []
-        for entry in entries:
-            rel = f"{reldir}/{entry.name}" if reldir else entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name in SKIPPED_DIRS or os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
-                    continue
-                subdirs.append(rel)
-            elif entry.is_file() and entry.name not in SKIPPED_FILES:
-                suffix = os.path.splitext(entry.name)[1].lower()
-                if suffix in (".py", ".pyi", ".pyw"):
-                    python.append(rel)
-                elif suffix not in _BINARY_SUFFIXES:
-                    text.append(rel)
-        stack.extend(reversed(subdirs))
+        suffix = os.path.splitext(name)[1].lower()
+        if suffix in (".py", ".pyi", ".pyw"):
+            python.append(rel)
+        elif suffix not in _BINARY_SUFFIXES:
+            text.append(rel)
     return python, text
 
 
