@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -91,7 +92,8 @@ class Collector:
         self._server: grpc.Server | None = None
 
     def start(self) -> Collector:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        # so_reuseport off, as in the collector: binding a port something else holds must fail.
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
         coldmod_pb2_grpc.add_TracingServicer_to_server(self.recorder, server)
         port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         assert port, f"could not bind 127.0.0.1:{self.port}"
@@ -126,11 +128,14 @@ def collector() -> Iterator[Collector]:
 
 @pytest.fixture
 def unused_port() -> int:
-    """A loopback port nobody listens on (bound once, then released)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.stop(None)
-    return port
+    """A loopback port nobody listens on (bound once by a plain socket, then released).
+
+    Not a gRPC server: its listener closes asynchronously, and with SO_REUSEPORT a collector later
+    started on the port shares it with that dying listener, whose connections hang for 20 s each.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def make_app(root: Path, files: dict[str, str], marker: str = "") -> Path:
