@@ -1,4 +1,4 @@
-"""Process lifecycle, each handled in one place: exit, SIGTERM, fork, multiprocessing children, grpc.
+"""Process lifecycle, each handled in one place: exit, SIGTERM, fork, multiprocessing children.
 
 - exit: an ``atexit`` hook flushes, bounded by the tracer's exit timeout.
 - SIGTERM (how containers end): if the app has no handler of its own, ours
@@ -11,39 +11,30 @@
   ``_bootstrap`` clears the finalizers it inherited and then runs the
   after-fork callbacks, so ours registers the finalizer from one of those —
   for the fork, spawn and forkserver start methods alike.
-- fork: ``os.register_at_fork`` gives the child a fresh identity and sender.
-  A fork waits while the sender thread imports grpc and builds its channel
-  (:data:`fork_guard`): a child forked in the middle of an import would inherit
-  a half-initialised module and an import lock owned by a thread it lacks.
-- grpc across fork: grpc's C core supports a fork only with no call in flight;
-  with one, it skips its fork handlers, logs "Other threads are currently
-  calling into gRPC, skipping fork() handlers" into the app's output, and the
-  child can abort in ``ev_epoll1_linux.cc``. So the
-  sender is quiesced before every fork (the call in flight ends, bounded;
-  the wire and the channel are held) and resumed after it in the parent; the
-  child's new sender starts once our child hook is done. The hooks are
-  registered before grpc is imported, so they cover its start-up too (a fork
-  while the first channel is made waits for it); grpc registers Python-level
-  fork hooks only with ``GRPC_ENABLE_FORK_SUPPORT`` on, which we leave alone.
+- fork: ``os.register_at_fork`` gives the child a fresh identity and sender,
+  started once our child hook is done. A fork waits while the sender thread
+  imports the generated protobuf code (:data:`fork_guard`): a child forked in
+  the middle of an import would inherit a half-initialised module.
+- grpc never runs in the application's processes (the relay process holds the
+  channels, :mod:`coldmod_trace._internal.relay`), so a fork needs nothing from
+  grpc: no call to quiesce, no channel to protect, no grpc lock to inherit.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
 __all__ = [
-    "Quiescible",
+    "Startable",
     "current_sender",
-    "grpc_environment",
     "install",
     "set_sender",
     "uninstall_sigterm",
@@ -51,49 +42,28 @@ __all__ = [
 
 log = logging.getLogger("coldmod_trace")
 
-#: grpc settings the tracer needs while it initialises grpc; an app's own value wins.
-#: GRPC_ENABLE_FORK_SUPPORT is left alone on purpose: unset, grpcio's C core runs its
-#: fork handlers (threads stopped before fork, the poller reset in the child) as
-#: long as no call is in flight, which quiescing ensures; set to true it also turns
-#: on grpc's Python-level handling, whose child waits up to 1.5 s for grpc to shut
-#: down after every fork and exits with EX_USAGE when it does not.
-#: The poll strategy is what grpc's fork support documents (doc/fork_support.md): with the
-#: default epoll1, 300 forks with the sender busy hung or crashed children (grpcio 1.85).
-GRPC_SETTINGS = {
-    "GRPC_VERBOSITY": "NONE",  # grpc's C core logs to stderr, that is into the app's output
-    "GRPC_POLL_STRATEGY": "poll",
-}
-#: Seconds a fork waits at most for the sender to let go of the network.
-QUIESCE_TIMEOUT = 2.0
 #: Our multiprocessing exit finalizer runs before those of lower priority (queues' use 10 and -5).
 MP_EXIT_PRIORITY = 100
 
 
-class Quiescible(Protocol):
+class Startable(Protocol):
     """What the fork hooks need from the running sender."""
-
-    def quiesce(self, timeout: float) -> None:
-        """Before fork: no call in flight, no channel, the wire held."""
-
-    def resume(self) -> None:
-        """After fork, in the parent: let go of the wire."""
 
     def start_thread(self) -> None:
         """Start the sender's thread."""
 
 
 _installed = False
-#: Held by the sender while it imports grpc and creates its channel; a fork waits for it.
+#: Held by the sender while it imports the generated code; a fork waits for it.
 fork_guard = threading.Lock()
 _guard_held_for_fork = False
 _previous_sigterm: Any = None
 _our_handler: Callable[[int, FrameType | None], Any] | None = None
 _on_exit: Callable[[], None] | None = None
-_sender: Quiescible | None = None  # the running sender, quiesced around fork()
-_quiesced: Quiescible | None = None
+_sender: Startable | None = None  # the running sender
 _in_child_hooks = False  # inside the early after_in_child: a new sender waits to start
-_child_pending: Quiescible | None = None
-_inherited: list[Quiescible] = []  # the senders of the processes we were forked from, kept as they were
+_child_pending: Startable | None = None
+_inherited: list[Startable] = []  # the senders of the processes we were forked from, kept as they were
 
 
 def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> None:
@@ -108,8 +78,8 @@ def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> N
             global fork_guard, _guard_held_for_fork, _in_child_hooks, _child_pending
             fork_guard, _guard_held_for_fork = threading.Lock(), False
             if _sender is not None:
-                # The parent's sender and its channel must never be closed or collected here:
-                # closing would write a TLS close (GOAWAY) into the connection the parent still uses.
+                # The parent's sender and its connection are never closed or collected here: the
+                # parent still uses them, and a daemonising child may have reused the fd's number.
                 _inherited.append(_sender)
             _in_child_hooks = True
             try:
@@ -123,7 +93,7 @@ def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> N
     _install_sigterm(on_exit)
 
 
-def set_sender(sender: Quiescible | None) -> None:
+def set_sender(sender: Startable | None) -> None:
     """The sender the fork hooks act on; a sender created inside a fork's child hooks starts later."""
     global _sender, _child_pending
     _sender = sender
@@ -134,7 +104,7 @@ def set_sender(sender: Quiescible | None) -> None:
             sender.start_thread()
 
 
-def current_sender() -> Quiescible | None:
+def current_sender() -> Startable | None:
     """The sender the fork hooks act on."""
     return _sender
 
@@ -148,7 +118,6 @@ def _start_pending_child() -> None:
 
 def _before_fork() -> None:
     global _guard_held_for_fork
-    _quiesce()  # from the first channel on: grpc is in use from then
     # Bounded: a wedged import must not wedge the application's fork.
     _guard_held_for_fork = fork_guard.acquire(timeout=5.0)
     _watch_multiprocessing()
@@ -159,48 +128,6 @@ def _after_fork_parent() -> None:
     if _guard_held_for_fork:
         _guard_held_for_fork = False
         fork_guard.release()
-    _resume()
-
-
-# -- grpc ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def grpc_environment() -> Iterator[None]:
-    """While grpc is imported and initialised (first channel): our settings, unless the app chose.
-
-    grpc reads these once, at import and at its first channel; afterwards the
-    variables go back to what they were, so the app's own child processes do
-    not inherit them.
-    """
-    added = [name for name in GRPC_SETTINGS if name not in os.environ]
-    for name in added:
-        os.environ[name] = GRPC_SETTINGS[name]
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
-def _quiesce() -> None:
-    global _quiesced
-    sender = _sender
-    _quiesced = None
-    if sender is None:
-        return
-    try:
-        sender.quiesce(QUIESCE_TIMEOUT)
-        _quiesced = sender
-    except Exception as exc:  # never fail the application's fork
-        log.debug("coldmod: could not quiesce the sender before fork (%s)", exc)
-
-
-def _resume() -> None:
-    global _quiesced
-    sender, _quiesced = _quiesced, None
-    if sender is not None:
-        sender.resume()
 
 
 # -- multiprocessing -----------------------------------------------------------------

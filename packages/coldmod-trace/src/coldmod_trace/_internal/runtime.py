@@ -81,7 +81,7 @@ class Tracer:
         self.engine.install()
         if self.hook is not None:
             self.hook.install()
-        lifecycle.install(_exit_hook, _after_fork_child)  # before the sender imports grpc
+        lifecycle.install(_exit_hook, _after_fork_child)  # before the sender thread starts
         self.sender.start()
 
     def stop(self, timeout: float) -> bool:

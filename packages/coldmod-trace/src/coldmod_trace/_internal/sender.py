@@ -5,6 +5,9 @@ carries ``(instance_id, sequence)``, stays in flight until the server
 acknowledges it, and is resent unchanged after any fault. Pending deltas are
 aggregated per key and bounded; what does not fit is dropped, counted, and the
 count travels in the next batch.
+
+The calls go through the relay process (:mod:`coldmod_trace._internal.relay`):
+grpc never runs inside the application, so a fork can never inherit its state.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 from coldmod_trace._internal import lifecycle
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.engines import Engine
+from coldmod_trace._internal.relay import REGISTER, REPORT, Relay, RelayError
 from coldmod_trace._version import __version__
 from coldmod_trace.config import MAX_MESSAGE_BYTES, ClientConfig
 from coldmod_trace.discovery import Source, discover
 from coldmod_trace.keys import sources_fingerprint
 from coldmod_trace.rootmarker import Rootmarker
 
-if TYPE_CHECKING:  # grpc and the generated code are imported on the sender thread only
+if TYPE_CHECKING:  # the generated code is imported on the sender thread only
     from coldmod_proto.v1 import coldmod_pb2
 
 __all__ = ["MAX_PENDING", "Sender", "SenderConfig"]
@@ -47,10 +51,6 @@ REGISTER_TIMEOUT = 30.0  # a collector may spend seconds on a large set
 REPORT_TIMEOUT = 10.0
 #: Room left in a message for everything but the sources (app, identity, framing).
 MESSAGE_MARGIN = 64 * 1024
-
-
-class _Quiesced(Exception):
-    """The sender is held for a fork: no call may start now."""
 
 
 class _GiveUp(Exception):
@@ -102,14 +102,8 @@ class Sender:
         self._refused_logged = False
         self._gave_up = False
         self._fingerprint = ""
-        self._quiescing = False
-        self._fork_epoch = 0  # bumped by each fork: a call it cancelled is not a collector fault
-        self._wire_held_for_fork = False
-        self._stub_held_for_fork = False
-        self._stub: Any = None
-        self._channel: Any = None
-        self._stub_lock = threading.Lock()
-        self._wire = threading.Lock()  # one RPC at a time: the thread's, or close()'s
+        self._relay: Relay | None = None
+        self._wire = threading.Lock()  # one call at a time: the thread's, or close()'s
         self._thread = threading.Thread(target=self._run, name="coldmod-sender", daemon=True)
         if sources is not None:
             self._discovered.set()
@@ -118,37 +112,11 @@ class Sender:
 
     def start(self) -> None:
         """Become the process's sender and start the daemon thread (discovery and Register happen there)."""
-        lifecycle.set_sender(self)  # starts the thread now, or in a fork's child once grpc has reset
+        lifecycle.set_sender(self)  # starts the thread now, or in a fork's child once its hooks are done
 
     def start_thread(self) -> None:
         """Start the daemon thread."""
         self._thread.start()
-
-    def quiesce(self, timeout: float) -> None:
-        """Before fork: let the call in flight end (bounded), then hold the wire and the channel.
-
-        Held, no call starts and no channel is made or closed while the
-        process forks: grpc's C-core fork handlers run only when no thread is
-        inside grpc. The channel stays open (closing it just before a fork
-        crashed parents in testing); the child never uses it, as its channel
-        has connections of its own (``grpc.use_local_subchannel_pool``).
-        """
-        deadline = time.monotonic() + timeout
-        self._quiescing = True
-        self._fork_epoch += 1
-        self._wire_held_for_fork = self._wire.acquire(timeout=timeout)
-        self._stub_held_for_fork = self._stub_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
-
-    def resume(self) -> None:
-        """After fork, in the parent: let the sender go on where it was."""
-        self._quiescing = False
-        if self._stub_held_for_fork:
-            self._stub_held_for_fork = False
-            self._stub_lock.release()
-        if self._wire_held_for_fork:
-            self._wire_held_for_fork = False
-            self._wire.release()
-        self._wake.set()
 
     def close(self, timeout: float) -> bool:
         """Flush what is pending within ``timeout`` seconds, from the calling thread; True if all went."""
@@ -249,18 +217,14 @@ class Sender:
 
     def _attempt(self) -> None:
         """One delivery attempt; on a fault, schedule the next with backoff and jitter."""
-        epoch = self._fork_epoch
         try:
             while self._deliver(REPORT_TIMEOUT, REGISTER_TIMEOUT) is False and not self._closing:
                 pass  # more than one batch pending: keep going while the server answers
         except _GiveUp as exc:
             self._give_up(str(exc))
             return
-        except Exception as exc:  # grpc.RpcError and friends
-            self._drop_channel()
-            if epoch != self._fork_epoch or isinstance(exc, _Quiesced):
-                self._retry_at = 0.0  # a fork cancelled the call: resend as soon as it is over
-                return
+        except Exception as exc:  # RelayError and friends
+            self._drop_connection()
             self._failures += 1
             refused = _code_name(exc) == "UNAUTHENTICATED"
             base, cap = (REFUSED_BACKOFF_BASE, REFUSED_BACKOFF_CAP) if refused else (BACKOFF_BASE, BACKOFF_CAP)
@@ -313,7 +277,7 @@ class Sender:
             self._pending.clear()
             self._inflight = None
             self._dropped = 0
-        self._drop_channel()
+        self._drop_connection()
 
     # -- counting to keys ------------------------------------------------------------
 
@@ -365,13 +329,13 @@ class Sender:
         if not self._wire.acquire(timeout=timeout):
             raise TimeoutError("the sender thread is still waiting on the collector")
         try:
-            stub = self._ensure_stub()
+            relay = self._ensure_relay()
             if not self._registered:
-                self._register(stub, register_timeout)
+                self._register(relay, register_timeout)
             batch = self._batch()
             if batch is None:
                 return True
-            stub.Report(batch, timeout=timeout)
+            relay.call(REPORT, batch.SerializeToString(), timeout)
         finally:
             self._wire.release()
         with self._lock:
@@ -407,10 +371,8 @@ class Sender:
             self._inflight = batch
             return batch
 
-    def _register(self, stub: Any, timeout: float) -> None:
+    def _register(self, relay: Relay, timeout: float) -> None:
         """Fingerprint first; the whole set only when the collector lacks it (a fleet restart costs it once)."""
-        import grpc
-
         from coldmod_proto.v1 import coldmod_pb2
 
         sources = self._sources or {}
@@ -429,7 +391,9 @@ class Sender:
             app=self.config.app, process=identity, fingerprint=self._fingerprint, fingerprint_only=True
         )
         try:
-            answer = stub.Register(probe, timeout=timeout)
+            answer = coldmod_pb2.RegisterResponse.FromString(
+                relay.call(REGISTER, probe.SerializeToString(), timeout)
+            )
             if answer.need_sources:
                 request = coldmod_pb2.RegisterRequest(
                     app=self.config.app,
@@ -444,35 +408,31 @@ class Sender:
                         f"{MAX_MESSAGE_BYTES // 2**20} MiB a message may hold; ignore files or keys in "
                         "coldmod.rootmarker to trace it"
                     )
-                stub.Register(request, timeout=timeout)
-        except grpc.RpcError as exc:
+                relay.call(REGISTER, request.SerializeToString(), timeout)
+        except RelayError as exc:
             if _code_name(exc) in ("RESOURCE_EXHAUSTED", "INVALID_ARGUMENT"):
                 raise _GiveUp(f"the collector at {self.config.client.target} refused this app's "
                               f"{len(sources)} functions ({_describe(exc)})") from None
             raise
         self._registered = True
 
-    def _drop_channel(self) -> None:
-        """Forget the channel after a fault: a fresh one connects at once, where grpc's own
-        reconnect backoff (up to two minutes) would fail our retries fast until it expires."""
-        with self._stub_lock:
-            channel, self._channel, self._stub = self._channel, None, None
-        if channel is not None:
-            channel.close()
+    def _drop_connection(self) -> None:
+        """Forget the connection after a fault: the relay drops its channel with it, and the next
+        call gets a fresh one, where grpc's own reconnect backoff (up to two minutes) would fail
+        our retries fast until it expires."""
+        relay = self._relay
+        if relay is not None:
+            relay.close()
 
-    def _ensure_stub(self) -> Any:
-        """The Tracing stub, built on first use (grpc is imported here, never on the app's thread)."""
-        with self._stub_lock, lifecycle.fork_guard:
-            if self._quiescing:
-                raise _Quiesced
-            if self._stub is None:
-                with lifecycle.grpc_environment():
-                    from coldmod_proto.v1 import coldmod_pb2_grpc
-                    from coldmod_trace.config import client_channel
+    def _ensure_relay(self) -> Relay:
+        """The relay connection, built on first use (the generated code is imported here, never
+        on the app's thread; a fork waits for the import, which a child must not inherit half-done)."""
+        with lifecycle.fork_guard:
+            if self._relay is None:
+                from coldmod_proto.v1 import coldmod_pb2  # noqa: F401 - imported once, here
 
-                    self._channel = client_channel(self.config.client)
-                self._stub = coldmod_pb2_grpc.TracingStub(self._channel)  # type: ignore[no-untyped-call]
-            return self._stub
+                self._relay = Relay(self.config.client)
+            return self._relay
 
 
 def _now_ms() -> int:
@@ -487,11 +447,7 @@ def _getpid() -> int:
 
 def _code_name(exc: BaseException) -> str:
     """The gRPC status code's name of a failed call, "" for anything else."""
-    code = getattr(exc, "code", None)
-    try:
-        return str(code().name) if callable(code) else ""
-    except Exception:
-        return ""
+    return exc.code if isinstance(exc, RelayError) else ""
 
 
 #: A failed connection's cause, read as a table: (this client is plaintext, words in grpc's details) -> cause.
@@ -518,12 +474,7 @@ def _mismatch(exc: BaseException, insecure: bool) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """A one-line reason for a failed RPC, without secrets."""
-    code = getattr(exc, "code", None)
-    details = getattr(exc, "details", None)
-    if callable(code) and callable(details):
-        try:
-            return f"{code().name}: {details()}"
-        except Exception:  # a fake or half-built RpcError: fall back to the type
-            return type(exc).__name__
+    """A one-line reason for a failed call, without secrets."""
+    if isinstance(exc, RelayError):
+        return f"{exc.code}: {exc.details}"
     return type(exc).__name__
