@@ -531,7 +531,7 @@ def _memory(work: Path, env: dict[str, str]) -> None:
     (root / "coldmod.rootmarker").write_text("")
     (root / "many.py").write_text("".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(10_000)))
     print("\nMemory with 10,000 traced functions, each called 3 times:\n")
-    print("| variant | tracer structures (tracemalloc) | peak RSS | over untraced (grpc, discovery, tracer) |")
+    print("| variant | tracer structures (tracemalloc) | peak RSS | over untraced (discovery, tracer; not the relay) |")
     print("|---|---|---|---|")
     base = None
     for variant in ("untraced", "sampled", "exact"):
