@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 
+import grpc
 import pytest
-from conftest import Collector, clean_env, make_app, run_py
+from conftest import Collector, Recorder, clean_env, make_app, run_py
+
+from coldmod_trace.keys import REGISTER_BUSY
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -163,3 +166,51 @@ def test_exit_is_bounded_when_the_collector_never_comes(tmp_path, unused_port: i
     assert result.returncode == 0, result.stderr
     assert took < 2.0 + 3.0  # the 2 s exit budget plus interpreter start-up and teardown
     assert "not delivered before exit" in result.stderr
+
+
+class _BusyAtFirst(Recorder):
+    """A collector that, like `coldmod serve` in a fleet restart, first says another process sends the set."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    def Register(self, request, context):  # gRPC method name
+        with self.lock:
+            refuse = self.busy > 0
+            self.busy -= refuse
+        if refuse:
+            context.abort(grpc.StatusCode.UNAVAILABLE, REGISTER_BUSY)
+        return super().Register(request, context)
+
+
+ONE_CALL = """
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=0.05, exit_timeout=10)
+
+
+def hit():
+    pass
+
+
+hit()
+import time
+
+time.sleep(3)  # the retries after "busy": 0.5 s, then 1 s
+"""
+
+
+def test_a_collector_saying_another_process_sends_the_set_is_waited_for_without_a_word(tmp_path):
+    collector = Collector()
+    collector.recorder = _BusyAtFirst(busy=2)
+    collector.start()
+    try:
+        root = make_app(tmp_path / "app", {"app.py": ONE_CALL})
+        done = run_py(root, ["app.py"], env=clean_env(**collector.env))
+    finally:
+        collector.stop()
+    assert done.returncode == 0, done.stderr
+    assert collector.recorder.busy == 0  # it was told twice
+    assert collector.recorder.totals()["app.hit"] == 1  # and then delivered
+    assert done.stderr == ""  # a fleet restarting is not an outage: nothing in the app's log

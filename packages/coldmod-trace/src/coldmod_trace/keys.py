@@ -11,7 +11,11 @@ import os
 from collections.abc import Iterable, Sequence
 from types import CodeType
 
-__all__ = ["is_function_code", "key_for", "module_for", "sources_fingerprint"]
+__all__ = ["REGISTER_BUSY", "is_function_code", "key_for", "module_for", "sources_fingerprint"]
+
+#: The collector's UNAVAILABLE details when another process of the app is sending the same
+#: key set (fingerprint-first Register): a normal moment of a fleet restart, not an outage.
+REGISTER_BUSY = "another process of this app is sending the same set of keys; retry in a moment"
 
 
 def module_for(relpath: str) -> str:

@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError
 from coldmod_cli.server.limits import Rejected, check_app, sources_from
 from coldmod_cli.server.store import Store
 from coldmod_proto.v1 import coldmod_pb2 as pb
+from coldmod_trace.keys import REGISTER_BUSY
 
 __all__ = ["HEAVY_BYTES", "Registrar"]
 
@@ -51,7 +52,7 @@ LEASE_S = 10.0
 #: Fingerprint-only calls waiting for a leased set at once (each holds a Register thread;
 #: keep it below the runner's REGISTER_WORKERS so the full set always finds a thread).
 MAX_WAITERS = 3
-WAIT_REFUSED = "another process of this app is sending the same set of keys; retry in a moment"
+WAIT_REFUSED = REGISTER_BUSY  # the tracer knows this answer: it waits and retries without a word
 #: Seconds between two looks at whether a waiting call's client is still there.
 _POLL_S = 0.25
 

@@ -30,7 +30,7 @@ from coldmod_trace._internal.relay import REGISTER, REPORT, Relay, RelayError
 from coldmod_trace._version import __version__
 from coldmod_trace.config import MAX_MESSAGE_BYTES, ClientConfig
 from coldmod_trace.discovery import Source, discover
-from coldmod_trace.keys import sources_fingerprint
+from coldmod_trace.keys import REGISTER_BUSY, sources_fingerprint
 from coldmod_trace.rootmarker import Rootmarker
 
 if TYPE_CHECKING:  # the generated code is imported on the sender thread only
@@ -233,6 +233,8 @@ class Sender:
             self._retry_at = time.monotonic() + delay
             if refused:
                 self._log_refused()
+            elif isinstance(exc, RelayError) and (exc.code, exc.details) == ("UNAVAILABLE", REGISTER_BUSY):
+                log.debug("coldmod: %s", REGISTER_BUSY)  # a fleet restarting: another process sends the set
             elif not self._outage_logged:
                 self._outage_logged = True
                 cause = _mismatch(exc, self.config.client.insecure)
