@@ -428,8 +428,7 @@ class SysMonitoringEngine:
         """Measure what a call in a slice costs more than a call outside one (once, off the app's threads).
 
         The sampler thread calls this first; the sender thread's call waits for it to end
-        (bounded), so the tracer's own start-up work (starting its relay process) does not
-        compete with the measurement for the CPU.
+        (bounded) instead of racing it. Each slice measures again (:meth:`_end_slice`).
         """
         if self._sampler is None or self._calibrated:
             return

@@ -79,9 +79,6 @@ class RelayError(Exception):
 _launch_lock = threading.Lock()
 #: The relay per client configuration, inherited by forked children.
 _paths: dict[ClientConfig, str] = {}
-#: Write ends of the relays' stdin started here: held until this process (and its forks) end,
-#: never closed by us (after a fork, a daemonising app may have reused the number).
-_lifelines: list[int] = []
 
 
 def _reset_after_fork() -> None:
@@ -103,19 +100,16 @@ class Relay:
     def call(self, method: int, payload: bytes, timeout: float) -> bytes:
         """The collector's answer to one call; raises :class:`RelayError` when there is none."""
         deadline = time.monotonic() + timeout
-        reused = self._sock is not None
-        try:
-            return self._exchange(self._connection(deadline), method, payload, timeout, deadline)
-        except _Broken as exc:
-            self.close()
-            if not reused:
-                raise RelayError("UNAVAILABLE", f"the relay process dropped the connection ({exc})") from None
-        # The relay we were connected to is gone (it ended or was killed): once, a new one.
-        try:
-            return self._exchange(self._connection(deadline), method, payload, timeout, deadline)
-        except _Broken as exc:
-            self.close()
-            raise RelayError("UNAVAILABLE", f"the relay process dropped the connection ({exc})") from None
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            try:
+                return self._exchange(self._connection(deadline), method, payload, timeout, deadline)
+            except _Broken as exc:
+                self.close()
+                if not reused or attempt == 2:
+                    raise RelayError("UNAVAILABLE", f"the relay process dropped the connection ({exc})") from None
+                # The relay we were connected to is gone (it ended or was killed): once, a new one.
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Drop the connection (the relay drops its channel with it)."""
@@ -227,7 +221,8 @@ def _launch(client: ClientConfig, deadline: float) -> str:
         shutil.rmtree(directory, ignore_errors=True)
         reason = failure or (why[-1] if why else f"exit code {returncode}")
         raise RelayError("UNAVAILABLE", f"the relay process could not start ({reason})")
-    _lifelines.append(write_end)
+    # write_end, the relay's lifeline, stays open until this process (and its forks) end; never
+    # closed by us: after a fork, a daemonising app may have reused the number.
     _paths[client] = path
     return path
 
