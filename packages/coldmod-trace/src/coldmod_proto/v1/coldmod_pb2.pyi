@@ -34,18 +34,24 @@ class TraceSource(_message.Message):
     def __init__(self, key: _Optional[str] = ..., path: _Optional[str] = ..., lines: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("app", "process", "sources", "fingerprint", "fingerprint_only")
+    __slots__ = ("app", "process", "sources", "fingerprint", "fingerprint_only", "version", "ignore_keys", "ignore_files")
     APP_FIELD_NUMBER: _ClassVar[int]
     PROCESS_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_FILES_FIELD_NUMBER: _ClassVar[int]
     app: str
     process: ProcessIdentity
     sources: _containers.RepeatedCompositeFieldContainer[TraceSource]
     fingerprint: str
     fingerprint_only: bool
-    def __init__(self, app: _Optional[str] = ..., process: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[TraceSource, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., fingerprint_only: bool = ...) -> None: ...
+    version: str
+    ignore_keys: _containers.RepeatedScalarFieldContainer[str]
+    ignore_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, app: _Optional[str] = ..., process: _Optional[_Union[ProcessIdentity, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[TraceSource, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., fingerprint_only: bool = ..., version: _Optional[str] = ..., ignore_keys: _Optional[_Iterable[str]] = ..., ignore_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("kept", "added", "removed", "need_sources")
@@ -72,7 +78,7 @@ class KeyDelta(_message.Message):
     def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ..., lower_bound: bool = ...) -> None: ...
 
 class ReportRequest(_message.Message):
-    __slots__ = ("app", "instance_id", "sequence", "window_start_ms", "window_end_ms", "deltas", "dropped_updates")
+    __slots__ = ("app", "instance_id", "sequence", "window_start_ms", "window_end_ms", "deltas", "dropped_updates", "fingerprint")
     APP_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +86,7 @@ class ReportRequest(_message.Message):
     WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
     DELTAS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     app: str
     instance_id: str
     sequence: int
@@ -87,7 +94,8 @@ class ReportRequest(_message.Message):
     window_end_ms: int
     deltas: _containers.RepeatedCompositeFieldContainer[KeyDelta]
     dropped_updates: int
-    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., sequence: _Optional[int] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., deltas: _Optional[_Iterable[_Union[KeyDelta, _Mapping]]] = ..., dropped_updates: _Optional[int] = ...) -> None: ...
+    fingerprint: str
+    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., sequence: _Optional[int] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., deltas: _Optional[_Iterable[_Union[KeyDelta, _Mapping]]] = ..., dropped_updates: _Optional[int] = ..., fingerprint: _Optional[str] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
     __slots__ = ("sequence", "duplicate", "unknown_keys")
@@ -100,13 +108,15 @@ class ReportResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., duplicate: bool = ..., unknown_keys: _Optional[int] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("app",)
+    __slots__ = ("app", "quiet_days")
     APP_FIELD_NUMBER: _ClassVar[int]
+    QUIET_DAYS_FIELD_NUMBER: _ClassVar[int]
     app: str
-    def __init__(self, app: _Optional[str] = ...) -> None: ...
+    quiet_days: int
+    def __init__(self, app: _Optional[str] = ..., quiet_days: _Optional[int] = ...) -> None: ...
 
 class HeatmapEntry(_message.Message):
-    __slots__ = ("key", "calls", "estimated", "first_seen_ms", "last_seen_ms", "tracked_since_ms", "path", "lines", "lower_bound")
+    __slots__ = ("key", "calls", "estimated", "first_seen_ms", "last_seen_ms", "tracked_since_ms", "path", "lines", "lower_bound", "versions", "calls_7d", "calls_30d", "calls_90d", "days", "day_calls")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +126,12 @@ class HeatmapEntry(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CALLS_7D_FIELD_NUMBER: _ClassVar[int]
+    CALLS_30D_FIELD_NUMBER: _ClassVar[int]
+    CALLS_90D_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    DAY_CALLS_FIELD_NUMBER: _ClassVar[int]
     key: str
     calls: int
     estimated: bool
@@ -125,21 +141,47 @@ class HeatmapEntry(_message.Message):
     path: str
     lines: _containers.RepeatedScalarFieldContainer[int]
     lower_bound: bool
-    def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., tracked_since_ms: _Optional[int] = ..., path: _Optional[str] = ..., lines: _Optional[_Iterable[int]] = ..., lower_bound: bool = ...) -> None: ...
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    calls_7d: int
+    calls_30d: int
+    calls_90d: int
+    days: _containers.RepeatedScalarFieldContainer[int]
+    day_calls: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key: _Optional[str] = ..., calls: _Optional[int] = ..., estimated: bool = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., tracked_since_ms: _Optional[int] = ..., path: _Optional[str] = ..., lines: _Optional[_Iterable[int]] = ..., lower_bound: bool = ..., versions: _Optional[_Iterable[int]] = ..., calls_7d: _Optional[int] = ..., calls_30d: _Optional[int] = ..., calls_90d: _Optional[int] = ..., days: _Optional[_Iterable[int]] = ..., day_calls: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Version(_message.Message):
+    __slots__ = ("fingerprint", "label", "first_seen_ms", "last_seen_ms", "keys")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    label: str
+    first_seen_ms: int
+    last_seen_ms: int
+    keys: int
+    def __init__(self, fingerprint: _Optional[str] = ..., label: _Optional[str] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., keys: _Optional[int] = ...) -> None: ...
 
 class FetchResponse(_message.Message):
-    __slots__ = ("app", "entries", "registered_ms", "dropped_unknown", "dropped_updates")
+    __slots__ = ("app", "entries", "registered_ms", "dropped_unknown", "dropped_updates", "versions", "now_ms", "retire_after_ms")
     APP_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_MS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     DROPPED_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NOW_MS_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     app: str
     entries: _containers.RepeatedCompositeFieldContainer[HeatmapEntry]
     registered_ms: int
     dropped_unknown: int
     dropped_updates: int
-    def __init__(self, app: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[HeatmapEntry, _Mapping]]] = ..., registered_ms: _Optional[int] = ..., dropped_unknown: _Optional[int] = ..., dropped_updates: _Optional[int] = ...) -> None: ...
+    versions: _containers.RepeatedCompositeFieldContainer[Version]
+    now_ms: int
+    retire_after_ms: int
+    def __init__(self, app: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[HeatmapEntry, _Mapping]]] = ..., registered_ms: _Optional[int] = ..., dropped_unknown: _Optional[int] = ..., dropped_updates: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[Version, _Mapping]]] = ..., now_ms: _Optional[int] = ..., retire_after_ms: _Optional[int] = ...) -> None: ...
 
 class ListAppsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
