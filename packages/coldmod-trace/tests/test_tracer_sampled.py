@@ -65,7 +65,7 @@ def _lower_bounds(recorder) -> set[str]:
 
 
 def test_first_calls_are_exact_hot_calls_estimated_and_a_burst_a_lower_bound(tmp_path, collector: Collector):
-    from coldmod_trace._internal.engines import DEFAULT_CAP
+    from coldmod_trace._internal.sampling import DEFAULT_CAP
 
     root = make_app(tmp_path / "app", {"app.py": APP})
     result = run_py(root, ["app.py"], clean_env(**collector.env))

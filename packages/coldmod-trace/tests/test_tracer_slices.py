@@ -35,14 +35,16 @@ def numbers(n):
 
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from coldmod_trace._internal import engines
+    from coldmod_trace._internal import sampling
     from coldmod_trace._internal.appfilter import AppFilter
+    from coldmod_trace._internal.core import select_engine
+    from coldmod_trace.config import Mode
     from coldmod_trace.rootmarker import load
 
-    monkeypatch.setattr(engines._Sampler, "start", lambda self: None)  # the test opens the slices
+    monkeypatch.setattr(sampling.Sampler, "start", lambda self: None)  # the test opens the slices
     root = make_app(tmp_path / "app", {"mod.py": MODULE})
     apps = AppFilter(load(root), str(root))
-    engine, reason = engines.select_engine(apps, "sampled")
+    engine, reason = select_engine(apps, Mode.SAMPLED)
     assert (engine.name, reason) == ("sys.monitoring", "")
     spec = importlib.util.spec_from_file_location("h4_slices_mod", root / "mod.py")
     module = importlib.util.module_from_spec(spec)
@@ -60,7 +62,7 @@ def _by_name(deltas):
 
 def test_below_the_cap_every_call_is_counted_exactly(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.engines import DEFAULT_CAP
+    from coldmod_trace._internal.sampling import DEFAULT_CAP
 
     for _ in range(DEFAULT_CAP):
         mod.hot()
@@ -73,7 +75,7 @@ def test_below_the_cap_every_call_is_counted_exactly(engine):
 
 def test_past_the_cap_only_calls_inside_slices_are_seen_and_too_few_slices_give_a_lower_bound(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.engines import DEFAULT_CAP
+    from coldmod_trace._internal.sampling import DEFAULT_CAP
 
     for _ in range(DEFAULT_CAP + 500):  # the call past the cap switches hot() off: 499 unseen
         mod.hot()
@@ -96,7 +98,7 @@ def test_past_the_cap_only_calls_inside_slices_are_seen_and_too_few_slices_give_
 
 def test_enough_steady_slices_of_a_working_function_give_an_estimate_that_counts_the_unseen_calls(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.engines import DEFAULT_CAP
+    from coldmod_trace._internal.sampling import DEFAULT_CAP
 
     eng.calibrate()  # as the sampler thread does at start: what a call in a slice costs more
     for _ in range(DEFAULT_CAP + 1):
@@ -122,7 +124,7 @@ def test_enough_steady_slices_of_a_working_function_give_an_estimate_that_counts
 
 def test_re_arming_a_window_leaves_library_code_switched_off(engine, monkeypatch):
     eng, mod, apps = engine
-    from coldmod_trace._internal.engines import DEFAULT_CAP
+    from coldmod_trace._internal.sampling import DEFAULT_CAP
 
     decided: list[str] = []
     is_app = apps.is_app

@@ -10,6 +10,7 @@ place that does.
 from __future__ import annotations
 
 import collections
+import enum
 import os
 import re
 from collections.abc import Mapping
@@ -33,8 +34,10 @@ __all__ = [
     "COLDMOD_TLS_KEY",
     "COLDMOD_WEB_HOST",
     "MAX_MESSAGE_BYTES",
+    "MODES",
     "ClientConfig",
     "ConfigError",
+    "Mode",
     "client_channel",
     "client_config",
     "flush_interval",
@@ -80,11 +83,22 @@ COLDMOD_FLUSH_INTERVAL = "COLDMOD_FLUSH_INTERVAL"
 DEFAULT_GRPC_HOST = "localhost:7777"
 DEFAULT_WEB_HOST = "localhost:7778"
 DEFAULT_FLUSH_INTERVAL = 10.0
-MODES = ("sampled", "exact")
 #: Largest gRPC message either side accepts (a Register of ~100k keys fits).
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+class Mode(enum.StrEnum):
+    """How the tracer counts: ``sampled`` (default) or ``exact``; compares equal to its name."""
+
+    #: The first calls of every function per window exactly, frequent calls estimated (bounded overhead).
+    SAMPLED = "sampled"
+    #: Every call counted (compiled counters in application modules, the engine for the rest).
+    EXACT = "exact"
+
+
+MODES = tuple(mode.value for mode in Mode)
 
 
 class ConfigError(ValueError):
@@ -128,12 +142,12 @@ def host_port(
     return match.group(1).strip("[]"), int(match.group(2))
 
 
-def trace_mode(value: str | None = None, env: Mapping[str, str] | None = None) -> str:
+def trace_mode(value: str | None = None, env: Mapping[str, str] | None = None) -> Mode:
     """The tracer mode from the argument, else ``COLDMOD_MODE``, else ``sampled``."""
     raw = (value if value is not None else _env(env).get(COLDMOD_MODE, "sampled")).strip().lower()
     if raw not in MODES:
         raise ConfigError(f"{COLDMOD_MODE}={raw!r} is not a mode; use sampled or exact")
-    return raw
+    return Mode(raw)
 
 
 def flush_interval(value: float | str | None = None, env: Mapping[str, str] | None = None) -> float:

@@ -121,6 +121,6 @@ def status() -> dict[str, Any] | None:
 
 def engine_preview() -> tuple[str, str]:
     """The engine ``start()`` would use in this process now, and why not a faster one ("" when none)."""
-    from coldmod_trace._internal.engines import preview_engine
+    from coldmod_trace._internal.core import preview_engine
 
     return preview_engine()

@@ -12,7 +12,8 @@ from typing import Any
 from coldmod_trace import config
 from coldmod_trace._internal import lifecycle
 from coldmod_trace._internal.appfilter import AppFilter
-from coldmod_trace._internal.engines import Engine, select_engine
+from coldmod_trace._internal.core import select_engine
+from coldmod_trace._internal.counting import Engine
 from coldmod_trace._internal.rewrite import RewriteHook
 from coldmod_trace._internal.sender import Sender, SenderConfig
 from coldmod_trace.rootmarker import Rootmarker, RootmarkerError, find_root, load
@@ -55,7 +56,7 @@ class Tracer:
         self,
         marker: Rootmarker,
         app: str,
-        mode: str,
+        mode: config.Mode,
         flush: float,
         client: config.ClientConfig,
         exit_timeout: float,
@@ -70,7 +71,8 @@ class Tracer:
             log.log(level, "coldmod: tracing with %s: %s", self.engine.name, reason)
         # Exact mode compiles a counter into every application module imported from now on;
         # the engine counts what was compiled before (the main script, earlier imports).
-        self.hook = RewriteHook(self.apps, self.engine.key_counter, self.engine.exclude) if mode == "exact" else None
+        exact = mode is config.Mode.EXACT
+        self.hook = RewriteHook(self.apps, self.engine.key_counter, self.engine.exclude) if exact else None
         self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name)
         self.sender = Sender(self.sender_config, self.engine, self.apps)
         self._lock = threading.Lock()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from coldmod_trace._internal import lifecycle
 from coldmod_trace._internal.appfilter import AppFilter
-from coldmod_trace._internal.engines import Engine
+from coldmod_trace._internal.counting import Engine
 from coldmod_trace._internal.relay import REGISTER, REPORT, Relay, RelayError
 from coldmod_trace._version import __version__
 from coldmod_trace.config import MAX_MESSAGE_BYTES, ClientConfig
