@@ -249,11 +249,14 @@ class Coldmod:
 
     @command
     def fetch(self, *, format: Format = "text") -> None:
-        """Print the collector's heatmap for this checkout: calls and last call of every function.
+        """Print the collector's heatmap for this checkout: calls, recent calls, last and first call, versions.
 
-        Keys the collector has but this checkout does not are skipped (their
-        number is said on stderr); functions the collector has not seen yet are
-        shown as untracked.
+        The first line lists the app's live versions and the collector's
+        retention; then per function its calls in all and in the last 7, 30 and
+        90 days, its last and first call, and the versions that have it. Keys
+        the collector has but this checkout does not are skipped (their number
+        is said on stderr); functions the collector has not seen yet are shown
+        as untracked.
 
         Args:
           format: text (a table) or json (see the README for the shape).
@@ -266,17 +269,24 @@ class Coldmod:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
         A function is cold when it was never called since it was first traced,
-        or, with --since, when it was not called within that period.
+        or, with --since 90d, when it had no call in the last 90 days and has been
+        traced for at least 90 days. A cold function last called at a month-,
+        quarter- or year-end, or in this month a year ago, is shown as seasonal:
+        review, which rm --cold keeps unless --include review.
 
         Args:
-          since: a period like 30d, 12h or 2w; functions not called within it are cold too.
+          since: a period like 90d, 12h or 2w; functions with no call within it (and traced that long) are cold too.
           min_tracked: only functions traced at least this long (like 7d) count; younger ones are left out.
           format: text (a table) or json (see the README for the shape).
         """
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
+        from coldmod_cli import heatmap
+
         fmt = _args.output_format(format)
-        report.cold(report.load(), fmt, since=since_s, min_tracked=min_tracked_s)
+        # Quiet rows carry their daily history, for the seasonal rule.
+        result = report.load(quiet_days=heatmap.quiet_days(since_s))
+        report.cold(result, fmt, since=since_s, min_tracked=min_tracked_s)
 
     @command
     def rm(
@@ -307,7 +317,7 @@ class Coldmod:
           include: review, to remove the review-verdict functions as well as the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
         """
-        from coldmod_cli import removal
+        from coldmod_cli import heatmap, removal
 
         dry, swallowed = _args.split_flag("dry-run", dry_run)
         forced, swallowed2 = _args.split_flag("force", force)
@@ -327,10 +337,14 @@ class Coldmod:
         found = local.checkout()
         local.require_keys(found, wanted, what="remove")
         cold_keys: list[str] = []
+        seasonal: dict[str, str] = {}
         if with_cold:
-            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s)
+            result = report.load(quiet_days=heatmap.quiet_days(since_s))
+            cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s)
+            seasonal = removal.seasonal_held(result, cold_keys)
         removal.remove(
-            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
+            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok,
+            seasonal=seasonal,
         )
 
     @command

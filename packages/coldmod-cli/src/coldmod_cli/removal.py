@@ -16,7 +16,7 @@ The guard rails, each checked before anything is written:
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +118,7 @@ def require_clean(root: Path) -> None:
 def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: float | None) -> list[str]:
     """The keys ``rm --cold`` considers, once the heatmap has been tracked long enough (else refuse)."""
     minimum = DEFAULT_MIN_TRACKED if min_tracked is None else min_tracked
-    now = heatmap.now_ms()
+    now = result.now_ms
     starts = [row.tracked_since_ms for row in result.rows if row.tracked and row.tracked_since_ms]
     if not starts:
         raise CliError(
@@ -134,10 +134,19 @@ def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: floa
         )
     say(f"the heatmap of {result.app!r} has been tracked for {span(age)} (minimum {span(minimum)}, --min-tracked)")
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=minimum)
-    younger = sum(1 for row in result.rows if row.tracked and row.tracked_since_ms > now - minimum * 1000)
+    younger = len(heatmap.too_briefly_tracked(result.rows, now=now, since=since, min_tracked=minimum))
     if younger:
-        say(f"left out {plural(younger, 'function')} tracked for less than {span(minimum)} (new since tracking began)")
+        need = max(since or 0.0, minimum)
+        say(f"left out {plural(younger, 'function')} tracked for less than {span(need)} (new since tracking began)")
     return [row.key for row in rows]
+
+
+def seasonal_held(result: heatmap.Heatmap, cold: list[str]) -> dict[str, str]:
+    """The cold keys whose history makes them seasonal, with the reason: review, never removed as safe."""
+    from coldmod_cli import seasonal
+
+    wanted = set(cold)
+    return dict(seasonal.reasons([row for row in result.rows if row.key in wanted], result.now_ms))
 
 
 def plan(
@@ -150,19 +159,30 @@ def plan(
         return plan_removal(found.marker.root, list(keys), include=include, force=force, progress=progress)
 
 
-def verdict_lines(removal: RemovalPlan, found: Discovery) -> list[str]:
-    """One line per key, by file and line: its verdict (``forced`` when removed anyway) and the reasons."""
+def verdict_lines(removal: RemovalPlan, found: Discovery, held: Mapping[str, str] | None = None) -> list[str]:
+    """One line per key, by file and line: its verdict (``forced`` when removed anyway) and the reasons.
+
+    ``held``: cold keys that are review whatever their references (seasonal), with the reason; those the
+    plan left out are listed too.
+    """
+    held = held or {}
 
     def where(key: str) -> tuple[str, int, str]:
         source = found.sources.get(key)
         return (source.path, source.lines[0], key) if source else ("", 0, key)
 
     lines = []
-    for key in sorted(removal.verdicts, key=where):
-        verdict = removal.verdicts[key]
-        word = "forced" if removal.force and verdict.removed and verdict.verdict == "unsafe" else verdict.verdict
-        reasons = f"  ({'; '.join(verdict.reasons)})" if verdict.reasons else ""
-        lines.append(f"{word:<7} {key}{reasons}")
+    for key in sorted(set(removal.verdicts) | set(held), key=where):
+        verdict = removal.verdicts.get(key)
+        reasons = [f"seasonal: {held[key]}"] if key in held else []
+        if verdict is None:
+            word = "review"
+        else:
+            word = "forced" if removal.force and verdict.removed and verdict.verdict == "unsafe" else verdict.verdict
+            word = "review" if key in held and word == "safe" else word
+            reasons += list(verdict.reasons)
+        shown = f"  ({'; '.join(reasons)})" if reasons else ""
+        lines.append(f"{word:<7} {key}{shown}")
     return lines
 
 
@@ -175,17 +195,24 @@ def remove(
     force: bool = False,
     include: tuple[str, ...] = INCLUDE["safe"],
     allow_dirty: bool = False,
+    seasonal: Mapping[str, str] | None = None,
 ) -> None:
     """Plan, print each verdict with its reasons (and the diff for a dry run), then apply unless ``dry_run``.
 
     ``keys`` are named by the user (``force`` applies to them); ``cold`` come
     from the heatmap and are removed only when their verdict is in ``include``.
+    ``seasonal`` cold keys (with their reason, see :func:`seasonal_held`) are
+    review: planned only with ``--include review``.
     """
     from coldmod_codemod import apply
 
+    held = {key: text for key, text in (seasonal or {}).items() if key in cold and key not in keys}
+    if "review" not in include:
+        cold = [key for key in cold if key not in held]
+
     if force and cold:
         raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
-    if not keys and not cold:
+    if not keys and not cold and not held:
         say("no cold functions to remove")
         return
     root = found.marker.root
@@ -194,11 +221,12 @@ def remove(
     removal = plan(found, [*keys, *(k for k in cold if k not in keys)], include=include, force=force)
     for failure in removal.failures:
         warn(f"{failure}")
-    for line in verdict_lines(removal, found):
+    for line in verdict_lines(removal, found, held):
         print(line)
     touched = [edit.path for edit in removal.edits]
     removed = removal.removed
-    counts = {v: sum(removal.verdicts[k].verdict == v for k in removed) for v in ("review", "unsafe")}
+    word = {k: "review" if k in held else removal.verdicts[k].verdict for k in removed}
+    counts = {v: sum(word[k] == v for k in removed) for v in ("review", "unsafe")}
     beyond_safe = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     what = f"{plural(len(removed), 'function')} from {plural(len(touched), 'file')}"
     what += f" ({beyond_safe} among them)" if beyond_safe else ""
@@ -216,8 +244,8 @@ def remove(
         say(f"removed {what}; run your tests, then review with `git diff`")
     else:
         say("nothing removed")
-    kept = [k for k in cold if k not in keys and k not in removed]
-    kept_review = [k for k in kept if removal.verdicts[k].verdict == "review"]
+    kept = [k for k in [*cold, *(k for k in held if k not in cold)] if k not in keys and k not in removed]
+    kept_review = [k for k in kept if k in held or removal.verdicts[k].verdict == "review"]
     if kept:
         review_hint = f" ({len(kept_review)} review: --include review removes them)" if kept_review else ""
         say(f"kept {plural(len(kept), 'cold function')} that may still be used{review_hint}; the reasons are above")

@@ -1,0 +1,185 @@
+"""Cold as a statement about time, the seasonal rule, and what fetch says of versions and history.
+
+Time is injected: FetchResponse.now_ms (the collector's clock) or an explicit
+``now``; dates are stated, nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from coldmod_cli import heatmap, seasonal
+from coldmod_cli.heatmap import DAY_MS, Row
+
+pytestmark = pytest.mark.timeout(60)
+
+HOUR_MS = 3_600_000
+
+
+def ms(text: str) -> int:
+    """Epoch milliseconds of an ISO UTC time like ``2026-03-31T12:00``."""
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def days(*texts: str) -> list[date]:
+    """Dates from ISO days."""
+    return [date.fromisoformat(t) for t in texts]
+
+
+def every_day(first: str, last: str) -> list[date]:
+    """Every date from ``first`` to ``last``, both included."""
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def day_number(day: date) -> int:
+    """The collector's UTC day number of a date."""
+    return (day - date(1970, 1, 1)).days
+
+
+def row(key: str = "app.f", *, last: int = 0, tracked_since: int, calls: int | None = None, history=()) -> Row:
+    """A tracked row; ``history`` are call dates (they become its sparse days)."""
+    history = sorted(history)
+    return Row(
+        key,
+        "app.py",
+        1,
+        tracked=True,
+        calls=len(history) if calls is None else calls,
+        first_seen_ms=ms(f"{history[0].isoformat()}T12:00") if history else 0,
+        last_seen_ms=last,
+        tracked_since_ms=tracked_since,
+        days=tuple(day_number(d) for d in history),
+        day_calls=tuple(1 for _ in history),
+    )
+
+
+# ------------------------------------------------------------------ cold --since N
+
+
+NOW = ms("2026-12-07T10:00")
+NINETY_D = 90 * 86400.0
+
+
+def test_since_is_no_call_in_the_window_and_the_window_edge_is_a_call_within_it():
+    tracked = NOW - 200 * DAY_MS
+    at_edge = row("at_edge", last=NOW - 90 * DAY_MS, tracked_since=tracked, calls=1)
+    just_before = row("just_before", last=NOW - 90 * DAY_MS - 1, tracked_since=tracked, calls=1)
+    recent = row("recent", last=NOW - HOUR_MS, tracked_since=tracked, calls=1)
+    never = row("never", tracked_since=tracked, calls=0)
+
+    cold = heatmap.cold([at_edge, just_before, recent, never], now=NOW, since=NINETY_D)
+
+    assert [r.key for r in cold] == ["just_before", "never"]
+
+
+def test_since_leaves_out_functions_tracked_for_less_than_the_window():
+    exactly = row("exactly", tracked_since=NOW - 90 * DAY_MS, calls=0)
+    a_moment_less = row("a_moment_less", tracked_since=NOW - 90 * DAY_MS + 1, calls=0)
+    rows = [exactly, a_moment_less]
+
+    assert [r.key for r in heatmap.cold(rows, now=NOW, since=NINETY_D)] == ["exactly"]
+    assert [r.key for r in heatmap.too_briefly_tracked(rows, now=NOW, since=NINETY_D)] == ["a_moment_less"]
+    # Without a window, never called is cold however young (unless --min-tracked says otherwise).
+    assert [r.key for r in heatmap.cold(rows, now=NOW)] == ["exactly", "a_moment_less"]
+    assert heatmap.cold(rows, now=NOW, min_tracked=100 * 86400.0) == []
+    # --min-tracked longer than the window wins.
+    assert heatmap.cold(rows, now=NOW, since=NINETY_D, min_tracked=91 * 86400.0) == []
+
+
+def test_untracked_rows_are_never_cold():
+    untracked = Row("app.new", "app.py", 1, tracked=False)
+    assert heatmap.cold([untracked], now=NOW, since=0.0) == []
+    assert heatmap.too_briefly_tracked([untracked], now=NOW, since=0.0) == []
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [(None, 0), (0.0, 1), (12 * 3600.0, 1), (86400.0, 1), (NINETY_D, 90), (NINETY_D + 3600, 90)],
+)
+def test_quiet_days_asked_cover_the_window(since, expected):
+    assert heatmap.quiet_days(since) == expected
+
+
+# ------------------------------------------------------------------ seasonal
+
+TODAY = date(2026, 12, 7)
+
+
+@pytest.mark.parametrize(
+    ("called", "expected"),
+    [
+        (days("2026-03-31"), "last called 2026-03-31, a quarter-end"),
+        (days("2026-04-30"), "last called 2026-04-30, a month-end"),
+        (days("2025-12-31"), "last called 2025-12-31, a year-end"),
+        (days("2024-02-29"), "last called 2024-02-29, a month-end"),  # a leap-year February
+        (days("2025-12-31", "2026-02-10"), "called 2025-12-31, a year-end (last called 2026-02-10)"),
+        (days("2025-12-15"), "called in December 2025; December again now"),
+        (days("2026-06-30", "2026-07-03"), "called 2026-06-30, a quarter-end (last called 2026-07-03)"),
+    ],
+)
+def test_each_seasonal_rule_gives_its_sentence(called, expected):
+    assert seasonal.reason(called, TODAY) == expected
+
+
+@pytest.mark.parametrize(
+    ("called", "why"),
+    [
+        (days("2026-03-30"), "the day before a quarter-end"),
+        (days("2026-04-01"), "the day after a month-end"),
+        (every_day("2025-12-01", "2026-08-29"), "called daily until 100 days ago: its month-ends do not stand apart"),
+        (every_day("2025-11-01", "2026-08-29")[::7], "called weekly until it stopped"),
+        (days("2025-11-15"), "a year ago, but not this calendar month"),
+        (days("2024-12-15"), "this calendar month, but two years ago"),
+        (days("2025-11-20", "2025-12-15"), "a year ago, but the month before had calls too"),
+        (days("2025-12-15", "2026-01-05"), "a year ago, but the month after had calls too"),
+        ([], "never called"),
+    ],
+)
+def test_what_is_not_seasonal(called, why):
+    assert seasonal.reason(called, TODAY) is None, why
+
+
+def test_a_period_end_call_stands_apart_only_after_a_week_without_calls():
+    assert seasonal.reason(days("2026-03-24", "2026-03-31"), TODAY) is None  # 7 days before: not apart
+    assert seasonal.reason(days("2026-03-23", "2026-03-31"), TODAY) == "last called 2026-03-31, a quarter-end"
+
+
+def test_the_same_month_rule_follows_today():
+    called = days("2025-12-15")
+    assert seasonal.reason(called, date(2026, 12, 1)) == "called in December 2025; December again now"
+    assert seasonal.reason(called, date(2026, 11, 30)) is None
+    assert seasonal.reason(called, date(2027, 1, 1)) is None
+
+
+def test_every_rule_is_in_the_table_most_specific_first():
+    assert [rule.period for rule in seasonal.RULES] == ["year-end", "quarter-end", "month-end", "a year ago"]
+
+
+def test_reasons_read_rows_history_and_fall_back_on_the_last_call():
+    now = ms("2026-12-07T10:00")
+    quarter = row("quarter", last=ms("2026-03-31T23:59"), tracked_since=ms("2025-11-01T00:00"),
+                  history=days("2026-03-31"))
+    daily = row("daily", last=ms("2026-08-29T18:00"), tracked_since=ms("2025-11-01T00:00"),
+                history=every_day("2025-11-01", "2026-08-29"))
+    # No history carried (an older collector, a window under a day): the last call still counts.
+    no_history = Row("no_history", "app.py", 2, tracked=True, calls=4, last_seen_ms=ms("2026-06-30T08:00"),
+                     tracked_since_ms=ms("2025-11-01T00:00"))
+    never = row("never", tracked_since=ms("2025-11-01T00:00"), calls=0)
+
+    found = seasonal.reasons([quarter, daily, no_history, never], now)
+
+    assert found == {
+        "quarter": "last called 2026-03-31, a quarter-end",
+        "no_history": "last called 2026-06-30, a quarter-end",
+    }
+
+
+def test_utc_days_decide_a_call_late_on_the_31st_in_utc_is_the_31st():
+    just_before_midnight = row("f", last=ms("2026-03-31T23:59:59"), tracked_since=ms("2025-01-01T00:00"), calls=1)
+    just_after = row("g", last=ms("2026-04-01T00:00:00"), tracked_since=ms("2025-01-01T00:00"), calls=1)
+    assert seasonal.reasons([just_before_midnight, just_after], NOW) == {
+        "f": "last called 2026-03-31, a quarter-end"
+    }
