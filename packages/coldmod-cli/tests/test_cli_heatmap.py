@@ -27,7 +27,9 @@ def test_fetch_text_is_a_table_sorted_by_file_and_line(cli, shop, insecure_env):
     assert result.code == 0, result.err
     versions, header, *lines = result.out.splitlines()
     assert versions.startswith("1 live version: ") or versions == "no version listed"
-    assert header.split() == ["CALLS", "7D", "30D", "90D", "LAST", "CALL", "FIRST", "CALL", "VERSIONS", "LOCATION", "KEY"]
+    assert header.split() == [
+        "CALLS", "7D", "30D", "90D", "LAST", "CALL", "FIRST", "CALL", "VERSIONS", "LOCATION", "KEY"
+    ]
     rows = {line.split()[-1]: line.split() for line in lines}
     assert len(rows) == 20
     assert rows["shop.views.product"][0] == "30"

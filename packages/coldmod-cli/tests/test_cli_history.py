@@ -183,3 +183,190 @@ def test_utc_days_decide_a_call_late_on_the_31st_in_utc_is_the_31st():
     assert seasonal.reasons([just_before_midnight, just_after], NOW) == {
         "f": "last called 2026-03-31, a quarter-end"
     }
+
+
+# ------------------------------------------------------- what fetch, cold and rm print (hand-made Fetch)
+
+BOOKS = {
+    "coldmod.rootmarker": '[app]\nname = "books"\n',
+    "books/__init__.py": "",
+    "books/close.py": (
+        "def close_quarter():\n    return 1\n\n\n"
+        "def old_report():\n    return 2\n\n\n"
+        "def daily():\n    return 3\n\n\n"
+        "def busy():\n    return 4\n"
+    ),
+}
+TRACKED_SINCE = ms("2025-11-01T00:00")
+
+
+@pytest.fixture
+def books(tmp_path):
+    """A checkout whose four functions the hand-made heatmap below describes."""
+    for name, text in BOOKS.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def entry(key, history, *, versions=(0, 1), recent=(0, 0, 0)):
+    """A HeatmapEntry as the collector sends it: ``history`` are call dates, one call each."""
+    from coldmod_proto.v1 import coldmod_pb2 as pb
+
+    history = sorted(history)
+    return pb.HeatmapEntry(
+        key=key,
+        calls=len(history),
+        first_seen_ms=ms(f"{history[0]}T12:00") if history else 0,
+        last_seen_ms=ms(f"{history[-1]}T12:00") if history else 0,
+        tracked_since_ms=TRACKED_SINCE,
+        path="books/close.py",
+        versions=list(versions),
+        calls_7d=recent[0],
+        calls_30d=recent[1],
+        calls_90d=recent[2],
+        days=[day_number(d) for d in history],
+        day_calls=[1] * len(history),
+    )
+
+
+def books_heatmap(root):
+    """The checkout reconciled with a Fetch of two versions, at 2026-12-07 10:00 on the collector's clock."""
+    from coldmod_proto.v1 import coldmod_pb2 as pb
+    from coldmod_trace.discovery import discover
+
+    response = pb.FetchResponse(
+        app="books",
+        now_ms=NOW,
+        retire_after_ms=30 * DAY_MS,
+        versions=[
+            pb.Version(fingerprint="f" * 64, label="2026.12.1", first_seen_ms=NOW - 3 * DAY_MS,
+                       last_seen_ms=NOW - 60_000, keys=4),
+            pb.Version(fingerprint="0123456789abcdef" * 4, label="", first_seen_ms=TRACKED_SINCE,
+                       last_seen_ms=NOW - 2 * DAY_MS, keys=3),
+        ],
+        entries=[
+            entry("books.close.close_quarter", days("2026-03-31")),
+            entry("books.close.old_report", []),
+            entry("books.close.daily", every_day("2025-11-01", "2026-08-29")),
+            entry("books.close.busy", every_day("2026-09-01", "2026-12-06"), versions=(0,), recent=(6, 29, 89)),
+        ],
+    )
+    return heatmap.reconcile(response, discover(root, cache=False))
+
+
+def test_fetch_text_lists_versions_and_per_function_history(books, capsys):
+    from coldmod_cli import report
+
+    report.fetch(books_heatmap(books), "text")
+
+    versions, header, *lines = capsys.readouterr().out.splitlines()
+    assert versions == (
+        "2 live versions: 2026.12.1 (4 functions, last seen 1m ago), 01234567 (3 functions, last seen 2d ago); "
+        "a version silent for 30d is retired"
+    )
+    assert header.split() == ["CALLS", "7D", "30D", "90D", "LAST", "CALL", "FIRST", "CALL", "VERSIONS", "LOCATION",
+                              "KEY"]
+    rows = {line.split()[-1]: line.split()[:-2] for line in lines}
+    assert rows["books.close.busy"] == ["97", "6", "29", "89", "22h", "ago", "96d", "ago", "2026.12.1"]
+    assert rows["books.close.close_quarter"] == ["1", "0", "0", "0", "250d", "ago", "250d", "ago", "all"]
+    assert rows["books.close.old_report"] == ["0", "0", "0", "0", "never", "never", "all"]
+
+
+def test_fetch_json_names_versions_and_carries_recent_calls(books, capsys):
+    import json
+
+    from coldmod_cli import report
+
+    report.fetch(books_heatmap(books), "json")
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["now"] == "2026-12-07T10:00:00.000Z"
+    assert data["retire_after_seconds"] == 30 * 86400
+    assert data["versions"] == [
+        {"name": "2026.12.1", "label": "2026.12.1", "fingerprint": "f" * 64, "functions": 4,
+         "first_seen": "2026-12-04T10:00:00.000Z", "last_seen": "2026-12-07T09:59:00.000Z"},
+        {"name": "01234567", "label": None, "fingerprint": "0123456789abcdef" * 4, "functions": 3,
+         "first_seen": "2025-11-01T00:00:00.000Z", "last_seen": "2026-12-05T10:00:00.000Z"},
+    ]
+    busy = next(f for f in data["functions"] if f["key"] == "books.close.busy")
+    assert (busy["calls_7d"], busy["calls_30d"], busy["calls_90d"], busy["versions"]) == (6, 29, 89, ["2026.12.1"])
+    assert (busy["first_seen"], busy["last_seen"]) == ("2026-09-01T12:00:00.000Z", "2026-12-06T12:00:00.000Z")
+    quarter = next(f for f in data["functions"] if f["key"] == "books.close.close_quarter")
+    assert quarter["versions"] == ["2026.12.1", "01234567"]
+
+
+def test_versions_sharing_a_label_are_told_apart_by_their_fingerprint():
+    from coldmod_proto.v1 import coldmod_pb2 as pb
+
+    named = heatmap.version_names(
+        [pb.Version(fingerprint="aaaa" * 16, label="main"), pb.Version(fingerprint="bbbb" * 16, label="main"),
+         pb.Version(fingerprint="cccc" * 16, label="")]
+    )
+    assert [v.name for v in named] == ["main@aaaaaaaa", "main@bbbbbbbb", "cccccccc"]
+
+
+def test_cold_since_90d_shows_the_seasonal_reason(books, capsys):
+    import json
+
+    from coldmod_cli import report
+
+    report.cold(books_heatmap(books), "text", since=NINETY_D)
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()[1:]
+    rows = {next(w for w in line.split() if w.startswith("books.close.")): line for line in lines}
+    assert set(rows) == {"books.close.close_quarter", "books.close.old_report", "books.close.daily"}
+    assert rows["books.close.close_quarter"].endswith(
+        "books.close.close_quarter  (seasonal: last called 2026-03-31, a quarter-end)"
+    )
+    assert rows["books.close.daily"].endswith("books.close.daily")  # daily until 100 days ago: not seasonal
+    assert "3 of 4 tracked functions are cold" in captured.err
+    assert "1 of them seasonal (review: rm --cold keeps them unless --include review)" in captured.err
+
+    report.cold(books_heatmap(books), "json", since=NINETY_D)
+    data = json.loads(capsys.readouterr().out)
+    seasonal_of = {f["key"]: f["seasonal"] for f in data["cold"]}
+    assert seasonal_of == {
+        "books.close.close_quarter": "last called 2026-03-31, a quarter-end",
+        "books.close.old_report": None,
+        "books.close.daily": None,
+    }
+    assert data["summary"]["seasonal_functions"] == 1
+
+
+def test_rm_cold_keeps_a_seasonal_function_unless_include_review(books, capsys):
+    from coldmod_cli import removal
+    from coldmod_trace.discovery import discover
+
+    result = books_heatmap(books)
+    found = discover(books, cache=False)
+    cold = removal.cold_keys(result, since=NINETY_D, min_tracked=None)
+    held = removal.seasonal_held(result, cold)
+    assert sorted(cold) == ["books.close.close_quarter", "books.close.daily", "books.close.old_report"]
+    assert held == {"books.close.close_quarter": "last called 2026-03-31, a quarter-end"}
+    before = (books / "books" / "close.py").read_text()
+
+    removal.remove(found, [], cold, dry_run=True, allow_dirty=True, seasonal=held)
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[:3] == [
+        "review  books.close.close_quarter  (seasonal: last called 2026-03-31, a quarter-end)",
+        "safe    books.close.old_report",
+        "safe    books.close.daily",
+    ]
+    assert "-def old_report():" in captured.out
+    assert "-def daily():" in captured.out
+    assert "-def close_quarter():" not in captured.out
+    assert "would remove 2 functions from 1 file" in captured.err
+    assert "kept 1 cold function that may still be used (1 review: --include review removes them)" in captured.err
+
+    removal.remove(found, [], cold, dry_run=False, allow_dirty=True, seasonal=held, include=removal.INCLUDE["review"])
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == (
+        "review  books.close.close_quarter  (seasonal: last called 2026-03-31, a quarter-end)"
+    )
+    assert "removed 3 functions from 1 file (1 review among them)" in captured.err
+    after = (books / "books" / "close.py").read_text()
+    assert after != before
+    assert "def close_quarter" not in after
+    assert "def busy" in after
