@@ -383,6 +383,7 @@ class Coldmod:
         web_host: HostPort = None,
         store: Annotated[str | None, "URL"] = None,
         max_apps: Annotated[str | None, "N"] = None,
+        retire_after: Annotated[str | None, "DURATION"] = None,
         allow_remote_insecure: bool = False,
     ) -> None:
         """Run the collector (gRPC for tracers and the CLI, and the web UI) until stopped.
@@ -394,9 +395,12 @@ class Coldmod:
             several collectors; rediss with ?ca=PATH for TLS, ?cluster=1 for a Redis Cluster through any of its
             nodes, the password in COLDMOD_REDIS_PASSWORD).
           max_apps: the most apps the collector keeps (default 1000); Register refuses new ones beyond it.
+          retire_after: a version of an app none of whose processes registered or reported for this long (default
+            30d) is retired: keys no remaining version has leave the heatmap. An app's newest version stays.
           allow_remote_insecure: with COLDMOD_INSECURE=on, listen beyond this machine anyway (no TLS, no key).
         """
         from coldmod_cli.server import serve
+        from coldmod_cli.server.store import DEFAULT_RETIRE_AFTER_MS
 
         limit = None
         if max_apps is not None:
@@ -404,11 +408,15 @@ class Coldmod:
                 limit = int(str(max_apps))
             except ValueError:
                 raise UsageError(f"--max-apps {max_apps!r} is not a number; give a count like 1000") from None
+        retire_s = _args.duration("retire-after", retire_after)
+        if retire_s is not None and retire_s < 1:
+            raise UsageError(f"--retire-after must be a positive duration like 30d, not {retire_after!r}")
         code = serve(
             grpc_host=grpc_host,
             web_host=web_host,
             store=store,
             max_apps=limit,
+            retire_after_ms=DEFAULT_RETIRE_AFTER_MS if retire_s is None else int(retire_s * 1000),
             allow_remote_insecure=_args.flag("allow-remote-insecure", allow_remote_insecure),
         )
         if code:
