@@ -370,3 +370,68 @@ def test_rm_cold_keeps_a_seasonal_function_unless_include_review(books, capsys):
     assert after != before
     assert "def close_quarter" not in after
     assert "def busy" in after
+
+
+# ------------------------------------------------ end to end: a real collector (TLS + API key), its clock set
+
+
+def test_cold_since_rm_and_fetch_through_a_collector_whose_clock_is_set(cli, tmp_path, monkeypatch):
+    """The history written through the store, read by `coldmod` over gRPC with TLS and the API key."""
+    import json
+
+    import trustme
+    from conftest import git
+    from test_web_history import NOW as WEB_NOW
+    from test_web_history import write_history
+    from web_fixtures import running_stack
+
+    assert WEB_NOW == NOW
+    root = tmp_path / "books"
+    for name, text in BOOKS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "books")
+    monkeypatch.chdir(root)
+    api_key = "an-api-key-for-the-history-tests"
+    (tmp_path / "collector").mkdir()
+    with running_stack(tmp_path / "collector", api_key=api_key, tls=trustme.CA(), now_ms=lambda: NOW) as stack:
+        write_history(stack)
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(stack.ca_pem or b"")
+        for name in ("COLDMOD_INSECURE",):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("COLDMOD_GRPC_HOST", stack.grpc_target)
+        monkeypatch.setenv("COLDMOD_API_KEY", api_key)
+        monkeypatch.setenv("COLDMOD_TLS_CA", str(ca))
+
+        cold = cli("cold", "--since", "90d")
+        assert cold.code == 0, cold.err
+        keys = {next(w for w in line.split() if w.startswith("books.")): line for line in cold.out.splitlines()[1:]}
+        assert set(keys) == {"books.close.close_quarter", "books.close.old_report", "books.close.daily"}
+        assert keys["books.close.close_quarter"].endswith("(seasonal: last called 2026-03-31, a quarter-end)")
+        assert "3 of 4 tracked functions are cold" in cold.err
+
+        # Tracked since 2025-11-01 (401 days): never-called old_report is cold for 401 days, not known to be for 402.
+        assert [f["key"] for f in json.loads(cli("cold", "--since", "401d", "--format", "json").out)["cold"]] == [
+            "books.close.old_report"
+        ]
+        longer = json.loads(cli("cold", "--since", "402d", "--format", "json").out)
+        assert longer["cold"] == []
+        assert longer["summary"]["tracked_too_briefly"] == 1
+
+        dry = cli("rm", "--cold", "--since", "90d", "--dry-run")
+        assert dry.code == 0, dry.err
+        assert "review  books.close.close_quarter  (seasonal: last called 2026-03-31, a quarter-end)" in dry.out
+        assert "-def close_quarter():" not in dry.out
+        assert "-def daily():" in dry.out
+
+        fetched = json.loads(cli("fetch", "--format", "json").out)
+        assert fetched["now"] == "2026-12-07T10:00:00.000Z"
+        assert sorted(v["name"] for v in fetched["versions"]) == ["2026.11", "2026.12"]
+        busy = next(f for f in fetched["functions"] if f["key"] == "books.close.busy")
+        assert (busy["calls_7d"], busy["calls_30d"], busy["calls_90d"]) == (6, 29, 89)
+        daily = next(f for f in fetched["functions"] if f["key"] == "books.close.daily")
+        assert daily["versions"] == ["2026.11"]
