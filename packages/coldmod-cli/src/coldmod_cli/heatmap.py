@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from coldmod_cli._words import plural, span
+from coldmod_cli.server.store import DAY_MS  # the collector's UTC days: one definition
 
 if TYPE_CHECKING:
     from coldmod_proto.v1 import coldmod_pb2
@@ -95,8 +96,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-#: Milliseconds in a UTC day: the collector's history counts calls per UTC day.
-DAY_MS = 86_400_000
 #: How long a fingerprint prefix names a version that has no label.
 FINGERPRINT_PREFIX = 8
 

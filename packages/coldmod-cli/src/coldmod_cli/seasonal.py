@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+from coldmod_cli.server.store import utc_day
+
 if TYPE_CHECKING:
     from coldmod_cli.heatmap import Row
 
@@ -36,9 +38,9 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 _EPOCH = date(1970, 1, 1).toordinal()
 
 
-def day_of(utc_day: int) -> date:
+def day_of(number: int) -> date:
     """The date of a UTC day number (days since 1970-01-01, the collector's history unit)."""
-    return date.fromordinal(_EPOCH + utc_day)
+    return date.fromordinal(_EPOCH + number)
 
 
 def month_end(day: date) -> bool:
@@ -116,19 +118,15 @@ def reason(call_days: Iterable[date], today: date) -> str | None:
 
 def call_days(row: Row) -> set[date]:
     """The days a row was called on, as far as the Fetch told: its history, and its last call in any case."""
-    from coldmod_cli.heatmap import DAY_MS
-
     days = {day_of(n) for n in row.days}
     if row.last_seen_ms and row.calls:
-        days.add(day_of(row.last_seen_ms // DAY_MS))
+        days.add(day_of(utc_day(row.last_seen_ms)))
     return days
 
 
 def reasons(rows: Iterable[Row], now_ms: int) -> Mapping[str, str]:
     """The seasonal reason of each of ``rows`` (cold ones: no recent call) that has one, by key."""
-    from coldmod_cli.heatmap import DAY_MS
-
-    today = day_of(now_ms // DAY_MS)
+    today = day_of(utc_day(now_ms))
     found = {}
     for row in rows:
         text = reason(call_days(row), today)
