@@ -358,14 +358,14 @@ def test_rm_cold_keeps_a_seasonal_function_unless_include_review(books, capsys):
     assert "-def daily():" in captured.out
     assert "-def close_quarter():" not in captured.out
     assert "would remove 2 functions from 1 file" in captured.err
-    assert "kept 1 cold function that may still be used (1 review: --include review removes them)" in captured.err
+    assert "kept 1 seasonal cold function (review: --include review removes them)" in captured.err
 
     removal.remove(found, [], cold, dry_run=False, allow_dirty=True, seasonal=held, include=removal.INCLUDE["review"])
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[0] == (
-        "review  books.close.close_quarter  (seasonal: last called 2026-03-31, a quarter-end)"
-    )
-    assert "removed 3 functions from 1 file (1 review among them)" in captured.err
+    assert "planning 1 seasonal cold function as --include review asks: books.close.close_quarter " \
+        "(last called 2026-03-31, a quarter-end)" in captured.err
+    assert "safe    books.close.close_quarter" in captured.out.splitlines()  # its references: none
+    assert "removed 3 functions from 1 file" in captured.err
     after = (books / "books" / "close.py").read_text()
     assert after != before
     assert "def close_quarter" not in after

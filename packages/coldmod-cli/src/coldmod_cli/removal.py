@@ -149,6 +149,29 @@ def seasonal_held(result: heatmap.Heatmap, cold: list[str]) -> dict[str, str]:
     return dict(seasonal.reasons([row for row in result.rows if row.key in wanted], result.now_ms))
 
 
+def hold_seasonal(
+    found: Discovery, cold: list[str], seasonal: Mapping[str, str], include: tuple[str, ...]
+) -> list[str]:
+    """The cold keys to plan: seasonal ones only with ``--include review``; says which are held, and why."""
+    held = {key: seasonal[key] for key in cold if key in seasonal}
+    if not held:
+        return cold
+    if "review" in include:
+        say(f"planning {plural(len(held), 'seasonal cold function')} as --include review asks: "
+            + "; ".join(f"{key} ({text})" for key, text in held.items()))
+        return cold
+    for key in sorted(held, key=lambda k: _place(found, k)):
+        print(f"{'review':<7} {key}  (seasonal: {held[key]})")
+    say(f"kept {plural(len(held), 'seasonal cold function')} (review: --include review removes them)")
+    return [key for key in cold if key not in held]
+
+
+def _place(found: Discovery, key: str) -> tuple[str, int, str]:
+    """Where a key is defined, to list keys by file and line."""
+    source = found.sources.get(key)
+    return (source.path, source.lines[0], key) if source else ("", 0, key)
+
+
 def plan(
     found: Discovery, keys: Iterable[str], *, include: tuple[str, ...] = INCLUDE["safe"], force: bool = False
 ) -> RemovalPlan:
@@ -159,30 +182,19 @@ def plan(
         return plan_removal(found.marker.root, list(keys), include=include, force=force, progress=progress)
 
 
-def verdict_lines(removal: RemovalPlan, found: Discovery, held: Mapping[str, str] | None = None) -> list[str]:
-    """One line per key, by file and line: its verdict (``forced`` when removed anyway) and the reasons.
-
-    ``held``: cold keys that are review whatever their references (seasonal), with the reason; those the
-    plan left out are listed too.
-    """
-    held = held or {}
+def verdict_lines(removal: RemovalPlan, found: Discovery) -> list[str]:
+    """One line per key, by file and line: its verdict (``forced`` when removed anyway) and the reasons."""
 
     def where(key: str) -> tuple[str, int, str]:
         source = found.sources.get(key)
         return (source.path, source.lines[0], key) if source else ("", 0, key)
 
     lines = []
-    for key in sorted(set(removal.verdicts) | set(held), key=where):
-        verdict = removal.verdicts.get(key)
-        reasons = [f"seasonal: {held[key]}"] if key in held else []
-        if verdict is None:
-            word = "review"
-        else:
-            word = "forced" if removal.force and verdict.removed and verdict.verdict == "unsafe" else verdict.verdict
-            word = "review" if key in held and word == "safe" else word
-            reasons += list(verdict.reasons)
-        shown = f"  ({'; '.join(reasons)})" if reasons else ""
-        lines.append(f"{word:<7} {key}{shown}")
+    for key in sorted(removal.verdicts, key=where):
+        verdict = removal.verdicts[key]
+        word = "forced" if removal.force and verdict.removed and verdict.verdict == "unsafe" else verdict.verdict
+        reasons = f"  ({'; '.join(verdict.reasons)})" if verdict.reasons else ""
+        lines.append(f"{word:<7} {key}{reasons}")
     return lines
 
 
@@ -206,13 +218,11 @@ def remove(
     """
     from coldmod_codemod import apply
 
-    held = {key: text for key, text in (seasonal or {}).items() if key in cold and key not in keys}
-    if "review" not in include:
-        cold = [key for key in cold if key not in held]
+    cold = hold_seasonal(found, cold, {k: v for k, v in (seasonal or {}).items() if k not in keys}, include)
 
     if force and cold:
         raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
-    if not keys and not cold and not held:
+    if not keys and not cold:
         say("no cold functions to remove")
         return
     root = found.marker.root
@@ -221,12 +231,11 @@ def remove(
     removal = plan(found, [*keys, *(k for k in cold if k not in keys)], include=include, force=force)
     for failure in removal.failures:
         warn(f"{failure}")
-    for line in verdict_lines(removal, found, held):
+    for line in verdict_lines(removal, found):
         print(line)
     touched = [edit.path for edit in removal.edits]
     removed = removal.removed
-    word = {k: "review" if k in held else removal.verdicts[k].verdict for k in removed}
-    counts = {v: sum(word[k] == v for k in removed) for v in ("review", "unsafe")}
+    counts = {v: sum(removal.verdicts[k].verdict == v for k in removed) for v in ("review", "unsafe")}
     beyond_safe = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     what = f"{plural(len(removed), 'function')} from {plural(len(touched), 'file')}"
     what += f" ({beyond_safe} among them)" if beyond_safe else ""
@@ -244,8 +253,8 @@ def remove(
         say(f"removed {what}; run your tests, then review with `git diff`")
     else:
         say("nothing removed")
-    kept = [k for k in [*cold, *(k for k in held if k not in cold)] if k not in keys and k not in removed]
-    kept_review = [k for k in kept if k in held or removal.verdicts[k].verdict == "review"]
+    kept = [k for k in cold if k not in keys and k not in removed]
+    kept_review = [k for k in kept if removal.verdicts[k].verdict == "review"]
     if kept:
         review_hint = f" ({len(kept_review)} review: --include review removes them)" if kept_review else ""
         say(f"kept {plural(len(kept), 'cold function')} that may still be used{review_hint}; the reasons are above")
