@@ -75,21 +75,6 @@ def fetch(result: heatmap.Heatmap, fmt: str) -> None:
         print(line)
 
 
-def versions_json(result: heatmap.Heatmap) -> list[dict[str, Any]]:
-    """The live versions as JSON (``functions[].versions`` lists their names)."""
-    return [
-        {
-            "name": v.name,
-            "label": v.label or None,
-            "fingerprint": v.fingerprint,
-            "functions": v.keys,
-            "first_seen": heatmap.iso(v.first_seen_ms),
-            "last_seen": heatmap.iso(v.last_seen_ms),
-        }
-        for v in result.versions
-    ]
-
-
 def cold(
     result: heatmap.Heatmap,
     fmt: str,
@@ -149,3 +134,18 @@ def cold(
         )
     )
     return rows
+
+
+def versions_json(result: heatmap.Heatmap) -> list[dict[str, Any]]:
+    """The live versions as JSON (``functions[].versions`` lists their names)."""
+    return [
+        {
+            "name": v.name,
+            "label": v.label or None,
+            "fingerprint": v.fingerprint,
+            "functions": v.keys,
+            "first_seen": heatmap.iso(v.first_seen_ms),
+            "last_seen": heatmap.iso(v.last_seen_ms),
+        }
+        for v in result.versions
+    ]
