@@ -163,10 +163,18 @@ def test_a_functions_details_show_its_calls_in_time_versions_and_a_sparkline(sta
     assert painted["bar"] > 0, painted
     assert painted["elsewhere"] == 0, painted
 
+    expect(details.locator('[data-fact="seasonal"]')).to_have_count(0)  # no window asked: nothing is quiet
+    page.fill("#quiet-days", "90")
+    expect(details.locator('[data-fact="seasonal"]')).to_have_text(
+        "last called 2026-03-31, a quarter-end: review before removing"
+    )
+
     page.click('tr[data-key="books.close.daily"] td.key')
     expect(page.locator("#details-key")).to_have_text("books.close.daily")
     expect(spark).to_have_attribute("data-bars", "90")  # 06-01 .. 08-29
     expect(details.locator('[data-fact="versions"]')).to_have_text("2026.11")  # the new version dropped it
+    expect(details.locator('[data-fact="seasonal"]')).to_have_count(0)  # daily until it stopped: not seasonal
+    page.fill("#quiet-days", "")
 
     page.click('tr[data-key="books.close.old_report"] td.key')
     expect(spark).to_have_attribute("data-bars", "0")
@@ -182,7 +190,9 @@ def test_the_history_api_answers_for_the_keys_asked_only(stack: Stack) -> None:
     data = json.loads(body)
     assert data["now_ms"] == NOW
     day = (date(2026, 3, 31) - date(1970, 1, 1)).days
-    assert data["history"] == {"books.close.close_quarter": {"days": [day], "calls": [1]}}
+    assert data["history"] == {
+        "books.close.close_quarter": {"days": [day], "calls": [1], "seasonal": "last called 2026-03-31, a quarter-end"}
+    }
     assert stack.get("/api/history?app=books")[0] == 400
     many = "&".join(f"key=k{i}" for i in range(101))
     assert stack.get(f"/api/history?app=books&{many}")[0] == 400

@@ -51,7 +51,7 @@ from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp
+from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp, utc_day
 from coldmod_cli.web.feed import Feed, Hub
 from coldmod_cli.web.relay import Relay, RelayError
 from coldmod_cli.web.snapshots import Snapshots
@@ -628,11 +628,20 @@ class _Handler(BaseHTTPRequestHandler):
         except StoreError as exc:
             self._error(503, str(exc))
             return
+        from coldmod_cli import seasonal
+
+        now_ms = self.server.web.now_ms()
+        today = seasonal.day_of(utc_day(now_ms))
         self._json(
             {
                 "app": app,
-                "now_ms": self.server.web.now_ms(),
-                "history": {key: {"days": list(days), "calls": list(calls)} for key, (days, calls) in found.items()},
+                "now_ms": now_ms,
+                # The seasonal rule on each key's calls (the page shows it for a function with no recent call).
+                "history": {
+                    key: {"days": list(days), "calls": list(calls),
+                          "seasonal": seasonal.reason(map(seasonal.day_of, days), today)}
+                    for key, (days, calls) in found.items()
+                },
             }
         )
 

@@ -711,6 +711,11 @@ function renderDetails() {
     ["Tracked since", row.tracked_since_ms ? `${iso(row.tracked_since_ms)} (${ago(row.tracked_since_ms)})` : ""],
     ["Versions", names.length ? `${names.join(", ")}${all > 1 && names.length === all ? " (every live version)" : ""}` : "—"],
   ];
+  // Quiet for the filter's N days but called at a period's end before: review, not cold (coldmod_cli.seasonal's rule).
+  const history = state.history && state.history.key === row.key ? state.history : null;
+  if (history && history.seasonal && state.quietDays > 0 && quietFor(row, state.quietDays, nowMs())) {
+    facts.push(["Seasonal", `${history.seasonal}: review before removing`]);
+  }
   $("details-key").textContent = row.key;
   $("details-facts").replaceChildren(...facts.flatMap(([name, value]) =>
     [el("dt", { text: name }), el("dd", { "data-fact": name.toLowerCase().replace(/ /g, "-"), text: value })]));
@@ -761,7 +766,7 @@ async function loadHistory(key) {
     const data = await getJSON(`/api/history?app=${encodeURIComponent(state.app)}&key=${encodeURIComponent(key)}`);
     if (historyFor !== key) return;   // another function was selected meanwhile
     const found = data.history[key] || { days: [], calls: [] };
-    state.history = { key, days: found.days, calls: found.calls };
+    state.history = { key, days: found.days, calls: found.calls, seasonal: found.seasonal || null };
   } catch (error) {
     if (historyFor === key) toast(`Cannot load the history of ${key}: ${error.message}`, true);
     return;
