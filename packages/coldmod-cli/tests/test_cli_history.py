@@ -385,6 +385,8 @@ def test_cold_since_rm_and_fetch_through_a_collector_whose_clock_is_set(cli, tmp
     from test_web_history import write_history
     from web_fixtures import running_stack
 
+    from coldmod_cli.server.store import Batch
+
     assert WEB_NOW == NOW
     root = tmp_path / "books"
     for name, text in BOOKS.items():
@@ -399,6 +401,11 @@ def test_cold_since_rm_and_fetch_through_a_collector_whose_clock_is_set(cli, tmp
     (tmp_path / "collector").mkdir()
     with running_stack(tmp_path / "collector", api_key=api_key, tls=trustme.CA(), now_ms=lambda: NOW) as stack:
         write_history(stack)
+        # One call of daily's at the last year-end, before its daily run: only its history shows it (the CLI
+        # must ask Fetch for the quiet functions' days), and it makes daily seasonal.
+        year_end = ms("2025-12-31T12:00")
+        stack.store.report(Batch("books", "old-1", 10_000, year_end, year_end + 1000, ["books.close.daily"], [1],
+                                 [False], fingerprint="a" * 64))
         ca = tmp_path / "ca.pem"
         ca.write_bytes(stack.ca_pem or b"")
         for name in ("COLDMOD_INSECURE",):
@@ -412,7 +419,10 @@ def test_cold_since_rm_and_fetch_through_a_collector_whose_clock_is_set(cli, tmp
         keys = {next(w for w in line.split() if w.startswith("books.")): line for line in cold.out.splitlines()[1:]}
         assert set(keys) == {"books.close.close_quarter", "books.close.old_report", "books.close.daily"}
         assert keys["books.close.close_quarter"].endswith("(seasonal: last called 2026-03-31, a quarter-end)")
+        assert keys["books.close.daily"].endswith("(seasonal: called 2025-12-31, a year-end (last called 2026-08-29))")
+        assert keys["books.close.old_report"].endswith("books.close.old_report")
         assert "3 of 4 tracked functions are cold" in cold.err
+        assert "2 of them seasonal" in cold.err
 
         # Tracked since 2025-11-01 (401 days): never-called old_report is cold for 401 days, not known to be for 402.
         assert [f["key"] for f in json.loads(cli("cold", "--since", "401d", "--format", "json").out)["cold"]] == [
@@ -425,8 +435,12 @@ def test_cold_since_rm_and_fetch_through_a_collector_whose_clock_is_set(cli, tmp
         dry = cli("rm", "--cold", "--since", "90d", "--dry-run")
         assert dry.code == 0, dry.err
         assert "review  books.close.close_quarter  (seasonal: last called 2026-03-31, a quarter-end)" in dry.out
+        held_daily = "review  books.close.daily  (seasonal: called 2025-12-31, a year-end (last called 2026-08-29))"
+        assert held_daily in dry.out
         assert "-def close_quarter():" not in dry.out
-        assert "-def daily():" in dry.out
+        assert "-def daily():" not in dry.out
+        assert "-def old_report():" in dry.out
+        assert "kept 2 seasonal cold functions (review: --include review removes them)" in dry.err
 
         fetched = json.loads(cli("fetch", "--format", "json").out)
         assert fetched["now"] == "2026-12-07T10:00:00.000Z"
