@@ -99,6 +99,10 @@ def test_rows_show_calls_in_the_last_7_30_90_days(stack: Stack, page: Page) -> N
     # Called once a day from 09-01 to 12-06; today is 12-07: 12-01..06, 11-08..12-06, 09-09..12-06.
     expect(recent).to_have_text("6 / 29 / 89")
     expect(page.locator('tr[data-key="books.close.close_quarter"] td.c-recent')).to_have_text("0 / 0 / 0")
+    page.click('th[data-sort="recent"]')  # by calls in the last 90 days, fewest first
+    expect(page.locator(ROWS).last).to_have_attribute("data-key", "books.close.busy")
+    page.click('th[data-sort="recent"]')
+    expect(page.locator(ROWS).first).to_have_attribute("data-key", "books.close.busy")
 
 
 def test_no_call_in_the_last_n_days_is_cold_since_on_the_collectors_clock(stack: Stack, page: Page) -> None:

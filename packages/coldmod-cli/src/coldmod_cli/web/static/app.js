@@ -256,7 +256,7 @@ const SORTS = {
   state: (r) => (r.calls === null ? -1 : r.calls),
   key: (r) => r.key,
   calls: (r) => (r.calls === null ? -1 : r.calls),
-  recent: (r) => (r.calls === null ? -1 : r.calls_90d * 1e6 + r.calls_7d),
+  recent: (r) => (r.calls === null ? -1 : r.calls_90d),
   last: (r) => r.last_seen_ms,
   since: (r) => r.tracked_since_ms,
   where: (r) => `${r.path}\u0000${String(r.line).padStart(8, "0")}`,
