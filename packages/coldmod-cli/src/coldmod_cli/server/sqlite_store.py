@@ -426,14 +426,13 @@ class _Merge:
         return rows
 
     def clear(self) -> None:
-        """Forget what was written."""
+        """Forget the calls written (the versions seen are written and forgotten on their own)."""
         self.calls.clear()
         self.estimated.clear()
         self.lower_bound.clear()
         self.windows.clear()
         self.days.clear()
         self.sums_days.clear()
-        self.versions.clear()
 
 
 class _FailureLog:
@@ -1086,7 +1085,7 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO instance_versions (instance_id, version_id, last_ms) VALUES (?, ?, ?)"
                 " ON CONFLICT (instance_id) DO UPDATE SET version_id = excluded.version_id, last_ms = excluded.last_ms",
-                (instance_id, version_id, now_ms),
+                (instance_id, version_id, _now_ms()),  # the wall clock, as the dedupe rows: pruned with them
             )
             self._instances[instance_id] = version_id
 
