@@ -20,7 +20,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from server_fixtures import API_KEY, STORES, tls_env_fixture  # noqa: F401 - the tls_env fixture
+from server_fixtures import (  # noqa: F401 - the tls_env fixture
+    API_KEY,
+    STORES,
+    ServerProcess,
+    fetch,
+    now_ms,
+    tls_env_fixture,
+)
 
 from coldmod_cli.client import merge_fetch
 from coldmod_cli.server import open_store
@@ -502,3 +509,22 @@ def test_store_copy_carries_versions_and_history_exactly_and_twice_is_once(tmp_p
     shop = {e.key: e for e in before["shop"].entries}
     assert (shop["s"].days, shop["s"].day_calls, shop["s"].versions) == ((DAY, DAY + 3), (1, 2), (0, 1))
     assert shop["b"].calls_7d == 7
+
+
+def test_the_collector_retires_silent_versions_when_it_starts(tmp_path, tls_env):
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    now = now_ms()
+    store.register("shop", [Source("shop:old"), Source("shop:both")], now - 3 * DAY_MS, "fp-old", version="v1")
+    store.register("shop", [Source("shop:new"), Source("shop:both")], now - 1000, "fp-new", version="v2")
+    store.close()
+    server = ServerProcess(path, tls_env, ("--retire-after", "2d"))
+    try:
+        assert server.port, server.stderr
+        response = fetch(server.heatmap(), "shop")
+        assert {e.key for e in response.entries} == {"shop:both", "shop:new"}
+        assert [v.label for v in response.versions] == ["v2"]
+        assert response.retire_after_ms == 2 * DAY_MS
+        assert "retired 1 silent version(s) of shop: v1" in server.stderr
+    finally:
+        server.close()
