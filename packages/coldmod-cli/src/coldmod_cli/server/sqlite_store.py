@@ -94,7 +94,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import compress, groupby, repeat
@@ -426,14 +426,13 @@ class _Merge:
         return rows
 
     def clear(self) -> None:
-        """Forget what was written."""
+        """Forget the calls written (the versions seen are written and forgotten on their own)."""
         self.calls.clear()
         self.estimated.clear()
         self.lower_bound.clear()
         self.windows.clear()
         self.days.clear()
         self.sums_days.clear()
-        self.versions.clear()
 
 
 class _FailureLog:
@@ -621,10 +620,8 @@ class SqliteStore:
                 " ORDER BY first_seen_ms, id",
                 (app_id,),
             ).fetchall()
-            members = [
-                [k for (k,) in db.execute("SELECT key_id FROM members WHERE version_id = ?", (v[0],))]
-                for v in version_rows
-            ]
+            # Each version's keys as one string parsed in C (a Python step per row was most of the cost).
+            members = [_member_ids(db, v[0]) for v in version_rows]
             windows = _window_sums(db, app_id, row[4], today)
             if rows and (all_history or quiet_days > 0):
                 wanted = [r[9] for r in rows if all_history or _maybe_quiet(r[4], today, quiet_days)]
@@ -647,13 +644,19 @@ class SqliteStore:
         del rows
         # Every "3,9" (or "") at once: one JSON array parsed in C instead of a split and int() per row.
         parsed = json.loads("[[" + "],[".join(lines) + "]]")
-        # Which versions have each key: a bit per version, then one tuple per distinct mask.
-        masks = dict.fromkeys(ids, 0)
-        for index, member_ids in enumerate(members):
-            bit = 1 << index
-            masks.update(zip(member_ids, map(or_, map(masks.__getitem__, member_ids), repeat(bit)), strict=True))
-        combos = {m: tuple(i for i in range(len(members)) if m >> i & 1) for m in set(masks.values())}
-        history = list(map(days.get, ids, repeat(_NO_DAYS)))
+        # Which versions have each key: one version holding every key (the usual app) is one tuple for all;
+        # otherwise a bit per version, then one tuple per distinct mask.
+        if len(members) == 1 and len(members[0]) == len(ids):
+            has: Iterable[tuple[int, ...]] = repeat((0,))
+        else:
+            masks = dict.fromkeys(ids, 0)
+            for index, member_ids in enumerate(members):
+                bit = 1 << index
+                masks.update(zip(member_ids, map(or_, map(masks.__getitem__, member_ids), repeat(bit)), strict=True))
+            combos = {m: tuple(i for i in range(len(members)) if m >> i & 1) for m in set(masks.values())}
+            has = map(combos.__getitem__, map(masks.__getitem__, ids))
+        sums = [map(w.get, ids, repeat(0)) if w else None for w in windows]
+        history = list(map(days.get, ids, repeat(_NO_DAYS))) if days else None
         built = entries(
             keys,
             calls,
@@ -664,12 +667,12 @@ class SqliteStore:
             paths,
             parsed,
             lower_bound,
-            versions=list(map(combos.__getitem__, map(masks.__getitem__, ids))),
-            calls_7d=list(map(windows[0].get, ids, repeat(0))),
-            calls_30d=list(map(windows[1].get, ids, repeat(0))),
-            calls_90d=list(map(windows[2].get, ids, repeat(0))),
-            days=list(map(itemgetter(0), history)),
-            day_calls=list(map(itemgetter(1), history)),
+            versions=has,
+            calls_7d=sums[0],
+            calls_30d=sums[1],
+            calls_90d=sums[2],
+            days=None if history is None else map(itemgetter(0), history),
+            day_calls=None if history is None else map(itemgetter(1), history),
         )
         return Heatmap(app, built, row[1], row[2], row[3], versions, now_ms)
 
@@ -1086,7 +1089,7 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO instance_versions (instance_id, version_id, last_ms) VALUES (?, ?, ?)"
                 " ON CONFLICT (instance_id) DO UPDATE SET version_id = excluded.version_id, last_ms = excluded.last_ms",
-                (instance_id, version_id, now_ms),
+                (instance_id, version_id, _now_ms()),  # the wall clock, as the dedupe rows: pruned with them
             )
             self._instances[instance_id] = version_id
 
@@ -1341,6 +1344,12 @@ def _maybe_quiet(last_seen_ms: int, today: int, quiet_days: int) -> bool:
     millisecond of the day after the calls' day.
     """
     return last_seen_ms > 0 and utc_day(last_seen_ms) <= today - quiet_days + 1
+
+
+def _member_ids(db: sqlite3.Connection, version_id: int) -> list[int]:
+    """The key ids of a version, as one string parsed in C (a Python step per row was most of the cost)."""
+    joined = db.execute("SELECT group_concat(key_id) FROM members WHERE version_id = ?", (version_id,)).fetchone()[0]
+    return json.loads(f"[{joined or ''}]")  # type: ignore[no-any-return]
 
 
 def _key_days(db: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
