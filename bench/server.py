@@ -14,6 +14,21 @@ acknowledgement latency, the CPU the collectors, Redis and the clients used
 (share of one core), and the collectors' and Redis's CPU per delta — the
 figures that do not depend on what else the machine runs, from which the
 projection for a fleet is made. `python bench/server.py --quick` for a short run.
+
+Today's store beside this one: every SQLite group-commit load also runs on
+the collector of the release before versions and history (RELEASE, schema 2,
+checked out of git into a temporary directory and put first on PYTHONPATH),
+so the cost of history (one more upsert per delta, per UTC day) is measured
+in the same run, at the same offered loads.
+
+History budget (issue 17): an app of 100,000 keys, 10 % of them called every
+day for 400 days, written through ``SqliteStore.report`` one day at a time
+with ``retire`` moving the kept sums each day as the collector's timer does;
+reported: bytes on disk (and the growth per day over the last days), and a
+Fetch with the 7/30/90-day sums and the quiet keys' history (quiet_days=90)
+in a fresh process (cold: nothing of the store in the process, and the OS
+page cache dropped when this user may). ``--history-keys/--history-days``
+make it smaller on a busy machine.
 """
 
 from __future__ import annotations
@@ -37,6 +52,8 @@ APPS = 4
 KEYS_PER_APP = 5000
 BATCH_KEYS = (200, 2000)
 INSECURE = {"COLDMOD_INSECURE": "on"}
+#: The release before versions and history (schema 2): today's store, measured beside this one.
+RELEASE = "c90c6d9"
 
 
 @dataclass
@@ -50,6 +67,7 @@ class Config:
     interval: float  # seconds between one instance's flushes
     store: str = "sqlite"  # or "redis"
     collectors: int = 1  # collectors sharing the store (Redis only)
+    release: str = ""  # a checkout of RELEASE to run the collector from ("": this tree)
 
 
 def _varint(n: int) -> bytes:
@@ -72,7 +90,8 @@ def worker(spec: dict) -> None:
     from coldmod_trace.config import client_channel, client_config
 
     rng = random.Random(spec["seed"])
-    keys = [[f"app{a}.mod{k // 50}.f{k}" for k in range(KEYS_PER_APP)] for a in range(APPS)]
+    keys = [_app_keys(a) for a in range(APPS)]
+    prints = [_app_fingerprint(a) for a in range(APPS)]
     now = time.time_ns() // 1_000_000
     channels, templates = [], []
     for n in range(spec["instances"]):
@@ -84,6 +103,7 @@ def worker(spec: dict) -> None:
             window_start_ms=now - 10_000,
             window_end_ms=now,
             deltas=[pb.KeyDelta(key=k, calls=rng.randint(1, 10_000)) for k in rng.sample(keys[app], size)],
+            fingerprint=prints[app],  # as tracers send it (a collector before versions ignores it)
         )
         # Serialized once; a flush appends its sequence number (a later field wins in protobuf).
         templates.append((request.SerializeToString(), size))
@@ -151,13 +171,42 @@ def worker(spec: dict) -> None:
 # ------------------------------------------------------------------ parent --
 
 
-def _start_server(store: str, group_commit: bool) -> tuple[subprocess.Popen, str]:
+def _app_keys(app: int) -> list[str]:
+    return [f"app{app}.mod{k // 50}.f{k}" for k in range(KEYS_PER_APP)]
+
+
+def _app_sources(app: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    return [(k, f"mod{k}.py", (1,)) for k in _app_keys(app)]
+
+
+def _app_fingerprint(app: int) -> str:
+    from coldmod_trace.keys import sources_fingerprint
+
+    return sources_fingerprint(_app_sources(app))
+
+
+def _release_tree(directory: Path, commit: str = RELEASE) -> str:
+    """PYTHONPATH running the collector of ``commit`` (its cli and tracer sources, from git)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", commit, "packages/coldmod-cli/src", "packages/coldmod-trace/src"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return os.pathsep.join(str(directory / "packages" / p / "src") for p in ("coldmod-cli", "coldmod-trace"))
+
+
+def _start_server(store: str, group_commit: bool, release: str = "") -> tuple[subprocess.Popen, str]:
     from coldmod_cli.server.process import collector_command
 
     args = collector_command(store)
     if not group_commit:
         args.append("--no-group-commit")
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDMOD_")} | INSECURE
+    if release:
+        env["PYTHONPATH"] = release
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -176,9 +225,10 @@ def _register(target: str) -> None:
     with client_channel(client_config(target, env=INSECURE)) as channel:
         stub = pb_grpc.TracingStub(channel)
         for a in range(APPS):
-            keys = [f"app{a}.mod{k // 50}.f{k}" for k in range(KEYS_PER_APP)]
-            sources = [pb.TraceSource(key=k, path=f"mod{k}.py", lines=[1]) for k in keys]
-            stub.Register(pb.RegisterRequest(app=f"app{a}", sources=sources), timeout=60)
+            sources = [pb.TraceSource(key=k, path=p, lines=lines) for k, p, lines in _app_sources(a)]
+            stub.Register(
+                pb.RegisterRequest(app=f"app{a}", sources=sources, fingerprint=_app_fingerprint(a)), timeout=60
+            )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -197,7 +247,8 @@ def run(config: Config, duration: float, warmup: float) -> dict:
             url = redis.url
         else:
             url = f"sqlite://{Path(tmp) / 'bench.db'}"
-        servers = [_start_server(url, config.group_commit) for _ in range(config.collectors)]
+        release = _release_tree(Path(tmp), config.release) if config.release else ""
+        servers = [_start_server(url, config.group_commit, release) for _ in range(config.collectors)]
         targets = [target for _, target in servers]
         try:
             _register(targets[0])
@@ -259,6 +310,136 @@ def run(config: Config, duration: float, warmup: float) -> dict:
     }
 
 
+# ----------------------------------------------------------------- history --
+
+#: The budget app: keys, days of history, share of keys called every day (issue 17).
+HISTORY = (100_000, 400, 0.1)
+#: UTC day the budget app's history starts on (any day: only differences matter).
+_FIRST_DAY = 20_000
+
+
+def _logical_bytes(path: Path) -> int:
+    """The database's size as SQLite sees it (WAL included, free pages excluded)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        pages, free, size = (
+            db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count", "page_size")
+        )
+    finally:
+        db.close()
+    return (pages - free) * size
+
+
+def history_child(spec: dict) -> None:
+    """In a child process (this tree's code, or RELEASE's on PYTHONPATH): fill the budget app, or Fetch it cold."""
+    from coldmod_cli.server.sqlite_store import SqliteStore
+    from coldmod_cli.server.store import Batch, Source
+
+    day_ms = 86_400_000
+    path, keys, days, hot = Path(spec["path"]), spec["keys"], spec["days"], spec["hot"]
+    out: dict = {}
+    opened = time.perf_counter()
+    store = SqliteStore(path)
+    out["open_s"] = time.perf_counter() - opened
+    try:
+        if spec["mode"] == "fill":
+            names = [f"big.mod{k // 50}.f{k}" for k in range(keys)]
+            sources = [Source(k, f"big/mod{i // 50}.py", (i % 50 + 1,)) for i, k in enumerate(names)]
+            store.register("big", sources, _FIRST_DAY * day_ms, "fp-big")
+            called = names[:: round(1 / hot)]
+            rng = random.Random(7)
+            retire = getattr(store, "retire", None)  # RELEASE has no history to move
+            sizes = {}
+            started = time.perf_counter()
+            for d in range(days):
+                start = (_FIRST_DAY + d) * day_ms + 3_600_000
+                calls = [rng.randint(1, 1000) for _ in called]
+                batch = Batch("big", "fill", d + 1, start, start + 60_000, called, calls, [False] * len(called))
+                store.report(batch)
+                if retire is not None:
+                    retire(start + 120_000)
+                if d in (days - 1 - max(1, min(50, days // 4)), days - 1):
+                    sizes[d] = _logical_bytes(path)
+            out["fill_s"] = time.perf_counter() - started
+            (d0, b0), (d1, b1) = sorted(sizes.items())
+            out["growth_per_day"] = (b1 - b0) / (d1 - d0)
+        else:
+            now = (_FIRST_DAY + days - 1) * day_ms + 12 * 3_600_000
+            started, cpu = time.perf_counter(), time.process_time()
+            try:
+                heatmap = store.fetch("big", now_ms=now, quiet_days=90)
+            except TypeError:  # RELEASE: no history, no sums
+                heatmap = store.fetch("big")
+            out["fetch_s"] = time.perf_counter() - started
+            out["fetch_cpu_s"] = time.process_time() - cpu  # what a busy machine does not inflate
+            out["entries"] = len(heatmap.entries)
+            out["calls_90d"] = sum(getattr(e, "calls_90d", 0) for e in heatmap.entries)
+    finally:
+        store.close()
+    print(json.dumps(out))
+
+
+def _drop_page_cache() -> bool:
+    """Ask Linux to drop its page cache (needs root); False when this user may not."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError:
+        return False
+    return True
+
+
+def history_budget(keys: int, days: int, hot: float) -> list[dict]:
+    """The budget app on this store and on RELEASE's: bytes on disk, growth per day, a cold Fetch."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="coldmod-bench-history-") as tmp:
+        for label, release in (("this tree (schema 3, history)", ""), (f"{RELEASE} (today, schema 2)", RELEASE)):
+            path = Path(tmp) / f"{release or 'this'}.db"
+            env = dict(os.environ)
+            if release:
+                env["PYTHONPATH"] = _release_tree(Path(tmp) / "release", release)
+            results = {}
+            for mode in ("fill", "fetch"):
+                if mode == "fetch":
+                    results["cache_dropped"] = _drop_page_cache()
+                spec = {"path": str(path), "keys": keys, "days": days, "hot": hot, "mode": mode}
+                done = subprocess.run(
+                    [sys.executable, __file__, "--history-child", json.dumps(spec)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode:
+                    raise RuntimeError(f"the history {mode} child failed: {done.stderr.strip()[-500:]}")
+                results.update(json.loads(done.stdout))
+            results["bytes"] = path.stat().st_size
+            rows.append({"store": label, **results})
+    return rows
+
+
+def _print_history(rows: list[dict], keys: int, days: int, hot: float) -> None:
+    print(
+        f"\n# history budget: one app of {keys:,} keys, {hot:.0%} called every day for {days} days"
+        f" ({int(keys * hot) * days:,} key-days), written one day at a time; Fetch with quiet_days=90 in a fresh"
+        " process"
+    )
+    header = (
+        f"{'store':34} {'MB on disk':>10} {'KB/day':>8} {'fill s':>7} {'open s':>7} {'Fetch s':>8}"
+        f" {'Fetch CPU s':>11} {'cold':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        cold = "yes" if r["cache_dropped"] else "proc"  # proc: a fresh process, the OS page cache as it was
+        print(
+            f"{r['store']:34} {r['bytes'] / 1e6:>10.1f} {r['growth_per_day'] / 1e3:>8.1f} {r['fill_s']:>7.1f}"
+            f" {r['open_s']:>7.2f} {r['fetch_s']:>8.2f} {r['fetch_cpu_s']:>11.2f} {cold:>5}"
+        )
+
+
 #: The fleet the projection is for: processes, seconds between one process's flushes.
 FLEET = (10_000, 10.0)
 
@@ -275,6 +456,8 @@ def _configs(procs: int, load_interval: float, stores: list[str], collectors: li
     for label, processes, per_proc, interval in loads:
         if "sqlite" in stores:
             configs.append(Config(f"{label}, SQLite group commit", True, processes, per_proc, interval))
+            name = f"{label}, SQLite group commit, {RELEASE} (today)"
+            configs.append(Config(name, True, processes, per_proc, interval, release=RELEASE))
             if label == "250k/s":
                 configs.append(Config(f"{label}, SQLite commit per batch", False, processes, per_proc, interval))
         if "redis" in stores:
@@ -290,7 +473,11 @@ def _projection(rows: list[dict]) -> str:
     rate = processes / every * sum(BATCH_KEYS) / 2
     lines = [f"# projection: {processes:,} processes flushing every {every:.0f} s offer {rate:,.0f} key-deltas/s"]
     for store in ("SQLite", "Redis"):
-        measured = [r for r in rows if store in r["config"] and "per batch" not in r["config"] and r["deltas_s"]]
+        measured = [
+            r
+            for r in rows
+            if store in r["config"] and "per batch" not in r["config"] and "today" not in r["config"] and r["deltas_s"]
+        ]
         if not measured:
             continue
         server_us = sorted(r["server_us"] for r in measured)[len(measured) // 2]
@@ -316,11 +503,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=250_000, help="offered key-deltas/s of the middle load")
     parser.add_argument("--stores", default="sqlite,redis", help="stores to run: sqlite, redis or both")
     parser.add_argument("--collectors", default="1,2,3", help="collector counts on Redis")
+    parser.add_argument("--history-keys", type=int, default=HISTORY[0], help="keys of the history budget app")
+    parser.add_argument("--history-days", type=int, default=HISTORY[1], help="days of its history")
+    parser.add_argument("--only-history", action="store_true", help="run the history budget alone")
+    parser.add_argument("--no-history", action="store_true", help="skip the history budget")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--history-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return
+    if args.history_child:
+        history_child(json.loads(args.history_child))
+        return
+    if not args.no_history and "sqlite" in args.stores:
+        keys, days = args.history_keys, args.history_days
+        if args.quick:
+            keys, days = min(keys, 20_000), min(days, 60)
+        _print_history(history_budget(keys, days, HISTORY[2]), keys, days, HISTORY[2])
+        if args.only_history:
+            return
     duration = args.duration or (4.0 if args.quick else 12.0)
     warmup = 1.0 if args.quick else 2.0
     procs = args.processes

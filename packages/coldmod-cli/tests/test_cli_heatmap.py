@@ -25,13 +25,17 @@ def test_fetch_text_is_a_table_sorted_by_file_and_line(cli, shop, insecure_env):
     result = cli("fetch")
 
     assert result.code == 0, result.err
-    lines = result.out.splitlines()
-    assert lines[0].split() == ["CALLS", "LAST", "CALL", "LOCATION", "KEY"]
-    rows = {line.split()[-1]: line.split() for line in lines[1:]}
+    versions, header, *lines = result.out.splitlines()
+    assert versions.startswith("1 live version: ") or versions == "no version listed"
+    assert header.split() == [
+        "CALLS", "7D", "30D", "90D", "LAST", "CALL", "FIRST", "CALL", "VERSIONS", "LOCATION", "KEY"
+    ]
+    rows = {line.split()[-1]: line.split() for line in lines}
     assert len(rows) == 20
     assert rows["shop.views.product"][0] == "30"
-    assert rows["shop.views.coupon"][:2] == ["0", "never"]
-    locations = [(r.split()[-2].split(":")[0], int(r.split()[-2].split(":")[1])) for r in lines[1:]]
+    assert rows["shop.views.coupon"][0] == "0"
+    assert rows["shop.views.coupon"][4:6] == ["never", "never"]
+    locations = [(r.split()[-2].split(":")[0], int(r.split()[-2].split(":")[1])) for r in lines]
     assert locations == sorted(locations)
 
 
@@ -44,6 +48,9 @@ def test_fetch_json_shape(cli, shop, insecure_env):
         "app",
         "root",
         "registered",
+        "now",
+        "versions",
+        "retire_after_seconds",
         "functions",
         "skipped_server_keys",
         "untracked",
@@ -65,7 +72,12 @@ def test_fetch_json_shape(cli, shop, insecure_env):
         "first_seen",
         "last_seen",
         "tracked_since",
+        "calls_7d",
+        "calls_30d",
+        "calls_90d",
+        "versions",
     }
+    assert ISO.match(data["now"])
     assert (entry["path"], entry["line"], entry["calls"], entry["tracked"]) == (
         "shop/cart.py",
         14,
@@ -127,7 +139,7 @@ def test_cold_json_shape_and_summary(cli, shop, insecure_env):
 
     data = json.loads(cli("cold", "--format", "json").out)
 
-    assert set(data) == {"app", "root", "cold", "summary"}
+    assert set(data) == {"app", "root", "now", "cold", "summary"}
     first = data["cold"][0]
     assert (first["key"], first["path"], first["line"], first["calls"]) == (
         "shop.cart.Cart.apply_coupon",
@@ -146,9 +158,16 @@ def test_cold_json_shape_and_summary(cli, shop, insecure_env):
         "first_seen",
         "last_seen",
         "tracked_since",
+        "calls_7d",
+        "calls_30d",
+        "calls_90d",
+        "versions",
+        "seasonal",
     }
+    assert first["seasonal"] is None
     summary = data["summary"]
     assert summary["cold_functions"] == 5
+    assert summary["seasonal_functions"] == 0
     assert summary["tracked_functions"] == 20
     assert summary["untracked_functions"] == 0
     # merge (4 lines), apply_coupon (3), import_legacy_csv (7), format_price_in_dollars (3), coupon (3)
@@ -219,7 +238,9 @@ def test_cold_since_and_min_tracked(cli, shop, insecure_env):
     traced(insecure_env.address, shop, HOT)
 
     recent = json.loads(cli("cold", "--since", "1h", "--format", "json").out)
-    assert recent["summary"]["cold_functions"] == 5  # everything hot ran within the hour
+    # Nothing has been tracked for an hour: "no call in the last hour" is not known of anything yet.
+    assert recent["summary"]["cold_functions"] == 0
+    assert recent["summary"]["tracked_too_briefly"] == 5  # the never-called ones (the hot ones ran)
     everything = json.loads(cli("cold", "--since", "0s", "--format", "json").out)
     assert everything["summary"]["cold_functions"] == 20  # nothing ran in the last 0 seconds
     young = json.loads(cli("cold", "--min-tracked", "30d", "--format", "json").out)

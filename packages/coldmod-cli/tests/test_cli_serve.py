@@ -131,3 +131,16 @@ def test_connect_falls_back_to_coldmod_web_host_and_says_so(capsys):
     assert said.count("\n") == 1
     assert "the collector did not say where its web UI is (it is older than this coldmod-cli)" in said
     assert "COLDMOD_WEB_HOST" in said
+
+
+@pytest.mark.parametrize("value", ["nope", "-3d", "0d", "30"])
+def test_serve_with_a_bad_retention_is_one_sentence_exit_2_and_starts_nothing(cli, tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLDMOD_INSECURE", "on")
+
+    result = cli("serve", "--retire-after", value, "--store", f"sqlite:///{tmp_path / 's.db'}")
+
+    assert result.code == 2
+    assert "--retire-after" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.db").exists(), "nothing was started"

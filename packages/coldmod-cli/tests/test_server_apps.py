@@ -162,7 +162,8 @@ def test_fingerprint_first_register(start_server):
     changed = sources("m.a", "m.c")
     assert probe(_print(changed)).need_sources, "another set needs sending"
     result = tracing.Register(pb.RegisterRequest(app="shop", fingerprint=_print(changed), sources=changed))
-    assert (result.kept, result.added, result.removed) == (1, 1, 1)
+    assert (result.kept, result.added, result.removed) == (1, 1, 0), "a second version: the first keeps m.b"
+    assert not probe(printed).need_sources, "the first version is still known"
     # A tracer that never sends a fingerprint still registers (the collector computes one).
     tracing.Register(pb.RegisterRequest(app="old", sources=full))
     assert not tracing.Register(pb.RegisterRequest(app="old", fingerprint=printed, fingerprint_only=True)).need_sources
@@ -171,7 +172,7 @@ def test_fingerprint_first_register(start_server):
         pb.RegisterRequest(app="shop", fingerprint=printed, fingerprint_only=True, sources=full),
     ):
         assert _refused(tracing.Register, bad)[0] == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(heat(server.heatmap(), "shop")) == {"m.a", "m.c"}, "refusals changed nothing"
+    assert set(heat(server.heatmap(), "shop")) == {"m.a", "m.b", "m.c"}, "refusals changed nothing"
 
 
 def test_info_says_version_web_address_store_and_limits(start_server, tls_env, store_kind):

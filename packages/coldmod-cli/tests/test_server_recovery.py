@@ -14,6 +14,7 @@ from server_fixtures import (
     ServerProcess,
     fetch,
     heat,
+    now_ms,
     report,
     sources,
     start_server_fixture,  # noqa: F401 - the start_server fixture
@@ -83,7 +84,7 @@ CREATE TABLE instances (instance_id TEXT PRIMARY KEY, pruned_through INTEGER NOT
 INSERT INTO apps VALUES (1, 'shop', 'fp', 1000, 2000, 0, 0);
 INSERT INTO keys VALUES (1, 1, 'm.a', 'm.py', '1'), (2, 1, 'm.b', 'm.py', '5');
 INSERT INTO counts VALUES (1, 42, 1, 1500, 1900, 1000), (2, 0, 0, 0, 0, 1000);
-INSERT INTO batches VALUES ('i1', 7, 1900, 0);
+INSERT INTO batches VALUES ('i1', 7, {applied_ms}, 0);
 PRAGMA application_id = 1131375716;
 PRAGMA user_version = 1;
 """
@@ -92,7 +93,8 @@ PRAGMA user_version = 1;
 def test_a_schema_1_store_migrates_keeping_counts_and_batch_ids(tmp_path, start_server):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA_1)
+    # Applied just now: a batch id older than a day and an instance silent for 30 days are forgotten by design.
+    db.executescript(_SCHEMA_1.replace("{applied_ms}", str(now_ms())))
     db.close()
     server = start_server(store=path)
     entries = heat(server.heatmap(), "shop")
@@ -107,7 +109,7 @@ def test_a_schema_1_store_migrates_keeping_counts_and_batch_ids(tmp_path, start_
     tracing.Report(lower)
     assert heat(server.heatmap(), "shop")["m.b"].lower_bound
     assert server.terminate()[0] == 0
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
 
 
 class _Context:

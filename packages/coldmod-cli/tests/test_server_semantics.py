@@ -22,7 +22,7 @@ from coldmod_proto.v1 import coldmod_pb2 as pb
 pytestmark = [pytest.mark.timeout(120), pytest.mark.parametrize("store_kind", STORES, indirect=True)]
 
 
-def test_register_replaces_the_set_kept_keys_keep_counts(start_server):
+def test_another_set_is_another_version_and_takes_nothing_from_the_first(start_server):
     server = start_server()
     tracing, heatmap = server.tracing(), server.heatmap()
     first = tracing.Register(pb.RegisterRequest(app="shop", sources=sources("m.a", "m.b", "m.c")))
@@ -32,10 +32,13 @@ def test_register_replaces_the_set_kept_keys_keep_counts(start_server):
 
     second = tracing.Register(pb.RegisterRequest(app="shop", sources=sources("m.a", "m.c", "m.d")))
 
-    assert (second.kept, second.added, second.removed) == (2, 1, 1)
+    assert (second.kept, second.added, second.removed) == (2, 1, 0)
     after = heat(heatmap, "shop")
-    assert set(after) == {"m.a", "m.c", "m.d"}
-    assert after["m.a"].calls == 5
+    assert set(after) == {"m.a", "m.b", "m.c", "m.d"}  # the union: m.b is still the first version's
+    assert (after["m.a"].calls, after["m.b"].calls) == (5, 7)
+    assert list(after["m.b"].versions) == [0]
+    assert list(after["m.a"].versions) == [0, 1]
+    assert list(after["m.d"].versions) == [1]
     assert after["m.a"].tracked_since_ms == before["m.a"].tracked_since_ms
     assert after["m.d"].calls == 0
     assert after["m.d"].tracked_since_ms >= before["m.a"].tracked_since_ms

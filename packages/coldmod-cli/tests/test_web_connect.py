@@ -83,9 +83,9 @@ def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Brow
         expect(page.locator("#connect-state")).to_have_text("CLI connected")
         expect(page.locator("#connect-where")).to_contain_text(str(checkout))
         # Verdicts arrive in the background: the referenced cold one is unsafe; a called one is "called".
-        expect(row(page, "shop.cart.total").locator("td").nth(6)).to_have_text(re.compile("unsafe|review"))
-        expect(row(page, "shop.cart.clear").locator("td").nth(6)).to_have_text("safe")
-        expect(row(page, "shop.views.index").locator("td").nth(6)).to_have_text("called")
+        expect(row(page, "shop.cart.total").locator("td").nth(7)).to_have_text(re.compile("unsafe|review"))
+        expect(row(page, "shop.cart.clear").locator("td").nth(7)).to_have_text("safe")
+        expect(row(page, "shop.views.index").locator("td").nth(7)).to_have_text("called")
         # A key the checkout does not have: no actions, and it says so.
         expect(row(page, "shop.old.gone")).to_contain_text("not in checkout")
         expect(row(page, "shop.old.gone").locator("button")).to_have_count(0)

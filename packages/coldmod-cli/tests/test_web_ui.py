@@ -110,7 +110,7 @@ def test_rows_treemap_counts_legend_and_a_flush_appear_live(stack: Stack, page: 
     expect(page.locator("#legend-thresholds")).to_contain_text("1,500 calls")
     add = page.locator('tr[data-key="shop.cart.add"]')
     expect(add.locator("td").nth(2)).to_have_text("~1.5k")  # estimated, compact
-    expect(page.locator('tr[data-key="shop.views.legacy"] td').nth(3)).to_have_text("never")
+    expect(page.locator('tr[data-key="shop.views.legacy"] td').nth(4)).to_have_text("never")
     expect(page.locator("#live")).to_have_text("live")
 
     page.evaluate("window.notReloaded = true")

@@ -149,15 +149,21 @@ class Stack:
 
 
 @contextmanager
-def running_stack(directory: Path, *, api_key: str | None = None, tls: Any = None) -> Iterator[Stack]:
-    """A collector on free loopback ports with a store in ``directory``; ``tls`` is a trustme CA."""
+def running_stack(
+    directory: Path, *, api_key: str | None = None, tls: Any = None, now_ms: Callable[[], int] | None = None
+) -> Iterator[Stack]:
+    """A collector on free loopback ports with a store in ``directory``; ``tls`` is a trustme CA.
+
+    ``now_ms``: the collector's clock (its services' and its web UI's), for tests that state dates.
+    """
     store = open_store(f"sqlite:///{directory / 'coldmod.db'}")
     server = grpc.server(
         ThreadPoolExecutor(max_workers=32),
         interceptors=[ApiKeyInterceptor(api_key)] if api_key is not None else [],
     )
-    pb_grpc.add_TracingServicer_to_server(TracingService(store), server)
-    heatmap = HeatmapService(store, insecure=api_key is None, max_apps=DEFAULT_MAX_APPS)
+    clock = {"now_ms": now_ms} if now_ms is not None else {}
+    pb_grpc.add_TracingServicer_to_server(TracingService(store, **clock), server)
+    heatmap = HeatmapService(store, insecure=api_key is None, max_apps=DEFAULT_MAX_APPS, **clock)
     pb_grpc.add_HeatmapServicer_to_server(heatmap, server)
     relay = register(server)
     context = ca_pem = None
@@ -171,7 +177,7 @@ def running_stack(directory: Path, *, api_key: str | None = None, tls: Any = Non
     else:
         port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    web = WebServer("127.0.0.1", 0, store, api_key=api_key, tls=context, relay=relay).start()
+    web = WebServer("127.0.0.1", 0, store, api_key=api_key, tls=context, relay=relay, now_ms=now_ms).start()
     stack = Stack(store, server, port, web, relay, api_key, ca_pem)
     try:
         yield stack

@@ -249,11 +249,14 @@ class Coldmod:
 
     @command
     def fetch(self, *, format: Format = "text") -> None:
-        """Print the collector's heatmap for this checkout: calls and last call of every function.
+        """Print the collector's heatmap for this checkout: calls, recent calls, last and first call, versions.
 
-        Keys the collector has but this checkout does not are skipped (their
-        number is said on stderr); functions the collector has not seen yet are
-        shown as untracked.
+        The first line lists the app's live versions and the collector's
+        retention; then per function its calls in all and in the last 7, 30 and
+        90 days, its last and first call, and the versions that have it. Keys
+        the collector has but this checkout does not are skipped (their number
+        is said on stderr); functions the collector has not seen yet are shown
+        as untracked.
 
         Args:
           format: text (a table) or json (see the README for the shape).
@@ -266,17 +269,24 @@ class Coldmod:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
         A function is cold when it was never called since it was first traced,
-        or, with --since, when it was not called within that period.
+        or, with --since 90d, when it had no call in the last 90 days and has been
+        traced for at least 90 days. A cold function last called at a month-,
+        quarter- or year-end, or in this month a year ago, is shown as seasonal:
+        review, which rm --cold keeps unless --include review.
 
         Args:
-          since: a period like 30d, 12h or 2w; functions not called within it are cold too.
+          since: a period like 90d, 12h or 2w; functions with no call within it (and traced that long) are cold too.
           min_tracked: only functions traced at least this long (like 7d) count; younger ones are left out.
           format: text (a table) or json (see the README for the shape).
         """
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
+        from coldmod_cli import heatmap
+
         fmt = _args.output_format(format)
-        report.cold(report.load(), fmt, since=since_s, min_tracked=min_tracked_s)
+        # Quiet rows carry their daily history, for the seasonal rule.
+        result = report.load(quiet_days=heatmap.quiet_days(since_s))
+        report.cold(result, fmt, since=since_s, min_tracked=min_tracked_s)
 
     @command
     def rm(
@@ -307,7 +317,7 @@ class Coldmod:
           include: review, to remove the review-verdict functions as well as the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
         """
-        from coldmod_cli import removal
+        from coldmod_cli import heatmap, removal
 
         dry, swallowed = _args.split_flag("dry-run", dry_run)
         forced, swallowed2 = _args.split_flag("force", force)
@@ -327,10 +337,14 @@ class Coldmod:
         found = local.checkout()
         local.require_keys(found, wanted, what="remove")
         cold_keys: list[str] = []
+        seasonal: dict[str, str] = {}
         if with_cold:
-            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s)
+            result = report.load(quiet_days=heatmap.quiet_days(since_s))
+            cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s)
+            seasonal = removal.seasonal_held(result, cold_keys)
         removal.remove(
-            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
+            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok,
+            seasonal=seasonal,
         )
 
     @command
@@ -369,6 +383,7 @@ class Coldmod:
         web_host: HostPort = None,
         store: Annotated[str | None, "URL"] = None,
         max_apps: Annotated[str | None, "N"] = None,
+        retire_after: Annotated[str | None, "DURATION"] = None,
         allow_remote_insecure: bool = False,
     ) -> None:
         """Run the collector (gRPC for tracers and the CLI, and the web UI) until stopped.
@@ -380,9 +395,12 @@ class Coldmod:
             several collectors; rediss with ?ca=PATH for TLS, ?cluster=1 for a Redis Cluster through any of its
             nodes, the password in COLDMOD_REDIS_PASSWORD).
           max_apps: the most apps the collector keeps (default 1000); Register refuses new ones beyond it.
+          retire_after: a version of an app none of whose processes registered or reported for this long (default
+            30d) is retired: keys no remaining version has leave the heatmap. An app's newest version stays.
           allow_remote_insecure: with COLDMOD_INSECURE=on, listen beyond this machine anyway (no TLS, no key).
         """
         from coldmod_cli.server import serve
+        from coldmod_cli.server.store import DEFAULT_RETIRE_AFTER_MS
 
         limit = None
         if max_apps is not None:
@@ -390,11 +408,15 @@ class Coldmod:
                 limit = int(str(max_apps))
             except ValueError:
                 raise UsageError(f"--max-apps {max_apps!r} is not a number; give a count like 1000") from None
+        retire_s = _args.duration("retire-after", retire_after)
+        if retire_s is not None and retire_s < 1:
+            raise UsageError(f"--retire-after must be a positive duration like 30d, not {retire_after!r}")
         code = serve(
             grpc_host=grpc_host,
             web_host=web_host,
             store=store,
             max_apps=limit,
+            retire_after_ms=DEFAULT_RETIRE_AFTER_MS if retire_s is None else int(retire_s * 1000),
             allow_remote_insecure=_args.flag("allow-remote-insecure", allow_remote_insecure),
         )
         if code:

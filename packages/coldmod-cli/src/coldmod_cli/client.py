@@ -64,14 +64,17 @@ def explain_rpc_error(error: grpc.RpcError) -> str:
     return f"the collector at {target} failed the request ({name}: {details or 'no details'})"
 
 
-def fetch(app: str, env: Mapping[str, str] | None = None) -> coldmod_pb2.FetchResponse:
-    """The app's heatmap from the collector named by the environment (default: ``os.environ``)."""
+def fetch(app: str, env: Mapping[str, str] | None = None, *, quiet_days: int = 0) -> coldmod_pb2.FetchResponse:
+    """The app's heatmap from the collector named by the environment (default: ``os.environ``).
+
+    ``quiet_days``: entries with no call in that many UTC days carry their daily history (the seasonal rule's input).
+    """
     from coldmod_proto.v1 import coldmod_pb2, coldmod_pb2_grpc
 
     settings = config.client_config(env=env)
     with config.client_channel(settings) as channel:
         stub = coldmod_pb2_grpc.HeatmapStub(channel)  # type: ignore[no-untyped-call]
-        return merge_fetch(stub.Fetch(coldmod_pb2.FetchRequest(app=app), timeout=FETCH_TIMEOUT))
+        return merge_fetch(stub.Fetch(coldmod_pb2.FetchRequest(app=app, quiet_days=quiet_days), timeout=FETCH_TIMEOUT))
 
 
 def merge_fetch(parts: Iterable[coldmod_pb2.FetchResponse]) -> coldmod_pb2.FetchResponse:

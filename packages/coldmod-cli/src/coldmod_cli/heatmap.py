@@ -12,11 +12,14 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
+
+from coldmod_cli._words import plural, span
+from coldmod_cli.server.store import DAY_MS  # the collector's UTC days: one definition
 
 if TYPE_CHECKING:
     from coldmod_proto.v1 import coldmod_pb2
@@ -40,6 +43,29 @@ class Row:
     lines: tuple[int, ...] = ()
     #: ``calls`` is only what the tracer saw for sure: the truth is at least that.
     lower_bound: bool = False
+    #: Calls in the last 7, 30 and 90 UTC days (today included), from the collector's daily history.
+    calls_7d: int = 0
+    calls_30d: int = 0
+    calls_90d: int = 0
+    #: Indices into :attr:`Heatmap.versions` of the live versions that have the key.
+    versions: tuple[int, ...] = ()
+    #: Sparse daily history (UTC day numbers with calls, oldest first, and their calls); only for the
+    #: quiet rows a Fetch asked it for (``quiet_days``).
+    days: tuple[int, ...] = ()
+    day_calls: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Version:
+    """One live version of the app: a key set (its fingerprint) and the label its deployment gave."""
+
+    fingerprint: str
+    label: str
+    first_seen_ms: int
+    last_seen_ms: int
+    keys: int
+    #: How it is shown: the label, else a fingerprint prefix (see :func:`version_names`).
+    name: str = ""
 
 
 @dataclass
@@ -53,6 +79,11 @@ class Heatmap:
     registered_ms: int = 0
     dropped_unknown: int = 0
     dropped_updates: int = 0
+    #: "Now" for every window: the collector's clock at the snapshot (the local clock for an older collector).
+    now_ms: int = 0
+    versions: list[Version] = field(default_factory=list)
+    #: The collector's retention: a version none of whose processes reported for this long is retired.
+    retire_after_ms: int = 0
 
     @property
     def untracked(self) -> int:
@@ -65,6 +96,25 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: How long a fingerprint prefix names a version that has no label.
+FINGERPRINT_PREFIX = 8
+
+
+def version_names(versions: Iterable[Any]) -> list[Version]:
+    """The live versions, each named by its label, else a fingerprint prefix (``label@prefix`` when labels repeat).
+
+    ``versions``: anything with the fields of ``coldmod_pb2.Version`` (the store's versions too: the web UI).
+    """
+    listed = list(versions)
+    labels = [v.label for v in listed]
+    out = []
+    for v in listed:
+        prefix = v.fingerprint[:FINGERPRINT_PREFIX]
+        name = (f"{v.label}@{prefix}" if labels.count(v.label) > 1 else v.label) if v.label else prefix
+        out.append(Version(v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys, name or "?"))
+    return out
+
+
 def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heatmap:
     """Join the server's entries with the local sources, sorted by file and line."""
     entries = {entry.key: entry for entry in response.entries}
@@ -74,6 +124,9 @@ def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heat
         registered_ms=response.registered_ms,
         dropped_unknown=response.dropped_unknown,
         dropped_updates=response.dropped_updates,
+        now_ms=response.now_ms or now_ms(),
+        versions=version_names(response.versions),
+        retire_after_ms=response.retire_after_ms,
     )
     for key, source in discovery.sources.items():
         entry = entries.get(key)
@@ -94,6 +147,12 @@ def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heat
                 tracked_since_ms=entry.tracked_since_ms,
                 lines=tuple(source.lines),
                 lower_bound=entry.lower_bound,
+                calls_7d=entry.calls_7d,
+                calls_30d=entry.calls_30d,
+                calls_90d=entry.calls_90d,
+                versions=tuple(entry.versions),
+                days=tuple(entry.days),
+                day_calls=tuple(entry.day_calls),
             )
         )
     heatmap.skipped_keys = sorted(set(entries) - set(discovery.sources))
@@ -101,17 +160,54 @@ def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heat
     return heatmap
 
 
+def quiet(row: Row, *, now: int, since: float | None = None) -> bool:
+    """No call in the window: never called, or with ``since`` seconds, no call in the last ``since`` before ``now``."""
+    if row.calls == 0 or row.last_seen_ms == 0:
+        return True
+    return since is not None and row.last_seen_ms < now - since * 1000
+
+
+def tracked_for(row: Row, *, now: int, seconds: float) -> bool:
+    """The collector has had the key for at least ``seconds`` before ``now``."""
+    return seconds <= 0 or row.tracked_since_ms <= now - seconds * 1000
+
+
 def cold(rows: Iterable[Row], *, now: int, since: float | None = None, min_tracked: float | None = None) -> list[Row]:
-    """Tracked rows never called (or, with ``since`` seconds, not within it), tracked at least ``min_tracked``."""
-    out = []
-    for row in rows:
-        if not row.tracked:
-            continue
-        if min_tracked and row.tracked_since_ms > now - min_tracked * 1000:
-            continue
-        if row.calls == 0 or row.last_seen_ms == 0 or (since is not None and row.last_seen_ms < now - since * 1000):
-            out.append(row)
-    return out
+    """Tracked rows, quiet (see :func:`quiet`), tracked at least as long as the window and ``min_tracked``.
+
+    "No call in the last 90 days" says nothing of a function tracked for a week, so the window is also a
+    minimum age; ``now`` is :attr:`Heatmap.now_ms`, the collector's clock.
+    """
+    need = max(since or 0.0, min_tracked or 0.0)
+    return [
+        row
+        for row in rows
+        if row.tracked and quiet(row, now=now, since=since) and tracked_for(row, now=now, seconds=need)
+    ]
+
+
+def too_briefly_tracked(
+    rows: Iterable[Row], *, now: int, since: float | None = None, min_tracked: float | None = None
+) -> list[Row]:
+    """Quiet rows left out of :func:`cold`: the collector has had them for less than the window or ``min_tracked``."""
+    need = max(since or 0.0, min_tracked or 0.0)
+    return [
+        row
+        for row in rows
+        if row.tracked and quiet(row, now=now, since=since) and not tracked_for(row, now=now, seconds=need)
+    ]
+
+
+def quiet_days(since: float | None) -> int:
+    """The ``quiet_days`` to ask Fetch for, so that every row cold for ``since`` seconds carries its history.
+
+    A row with no call since ``now - since`` has none in the last ``floor(since / 1 day)`` UTC days; a window
+    under a day still asks for one (its history then may be missing: :mod:`coldmod_cli.seasonal` falls back
+    on the last call).
+    """
+    if since is None:
+        return 0
+    return max(1, int(since * 1000 // DAY_MS))
 
 
 def iso(ms: int) -> str | None:
@@ -121,8 +217,8 @@ def iso(ms: int) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def row_json(row: Row) -> dict[str, Any]:
-    """The stable JSON form of a row (documented in the package README)."""
+def row_json(row: Row, versions: Sequence[Version] = ()) -> dict[str, Any]:
+    """The stable JSON form of a row (documented in the package README); ``versions`` are the heatmap's."""
     return {
         "key": row.key,
         "path": row.path,
@@ -134,6 +230,10 @@ def row_json(row: Row) -> dict[str, Any]:
         "first_seen": iso(row.first_seen_ms),
         "last_seen": iso(row.last_seen_ms),
         "tracked_since": iso(row.tracked_since_ms),
+        "calls_7d": row.calls_7d if row.tracked else None,
+        "calls_30d": row.calls_30d if row.tracked else None,
+        "calls_90d": row.calls_90d if row.tracked else None,
+        "versions": [versions[i].name for i in row.versions if i < len(versions)],
     }
 
 
@@ -148,19 +248,78 @@ def ago(ms: int, now: int) -> str:
     return f"{seconds}s ago"
 
 
-def table(rows: Iterable[Row], now: int) -> list[str]:
-    """Aligned text lines: calls, last call, location, key (``~`` an estimate, ``≥`` a lower bound)."""
+def table(rows: Iterable[Row], now: int, *, notes: Mapping[str, str] | None = None) -> list[str]:
+    """Aligned text lines: calls, last call, location, key (``~`` an estimate, ``≥`` a lower bound).
+
+    ``notes`` (by key) follow their row's key in parentheses, like the review reasons of ``rm``.
+    """
+    notes = notes or {}
     body = []
     for row in rows:
-        if row.tracked:
-            calls = ("≥" if row.lower_bound else "~" if row.estimated else "") + str(row.calls)
-            last = ago(row.last_seen_ms, now)
-        else:
-            calls, last = "-", "untracked"
-        body.append((calls, last, f"{row.path}:{row.line}", row.key))
+        body.append((calls_text(row), last_call_text(row, now), f"{row.path}:{row.line}", row.key))
     header = ("CALLS", "LAST CALL", "LOCATION", "KEY")
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(3)]
-    return [f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in [header, *body]]
+    return [
+        f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}"
+        + (f"  ({notes[r[3]]})" if r[3] in notes else "")
+        for r in [header, *body]
+    ]
+
+
+def calls_text(row: Row) -> str:
+    """A row's calls as the tables show them: ``~`` an estimate, ``≥`` a lower bound, ``-`` untracked."""
+    if not row.tracked:
+        return "-"
+    return ("≥" if row.lower_bound else "~" if row.estimated else "") + str(row.calls)
+
+
+def last_call_text(row: Row, now: int) -> str:
+    """A row's last call as the tables show it: ``4d ago``, ``never``, ``untracked``."""
+    return ago(row.last_seen_ms, now) if row.tracked else "untracked"
+
+
+def history_table(rows: Iterable[Row], heatmap: Heatmap) -> list[str]:
+    """``coldmod fetch``'s lines: the live versions, then per row calls (in all, last 7/30/90 days), last and
+    first call, the versions that have it, location and key."""
+    now = heatmap.now_ms
+    names = [v.name for v in heatmap.versions]
+    body = []
+    for row in rows:
+        recent = [str(n) if row.tracked else "-" for n in (row.calls_7d, row.calls_30d, row.calls_90d)]
+        first = ago(row.first_seen_ms, now) if row.tracked else "-"
+        body.append(
+            (calls_text(row), *recent, last_call_text(row, now), first, versions_text(row, names),
+             f"{row.path}:{row.line}", row.key)
+        )
+    header = ("CALLS", "7D", "30D", "90D", "LAST CALL", "FIRST CALL", "VERSIONS", "LOCATION", "KEY")
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header) - 1)]
+    right = 4  # the counts are right-aligned
+    lines = [versions_line(heatmap)]
+    for r in [header, *body]:
+        cells = [f"{c:>{w}}" if i < right else f"{c:<{w}}" for i, (c, w) in enumerate(zip(r, widths, strict=False))]
+        lines.append("  ".join(cells) + "  " + r[-1])
+    return lines
+
+
+def versions_text(row: Row, names: Sequence[str]) -> str:
+    """The versions that have a row's key: their names, ``all`` when every one of several does, ``-`` for none."""
+    if not row.tracked or not row.versions:
+        return "-"
+    if len(names) > 1 and len(set(row.versions)) == len(names):
+        return "all"
+    return ",".join(names[i] for i in row.versions if i < len(names))
+
+
+def versions_line(heatmap: Heatmap) -> str:
+    """One line: the app's live versions (name, functions, last seen) and the collector's retention."""
+    now = heatmap.now_ms
+    listed = ", ".join(
+        f"{v.name} ({plural(v.keys, 'function')}, last seen {ago(v.last_seen_ms, now)})" for v in heatmap.versions
+    )
+    live = f"{plural(len(heatmap.versions), 'live version')}: {listed}" if listed else "no version listed"
+    if heatmap.retire_after_ms:
+        return f"{live}; a version silent for {span(heatmap.retire_after_ms / 1000)} is retired"
+    return live
 
 
 def line_counts(

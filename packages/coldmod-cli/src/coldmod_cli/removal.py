@@ -16,7 +16,7 @@ The guard rails, each checked before anything is written:
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +118,7 @@ def require_clean(root: Path) -> None:
 def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: float | None) -> list[str]:
     """The keys ``rm --cold`` considers, once the heatmap has been tracked long enough (else refuse)."""
     minimum = DEFAULT_MIN_TRACKED if min_tracked is None else min_tracked
-    now = heatmap.now_ms()
+    now = result.now_ms
     starts = [row.tracked_since_ms for row in result.rows if row.tracked and row.tracked_since_ms]
     if not starts:
         raise CliError(
@@ -134,10 +134,42 @@ def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: floa
         )
     say(f"the heatmap of {result.app!r} has been tracked for {span(age)} (minimum {span(minimum)}, --min-tracked)")
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=minimum)
-    younger = sum(1 for row in result.rows if row.tracked and row.tracked_since_ms > now - minimum * 1000)
+    younger = len(heatmap.too_briefly_tracked(result.rows, now=now, since=since, min_tracked=minimum))
     if younger:
-        say(f"left out {plural(younger, 'function')} tracked for less than {span(minimum)} (new since tracking began)")
+        need = max(since or 0.0, minimum)
+        say(f"left out {plural(younger, 'function')} tracked for less than {span(need)} (new since tracking began)")
     return [row.key for row in rows]
+
+
+def seasonal_held(result: heatmap.Heatmap, cold: list[str]) -> dict[str, str]:
+    """The cold keys whose history makes them seasonal, with the reason: review, never removed as safe."""
+    from coldmod_cli import seasonal
+
+    wanted = set(cold)
+    return dict(seasonal.reasons([row for row in result.rows if row.key in wanted], result.now_ms))
+
+
+def hold_seasonal(
+    found: Discovery, cold: list[str], seasonal: Mapping[str, str], include: tuple[str, ...]
+) -> list[str]:
+    """The cold keys to plan: seasonal ones only with ``--include review``; says which are held, and why."""
+    held = {key: seasonal[key] for key in cold if key in seasonal}
+    if not held:
+        return cold
+    if "review" in include:
+        say(f"planning {plural(len(held), 'seasonal cold function')} as --include review asks: "
+            + "; ".join(f"{key} ({text})" for key, text in held.items()))
+        return cold
+    for key in sorted(held, key=lambda k: _place(found, k)):
+        print(f"{'review':<7} {key}  (seasonal: {held[key]})")
+    say(f"kept {plural(len(held), 'seasonal cold function')} (review: --include review removes them)")
+    return [key for key in cold if key not in held]
+
+
+def _place(found: Discovery, key: str) -> tuple[str, int, str]:
+    """Where a key is defined, to list keys by file and line."""
+    source = found.sources.get(key)
+    return (source.path, source.lines[0], key) if source else ("", 0, key)
 
 
 def plan(
@@ -175,13 +207,18 @@ def remove(
     force: bool = False,
     include: tuple[str, ...] = INCLUDE["safe"],
     allow_dirty: bool = False,
+    seasonal: Mapping[str, str] | None = None,
 ) -> None:
     """Plan, print each verdict with its reasons (and the diff for a dry run), then apply unless ``dry_run``.
 
     ``keys`` are named by the user (``force`` applies to them); ``cold`` come
     from the heatmap and are removed only when their verdict is in ``include``.
+    ``seasonal`` cold keys (with their reason, see :func:`seasonal_held`) are
+    review: planned only with ``--include review``.
     """
     from coldmod_codemod import apply
+
+    cold = hold_seasonal(found, cold, {k: v for k, v in (seasonal or {}).items() if k not in keys}, include)
 
     if force and cold:
         raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from coldmod_cli import heatmap, local
+from coldmod_cli import heatmap, local, seasonal
 from coldmod_cli._errors import CliError, say
 from coldmod_cli._progress import progress
 from coldmod_cli._words import plural, span
@@ -20,8 +20,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def load(start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> heatmap.Heatmap:
-    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap on the collector."""
+def load(
+    start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, *, quiet_days: int = 0
+) -> heatmap.Heatmap:
+    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap on the collector.
+
+    ``quiet_days``: the rows with no call in that many days carry their daily history (see :func:`heatmap.quiet_days`).
+    """
     import grpc
 
     from coldmod_cli import client
@@ -29,7 +34,7 @@ def load(start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | N
     found = local.checkout(start)
     app = local.app_name(found, env)
     try:
-        response = client.fetch(app, env=env)
+        response = client.fetch(app, env=env, quiet_days=quiet_days)
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
@@ -55,7 +60,10 @@ def fetch(result: heatmap.Heatmap, fmt: str) -> None:
                 "app": result.app,
                 "root": result.root,
                 "registered": heatmap.iso(result.registered_ms),
-                "functions": [heatmap.row_json(row) for row in result.rows],
+                "now": heatmap.iso(result.now_ms),
+                "versions": versions_json(result),
+                "retire_after_seconds": result.retire_after_ms // 1000 if result.retire_after_ms else None,
+                "functions": [heatmap.row_json(row, result.versions) for row in result.rows],
                 "skipped_server_keys": len(result.skipped_keys),
                 "untracked": result.untracked,
                 "dropped_unknown": result.dropped_unknown,
@@ -63,7 +71,7 @@ def fetch(result: heatmap.Heatmap, fmt: str) -> None:
             }
         )
         return
-    for line in heatmap.table(result.rows, heatmap.now_ms()):
+    for line in heatmap.history_table(result.rows, result):
         print(line)
 
 
@@ -74,11 +82,15 @@ def cold(
     since: float | None = None,
     min_tracked: float | None = None,
 ) -> list[heatmap.Row]:
-    """Print the cold functions and their summary; returns them."""
-    now = heatmap.now_ms()
+    """Print the cold functions and their summary; returns them.
+
+    Seasonal ones (see :mod:`coldmod_cli.seasonal`) are listed with their reason: review, not safe.
+    """
+    now = result.now_ms
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
-    # Cold but traced for less than --min-tracked: left out, and said so (they are not known to be cold yet).
-    too_brief = len(heatmap.cold(result.rows, now=now, since=since)) - len(rows) if min_tracked else 0
+    # Quiet but tracked for less than the window or --min-tracked: left out, and said so (not known to be cold yet).
+    too_brief = len(heatmap.too_briefly_tracked(result.rows, now=now, since=since, min_tracked=min_tracked))
+    held = seasonal.reasons(rows, now)
     tracked = [row for row in result.rows if row.tracked]
     cold_lines, total_lines = heatmap.line_counts(
         result.root,
@@ -91,9 +103,11 @@ def cold(
             {
                 "app": result.app,
                 "root": result.root,
-                "cold": [heatmap.row_json(row) for row in rows],
+                "now": heatmap.iso(now),
+                "cold": [heatmap.row_json(row, result.versions) | {"seasonal": held.get(row.key)} for row in rows],
                 "summary": {
                     "cold_functions": len(rows),
+                    "seasonal_functions": len(held),
                     "tracked_functions": len(tracked),
                     "untracked_functions": result.untracked,
                     "tracked_too_briefly": too_brief,
@@ -104,17 +118,34 @@ def cold(
         )
         return rows
     if rows:
-        for line in heatmap.table(rows, now):
+        for line in heatmap.table(rows, now, notes={key: f"seasonal: {text}" for key, text in held.items()}):
             print(line)
     are = "is" if len(rows) == 1 or len(tracked) == 1 else "are"
+    need = max(since or 0.0, min_tracked or 0.0)
     say(
         f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
         f"({cold_lines} of {plural(total_lines, 'line')} in functions)"
+        + (f"; {len(held)} of them seasonal (review: rm --cold keeps them unless --include review)" if held else "")
         + (f"; {plural(result.untracked, 'untracked function')} left out" if result.untracked else "")
         + (
-            f"; {plural(too_brief, 'cold function')} left out for being tracked less than {span(min_tracked)}"
-            if too_brief and min_tracked
+            f"; {plural(too_brief, 'cold function')} left out for being tracked less than {span(need)}"
+            if too_brief
             else ""
         )
     )
     return rows
+
+
+def versions_json(result: heatmap.Heatmap) -> list[dict[str, Any]]:
+    """The live versions as JSON (``functions[].versions`` lists their names)."""
+    return [
+        {
+            "name": v.name,
+            "label": v.label or None,
+            "fingerprint": v.fingerprint,
+            "functions": v.keys,
+            "first_seen": heatmap.iso(v.first_seen_ms),
+            "last_seen": heatmap.iso(v.last_seen_ms),
+        }
+        for v in result.versions
+    ]

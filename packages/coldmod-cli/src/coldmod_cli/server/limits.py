@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from coldmod_cli.server.store import Batch, Source
+from coldmod_cli.server.store import Batch, IgnoreRules, Source
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_trace.keys import sources_fingerprint
 
@@ -26,6 +26,9 @@ __all__ = [
     "Rejected",
     "batch_from",
     "check_app",
+    "check_fingerprint",
+    "ignore_from",
+    "label_from",
     "page_from",
     "page_token",
     "sources_from",
@@ -37,6 +40,11 @@ MAX_PATH_LENGTH = 4096
 MAX_LINES_PER_SOURCE = 1024
 MAX_APP_LENGTH = 128
 MAX_INSTANCE_ID_LENGTH = 128
+#: A version's label (COLDMOD_VERSION: a git sha, a release tag) and a set's fingerprint.
+MAX_LABEL_LENGTH = 128
+MAX_FINGERPRINT_LENGTH = 128
+#: [ignore] rules one Register may carry (keys and files globs each).
+MAX_IGNORE_RULES = 10_000
 #: No process makes 2**62 calls in one window; larger deltas are corrupt or hostile.
 MAX_CALLS = 2**62
 #: Batch windows may run ahead of the server's clock by this much (clock skew);
@@ -121,8 +129,35 @@ def _name_the_fault(keys: list[str], paths: list[str], lines: list[tuple[int, ..
     raise AssertionError("unreachable: a fault was detected")  # pragma: no cover
 
 
-def batch_from(request: pb.ReportRequest) -> Batch:
-    """The validated batch of a Report."""
+def label_from(request: pb.RegisterRequest) -> str:
+    """The version label of a Register (COLDMOD_VERSION), if it is short and printable."""
+    label = request.version
+    if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+        raise _invalid(f"the version label must be at most {MAX_LABEL_LENGTH} printable characters")
+    return label
+
+
+def ignore_from(request: pb.RegisterRequest) -> IgnoreRules:
+    """The [ignore] rules a Register carries (keys, and root-relative files globs)."""
+    keys, files = tuple(request.ignore_keys), tuple(request.ignore_files)
+    if len(keys) > MAX_IGNORE_RULES or len(files) > MAX_IGNORE_RULES:
+        raise _invalid(f"a Register carries at most {MAX_IGNORE_RULES} [ignore] keys and as many files globs")
+    for key in keys:
+        _check_key(key)
+    if any(len(f) > MAX_PATH_LENGTH or not f.isprintable() for f in files):
+        raise _invalid(f"an [ignore] files glob is longer than {MAX_PATH_LENGTH} or holds control characters")
+    return IgnoreRules(keys, files)
+
+
+def check_fingerprint(fingerprint: str) -> str:
+    """A set's fingerprint as sent, if it is short and printable."""
+    if len(fingerprint) > MAX_FINGERPRINT_LENGTH or not fingerprint.isprintable():
+        raise _invalid(f"the fingerprint must be at most {MAX_FINGERPRINT_LENGTH} printable characters")
+    return fingerprint
+
+
+def batch_from(request: pb.ReportRequest, now_ms: int | None = None) -> Batch:
+    """The validated batch of a Report, its window bounded by the collector's clock ``now_ms`` (None: wall)."""
     app = check_app(request.app)
     instance = request.instance_id
     if not instance or len(instance) > MAX_INSTANCE_ID_LENGTH or not instance.isprintable():
@@ -132,7 +167,7 @@ def batch_from(request: pb.ReportRequest) -> Batch:
     if request.sequence >= 2**63:
         raise _invalid("the sequence is beyond 2**63")
     start, end = request.window_start_ms, request.window_end_ms
-    now = time.time_ns() // 1_000_000
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if start < 0 or end < 0 or end < start:
         raise _invalid("the batch window must satisfy 0 <= window_start_ms <= window_end_ms")
     if end > now + MAX_CLOCK_SKEW_MS:
@@ -172,8 +207,19 @@ def batch_from(request: pb.ReportRequest) -> Batch:
             if key in seen:
                 raise _invalid(f"the key {key[:80]!r} appears twice in one batch; aggregate it first")
             seen.add(key)
+    fingerprint = check_fingerprint(request.fingerprint)
     return Batch(
-        app, instance, request.sequence, start, end, keys, calls, estimated, request.dropped_updates, lower_bound
+        app,
+        instance,
+        request.sequence,
+        start,
+        end,
+        keys,
+        calls,
+        estimated,
+        request.dropped_updates,
+        lower_bound,
+        fingerprint,
     )
 
 

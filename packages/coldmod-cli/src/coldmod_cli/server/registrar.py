@@ -5,9 +5,11 @@ a second of CPU and a hundred MB while it is turned into sources; 48 workers
 restarting at once used to send 48 of them, and every timed-out one was
 resent while the cancelled handler kept running. Here:
 
-- **fingerprint first**: a tracer sends only its set's fingerprint; when that
-  is the app's current set, the answer is immediate (nothing to change);
-  otherwise ``need_sources`` asks for the whole set.
+- **fingerprint first**: a tracer sends only its set's fingerprint; when the
+  store knows that version of the app (``Store.knows_version``), the answer is
+  immediate and the version is refreshed (``Store.touch_version``: last seen,
+  label, the instance's version); otherwise ``need_sources`` asks for the
+  whole set, which becomes a version of its own beside the others.
 - **one app at a time**: Registers of one app wait for each other (a gate per
   app). A full Register whose fingerprint is already stored is answered
   without being converted (identical concurrent Registers coalesce).
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import DecodeError
 
-from coldmod_cli.server.limits import Rejected, check_app, sources_from
+from coldmod_cli.server.limits import Rejected, check_app, check_fingerprint, ignore_from, label_from, sources_from
 from coldmod_cli.server.store import Store
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_trace.keys import REGISTER_BUSY
@@ -106,8 +108,9 @@ class Registrar:
         self._budget = _ByteBudget(heavy_bytes)
         self._gates: dict[str, _Gate] = {}
         self._gates_lock = threading.Lock()
-        # app -> (fingerprint, monotonic deadline) of the set a need_sources answer asked for.
-        self._leases: dict[str, tuple[str, float]] = {}
+        # (app, fingerprint) -> monotonic deadline of the set a need_sources answer asked for: one per
+        # version, so two versions registering side by side (a rolling deploy) never take each other's.
+        self._leases: dict[tuple[str, str], float] = {}
         self._waiters = 0
         self._leases_changed = threading.Condition()
 
@@ -128,7 +131,9 @@ class Registrar:
         """Decode, then probe or replace; an unchanged set answers with no counts (nothing was done)."""
         request = _decode(raw)
         app = check_app(request.app)
-        claimed = request.fingerprint
+        claimed = check_fingerprint(request.fingerprint)
+        label = label_from(request)
+        instance = request.process.instance_id
         alive = context.is_active
         if request.fingerprint_only:
             if not claimed:
@@ -138,12 +143,14 @@ class Registrar:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "a fingerprint_only Register carries no sources; send the fingerprint alone, or the whole set",
                 )
-            return self._probe(app, claimed, alive)
+            return self._probe(app, claimed, label, instance, alive)
         try:
             with self._gate(app, alive):
-                if claimed and self.store.fingerprint(app) == claimed:
-                    return pb.RegisterResponse()  # the set is already the app's: nothing to change
+                if claimed and self.store.knows_version(app, claimed):
+                    self.store.touch_version(app, claimed, self._now_ms(), version=label, instance_id=instance)
+                    return pb.RegisterResponse()  # the version is known: nothing to change
                 sources, fingerprint = sources_from(request)
+                ignore = ignore_from(request)
                 del request  # the decoded message (~50 MB at the limit) is not needed while the store works
                 if claimed and claimed != fingerprint:
                     raise Rejected(
@@ -153,21 +160,25 @@ class Registrar:
                     )
                 if not alive():  # nothing is written for a client that left
                     raise _Cancelled
-                result = self.store.register(app, sources, self._now_ms(), fingerprint)
+                result = self.store.register(
+                    app, sources, self._now_ms(), fingerprint, version=label, instance_id=instance, ignore=ignore
+                )
         finally:
             self._end_lease(app, claimed)
         return pb.RegisterResponse(kept=result.kept, added=result.added, removed=result.removed)
 
-    def _probe(self, app: str, claimed: str, alive: Callable[[], bool]) -> pb.RegisterResponse:
-        """A fingerprint-only call: unchanged, or need_sources for one caller while the others wait."""
+    def _probe(
+        self, app: str, claimed: str, label: str, instance: str, alive: Callable[[], bool]
+    ) -> pb.RegisterResponse:
+        """A fingerprint-only call: a known version (refreshed), or need_sources for one caller while others wait."""
         while True:
             with self._gate(app, alive):
-                if self.store.fingerprint(app) == claimed:
+                if self.store.knows_version(app, claimed):
+                    self.store.touch_version(app, claimed, self._now_ms(), version=label, instance_id=instance)
                     return pb.RegisterResponse()
                 with self._leases_changed:
-                    lease = self._leases.get(app)
-                    if lease is None or lease[0] != claimed or lease[1] <= time.monotonic():
-                        self._leases[app] = (claimed, time.monotonic() + LEASE_S)
+                    if self._leases.get((app, claimed), 0.0) <= time.monotonic():
+                        self._leases[(app, claimed)] = time.monotonic() + LEASE_S
                         return pb.RegisterResponse(need_sources=True)
             self._wait_for_lease(app, claimed, alive)
 
@@ -179,8 +190,7 @@ class Registrar:
             self._waiters += 1
             try:
                 while True:
-                    lease = self._leases.get(app)
-                    if lease is None or lease[0] != claimed or lease[1] <= time.monotonic():
+                    if self._leases.get((app, claimed), 0.0) <= time.monotonic():
                         return
                     if not alive():
                         raise _Cancelled
@@ -191,9 +201,10 @@ class Registrar:
     def _end_lease(self, app: str, fingerprint: str) -> None:
         """A full Register of the app is done (stored or refused): wake the calls waiting for it."""
         with self._leases_changed:
-            lease = self._leases.get(app)
-            if lease is not None and (lease[0] == fingerprint or lease[1] <= time.monotonic()):
-                del self._leases[app]
+            self._leases.pop((app, fingerprint), None)
+            now = time.monotonic()
+            for expired in [held for held, deadline in self._leases.items() if deadline <= now]:
+                del self._leases[expired]
             self._leases_changed.notify_all()
 
     def _gate(self, app: str, alive: Callable[[], bool]) -> _Held:

@@ -16,6 +16,11 @@ handle has ``port: int`` (the bound port) and ``stop() -> None``, called
 before the store closes. ``start`` may raise ``ConfigError`` (port in use):
 one sentence and exit code 1, like every startup problem.
 
+Retention: ``serve`` retires versions silent for ``retire_after_ms``
+(``--retire-after``, default 30 days) once before it listens and then every
+RETIRE_EVERY_S seconds, from a thread of its own, with the collector's clock
+(``now_ms``, injectable for tests); see :meth:`Store.retire`.
+
 Handler threads: ingestion (Report, Fetch, ListApps, health…) has its own
 pool of MAX_WORKERS threads that nothing long-lived may hold. A Connect
 stream lasts as long as a developer stays connected, so Attach runs in its
@@ -31,6 +36,7 @@ from __future__ import annotations
 import errno
 import importlib
 import importlib.util
+import logging
 import signal
 import socket
 import sys
@@ -44,15 +50,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coldmod_cli.server.auth import ApiKeyInterceptor, deny_stream
-from coldmod_cli.server.service import HeatmapService, TracingService
+from coldmod_cli.server.service import HeatmapService, TracingService, wall_clock_ms
 from coldmod_cli.server.settings import ServerSettings, server_settings
-from coldmod_cli.server.store import DEFAULT_MAX_APPS, Store, StoreError, open_store
+from coldmod_cli.server.store import DEFAULT_MAX_APPS, DEFAULT_RETIRE_AFTER_MS, Store, StoreError, open_store
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 from coldmod_trace.config import ConfigError, channel_options
 
 __all__ = ["GRACE_S", "MAX_ATTACH", "ServerInfo", "WebHandle", "serve", "web_url"]
 
+log = logging.getLogger(__name__)
+
+#: Seconds between two retirements of silent versions (and prunings of old history).
+RETIRE_EVERY_S = 600.0
 #: Seconds running calls get to finish after SIGTERM.
 GRACE_S = 3.0
 #: Handler threads. A Report handler mostly waits for its group commit, and a
@@ -248,6 +258,8 @@ def serve(
     group_commit: bool = True,
     max_apps: int | None = None,
     allow_remote_insecure: bool = False,
+    retire_after_ms: int = DEFAULT_RETIRE_AFTER_MS,
+    now_ms: Callable[[], int] = wall_clock_ms,
 ) -> int:
     """Run the collector until SIGTERM/SIGINT (or ``info.stop()``); returns the exit code.
 
@@ -255,6 +267,7 @@ def serve(
     URL like ``sqlite:///var/lib/coldmod.db`` (default ``coldmod.db`` here).
     ``max_apps`` bounds the apps Register may create (default DEFAULT_MAX_APPS);
     ``allow_remote_insecure`` lets an insecure collector listen beyond loopback.
+    ``retire_after_ms`` is the retention of silent versions; ``now_ms`` the collector's clock.
     A problem the user can fix is one sentence on stderr and exit code 1.
     """
     limit = DEFAULT_MAX_APPS if max_apps is None else max_apps
@@ -262,6 +275,8 @@ def serve(
     try:
         if not 1 <= limit <= 2**31:
             raise ConfigError(f"--max-apps {limit} is out of range; give a number from 1 to {2**31}")
+        if retire_after_ms <= 0:
+            raise ConfigError("--retire-after must be a positive duration like 30d")
         settings = server_settings(grpc_host, web_host, allow_remote_insecure=allow_remote_insecure)
         _check_free(settings.grpc_host, settings.grpc_port)
         opened = open_store(store, group_commit=group_commit, max_apps=limit)
@@ -270,8 +285,9 @@ def serve(
         return 1
     for warning in settings.warnings:
         print(f"coldmod serve: {warning}", file=sys.stderr)
+    clock = _Clock(now_ms, retire_after_ms)
     try:
-        return _run(settings, opened, ready, limit)
+        return _run(settings, opened, ready, limit, clock)
     except ConfigError as exc:
         print(f"coldmod serve: {exc}", file=sys.stderr)
         return 1
@@ -280,14 +296,51 @@ def serve(
         print("coldmod: stopped", file=sys.stderr, flush=True)
 
 
-def _run(settings: ServerSettings, store: Store, ready: Callable[[ServerInfo], None] | None, max_apps: int) -> int:
+@dataclass(frozen=True)
+class _Clock:
+    """The collector's clock and its retention of silent versions."""
+
+    now_ms: Callable[[], int]
+    retire_after_ms: int
+
+
+def _retire(store: Store, clock: _Clock) -> None:
+    """Retire silent versions now; a failure is logged and retried at the next turn."""
+    try:
+        retired = store.retire(clock.now_ms(), clock.retire_after_ms)
+    except StoreError as exc:
+        log.warning("coldmod serve: retiring silent versions failed (retried in %.0f s): %s", RETIRE_EVERY_S, exc)
+        return
+    for app, versions in retired.items():
+        labels = ", ".join(v.label or v.fingerprint[:12] for v in versions)
+        print(f"coldmod: retired {len(versions)} silent version(s) of {app}: {labels}", file=sys.stderr, flush=True)
+
+
+def _retire_every(stopping: threading.Event, store: Store, clock: _Clock) -> None:
+    """Retire every RETIRE_EVERY_S seconds until ``stopping``."""
+    while not stopping.wait(RETIRE_EVERY_S):
+        _retire(store, clock)
+
+
+def _run(
+    settings: ServerSettings,
+    store: Store,
+    ready: Callable[[ServerInfo], None] | None,
+    max_apps: int,
+    clock: _Clock,
+) -> int:
     """Serve with SIGTERM/SIGINT handlers installed, then restore the previous ones."""
     stopping = threading.Event()
     # Handlers first: once "listening" is printed, a SIGTERM must already mean a clean stop.
     previous = _install_signals(stopping)
+    _retire(store, clock)
+    retirer = threading.Thread(target=_retire_every, args=(stopping, store, clock), name="coldmod-retire", daemon=True)
+    retirer.start()
     try:
-        return _run_until(stopping, settings, store, ready, max_apps)
+        return _run_until(stopping, settings, store, ready, max_apps, clock)
     finally:
+        stopping.set()
+        retirer.join()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -298,11 +351,12 @@ def _run_until(
     store: Store,
     ready: Callable[[ServerInfo], None] | None,
     max_apps: int,
+    clock: _Clock,
 ) -> int:
     """Serve until ``stopping``, with the Attach and Register pools ended afterwards."""
     pools = _Pools()
     try:
-        return _serve_grpc(stopping, settings, store, ready, max_apps, pools)
+        return _serve_grpc(stopping, settings, store, ready, max_apps, pools, clock)
     finally:
         pools.shutdown()
 
@@ -314,6 +368,7 @@ def _serve_grpc(
     ready: Callable[[ServerInfo], None] | None,
     max_apps: int,
     pools: _Pools,
+    clock: _Clock,
 ) -> int:
     """Build the gRPC server, start it and the web UI, and serve until ``stopping``."""
     auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")]
@@ -326,8 +381,14 @@ def _serve_grpc(
     # The generated registration functions are untyped; named here with their types.
     add_tracing: Callable[[TracingService, grpc.Server], None] = pb_grpc.add_TracingServicer_to_server
     add_heatmap: Callable[[HeatmapService, grpc.Server], None] = pb_grpc.add_HeatmapServicer_to_server
-    heatmap = HeatmapService(store, insecure=settings.insecure, max_apps=max_apps)
-    add_tracing(TracingService(store), server)
+    heatmap = HeatmapService(
+        store,
+        insecure=settings.insecure,
+        max_apps=max_apps,
+        now_ms=clock.now_ms,
+        retire_after_ms=clock.retire_after_ms,
+    )
+    add_tracing(TracingService(store, clock.now_ms), server)
     add_heatmap(heatmap, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -23,11 +23,18 @@ import grpc
 from coldmod_cli import __version__
 from coldmod_cli.server.limits import MAX_KEYS_PER_APP, Rejected, batch_from, check_app, page_from, page_token
 from coldmod_cli.server.registrar import Registrar
-from coldmod_cli.server.store import CountOverflow, Store, StoreUnavailable, TooManyApps, UnknownApp
+from coldmod_cli.server.store import (
+    DEFAULT_RETIRE_AFTER_MS,
+    CountOverflow,
+    Store,
+    StoreUnavailable,
+    TooManyApps,
+    UnknownApp,
+)
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
-__all__ = ["FETCH_PART_ENTRIES", "HeatmapService", "TracingService", "is_loopback"]
+__all__ = ["FETCH_PART_ENTRIES", "HeatmapService", "TracingService", "is_loopback", "wall_clock_ms"]
 
 #: Entries per streamed Fetch part: at the limits on key and path length a
 #: part stays well under the 32 MiB message cap.
@@ -41,8 +48,8 @@ FETCH_WAITERS = 8
 FETCH_BUSY = "the collector is sending other heatmaps right now; retry in a moment"
 
 
-def _now_ms() -> int:
-    """The collector's clock in epoch milliseconds."""
+def wall_clock_ms() -> int:
+    """The collector's clock in epoch milliseconds (tests give the services their own)."""
     return time.time_ns() // 1_000_000
 
 
@@ -79,10 +86,11 @@ def is_loopback(peer: str) -> bool:
 class TracingService(pb_grpc.TracingServicer):
     """What traced processes call."""
 
-    def __init__(self, store: Store) -> None:
-        """Serve from this store."""
+    def __init__(self, store: Store, now_ms: Callable[[], int] = wall_clock_ms) -> None:
+        """Serve from this store, with ``now_ms`` as the collector's clock."""
         self.store = store
-        self.registrar = Registrar(store, _now_ms)
+        self._now_ms = now_ms
+        self.registrar = Registrar(store, now_ms)
 
     def Register(self, request: pb.RegisterRequest | bytes, context: grpc.ServicerContext) -> pb.RegisterResponse:
         """Replace the app's set of keys (fingerprint first: see the registrar; the runner passes bytes)."""
@@ -92,7 +100,7 @@ class TracingService(pb_grpc.TracingServicer):
     def Report(self, request: pb.ReportRequest, context: grpc.ServicerContext) -> pb.ReportResponse:
         """Apply one batch at most once; answer once it is durable."""
         with _statuses(context, grpc.StatusCode.FAILED_PRECONDITION):
-            result = self.store.report(batch_from(request))
+            result = self.store.report(batch_from(request, self._now_ms()))
         return pb.ReportResponse(sequence=result.sequence, duplicate=result.duplicate, unknown_keys=result.unknown_keys)
 
 
@@ -106,11 +114,21 @@ class HeatmapService(pb_grpc.HeatmapServicer):
     anywhere else. ``web_url`` is set by the runner once the web UI listens.
     """
 
-    def __init__(self, store: Store, *, insecure: bool, max_apps: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        insecure: bool,
+        max_apps: int,
+        now_ms: Callable[[], int] = wall_clock_ms,
+        retire_after_ms: int = DEFAULT_RETIRE_AFTER_MS,
+    ) -> None:
         """Serve from this store; ``insecure`` restricts Reset and DeleteApp to loopback peers."""
         self.store = store
         self.insecure = insecure
         self.max_apps = max_apps
+        self._now_ms = now_ms
+        self.retire_after_ms = retire_after_ms
         self.web_url = ""
         self._fetches = threading.BoundedSemaphore(FETCHES_AT_ONCE)
         self._fetch_waiters = 0
@@ -132,7 +150,7 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         if not self._fetches.acquire(blocking=False) and not self._wait_for_turn(context):
             return  # the client left while waiting for its turn
         try:
-            yield from self._stream(app, context)
+            yield from self._stream(app, request.quiet_days, context)
         finally:
             self._fetches.release()
 
@@ -151,11 +169,21 @@ class HeatmapService(pb_grpc.HeatmapServicer):
             with self._fetch_waiters_lock:
                 self._fetch_waiters -= 1
 
-    def _stream(self, app: str, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
-        """One snapshot of the app, as FetchResponse parts."""
+    def _stream(self, app: str, quiet_days: int, context: grpc.ServicerContext) -> Iterator[pb.FetchResponse]:
+        """One snapshot of the app, as FetchResponse parts (versions and the clock repeated in each)."""
         with _statuses(context):
-            heatmap = self.store.fetch(app)
+            heatmap = self.store.fetch(app, now_ms=self._now_ms(), quiet_days=quiet_days)
         entries = heatmap.entries
+        versions = [
+            pb.Version(
+                fingerprint=v.fingerprint,
+                label=v.label,
+                first_seen_ms=v.first_seen_ms,
+                last_seen_ms=v.last_seen_ms,
+                keys=v.keys,
+            )
+            for v in heatmap.versions
+        ]
         for start in range(0, max(len(entries), 1), FETCH_PART_ENTRIES):
             part: list[Any] = [
                 pb.HeatmapEntry(
@@ -168,6 +196,12 @@ class HeatmapService(pb_grpc.HeatmapServicer):
                     path=e.path,
                     lines=e.lines,
                     lower_bound=e.lower_bound,
+                    versions=e.versions,
+                    calls_7d=e.calls_7d,
+                    calls_30d=e.calls_30d,
+                    calls_90d=e.calls_90d,
+                    days=e.days,
+                    day_calls=e.day_calls,
                 )
                 for e in entries[start : start + FETCH_PART_ENTRIES]
             ]
@@ -177,6 +211,9 @@ class HeatmapService(pb_grpc.HeatmapServicer):
                 registered_ms=heatmap.registered_ms,
                 dropped_unknown=heatmap.dropped_unknown,
                 dropped_updates=heatmap.dropped_updates,
+                versions=versions,
+                now_ms=heatmap.now_ms,
+                retire_after_ms=self.retire_after_ms,
             )
 
     def ListApps(self, request: pb.ListAppsRequest, context: grpc.ServicerContext) -> pb.ListAppsResponse:
@@ -199,14 +236,14 @@ class HeatmapService(pb_grpc.HeatmapServicer):
                     updated_ms=a.updated_ms,
                 )
                 for a in apps
-            ]
+            ],
         )
 
     def Reset(self, request: pb.ResetRequest, context: grpc.ServicerContext) -> pb.ResetResponse:
         """Zero one app's counts (its keys stay, tracked from now)."""
         self._operator_only(context, "Reset")
         with _statuses(context):
-            keys = self.store.reset(check_app(request.app), _now_ms())
+            keys = self.store.reset(check_app(request.app), self._now_ms())
         return pb.ResetResponse(keys=keys)
 
     def DeleteApp(self, request: pb.DeleteAppRequest, context: grpc.ServicerContext) -> pb.DeleteAppResponse:

@@ -21,12 +21,54 @@ it still counts as applied (tracers send in order and resend only the
 unacknowledged batch, so a lower sequence is always an old resend).
 Instances silent for 30 days are forgotten.
 
-Register replaces the set in one transaction (readers see the old set or the
-new one); a set equal to the stored one (same fingerprint) changes nothing.
-Reset zeroes counts and restarts every key's ``tracked_since``: coldness is
-then judged from the reset on. Delete removes the app, its keys and counts.
-Restore (``coldmod store copy``) replaces the app with a given heatmap in one
-transaction, so a copy run twice leaves what one run left.
+Versions: ``keys`` holds the *union* of the app's live versions' sets, so
+Report's check "is this key tracked?" stays one dict lookup in the writer's
+cache; ``versions`` holds each version (fingerprint, label, first and last
+seen) and ``members`` which keys each version has. A Register adds or
+refreshes its version in one transaction (readers see the union before or
+after): keys new to the union get a zero count tracked from now; keys the
+version had and no longer has (possible only for the fingerprint-less
+version "") leave only if no other version has them. Keys matching the
+Register's ``[ignore]`` rules leave every version. ``retire`` drops versions
+silent for the retention (never an app's most recently seen one, so an app
+whose fleet is stopped keeps its heatmap) and, with them, the keys no
+remaining version has.
+
+History: ``history`` holds calls per (app, UTC day, key), days with calls
+only, keyed in that order (WITHOUT ROWID). Why this order: a group commit
+adds today's calls of thousands of keys, and with the day before the key
+those rows sit side by side at the end of the app's range (a few pages per
+commit); keyed by key first, each key's today-row would be on its own page
+(one page written per key per commit). Reading one key's days (a sparkline,
+a quiet key's seasons) uses the index ``history_key``, whose entry is
+written once per key and day, not per Report. The budget app (100,000 keys,
+10,000 called daily for 400 days: 4 M rows) fits in about 70 MB this way.
+
+Sums: Fetch gives every key its calls in the last 7/30/90 days. Summing 90
+days of rows at each Fetch is 900,000 rows for the budget app (seconds on a
+busy machine), so ``sums`` keeps per key the sums of the *closed* days of
+each window as of the day ``apps.sums_day`` (E): c7 = days E-6..E-1, c30 =
+E-29..E-1, c90 = E-89..E-1. A Fetch on day E adds E's own rows (one day's
+range), and a Fetch up to 7 days later also adds the days since and takes
+off those that left the windows; any other day (a test's clock in the past)
+sums the rows directly. ``retire`` (every 10 minutes) moves E to today by
+adding the day that closed and taking off the days that left (three
+one-day ranges), or recomputes after a gap; a late Report for a day before
+E adds to the sums it falls in, in the same transaction. History days older
+than HISTORY_KEEP_DAYS are pruned by ``retire``.
+
+Reset zeroes counts, clears history and restarts every key's
+``tracked_since``: coldness is then judged from the reset on. Delete
+removes the app, its keys, counts, versions and history. Restore
+(``coldmod store copy``) replaces the app with a given heatmap (versions and
+history included) in one transaction, so a copy run twice leaves what one
+run left.
+
+Upgrade from schema 2 (the release before versions): each app's stored set
+becomes its one version (its fingerprint, no label, first seen at its last
+Register, last seen at its last Register or Report), every key a member of
+it; counts, flags and timestamps are untouched, and history starts empty
+(the days before the upgrade were never recorded).
 
 Exactness: counts are SQLite's signed 64-bit integers. A batch that would
 push any count past 2**63 - 1 is refused whole (CountOverflow) before any of
@@ -52,21 +94,24 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import add, itemgetter
+from dataclasses import dataclass, field
+from itertools import compress, groupby, repeat
+from operator import add, itemgetter, or_
 from pathlib import Path
 from typing import Any
 
 from coldmod_cli.server.store import (
     DEFAULT_MAX_APPS,
+    DEFAULT_RETIRE_AFTER_MS,
+    HISTORY_KEEP_DAYS,
     AppSummary,
     Batch,
     Change,
     CountOverflow,
     Heatmap,
+    IgnoreRules,
     RegisterResult,
     ReportResult,
     SchemaError,
@@ -76,9 +121,12 @@ from coldmod_cli.server.store import (
     StoreUnavailable,
     TooManyApps,
     UnknownApp,
+    Version,
     entries,
     gc_paused,
+    utc_day,
 )
+from coldmod_trace.rootmarker import compile_globs
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -87,7 +135,7 @@ log = logging.getLogger(__name__)
 #: ``PRAGMA application_id`` of every Coldmod store: "Cold" in ASCII.
 APPLICATION_ID = 0x436F6C64
 #: ``PRAGMA user_version`` this code writes; MIGRATIONS lifts older ones to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The largest count SQLite's signed 64-bit integers hold; a batch beyond it is refused.
 MAX_COUNT = 2**63 - 1  # written out as 9223372036854775807 in SQL
 #: Seconds between two log lines about failing writes (the rest are counted).
@@ -101,8 +149,52 @@ INSTANCE_KEEP_MS = 30 * 24 * 3600 * 1000
 PRUNE_EVERY_S = 600.0
 #: Most items one group commit takes, so one commit's latency stays bounded.
 MAX_GROUP = 1024
+#: A Fetch on a day up to this many days after ``apps.sums_day`` corrects the sums; beyond, it sums the rows.
+SUMS_ROLL_DAYS = 7
 
-_SCHEMA = """
+#: What schema 3 added (versions and history): created by the migration from 2 as well.
+_SCHEMA_3 = """
+CREATE TABLE versions (
+    id INTEGER PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps(id),
+    fingerprint TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    UNIQUE (app_id, fingerprint)
+);
+CREATE TABLE members (
+    version_id INTEGER NOT NULL REFERENCES versions(id),
+    key_id INTEGER NOT NULL REFERENCES keys(id),
+    PRIMARY KEY (version_id, key_id)
+) WITHOUT ROWID;
+CREATE INDEX members_key ON members (key_id);
+-- The version a process registered with, for its Reports that name none (older tracers).
+CREATE TABLE instance_versions (
+    instance_id TEXT PRIMARY KEY,
+    version_id INTEGER NOT NULL REFERENCES versions(id),
+    last_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE history (
+    app_id INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    PRIMARY KEY (app_id, day, key_id)
+) WITHOUT ROWID;
+CREATE INDEX history_key ON history (key_id, day);
+CREATE TABLE sums (
+    app_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    c7 INTEGER NOT NULL,
+    c30 INTEGER NOT NULL,
+    c90 INTEGER NOT NULL,
+    PRIMARY KEY (app_id, id)
+) WITHOUT ROWID;
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE apps (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -110,7 +202,8 @@ CREATE TABLE apps (
     registered_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
     dropped_unknown INTEGER NOT NULL DEFAULT 0,
-    dropped_updates INTEGER NOT NULL DEFAULT 0
+    dropped_updates INTEGER NOT NULL DEFAULT 0,
+    sums_day INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE keys (
     id INTEGER PRIMARY KEY,
@@ -145,11 +238,20 @@ CREATE TABLE instances (
     last_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+    + _SCHEMA_3
+)
+
 
 #: ``from_version -> SQL`` lifting a store one version up.
 MIGRATIONS: dict[int, str] = {
     # 2: counts known only as ">= N" (KeyDelta.lower_bound).
     1: "ALTER TABLE counts ADD COLUMN lower_bound INTEGER NOT NULL DEFAULT 0",
+    # 3: versions and history. Each app's set becomes its one version, every key a member.
+    2: "ALTER TABLE apps ADD COLUMN sums_day INTEGER NOT NULL DEFAULT 0;"  # noqa: S608 - constants only
+    + _SCHEMA_3
+    + "INSERT INTO versions (app_id, fingerprint, label, first_seen_ms, last_seen_ms)"
+    " SELECT id, fingerprint, '', registered_ms, max(registered_ms, updated_ms) FROM apps;"
+    " INSERT INTO members (version_id, key_id) SELECT v.id, k.id FROM keys k JOIN versions v ON v.app_id = k.app_id",
 }
 
 # What a group adds to each stored row it touched, as one statement over a
@@ -182,6 +284,32 @@ _APPLY_ROW = (
     " lower_bound = lower_bound | ?"
     " WHERE id = ?"
 )
+# A group's calls per (app, day, key), one statement as _APPLY_BULK (rows [app, day, key, calls]).
+_HISTORY_BULK = (
+    "INSERT INTO history (app_id, day, key_id, calls)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[3]') FROM json_each(?) WHERE 1"
+    " ON CONFLICT (app_id, day, key_id) DO UPDATE SET calls = calls + excluded.calls"
+)
+_HISTORY_ROW = (
+    "INSERT INTO history (app_id, day, key_id, calls) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (app_id, day, key_id) DO UPDATE SET calls = calls + excluded.calls"
+)
+# Add one day's rows of an app to the sums (times 1 or 0 per window), or take them off (times -1 or 0).
+_SUMS_ADD_DAY = (
+    "INSERT INTO sums (app_id, id, c7, c30, c90)"
+    " SELECT app_id, key_id, calls * ?, calls * ?, calls * ? FROM history WHERE app_id = ? AND day = ?"
+    " ON CONFLICT (app_id, id) DO UPDATE SET"
+    " c7 = c7 + excluded.c7, c30 = c30 + excluded.c30, c90 = c90 + excluded.c90"
+)
+_SUMS_ADD_ROWS = (
+    "INSERT INTO sums (app_id, id, c7, c30, c90) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (app_id, id) DO UPDATE SET"
+    " c7 = c7 + excluded.c7, c30 = c30 + excluded.c30, c90 = c90 + excluded.c90"
+)
+# Calls per key over the days a..b of an app.
+_DAYS_SUM = "SELECT key_id, sum(calls) FROM history WHERE app_id = ? AND day BETWEEN ? AND ? GROUP BY key_id"
+
 # The ListApps sums, exact: SQLite's sum() fails past 2**63 and total() is a
 # float, so each count is summed in two 32-bit halves (neither half's sum can
 # overflow for fewer than 2**31 keys) and joined in Python.
@@ -206,6 +334,8 @@ class _App:
     fingerprint: str
     keys: dict[str, int]
     ceiling: int = 0
+    versions: dict[str, int] = field(default_factory=dict)  # fingerprint -> versions.id
+    sums_day: int = 0  # apps.sums_day: the day the sums table is as of
 
 
 @dataclass(slots=True, eq=False)
@@ -216,6 +346,7 @@ class _Item:
 
 
 _CLOSE = _Item("close", (), Future())
+_UNKNOWN = object()
 
 
 class _Merge:
@@ -226,13 +357,16 @@ class _Merge:
     dict.update) instead of a Python statement per delta.
     """
 
-    __slots__ = ("calls", "estimated", "lower_bound", "windows")
+    __slots__ = ("calls", "days", "estimated", "lower_bound", "sums_days", "versions", "windows")
 
     def __init__(self) -> None:
         self.calls: dict[int, int] = {}
         self.estimated: set[int] = set()
         self.lower_bound: set[int] = set()
         self.windows: list[tuple[int, int, list[int]]] = []
+        self.days: dict[tuple[int, int], dict[int, int]] = {}  # (app id, UTC day) -> calls per row
+        self.sums_days: dict[int, int] = {}  # app id -> its sums_day (a late day also adds to the sums)
+        self.versions: dict[int, int] = {}  # versions.id -> latest window end seen
 
     def add(
         self,
@@ -242,10 +376,18 @@ class _Merge:
         lower_bound: list[bool],
         first: int,
         last: int,
+        day: tuple[int, int],
+        sums_day: int,
     ) -> None:
-        """Merge one batch (unique rows, non-zero calls) seen between ``first`` and ``last``."""
+        """Merge one batch (unique rows, non-zero calls) seen between ``first`` and ``last`` on ``day`` (app, day)."""
         merged = self.calls
         merged.update(zip(rowids, map(add, map(merged.get, rowids, repeat(0)), calls), strict=True))
+        on_day = self.days.get(day)
+        if on_day is None:
+            self.days[day] = dict(zip(rowids, calls, strict=True))
+        else:
+            on_day.update(zip(rowids, map(add, map(on_day.get, rowids, repeat(0)), calls), strict=True))
+        self.sums_days[day[0]] = sums_day
         if any(estimated):
             self.estimated.update(compress(rowids, estimated))
         if any(lower_bound):
@@ -275,12 +417,22 @@ class _Merge:
             )
         )
 
+    def history_rows(self) -> list[tuple[int, int, int, int]]:
+        """``(app id, day, rowid, calls)`` per merged history row, in key order (the table's)."""
+        rows: list[tuple[int, int, int, int]] = []
+        for (app_id, day), on_day in sorted(self.days.items()):
+            order = sorted(on_day)
+            rows += zip(repeat(app_id), repeat(day), order, map(on_day.__getitem__, order))
+        return rows
+
     def clear(self) -> None:
-        """Forget what was written."""
+        """Forget the calls written (the versions seen are written and forgotten on their own)."""
         self.calls.clear()
         self.estimated.clear()
         self.lower_bound.clear()
         self.windows.clear()
+        self.days.clear()
+        self.sums_days.clear()
 
 
 class _FailureLog:
@@ -331,6 +483,7 @@ class SqliteStore:
             raise
         self._bulk = _supports_bulk(self._db)
         self._apps: dict[str, _App] = {}
+        self._instances: dict[str, int | None] = {}  # the writer's cache of instance_versions (None: none)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -344,9 +497,41 @@ class SqliteStore:
 
     # ------------------------------------------------------------- the API --
 
-    def register(self, app: str, sources: Sequence[Source], now_ms: int, fingerprint: str = "") -> RegisterResult:
-        """Replace the app's set of keys atomically; kept keys keep their counts."""
-        return self._submit("register", app, sources, now_ms, fingerprint)  # type: ignore[no-any-return]
+    def register(
+        self,
+        app: str,
+        sources: Sequence[Source],
+        now_ms: int,
+        fingerprint: str = "",
+        *,
+        version: str = "",
+        instance_id: str = "",
+        ignore: IgnoreRules | None = None,
+    ) -> RegisterResult:
+        """Add or refresh the version ``fingerprint`` with this set, atomically; no other version loses anything."""
+        return self._submit(  # type: ignore[no-any-return]
+            "register", app, sources, now_ms, fingerprint, version, instance_id, ignore or _NO_RULES
+        )
+
+    def knows_version(self, app: str, fingerprint: str) -> bool:
+        """Whether the app has a live version with this fingerprint."""
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT 1 FROM versions v JOIN apps a ON a.id = v.app_id WHERE a.name = ? AND v.fingerprint = ?",
+                (app, fingerprint),
+            ).fetchone()
+        )
+        return row is not None
+
+    def touch_version(
+        self, app: str, fingerprint: str, now_ms: int, *, version: str = "", instance_id: str = ""
+    ) -> None:
+        """Refresh a known version (last seen, label, instance) as a fingerprint-only Register does."""
+        self._submit("touch", app, fingerprint, now_ms, version, instance_id)
+
+    def retire(self, now_ms: int, after_ms: int = DEFAULT_RETIRE_AFTER_MS) -> dict[str, list[Version]]:
+        """Retire versions silent since ``now_ms - after_ms``, prune old history, bring the sums to today."""
+        return self._submit("retire", now_ms, after_ms)  # type: ignore[no-any-return]
 
     def report(self, batch: Batch) -> ReportResult:
         """Apply the batch at most once; returns once it is durable."""
@@ -384,38 +569,112 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the store could not be read ({exc})") from None
 
-    def fetch(self, app: str) -> Heatmap:
-        """The app's heatmap, read in one transaction; raises UnknownApp."""
+    def fetch(self, app: str, *, now_ms: int | None = None, quiet_days: int = 0, all_history: bool = False) -> Heatmap:
+        """The app's heatmap with versions and 7/30/90-day sums, read in one transaction; raises UnknownApp."""
+        now = _now_ms() if now_ms is None else now_ms
         with gc_paused():  # a big heatmap is hundreds of thousands of new tuples (see gc_paused)
-            return self._read(lambda db: self._fetch(db, app))  # type: ignore[no-any-return]
+            return self._read(lambda db: self._fetch(db, app, now, quiet_days, all_history))  # type: ignore[no-any-return]
 
-    def _fetch(self, db: sqlite3.Connection, app: str) -> Heatmap:
+    def history(self, app: str, keys: Sequence[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """``(days, day_calls)`` per key asked that the app has; raises UnknownApp."""
+
+        def read(db: sqlite3.Connection) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+            db.execute("BEGIN")
+            try:
+                row = db.execute("SELECT id FROM apps WHERE name = ?", (app,)).fetchone()
+                if row is None:
+                    raise UnknownApp(f"the app {app!r} is not registered")
+                ids = dict(
+                    db.execute(
+                        "SELECT key, id FROM keys WHERE app_id = ? AND key IN (SELECT value FROM json_each(?))",
+                        (row[0], json.dumps(list(keys))),
+                    ).fetchall()
+                )
+                days = _key_days(db, list(ids.values()))
+            finally:
+                db.execute("COMMIT")
+            return {k: days.get(i, _NO_DAYS) for k, i in ids.items()}
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    def _fetch(self, db: sqlite3.Connection, app: str, now_ms: int, quiet_days: int, all_history: bool) -> Heatmap:
         """Read the app's rows in one read transaction (a consistent snapshot) and build its entries."""
+        today = utc_day(now_ms)
         db.execute("BEGIN")
         try:
             row = db.execute(
-                "SELECT id, registered_ms, dropped_unknown, dropped_updates FROM apps WHERE name = ?",
+                "SELECT id, registered_ms, dropped_unknown, dropped_updates, sums_day FROM apps WHERE name = ?",
                 (app,),
             ).fetchone()
             if row is None:
                 raise UnknownApp(f"the app {app!r} is not registered")
+            app_id = row[0]
             rows = db.execute(
                 "SELECT k.key, c.calls, c.estimated, c.first_seen_ms, c.last_seen_ms, c.tracked_since_ms,"
-                " k.path, k.lines, c.lower_bound FROM keys k JOIN counts c ON c.id = k.id WHERE k.app_id = ?"
+                " k.path, k.lines, c.lower_bound, k.id FROM keys k JOIN counts c ON c.id = k.id WHERE k.app_id = ?"
                 " ORDER BY k.key",
-                (row[0],),
+                (app_id,),
             ).fetchall()
+            version_rows = db.execute(
+                "SELECT id, fingerprint, label, first_seen_ms, last_seen_ms FROM versions WHERE app_id = ?"
+                " ORDER BY first_seen_ms, id",
+                (app_id,),
+            ).fetchall()
+            # Each version's keys as one string parsed in C (a Python step per row was most of the cost).
+            members = [_member_ids(db, v[0]) for v in version_rows]
+            windows = _window_sums(db, app_id, row[4], today)
+            if rows and (all_history or quiet_days > 0):
+                wanted = [r[9] for r in rows if all_history or _maybe_quiet(r[4], today, quiet_days)]
+                days = _key_days(db, wanted)
+                if not all_history:  # quiet: not one call in the last quiet_days days, today included
+                    days = {k: d for k, d in days.items() if not d[0] or d[0][-1] <= today - quiet_days}
+            else:
+                days = {}
         finally:
             db.execute("COMMIT")
+        versions = [
+            Version(f, label, first, last, len(m))
+            for (_, f, label, first, last), m in zip(version_rows, members, strict=True)
+        ]
+        heatmap = Heatmap(app, [], row[1], row[2], row[3], versions, now_ms)
         if not rows:
-            return Heatmap(app, [], row[1], row[2], row[3])
+            return heatmap
         # Column by column, each a loop in C (a Python statement per row was most of a big Fetch).
-        keys, calls, estimated, first, last, since, paths, lines, lower_bound = zip(*rows, strict=True)
+        keys, calls, estimated, first, last, since, paths, lines, lower_bound, ids = zip(*rows, strict=True)
         del rows
         # Every "3,9" (or "") at once: one JSON array parsed in C instead of a split and int() per row.
         parsed = json.loads("[[" + "],[".join(lines) + "]]")
-        built = entries(keys, calls, estimated, first, last, since, paths, parsed, lower_bound)
-        return Heatmap(app, built, row[1], row[2], row[3])
+        # Which versions have each key: one version holding every key (the usual app) is one tuple for all;
+        # otherwise a bit per version, then one tuple per distinct mask.
+        if len(members) == 1 and len(members[0]) == len(ids):
+            has: Iterable[tuple[int, ...]] = repeat((0,))
+        else:
+            masks = dict.fromkeys(ids, 0)
+            for index, member_ids in enumerate(members):
+                bit = 1 << index
+                masks.update(zip(member_ids, map(or_, map(masks.__getitem__, member_ids), repeat(bit)), strict=True))
+            combos = {m: tuple(i for i in range(len(members)) if m >> i & 1) for m in set(masks.values())}
+            has = map(combos.__getitem__, map(masks.__getitem__, ids))
+        sums = [map(w.get, ids, repeat(0)) if w else None for w in windows]
+        history = list(map(days.get, ids, repeat(_NO_DAYS))) if days else None
+        built = entries(
+            keys,
+            calls,
+            estimated,
+            first,
+            last,
+            since,
+            paths,
+            parsed,
+            lower_bound,
+            versions=has,
+            calls_7d=sums[0],
+            calls_30d=sums[1],
+            calls_90d=sums[2],
+            days=None if history is None else map(itemgetter(0), history),
+            day_calls=None if history is None else map(itemgetter(1), history),
+        )
+        return Heatmap(app, built, row[1], row[2], row[3], versions, now_ms)
 
     def list_apps(self, after: str = "", limit: int | None = None) -> list[AppSummary]:
         """Up to ``limit`` apps named after ``after``, sorted, with key count, cold keys and exact total calls."""
@@ -523,8 +782,16 @@ class SqliteStore:
                         result: Any = self._report(item.args[0], pending, seen, counters, changed)
                     elif item.op == "register":
                         self._flush(pending, counters)  # a Register renumbers rows
-                        name, sources, now_ms, fingerprint = item.args
-                        result = self._register(name, sources, now_ms, fingerprint, changes)
+                        name, sources, now_ms, fingerprint, label, instance_id, rules = item.args
+                        result = self._register(name, sources, now_ms, fingerprint, label, instance_id, rules, changes)
+                    elif item.op == "touch":
+                        self._flush(pending, counters)
+                        self._touch(*item.args)
+                        result = None
+                    elif item.op == "retire":
+                        self._flush(pending, counters)
+                        now_ms, after_ms = item.args
+                        result = self._retire(now_ms, after_ms, changes)
                     elif item.op == "reset":
                         self._flush(pending, counters)
                         name, now_ms = item.args
@@ -576,11 +843,12 @@ class SqliteStore:
         cached = self._apps.get(name)
         if cached is not None:
             return cached
-        row = self._db.execute("SELECT id, fingerprint FROM apps WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute("SELECT id, fingerprint, sums_day FROM apps WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
         keys = dict(self._db.execute("SELECT key, id FROM keys WHERE app_id = ?", (row[0],)).fetchall())
-        self._apps[name] = app = _App(row[0], row[1], keys, self._stored_ceiling(row[0]))
+        versions = dict(self._db.execute("SELECT fingerprint, id FROM versions WHERE app_id = ?", (row[0],)))
+        self._apps[name] = app = _App(row[0], row[1], keys, self._stored_ceiling(row[0]), versions, row[2])
         return app
 
     def _stored_ceiling(self, app_id: int) -> int:
@@ -658,7 +926,12 @@ class SqliteStore:
             lower_bound,
             batch.window_start_ms,
             batch.window_end_ms,
+            (app.id, utc_day(batch.window_start_ms)),  # a sender's window never spans a UTC midnight
+            app.sums_day,
         )
+        version_id = app.versions.get(batch.fingerprint) if batch.fingerprint else self._instance_version(batch)
+        if version_id is not None:
+            pending.versions[version_id] = max(pending.versions.get(version_id, 0), batch.window_end_ms)
         if self._subscribers:  # narrowed to stored keys once per group, in _apply
             changed.setdefault(batch.app, set()).update(batch.keys)
         db.execute(
@@ -675,11 +948,30 @@ class SqliteStore:
     def _flush(self, pending: _Merge, counters: dict[int, list[int]]) -> None:
         """Write the merged deltas of the group so far (before a Register renumbers keys)."""
         if pending.calls:
+            db = self._db
+            history = pending.history_rows()
             if self._bulk:
-                self._db.execute(_APPLY_BULK, (json.dumps(pending.rows()),))
+                db.execute(_APPLY_BULK, (json.dumps(pending.rows()),))
+                db.execute(_HISTORY_BULK, (json.dumps(history),))
             else:
-                self._db.executemany(_APPLY_ROW, [(c, e, f, la, b, r) for c, e, f, la, r, b in pending.rows()])
+                db.executemany(_APPLY_ROW, [(c, e, f, la, b, r) for c, e, f, la, r, b in pending.rows()])
+                db.executemany(_HISTORY_ROW, history)
+            for (app_id, day), on_day in pending.days.items():
+                sums_day = pending.sums_days[app_id]
+                if day < sums_day:  # a late batch for a closed day: add it to the sums it falls in
+                    flags = [int(day > sums_day - w) for w in _WINDOWS]
+                    if any(flags):
+                        db.executemany(
+                            _SUMS_ADD_ROWS,
+                            [(app_id, k, n * flags[0], n * flags[1], n * flags[2]) for k, n in on_day.items()],
+                        )
             pending.clear()
+        if pending.versions:  # outside the calls: a batch of unknown keys still says its version is alive
+            self._db.executemany(
+                "UPDATE versions SET last_seen_ms = max(last_seen_ms, ?) WHERE id = ?",
+                [(ms, v) for v, ms in pending.versions.items()],
+            )
+            pending.versions.clear()
         if counters:
             now = _now_ms()
             self._db.executemany(
@@ -698,6 +990,9 @@ class SqliteStore:
         sources: Sequence[Source],
         now_ms: int,
         fingerprint: str,
+        label: str,
+        instance_id: str,
+        ignore: IgnoreRules,
         changes: dict[str, Change],
     ) -> RegisterResult:
         db = self._db
@@ -709,17 +1004,21 @@ class SqliteStore:
                     " or start it with a larger --max-apps"
                 )
             cursor = db.execute(
-                "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms) VALUES (?, '', ?, ?)",
-                (name, now_ms, now_ms),
+                "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms, sums_day) VALUES (?, '', ?, ?, ?)",
+                (name, now_ms, now_ms, utc_day(now_ms)),
             )
-            app = self._apps[name] = _App(int(cursor.lastrowid or 0), "", {})
-        elif fingerprint and fingerprint == app.fingerprint:
-            # A fleet restarting registers the same set again and again: nothing to change.
-            db.execute("UPDATE apps SET registered_ms = ? WHERE id = ?", (now_ms, app.id))
-            return RegisterResult(len(app.keys), 0, 0)
+            app = self._apps[name] = _App(int(cursor.lastrowid or 0), "", {}, sums_day=utc_day(now_ms))
+        ignored = self._ignored(app, ignore, sources)
+        removed = set(self._drop_keys(app, [app.keys[k] for k in ignored if k in app.keys]))
+        version_id = app.versions.get(fingerprint)
+        if version_id is not None and fingerprint:
+            # A fleet restarting registers the same set again and again: the version is refreshed, nothing else.
+            self._touch_app(app, version_id, fingerprint, now_ms, label, instance_id)
+            if removed:
+                changes[name] = Change(name, "register")
+            return RegisterResult(len(app.keys), 0, len(removed))
+        new = {s.key: s for s in sources if s.key not in ignored}
         old = app.keys
-        new = {s.key: s for s in sources}
-        removed = [old[k] for k in old.keys() - new.keys()]
         added = [s for k, s in new.items() if k not in old]
         kept = [
             (s.path, lines, old[k], s.path, lines)
@@ -727,9 +1026,7 @@ class SqliteStore:
             if k in old
             for lines in (",".join(map(str, s.lines)),)
         ]
-        db.executemany("DELETE FROM counts WHERE id = ?", [(r,) for r in removed])
-        db.executemany("DELETE FROM keys WHERE id = ?", [(r,) for r in removed])
-        db.executemany(
+        db.executemany(  # the newest Register says where a shared key is defined
             "UPDATE keys SET path = ?, lines = ? WHERE id = ? AND (path != ? OR lines != ?)",
             kept,
         )
@@ -743,17 +1040,154 @@ class SqliteStore:
                 " LEFT JOIN counts c ON c.id = k.id WHERE k.app_id = ? AND c.id IS NULL",
                 (now_ms, app.id),
             )
-        db.execute(
-            "UPDATE apps SET fingerprint = ?, registered_ms = ?, updated_ms = ? WHERE id = ?",
-            (fingerprint, now_ms, now_ms, app.id),
-        )
-        if added:
             app.keys = dict(db.execute("SELECT key, id FROM keys WHERE app_id = ?", (app.id,)).fetchall())
-        else:
-            app.keys = {k: r for k, r in old.items() if k in new}
-        app.fingerprint = fingerprint
+        members = {app.keys[k] for k in new}
+        if version_id is None:
+            version_id = int(
+                db.execute(
+                    "INSERT INTO versions (app_id, fingerprint, label, first_seen_ms, last_seen_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (app.id, fingerprint, label, now_ms, now_ms),
+                ).lastrowid
+                or 0
+            )
+            app.versions[fingerprint] = version_id
+            before: set[int] = set()
+        else:  # the fingerprint-less version "" sent another set: it is replaced
+            before = {k for (k,) in db.execute("SELECT key_id FROM members WHERE version_id = ?", (version_id,))}
+        left = sorted(before - members)
+        db.executemany("DELETE FROM members WHERE version_id = ? AND key_id = ?", zip(repeat(version_id), left))
+        db.executemany(
+            "INSERT INTO members (version_id, key_id) VALUES (?, ?)", zip(repeat(version_id), sorted(members - before))
+        )
+        removed.update(self._drop_keys(app, self._orphans(left)))
+        self._touch_app(app, version_id, fingerprint, now_ms, label, instance_id)
+        db.execute("UPDATE apps SET updated_ms = ? WHERE id = ?", (now_ms, app.id))
         changes[name] = Change(name, "register")
-        return RegisterResult(len(kept), len(added), len(removed))
+        return RegisterResult(len(new) - len(added), len(added), len(removed))
+
+    def _touch(self, name: str, fingerprint: str, now_ms: int, label: str, instance_id: str) -> None:
+        """A fingerprint-only Register of a known version: refresh it (no-op when unknown)."""
+        app = self._app(name)
+        version_id = app.versions.get(fingerprint) if app is not None else None
+        if app is not None and version_id is not None:
+            self._touch_app(app, version_id, fingerprint, now_ms, label, instance_id)
+
+    def _touch_app(
+        self, app: _App, version_id: int, fingerprint: str, now_ms: int, label: str, instance_id: str
+    ) -> None:
+        """The version registered now: its last seen and label, the instance's version, the app's last Register."""
+        db = self._db
+        db.execute(
+            "UPDATE versions SET last_seen_ms = max(last_seen_ms, ?), label = CASE WHEN ? = '' THEN label ELSE ? END"
+            " WHERE id = ?",
+            (now_ms, label, label, version_id),
+        )
+        db.execute("UPDATE apps SET fingerprint = ?, registered_ms = ? WHERE id = ?", (fingerprint, now_ms, app.id))
+        app.fingerprint = fingerprint
+        if instance_id:
+            db.execute(
+                "INSERT INTO instance_versions (instance_id, version_id, last_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (instance_id) DO UPDATE SET version_id = excluded.version_id, last_ms = excluded.last_ms",
+                (instance_id, version_id, _now_ms()),  # the wall clock, as the dedupe rows: pruned with them
+            )
+            self._instances[instance_id] = version_id
+
+    def _instance_version(self, batch: Batch) -> int | None:
+        """The version a fingerprint-less batch's instance registered with (older tracers), if known."""
+        cached = self._instances.get(batch.instance_id, _UNKNOWN)
+        if cached is _UNKNOWN:
+            row = self._db.execute(
+                "SELECT version_id FROM instance_versions WHERE instance_id = ?", (batch.instance_id,)
+            ).fetchone()
+            cached = self._instances[batch.instance_id] = row[0] if row else None
+        return cached  # type: ignore[return-value]
+
+    def _ignored(self, app: _App, rules: IgnoreRules, sources: Sequence[Source]) -> set[str]:
+        """The keys of the app and of ``sources`` that the rules ignore (by key, or by their file's path)."""
+        ignored = set(rules.keys)
+        if rules.files:
+            matches = compile_globs(rules.files)
+            paths = self._db.execute("SELECT key, path FROM keys WHERE app_id = ?", (app.id,)).fetchall()
+            ignored.update(k for k, path in paths if matches(path))
+            ignored.update(s.key for s in sources if matches(s.path))
+        return ignored
+
+    def _orphans(self, key_ids: list[int]) -> list[int]:
+        """Those of the keys no version has any more."""
+        if not key_ids:
+            return []
+        rows = self._db.execute(
+            "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT key_id FROM members)", (json.dumps(key_ids),)
+        )
+        return [k for (k,) in rows]
+
+    def _drop_keys(self, app: _App, key_ids: list[int]) -> list[int]:
+        """Remove keys from the app: counts, history, sums, memberships; returns their ids."""
+        if not key_ids:
+            return []
+        db, ids = self._db, json.dumps(key_ids)
+        for table, column in (("counts", "id"), ("history", "key_id"), ("members", "key_id"), ("keys", "id")):
+            db.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))", (ids,))  # noqa: S608
+        db.execute("DELETE FROM sums WHERE app_id = ? AND id IN (SELECT value FROM json_each(?))", (app.id, ids))
+        gone = set(key_ids)
+        app.keys = {k: r for k, r in app.keys.items() if r not in gone}
+        return key_ids
+
+    def _retire(self, now_ms: int, after_ms: int, changes: dict[str, Change]) -> dict[str, list[Version]]:
+        """Retire silent versions (never an app's newest-seen one), prune old history, bring the sums to today."""
+        db, today = self._db, utc_day(now_ms)
+        retired: dict[str, list[Version]] = {}
+        stale = db.execute(
+            "SELECT a.name, v.id, v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms,"
+            " (SELECT count(*) FROM members m WHERE m.version_id = v.id)"
+            " FROM versions v JOIN apps a ON a.id = v.app_id WHERE v.last_seen_ms < ?"
+            " AND v.id != (SELECT w.id FROM versions w WHERE w.app_id = v.app_id"
+            " ORDER BY w.last_seen_ms DESC, w.id DESC LIMIT 1)"
+            " ORDER BY a.name, v.first_seen_ms",
+            (now_ms - after_ms,),
+        ).fetchall()
+        for name, version_id, fingerprint, label, first, last, keys in stale:
+            app = self._app(name)
+            assert app is not None
+            left = [k for (k,) in db.execute("SELECT key_id FROM members WHERE version_id = ?", (version_id,))]
+            db.execute("DELETE FROM members WHERE version_id = ?", (version_id,))
+            db.execute("DELETE FROM instance_versions WHERE version_id = ?", (version_id,))
+            db.execute("DELETE FROM versions WHERE id = ?", (version_id,))
+            self._drop_keys(app, self._orphans(left))
+            app.versions = {f: v for f, v in app.versions.items() if v != version_id}
+            self._instances.clear()
+            retired.setdefault(name, []).append(Version(fingerprint, label, first, last, keys))
+            changes[name] = Change(name, "register")
+        for app_id, name, sums_day in db.execute("SELECT id, name, sums_day FROM apps").fetchall():
+            db.execute("DELETE FROM history WHERE app_id = ? AND day < ?", (app_id, today - HISTORY_KEEP_DAYS))
+            if today > sums_day:
+                self._roll_sums(app_id, sums_day, today)
+                cached = self._apps.get(name)
+                if cached is not None:
+                    cached.sums_day = today
+        return retired
+
+    def _roll_sums(self, app_id: int, sums_day: int, today: int) -> None:
+        """Bring the app's sums from ``sums_day`` to ``today`` (see "Sums" in the module docstring)."""
+        db = self._db
+        if sums_day <= 0 or today - sums_day > SUMS_ROLL_DAYS:
+            db.execute("DELETE FROM sums WHERE app_id = ?", (app_id,))
+            db.execute(
+                "INSERT INTO sums (app_id, id, c7, c30, c90) SELECT app_id, key_id,"
+                " sum(calls * (day >= ?)), sum(calls * (day >= ?)), sum(calls) FROM history"
+                " WHERE app_id = ? AND day BETWEEN ? AND ? GROUP BY key_id",
+                (today - 6, today - 29, app_id, today - 89, today - 1),
+            )
+        else:
+            for day in range(sums_day, today):  # each day that closed enters every window ...
+                db.execute(_SUMS_ADD_DAY, (1, 1, 1, app_id, day))
+                for index, window in enumerate(_WINDOWS):  # ... and the day that left each window leaves it
+                    signs = [0, 0, 0]
+                    signs[index] = -1
+                    db.execute(_SUMS_ADD_DAY, (*signs, app_id, day - window + 1))
+            db.execute("DELETE FROM sums WHERE app_id = ? AND c7 = 0 AND c30 = 0 AND c90 = 0", (app_id,))
+        db.execute("UPDATE apps SET sums_day = ? WHERE id = ?", (today, app_id))
 
     def _reset(self, name: str, now_ms: int, changes: dict[str, Change]) -> int:
         app = self._app(name)
@@ -765,6 +1199,8 @@ class SqliteStore:
             (now_ms, app.id),
         )
         app.ceiling = 0
+        self._db.execute("DELETE FROM history WHERE app_id = ?", (app.id,))
+        self._db.execute("DELETE FROM sums WHERE app_id = ?", (app.id,))
         self._db.execute(
             "UPDATE apps SET dropped_unknown = 0, dropped_updates = 0, updated_ms = ? WHERE id = ?",
             (now_ms, app.id),
@@ -779,8 +1215,15 @@ class SqliteStore:
             raise UnknownApp(f"the app {name!r} is not registered")
         db = self._db
         db.execute("DELETE FROM counts WHERE id IN (SELECT id FROM keys WHERE app_id = ?)", (app.id,))
+        db.execute("DELETE FROM history WHERE app_id = ?", (app.id,))
+        db.execute("DELETE FROM sums WHERE app_id = ?", (app.id,))
+        versions = "SELECT id FROM versions WHERE app_id = ?"
+        db.execute(f"DELETE FROM members WHERE version_id IN ({versions})", (app.id,))  # noqa: S608
+        db.execute(f"DELETE FROM instance_versions WHERE version_id IN ({versions})", (app.id,))  # noqa: S608
+        db.execute("DELETE FROM versions WHERE app_id = ?", (app.id,))
         db.execute("DELETE FROM keys WHERE app_id = ?", (app.id,))
         db.execute("DELETE FROM apps WHERE id = ?", (app.id,))
+        self._instances.clear()
         del self._apps[name]
         changes[name] = Change(name, "delete")
         return len(app.keys)
@@ -800,11 +1243,14 @@ class SqliteStore:
                 f"the collector keeps at most {self.max_apps} apps; delete one (coldmod apps delete NAME)"
                 " or start it with a larger --max-apps"
             )
-        app_id = db.execute(
-            "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms, dropped_unknown, dropped_updates)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (name, fingerprint, heatmap.registered_ms, _now_ms(), heatmap.dropped_unknown, heatmap.dropped_updates),
-        ).lastrowid
+        app_id = int(
+            db.execute(
+                "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms, dropped_unknown, dropped_updates)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, fingerprint, heatmap.registered_ms, _now_ms(), heatmap.dropped_unknown, heatmap.dropped_updates),
+            ).lastrowid
+            or 0
+        )
         db.executemany(
             "INSERT INTO keys (app_id, key, path, lines) VALUES (?, ?, ?, ?)",
             [(app_id, e.key, e.path, ",".join(map(str, e.lines))) for e in heatmap.entries],
@@ -818,6 +1264,34 @@ class SqliteStore:
                 for e in heatmap.entries
             ],
         )
+        # Versions as given; a heatmap without any (from an older store) is one version: the app's set.
+        versions = heatmap.versions or [
+            Version(fingerprint, "", heatmap.registered_ms, heatmap.registered_ms, len(heatmap.entries))
+        ]
+        version_ids = [
+            int(
+                db.execute(
+                    "INSERT INTO versions (app_id, fingerprint, label, first_seen_ms, last_seen_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (app_id, v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms),
+                ).lastrowid
+                or 0
+            )
+            for v in versions
+        ]
+        db.executemany(
+            "INSERT INTO members (version_id, key_id) VALUES (?, ?)",
+            [
+                (version_ids[i], ids[e.key])
+                for e in heatmap.entries
+                for i in (e.versions if heatmap.versions else range(len(version_ids)))
+            ],
+        )
+        db.executemany(
+            "INSERT INTO history (app_id, day, key_id, calls) VALUES (?, ?, ?, ?)",
+            [(app_id, d, ids[e.key], n) for e in heatmap.entries for d, n in zip(e.days, e.day_calls, strict=True)],
+        )
+        self._roll_sums(app_id, 0, utc_day(_now_ms()))
         self._apps.pop(name, None)  # the writer reloads the new rows (and their ceiling) when next needed
         changes[name] = Change(name, "register")
 
@@ -849,11 +1323,74 @@ class SqliteStore:
             )
             db.execute("DELETE FROM batches WHERE applied_ms < ?", (cutoff,))
             db.execute("DELETE FROM instances WHERE last_ms < ?", (_now_ms() - INSTANCE_KEEP_MS,))
+            db.execute("DELETE FROM instance_versions WHERE last_ms < ?", (_now_ms() - INSTANCE_KEEP_MS,))
             db.execute("COMMIT")
+            self._instances.clear()
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             log.warning("coldmod store: pruning old batch ids failed: %s", exc)
+
+
+_NO_RULES = IgnoreRules()
+_NO_DAYS: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
+_WINDOWS = (7, 30, 90)
+
+
+def _maybe_quiet(last_seen_ms: int, today: int, quiet_days: int) -> bool:
+    """Whether a key last seen then may have had no call in the last ``quiet_days`` days (its history decides).
+
+    A day of slack: last seen is a batch window's end, which may be the first
+    millisecond of the day after the calls' day.
+    """
+    return last_seen_ms > 0 and utc_day(last_seen_ms) <= today - quiet_days + 1
+
+
+def _member_ids(db: sqlite3.Connection, version_id: int) -> list[int]:
+    """The key ids of a version, as one string parsed in C (a Python step per row was most of the cost)."""
+    joined = db.execute("SELECT group_concat(key_id) FROM members WHERE version_id = ?", (version_id,)).fetchone()[0]
+    return json.loads(f"[{joined or ''}]")  # type: ignore[no-any-return]
+
+
+def _key_days(db: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``key id -> (days, calls)`` for the keys that have history (index ``history_key``)."""
+    if not ids:
+        return {}
+    rows = db.execute(
+        "SELECT key_id, day, calls FROM history WHERE key_id IN (SELECT value FROM json_each(?)) ORDER BY key_id, day",
+        (json.dumps(ids),),
+    ).fetchall()
+    out: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for key_id, group in groupby(rows, itemgetter(0)):
+        _, days, calls = zip(*group, strict=True)
+        out[key_id] = (days, calls)
+    return out
+
+
+def _window_sums(db: sqlite3.Connection, app_id: int, sums_day: int, today: int) -> list[dict[int, int]]:
+    """Calls per key in the last 7, 30 and 90 days ending ``today`` (see "Sums" in the module docstring)."""
+    if not 0 < sums_day <= today <= sums_day + SUMS_ROLL_DAYS:  # far from the kept sums: sum the rows
+        rows = db.execute(
+            "SELECT key_id, sum(calls * (day >= ?)), sum(calls * (day >= ?)), sum(calls) FROM history"
+            " WHERE app_id = ? AND day BETWEEN ? AND ? GROUP BY key_id",
+            (today - 6, today - 29, app_id, today - 89, today),
+        ).fetchall()
+        return [{r[0]: r[i] for r in rows} for i in (1, 2, 3)]
+    rows = db.execute("SELECT id, c7, c30, c90 FROM sums WHERE app_id = ?", (app_id,)).fetchall()
+    sums = [{r[0]: r[i] for r in rows} for i in (1, 2, 3)]
+    since = dict(db.execute(_DAYS_SUM, (app_id, sums_day, today)).fetchall())  # the days not yet in the sums
+    for window, totals in zip(_WINDOWS, sums, strict=True):
+        _add_into(totals, since, 1)
+        if today > sums_day:  # the days that left the window since sums_day
+            gone = dict(db.execute(_DAYS_SUM, (app_id, sums_day - window + 1, today - window)).fetchall())
+            _add_into(totals, gone, -1)
+    return sums
+
+
+def _add_into(totals: dict[int, int], more: dict[int, int], sign: int) -> None:
+    """``totals[k] += sign * more[k]`` for every k of ``more``, as C loops."""
+    values = more.values() if sign == 1 else map(int.__neg__, more.values())
+    totals.update(zip(more, map(add, map(totals.get, more, repeat(0)), values), strict=True))
 
 
 def _supports_bulk(db: sqlite3.Connection) -> bool:

@@ -22,6 +22,7 @@ Routes (all behind basic auth unless insecure):
 
 - ``GET /`` the page; ``GET /static/<file>`` its script and style
 - ``GET /api/apps?after=&limit=`` apps by name; ``GET /api/heatmap?app=NAME`` one heatmap (columns)
+- ``GET /api/history?app=NAME&key=K`` (``key`` up to ``HISTORY_KEYS`` times) the keys' calls per UTC day
 - ``GET /api/events`` live updates; ``GET /api/events/<connect key>?token=T`` plus that pairing
 - ``POST /api/connect`` a new pairing made by the page: ``{"key", "token"}``
 - ``POST /api/connect/<key>/claim`` the page's token for a pairing a CLI made (first page only)
@@ -42,13 +43,15 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp
+from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp, utc_day
 from coldmod_cli.web.feed import Feed, Hub
 from coldmod_cli.web.relay import Relay, RelayError
 from coldmod_cli.web.snapshots import Snapshots
@@ -70,6 +73,8 @@ _LINGER_S = 0.5
 _LINGER_BYTES = 1024 * 1024
 #: Apps listed per /api/apps answer unless the page asks for fewer.
 APPS_PAGE = 1000
+#: Keys one /api/history request may ask for (the page asks for the function it shows).
+HISTORY_KEYS = 100
 #: Host names a loopback UI answers to besides IP literals (which DNS cannot rebind).
 _LOCAL_NAMES = frozenset({"localhost", "localhost.", "localhost.localdomain"})
 #: ``Sec-Fetch-Site`` values a state-changing request may carry: our page, or a person typing.
@@ -192,9 +197,14 @@ class WebServer:
         api_key: str | None,
         tls: ssl.SSLContext | None,
         relay: Relay | None = None,
+        now_ms: Callable[[], int] | None = None,
     ) -> None:
-        """Bind now (so the port is known); ``api_key=None`` means no authentication (insecure mode)."""
+        """Bind now (so the port is known); ``api_key=None`` means no authentication (insecure mode).
+
+        ``now_ms`` is the collector's clock (tests inject one): the end of "the last N days" on the page.
+        """
         self.store = store
+        self.now_ms = now_ms or _wall_clock_ms
         self.tls = tls
         self.relay = relay or Relay()
         self.hub = Hub()
@@ -227,7 +237,8 @@ class WebServer:
         Gzipped because 100,000 keys are 7 MB of JSON and about a tenth of that compressed: a
         developer far from the collector waits for bytes, not for the collector.
         """
-        text = json.dumps(_heatmap_columns(self.store.fetch(app)), separators=(",", ":")).encode()
+        heatmap = self.store.fetch(app, now_ms=self.now_ms())
+        text = json.dumps(_heatmap_columns(heatmap), separators=(",", ":")).encode()
         return gzip.compress(text, compresslevel=1, mtime=0)
 
     def __repr__(self) -> str:
@@ -280,6 +291,11 @@ class WebServer:
         return self._stopping.is_set()
 
 
+def _wall_clock_ms() -> int:
+    """The wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
 def _is_ip(host: str) -> bool:
     """True for an IP literal (a name DNS cannot point elsewhere)."""
     try:
@@ -316,25 +332,56 @@ def _own_names(bound: str) -> frozenset[str]:
 
 
 def _heatmap_columns(heatmap: Any) -> dict[str, Any]:
-    """A heatmap as parallel columns (half the bytes of one object per key at 100,000 keys)."""
-    paths: dict[str, int] = {}
+    """A heatmap as parallel columns (half the bytes of one object per key at 100,000 keys).
+
+    Paths and the sets of versions that have a key are each one column of indices into a list
+    of the distinct values (a few hundred paths, a few version sets, whatever the number of
+    keys). Daily history is not here: the page asks /api/history for the function it shows.
+    Columns are built with ``map`` over ``attrgetter`` (loops in C): at 100,000 keys this is
+    what encoding a heatmap costs besides ``json.dumps``.
+    """
+    from coldmod_cli.heatmap import version_names
+
     entries = heatmap.entries
+
+    def column(name: str) -> list[Any]:
+        return list(map(attrgetter(name), entries))
+
+    def indexed(name: str) -> tuple[list[int], list[Any]]:
+        distinct = list(dict.fromkeys(map(attrgetter(name), entries)))
+        index = {value: i for i, value in enumerate(distinct)}
+        return list(map(index.__getitem__, map(attrgetter(name), entries))), distinct
+
+    path, paths = indexed("path")
+    version_set, version_sets = indexed("versions")
     return {
         "app": heatmap.app,
         "registered_ms": heatmap.registered_ms,
         "dropped_unknown": heatmap.dropped_unknown,
         "dropped_updates": heatmap.dropped_updates,
+        "now_ms": heatmap.now_ms,
+        "retire_after_ms": heatmap.retire_after_ms,
+        "versions": [
+            {"name": v.name, "label": v.label, "fingerprint": v.fingerprint, "keys": v.keys,
+             "first_seen_ms": v.first_seen_ms, "last_seen_ms": v.last_seen_ms}
+            for v in version_names(heatmap.versions)
+        ],
         "count": len(entries),
-        "key": [e.key for e in entries],
-        "calls": [e.calls for e in entries],
-        "estimated": [1 if e.estimated else 0 for e in entries],
-        "lower_bound": [1 if e.lower_bound else 0 for e in entries],
-        "first_seen_ms": [e.first_seen_ms for e in entries],
-        "last_seen_ms": [e.last_seen_ms for e in entries],
-        "tracked_since_ms": [e.tracked_since_ms for e in entries],
-        "path": [paths.setdefault(e.path, len(paths)) for e in entries],
+        "key": column("key"),
+        "calls": column("calls"),
+        "estimated": list(map(int, column("estimated"))),
+        "lower_bound": list(map(int, column("lower_bound"))),
+        "first_seen_ms": column("first_seen_ms"),
+        "last_seen_ms": column("last_seen_ms"),
+        "tracked_since_ms": column("tracked_since_ms"),
+        "calls_7d": column("calls_7d"),
+        "calls_30d": column("calls_30d"),
+        "calls_90d": column("calls_90d"),
+        "version_set": version_set,
+        "version_sets": [list(v) for v in version_sets],
+        "path": path,
         "line": [e.lines[0] if e.lines else 0 for e in entries],
-        "paths": list(paths),
+        "paths": paths,
     }
 
 
@@ -477,6 +524,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._apps(query.get("after", [""])[0], query.get("limit", [""])[0])
         elif path == "/api/heatmap":
             self._heatmap(query.get("app", [""])[0])
+        elif path == "/api/history":
+            self._history(query.get("app", [""])[0], query.get("key", []))
         elif path == "/api/events":
             self._events(None, "")
         elif path.startswith("/api/events/"):
@@ -554,11 +603,47 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(503, str(exc))
             return
         # The collector's clock now, for the page's "3 min ago" (the body may be an older copy).
-        extra = {"X-Coldmod-Now-Ms": str(time.time_ns() // 1_000_000), "Vary": "Accept-Encoding"}
+        extra = {"X-Coldmod-Now-Ms": str(self.server.web.now_ms()), "Vary": "Accept-Encoding"}
         if "gzip" in (self.headers.get("Accept-Encoding") or "").lower():
             self._send(200, encoded, "application/json", extra | {"Content-Encoding": "gzip"})
         else:
             self._send(200, gzip.decompress(encoded), "application/json", extra)
+
+    def _history(self, app: str, keys: list[str]) -> None:
+        """Calls per UTC day of a few keys (the function the page shows): ``{"history": {key: {days, calls}}}``.
+
+        Read from the store for the keys asked only, so a page on a 100,000-key app never carries every history.
+        """
+        if not app or not keys:
+            self._error(400, "name the app and a key: /api/history?app=NAME&key=KEY")
+            return
+        if len(keys) > HISTORY_KEYS:
+            self._error(400, f"ask for at most {HISTORY_KEYS} keys at a time")
+            return
+        try:
+            found = self.server.web.store.history(app, keys)
+        except UnknownApp:
+            self._error(404, f"the collector has no heatmap for {app!r}")
+            return
+        except StoreError as exc:
+            self._error(503, str(exc))
+            return
+        from coldmod_cli import seasonal
+
+        now_ms = self.server.web.now_ms()
+        today = seasonal.day_of(utc_day(now_ms))
+        self._json(
+            {
+                "app": app,
+                "now_ms": now_ms,
+                # The seasonal rule on each key's calls (the page shows it for a function with no recent call).
+                "history": {
+                    key: {"days": list(days), "calls": list(calls),
+                          "seasonal": seasonal.reason(map(seasonal.day_of, days), today)}
+                    for key, (days, calls) in found.items()
+                },
+            }
+        )
 
     def _events(self, connect_key: str | None, token: str) -> None:
         """A Server-Sent Events stream until the page goes away or the server stops."""

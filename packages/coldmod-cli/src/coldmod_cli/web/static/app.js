@@ -14,6 +14,8 @@ const MIN_CLICK_PX = 10;      // a function drawn at least this wide and high is
 const DEFAULT_LINES = 8;      // size of a function whose length cannot be told (the last of its file)
 const MAX_LINES = 400;        // cap, so one long function does not hide its file
 const BIG_APP = 20000;        // from this many functions: filter once typing pauses, draw the picture after the table
+const DAY_MS = 86400000;      // the collector's history counts calls per UTC day
+const SPARK_DAYS = 400;       // the sparkline's span: the history the collector keeps
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,6 +30,8 @@ const state = {
   clockSkew: 0,              // server time minus ours
   filter: "all",
   text: "",
+  quietDays: 0,              // "no call in the last N days" (0: off)
+  history: null,             // {key, days, calls} of the selected function, from /api/history
   sort: { col: "calls", asc: true },
   shown: [],                 // the filtered, sorted rows
   shownDirty: true,
@@ -86,7 +90,7 @@ function callsText(row) {
 function callsTitle(row) {
   if (row.calls === null) return "";
   if (row.lower_bound) return `at least ${row.calls.toLocaleString("en")} calls (a lower bound: the tracer saw this many for sure)`;
-  return `${row.calls.toLocaleString("en")} calls${row.estimated ? " (estimated)" : ""}`;
+  return `${row.calls.toLocaleString("en")} call${row.calls === 1 ? "" : "s"}${row.estimated ? " (estimated)" : ""}`;
 }
 
 function ago(ms) {
@@ -190,6 +194,10 @@ function rebuild() {
         first_seen_ms: h.first_seen_ms[i],
         last_seen_ms: h.last_seen_ms[i],
         tracked_since_ms: h.tracked_since_ms[i],
+        calls_7d: h.calls_7d ? h.calls_7d[i] : 0,
+        calls_30d: h.calls_30d ? h.calls_30d[i] : 0,
+        calls_90d: h.calls_90d ? h.calls_90d[i] : 0,
+        version_set: h.version_set ? h.version_set[i] : -1,
         path: h.paths[h.path[i]],
         line: h.line[i],
         state: classify(calls, hot),
@@ -204,7 +212,8 @@ function rebuild() {
     for (const local of state.local.values()) {
       if (local.ignored && !known.has(local.key)) {
         out.push({ key: local.key, calls: null, estimated: false, lower_bound: false, first_seen_ms: 0,
-          last_seen_ms: 0, tracked_since_ms: 0, path: local.path, line: local.line, state: "ignored", ignored: true });
+          last_seen_ms: 0, tracked_since_ms: 0, calls_7d: 0, calls_30d: 0, calls_90d: 0, version_set: -1,
+          path: local.path, line: local.line, state: "ignored", ignored: true });
       }
     }
   }
@@ -219,10 +228,23 @@ function rebuild() {
   state.mapDirty = true;
 }
 
+// The collector's clock: "the last N days" end there (the heatmap's snapshot time, else ours corrected).
+function nowMs() {
+  return (state.heatmap && state.heatmap.now_ms) || Date.now() + state.clockSkew;
+}
+
+// `coldmod cold --since Nd`: no call in the last N days, and traced at least that long.
+function quietFor(row, days, now) {
+  if (row.calls === null) return false;
+  const from = now - days * DAY_MS;
+  return row.tracked_since_ms <= from && (row.calls === 0 || !row.last_seen_ms || row.last_seen_ms < from);
+}
+
 function matches(row) {
   if (state.filter === "ignored") { if (!row.ignored) return false; }
   else if (row.calls === null) return false;
   else if (state.filter !== "all" && row.state !== state.filter) return false;
+  if (state.quietDays > 0 && !quietFor(row, state.quietDays, nowMs())) return false;
   if (state.text) {
     const text = state.text.toLowerCase();
     if (!row.key.toLowerCase().includes(text) && !(row.path || "").toLowerCase().includes(text)) return false;
@@ -234,6 +256,7 @@ const SORTS = {
   state: (r) => (r.calls === null ? -1 : r.calls),
   key: (r) => r.key,
   calls: (r) => (r.calls === null ? -1 : r.calls),
+  recent: (r) => (r.calls === null ? -1 : r.calls_90d),
   last: (r) => r.last_seen_ms,
   since: (r) => r.tracked_since_ms,
   where: (r) => `${r.path}\u0000${String(r.line).padStart(8, "0")}`,
@@ -619,6 +642,8 @@ function tableRow(r) {
     el("td", {}, el("span", { class: `state ${r.state}`, title: (state.stateTitles || {})[r.state], text: r.state })),
     keyCell,
     el("td", { class: "num" + (r.estimated || r.lower_bound ? " est" : ""), title: callsTitle(r), text: callsText(r) }),
+    el("td", { class: "num c-recent", title: "calls in the last 7, 30 and 90 days",
+      text: r.calls === null ? "—" : `${compact(r.calls_7d)} / ${compact(r.calls_30d)} / ${compact(r.calls_90d)}` }),
     el("td", { class: "c-last", title: iso(r.last_seen_ms), text: ago(r.last_seen_ms) }),
     el("td", { class: "c-since", title: iso(r.tracked_since_ms), text: r.tracked_since_ms ? ago(r.tracked_since_ms) : "" }),
     el("td", { class: "where c-where", title: where, text: where }),
@@ -635,7 +660,7 @@ function renderRows() {
   const first = Math.max(0, Math.floor(Math.max(0, scroller.scrollTop - head) / height) - OVERSCAN);
   const count = Math.ceil(scroller.clientHeight / height) + 2 * OVERSCAN;
   const last = Math.min(shown.length, first + count);
-  const columns = document.body.classList.contains("paired") ? 8 : 6;
+  const columns = document.body.classList.contains("paired") ? 9 : 7;
   const body = el("tbody");
   const spacer = (rows) => {
     const tr = el("tr", { class: "spacer", "aria-hidden": "true" }, el("td", { colspan: columns }));
@@ -657,6 +682,96 @@ function renderTable() {
     th.classList.toggle("sorted", th.dataset.sort === state.sort.col);
     th.classList.toggle("asc", th.dataset.sort === state.sort.col && state.sort.asc);
   }
+}
+
+// The versions that have a row's key, by name (a label, else a fingerprint prefix).
+function versionNames(row) {
+  const h = state.heatmap;
+  if (!h || !h.version_sets || row.version_set < 0) return [];
+  return (h.version_sets[row.version_set] || []).map((i) => (h.versions[i] ? h.versions[i].name : "?"));
+}
+
+function day(ms) {
+  return ms ? new Date(ms).toISOString().slice(0, 10) : "";
+}
+
+// The selected function: its calls in time, its versions, and a sparkline of its calls per UTC day.
+function renderDetails() {
+  const box = $("details");
+  const row = state.selected ? state.all.find((r) => r.key === state.selected) : null;
+  box.hidden = !row || row.calls === null;
+  if (box.hidden) return;
+  const h = state.heatmap;
+  const all = h && h.versions ? h.versions.length : 0;
+  const names = versionNames(row);
+  const facts = [
+    ["Calls", `${callsTitle(row) || "none"} · last 7 days ${row.calls_7d.toLocaleString("en")}, 30 days ${row.calls_30d.toLocaleString("en")}, 90 days ${row.calls_90d.toLocaleString("en")}`],
+    ["Last call", row.last_seen_ms ? `${iso(row.last_seen_ms)} (${ago(row.last_seen_ms)})` : "never"],
+    ["First call", row.first_seen_ms ? `${iso(row.first_seen_ms)} (${ago(row.first_seen_ms)})` : "never"],
+    ["Tracked since", row.tracked_since_ms ? `${iso(row.tracked_since_ms)} (${ago(row.tracked_since_ms)})` : ""],
+    ["Versions", names.length ? `${names.join(", ")}${all > 1 && names.length === all ? " (every live version)" : ""}` : "—"],
+  ];
+  // Quiet for the filter's N days but called at a period's end before: review, not cold (coldmod_cli.seasonal's rule).
+  const history = state.history && state.history.key === row.key ? state.history : null;
+  if (history && history.seasonal && state.quietDays > 0 && quietFor(row, state.quietDays, nowMs())) {
+    facts.push(["Seasonal", `${history.seasonal}: review before removing`]);
+  }
+  $("details-key").textContent = row.key;
+  $("details-facts").replaceChildren(...facts.flatMap(([name, value]) =>
+    [el("dt", { text: name }), el("dd", { "data-fact": name.toLowerCase().replace(/ /g, "-"), text: value })]));
+  drawSpark(row);
+}
+
+function drawSpark(row) {
+  const canvas = $("details-spark");
+  const note = $("details-spark-note");
+  const history = state.history && state.history.key === row.key ? state.history : null;
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 400, height = canvas.clientHeight || 36;
+  canvas.width = Math.round(width * dpr); canvas.height = Math.round(height * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  if (!history) { note.textContent = "loading the history…"; canvas.dataset.bars = ""; return; }
+  const today = Math.floor(nowMs() / DAY_MS);
+  const first = today - SPARK_DAYS + 1;
+  let max = 0, drawn = 0, total = 0;
+  for (let i = 0; i < history.days.length; i += 1) {
+    if (history.days[i] >= first && history.days[i] <= today) max = Math.max(max, history.calls[i]);
+  }
+  const step = width / SPARK_DAYS;
+  ctx.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--hot").trim() || "#b91c1c";
+  for (let i = 0; i < history.days.length; i += 1) {
+    const d = history.days[i];
+    if (d < first || d > today) continue;
+    // Square-root heights: a month-end's handful of calls stays visible beside a busy day's thousands.
+    const h = Math.max(2, Math.sqrt(history.calls[i] / max) * (height - 2));
+    ctx.fillRect((d - first) * step, height - h, Math.max(1, step), h);
+    drawn += 1; total += history.calls[i];
+  }
+  canvas.dataset.bars = String(drawn);
+  canvas.dataset.first = String(first);
+  canvas.title = `calls per UTC day, ${day(first * DAY_MS)} to ${day(today * DAY_MS)}`;
+  note.textContent = drawn
+    ? `${plural(total, "call")} on ${plural(drawn, "day")} of the last ${SPARK_DAYS}; busiest day ${max.toLocaleString("en")}`
+    : `no call in the last ${SPARK_DAYS} days`;
+}
+
+let historyFor = null;
+async function loadHistory(key) {
+  historyFor = key;
+  if (!state.history || state.history.key !== key) state.history = null;   // the same function's stays until renewed
+  if (!key || !state.app) return;
+  try {
+    const data = await getJSON(`/api/history?app=${encodeURIComponent(state.app)}&key=${encodeURIComponent(key)}`);
+    if (historyFor !== key) return;   // another function was selected meanwhile
+    const found = data.history[key] || { days: [], calls: [] };
+    state.history = { key, days: found.days, calls: found.calls, seasonal: found.seasonal || null };
+  } catch (error) {
+    if (historyFor === key) toast(`Cannot load the history of ${key}: ${error.message}`, true);
+    return;
+  }
+  render();
 }
 
 function renderConnect() {
@@ -711,6 +826,7 @@ function render(withMap) {
     renderConnect();
     renderSummary();
     renderTable();
+    renderDetails();
     document.body.dataset.painted = String(state.heatmap ? state.heatmap.count : 0);
     if (!drawMap) return;
     drawMap = false;
@@ -728,15 +844,18 @@ function refilter() {
 
 function selectRow(key) {
   state.selected = state.selected === key ? null : key;
+  loadHistory(state.selected);
   render(true);
 }
 
 // Select a function from the picture: its row is scrolled into view (filters let it through).
 function select(key) {
   state.selected = key;
+  loadHistory(key);
   let index = shownRows().findIndex((r) => r.key === key);
   if (index < 0) {
     state.filter = "all"; state.text = ""; $("search").value = "";
+    state.quietDays = 0; $("quiet-days").value = "";
     for (const b of document.querySelectorAll("[data-filter]")) b.classList.toggle("on", b.dataset.filter === "all");
     state.shownDirty = true;
     index = shownRows().findIndex((r) => r.key === key);
@@ -791,6 +910,7 @@ async function loadHeatmap() {
           const now = Number(response.headers.get("X-Coldmod-Now-Ms"));
           state.clockSkew = now ? now - Date.now() : 0;
           rebuild();
+          if (state.selected) loadHistory(state.selected);
         }
       } catch (error) {
         toast(`Cannot load the heatmap: ${error.message}`, true);
@@ -980,6 +1100,13 @@ function wire() {
     clearTimeout(typing);
     typing = setTimeout(refilter, state.all.length > BIG_APP ? 120 : 0);
   });
+  $("quiet-days").addEventListener("input", (event) => {
+    const days = Number(event.target.value);
+    state.quietDays = Number.isFinite(days) && days > 0 ? Math.floor(days) : 0;
+    clearTimeout(typing);
+    typing = setTimeout(refilter, state.all.length > BIG_APP ? 120 : 0);
+  });
+  $("details-close").addEventListener("click", () => { state.selected = null; loadHistory(null); render(true); });
   for (const th of document.querySelectorAll("th[data-sort]")) {
     th.addEventListener("click", () => {
       const col = th.dataset.sort;
