@@ -1041,7 +1041,7 @@ class SqliteStore:
                 (now_ms, app.id),
             )
             app.keys = dict(db.execute("SELECT key, id FROM keys WHERE app_id = ?", (app.id,)).fetchall())
-        members = {app.keys[k] for k in new}
+        members = set(map(app.keys.__getitem__, new))
         if version_id is None:
             version_id = int(
                 db.execute(
@@ -1056,9 +1056,14 @@ class SqliteStore:
         else:  # the fingerprint-less version "" sent another set: it is replaced
             before = {k for (k,) in db.execute("SELECT key_id FROM members WHERE version_id = ?", (version_id,))}
         left = sorted(before - members)
-        db.executemany("DELETE FROM members WHERE version_id = ? AND key_id = ?", zip(repeat(version_id), left))
-        db.executemany(
-            "INSERT INTO members (version_id, key_id) VALUES (?, ?)", zip(repeat(version_id), sorted(members - before))
+        # Key ids as one JSON array each: a 200,000-key set is one statement, not a Python step per key.
+        db.execute(
+            "DELETE FROM members WHERE version_id = ? AND key_id IN (SELECT value FROM json_each(?))",
+            (version_id, json.dumps(left)),
+        )
+        db.execute(
+            "INSERT INTO members (version_id, key_id) SELECT ?, value FROM json_each(?)",
+            (version_id, json.dumps(sorted(members - before))),
         )
         removed.update(self._drop_keys(app, self._orphans(left)))
         self._touch_app(app, version_id, fingerprint, now_ms, label, instance_id)
