@@ -183,6 +183,14 @@ CREATE TABLE history (
     PRIMARY KEY (app_id, day, key_id)
 ) WITHOUT ROWID;
 CREATE INDEX history_key ON history (key_id, day);
+-- "One sender per key set": the Register asked for a set holds its lease until it expires or the set is stored.
+CREATE TABLE leases (
+    app TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (app, fingerprint)
+) WITHOUT ROWID;
 CREATE TABLE sums (
     app_id INTEGER NOT NULL,
     id INTEGER NOT NULL,
@@ -533,6 +541,21 @@ class SqliteStore:
         """Retire versions silent since ``now_ms - after_ms``, prune old history, bring the sums to today."""
         return self._submit("retire", now_ms, after_ms)  # type: ignore[no-any-return]
 
+    def lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the lease on sending this set unless another holder's is unexpired (read first: no write to refuse)."""
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT holder, expires_ms FROM leases WHERE app = ? AND fingerprint = ?", (app, fingerprint)
+            ).fetchone()
+        )
+        if row is not None and row[0] != holder and row[1] > now_ms:
+            return False
+        return self._submit("lease", app, fingerprint, holder, now_ms, lease_ms)  # type: ignore[no-any-return]
+
+    def release(self, app: str, fingerprint: str, holder: str = "") -> None:
+        """Give the lease back ("": whoever holds it)."""
+        self._submit("release", app, fingerprint, holder)
+
     def report(self, batch: Batch) -> ReportResult:
         """Apply the batch at most once; returns once it is durable."""
         return self._submit("report", batch)  # type: ignore[no-any-return]
@@ -787,6 +810,15 @@ class SqliteStore:
                     elif item.op == "touch":
                         self._flush(pending, counters)
                         self._touch(*item.args)
+                        result = None
+                    elif item.op == "lease":
+                        result = self._lease(*item.args)
+                    elif item.op == "release":
+                        app_name, fingerprint, holder = item.args
+                        self._db.execute(
+                            "DELETE FROM leases WHERE app = ? AND fingerprint = ? AND (? = '' OR holder = ?)",
+                            (app_name, fingerprint, holder, holder),
+                        )
                         result = None
                     elif item.op == "retire":
                         self._flush(pending, counters)
@@ -1071,6 +1103,16 @@ class SqliteStore:
         changes[name] = Change(name, "register")
         return RegisterResult(len(new) - len(added), len(added), len(removed))
 
+    def _lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take or renew the lease unless another holder's is unexpired (in the writer's transaction)."""
+        self._db.execute(
+            "INSERT INTO leases (app, fingerprint, holder, expires_ms) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (app, fingerprint) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms"
+            " WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?",
+            (app, fingerprint, holder, now_ms + lease_ms, now_ms),
+        )
+        return bool(self._db.execute("SELECT changes()").fetchone()[0])
+
     def _touch(self, name: str, fingerprint: str, now_ms: int, label: str, instance_id: str) -> None:
         """A fingerprint-only Register of a known version: refresh it (no-op when unknown)."""
         app = self._app(name)
@@ -1164,6 +1206,7 @@ class SqliteStore:
             self._instances.clear()
             retired.setdefault(name, []).append(Version(fingerprint, label, first, last, keys))
             changes[name] = Change(name, "register")
+        db.execute("DELETE FROM leases WHERE expires_ms <= ?", (now_ms,))
         for app_id, name, sums_day in db.execute("SELECT id, name, sums_day FROM apps").fetchall():
             db.execute("DELETE FROM history WHERE app_id = ? AND day < ?", (app_id, today - HISTORY_KEEP_DAYS))
             if today > sums_day:
