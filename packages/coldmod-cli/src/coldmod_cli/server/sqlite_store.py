@@ -103,6 +103,7 @@ from pathlib import Path
 from typing import Any
 
 from coldmod_cli.server.store import (
+    DAY_MS,
     DEFAULT_MAX_APPS,
     DEFAULT_RETIRE_AFTER_MS,
     HISTORY_KEEP_DAYS,
@@ -647,7 +648,19 @@ class SqliteStore:
             members = [_member_ids(db, v[0]) for v in version_rows]
             windows = _window_sums(db, app_id, row[4], today)
             if rows and (all_history or quiet_days > 0):
-                wanted = [r[9] for r in rows if all_history or _maybe_quiet(r[4], today, quiet_days)]
+                if all_history:
+                    wanted = [r[9] for r in rows]
+                else:
+                    # Called once, but not since the quiet days began: a day of slack, as last seen is a
+                    # window's end, which may be the first millisecond of the day after the calls' day.
+                    wanted = [
+                        k
+                        for (k,) in db.execute(
+                            "SELECT k.id FROM keys k JOIN counts c ON c.id = k.id"
+                            " WHERE k.app_id = ? AND c.last_seen_ms > 0 AND c.last_seen_ms < ?",
+                            (app_id, (today - quiet_days + 2) * DAY_MS),
+                        )
+                    ]
                 days = _key_days(db, wanted)
                 if not all_history:  # quiet: not one call in the last quiet_days days, today included
                     days = {k: d for k, d in days.items() if not d[0] or d[0][-1] <= today - quiet_days}
@@ -1383,15 +1396,6 @@ class SqliteStore:
 _NO_RULES = IgnoreRules()
 _NO_DAYS: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 _WINDOWS = (7, 30, 90)
-
-
-def _maybe_quiet(last_seen_ms: int, today: int, quiet_days: int) -> bool:
-    """Whether a key last seen then may have had no call in the last ``quiet_days`` days (its history decides).
-
-    A day of slack: last seen is a batch window's end, which may be the first
-    millisecond of the day after the calls' day.
-    """
-    return last_seen_ms > 0 and utc_day(last_seen_ms) <= today - quiet_days + 1
 
 
 def _member_ids(db: sqlite3.Connection, version_id: int) -> list[int]:
