@@ -381,6 +381,79 @@ def history_child(spec: dict) -> None:
     print(json.dumps(out))
 
 
+def report_child(spec: dict) -> None:
+    """In a child process (this tree's code, or RELEASE's): the store's Report path alone, CPU per delta.
+
+    The same batches (APPS apps of KEYS_PER_APP keys, BATCH_KEYS deltas each, fixed seed) are
+    submitted by 64 threads, so the writer groups them as under a fleet; process CPU time (every
+    thread) per delta is what a busy machine does not inflate much, beside wall-clock deltas/s.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coldmod_cli.server.sqlite_store import SqliteStore
+    from coldmod_cli.server.store import Batch, Source
+
+    rng = random.Random(11)
+    store = SqliteStore(Path(spec["path"]))
+    try:
+        now = time.time_ns() // 1_000_000
+        for a in range(APPS):
+            sources = [Source(k, p, lines) for k, p, lines in _app_sources(a)]
+            store.register(f"app{a}", sources, now, _app_fingerprint(a))
+        keys = [_app_keys(a) for a in range(APPS)]
+        batches = []
+        for n in range(spec["batches"]):
+            a = rng.randrange(APPS)
+            chosen = rng.sample(keys[a], rng.randint(*BATCH_KEYS))
+            calls = [rng.randint(1, 10_000) for _ in chosen]
+            fields = (f"app{a}", f"i{n % 400}", n // 400 + 1, now - 10_000, now, chosen, calls, [False] * len(chosen))
+            batches.append(Batch(*fields, fingerprint=_app_fingerprint(a)) if spec["fingerprint"] else Batch(*fields))
+        deltas = sum(len(b.keys) for b in batches)
+        started, cpu = time.perf_counter(), time.process_time()
+        with ThreadPoolExecutor(64) as pool:
+            list(pool.map(store.report, batches))
+        wall, used = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        store.close()
+    print(json.dumps({"deltas_s": deltas / wall, "cpu_us": used / deltas * 1e6, "deltas": deltas}))
+
+
+def report_cpu(batches: int) -> list[dict]:
+    """The store's Report path on this tree and on RELEASE, the same batches, alternating twice."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="coldmod-bench-report-") as tmp:
+        release = _release_tree(Path(tmp) / "release", RELEASE)
+        for turn in range(2):
+            for label, path in (("this tree (schema 3, history)", ""), (f"{RELEASE} (today, schema 2)", release)):
+                env = dict(os.environ)
+                if path:
+                    env["PYTHONPATH"] = path
+                spec = {"path": str(Path(tmp) / f"r{turn}{bool(path)}.db"), "batches": batches, "fingerprint": not path}
+                done = subprocess.run(
+                    [sys.executable, __file__, "--report-child", json.dumps(spec)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode:
+                    raise RuntimeError(f"the report child failed: {done.stderr.strip()[-500:]}")
+                rows.append({"store": label, **json.loads(done.stdout)})
+    return rows
+
+
+def _print_report_cpu(rows: list[dict], batches: int) -> None:
+    print(
+        f"\n# store Report path alone: {batches:,} batches of {BATCH_KEYS[0]}-{BATCH_KEYS[1]} deltas over {APPS} apps"
+        f" of {KEYS_PER_APP:,} keys, 64 threads, group commit; two alternating turns"
+    )
+    header = f"{'store':34} {'deltas/s':>10} {'CPU us/delta':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['store']:34} {r['deltas_s']:>10,.0f} {r['cpu_us']:>12.2f}")
+
+
 def _drop_page_cache() -> bool:
     """Ask Linux to drop its page cache (needs root); False when this user may not."""
     try:
@@ -509,6 +582,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-history", action="store_true", help="skip the history budget")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--history-child", help=argparse.SUPPRESS)
+    parser.add_argument("--report-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
@@ -516,11 +590,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.history_child:
         history_child(json.loads(args.history_child))
         return
+    if args.report_child:
+        report_child(json.loads(args.report_child))
+        return
     if not args.no_history and "sqlite" in args.stores:
         keys, days = args.history_keys, args.history_days
         if args.quick:
             keys, days = min(keys, 20_000), min(days, 60)
         _print_history(history_budget(keys, days, HISTORY[2]), keys, days, HISTORY[2])
+        batches = 500 if args.quick else 3000
+        _print_report_cpu(report_cpu(batches), batches)
         if args.only_history:
             return
     duration = args.duration or (4.0 if args.quick else 12.0)

@@ -528,3 +528,48 @@ def test_the_collector_retires_silent_versions_when_it_starts(tmp_path, tls_env)
         assert "retired 1 silent version(s) of shop: v1" in server.stderr
     finally:
         server.close()
+
+
+# ------------------------------------------------------------------- leases --
+
+
+def test_a_lease_is_one_holders_until_it_expires_or_is_released(tmp_path):
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        assert store.lease("shop", "fp", "a", 1000, 10_000)
+        assert not store.lease("shop", "fp", "b", 10_999, 10_000), "a's until 11,000"
+        assert store.lease("shop", "fp-2", "b", 5000, 10_000), "another version's set: another lease"
+        assert store.lease("shop", "fp", "a", 5000, 10_000), "the holder renews (to 15,000)"
+        assert not store.lease("shop", "fp", "b", 14_999, 10_000)
+        assert store.lease("shop", "fp", "b", 15_000, 10_000), "expired: b takes it"
+        store.release("shop", "fp", "a")  # not a's any more: nothing happens
+        assert not store.lease("shop", "fp", "a", 16_000, 10_000)
+        store.release("shop", "fp")  # the set was stored: whoever held it lets go
+        assert store.lease("shop", "fp", "a", 16_000, 10_000)
+    finally:
+        store.close()
+
+
+def test_one_sender_per_set_across_two_collectors_sharing_the_store(tmp_path, tls_env):
+    """Collector B's fleet waits for the set collector A asked for, instead of sending it again."""
+    store = SqliteStore(tmp_path / "s.db")
+    clock = Clock(MIDNIGHT)
+    sent = _sources("shop:a", "shop:b")
+    printed = _print(sent)
+    probe = pb.RegisterRequest(app="shop", fingerprint=printed, fingerprint_only=True)
+    try:
+        with clocked_collector(store, tls_env, clock) as a, clocked_collector(store, tls_env, clock) as b:
+            assert a.tracing.Register(probe).need_sources, "A's caller sends the set"
+            waiting = b.tracing.Register.future(probe, timeout=30)
+            assert not waiting.done(), "B's caller waits for it"
+            a.tracing.Register(pb.RegisterRequest(app="shop", fingerprint=printed, sources=sent))
+            assert not waiting.result().need_sources, "and is answered once the set is stored"
+            # A caller that was asked and never sent: its lease expires (the collectors' clock), and another is asked.
+            other = _sources("shop:c")
+            second = pb.RegisterRequest(app="shop", fingerprint=_print(other), fingerprint_only=True)
+            assert a.tracing.Register(second).need_sources
+            late = b.tracing.Register.future(second, timeout=30)
+            clock.ms += 10_001
+            assert late.result().need_sources
+    finally:
+        store.close()

@@ -14,11 +14,14 @@ resent while the cancelled handler kept running. Here:
   app). A full Register whose fingerprint is already stored is answered
   without being converted (identical concurrent Registers coalesce).
 - **one sender per set**: the call answered ``need_sources`` holds a lease on
-  that (app, fingerprint) for LEASE_S; the fleet's other fingerprint-only
-  calls for it wait (at most MAX_WAITERS at once, each holding a Register
-  thread) until the full set is stored, then are answered at once. Beyond
-  MAX_WAITERS a call is told UNAVAILABLE ("retry in a moment"), which tracers
-  retry with backoff, so the set is sent once, not once per process.
+  that (app, fingerprint) for LEASE_S, kept in the store (``Store.lease``), so
+  it holds across every collector sharing the store; the fleet's other
+  fingerprint-only calls for it wait (at most MAX_WAITERS at once per
+  collector, each holding a Register thread, looking every _POLL_S and woken
+  at once when this collector stores the set) until the full set is stored,
+  then are answered at once. Beyond MAX_WAITERS a call is told UNAVAILABLE
+  ("retry in a moment"), which tracers retry with backoff, so the set is sent
+  once, not once per process.
 - **bounded memory**: the runner gives Register its own few handler threads
   and hands it the message undecoded, so a waiting call holds only its
   bytes. Decoding and converting a large set (about 6 bytes of Python
@@ -31,7 +34,7 @@ resent while the cancelled handler kept running. Here:
 from __future__ import annotations
 
 import threading
-import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,9 +111,8 @@ class Registrar:
         self._budget = _ByteBudget(heavy_bytes)
         self._gates: dict[str, _Gate] = {}
         self._gates_lock = threading.Lock()
-        # (app, fingerprint) -> monotonic deadline of the set a need_sources answer asked for: one per
-        # version, so two versions registering side by side (a rolling deploy) never take each other's.
-        self._leases: dict[tuple[str, str], float] = {}
+        # Leases live in the store, one per (app, fingerprint): two versions registering side by side
+        # (a rolling deploy) never take each other's. The condition wakes this collector's waiters early.
         self._waiters = 0
         self._leases_changed = threading.Condition()
 
@@ -171,40 +173,35 @@ class Registrar:
         self, app: str, claimed: str, label: str, instance: str, alive: Callable[[], bool]
     ) -> pb.RegisterResponse:
         """A fingerprint-only call: a known version (refreshed), or need_sources for one caller while others wait."""
-        while True:
-            with self._gate(app, alive):
-                if self.store.knows_version(app, claimed):
-                    self.store.touch_version(app, claimed, self._now_ms(), version=label, instance_id=instance)
-                    return pb.RegisterResponse()
-                with self._leases_changed:
-                    if self._leases.get((app, claimed), 0.0) <= time.monotonic():
-                        self._leases[(app, claimed)] = time.monotonic() + LEASE_S
+        holder = uuid.uuid4().hex  # this call: a lease is one caller's, whichever collector it reached
+        waiting = False
+        try:
+            while True:
+                with self._gate(app, alive):
+                    if self.store.knows_version(app, claimed):
+                        self.store.touch_version(app, claimed, self._now_ms(), version=label, instance_id=instance)
+                        return pb.RegisterResponse()
+                    if self.store.lease(app, claimed, holder, self._now_ms(), int(LEASE_S * 1000)):
                         return pb.RegisterResponse(need_sources=True)
-            self._wait_for_lease(app, claimed, alive)
-
-    def _wait_for_lease(self, app: str, claimed: str, alive: Callable[[], bool]) -> None:
-        """Wait while another caller sends this set (or refuse when too many wait already)."""
-        with self._leases_changed:
-            if self._waiters >= MAX_WAITERS:
-                raise Rejected(grpc.StatusCode.UNAVAILABLE, WAIT_REFUSED)
-            self._waiters += 1
-            try:
-                while True:
-                    if self._leases.get((app, claimed), 0.0) <= time.monotonic():
-                        return
-                    if not alive():
-                        raise _Cancelled
+                with self._leases_changed:
+                    if not waiting:  # another caller sends this set: wait for it, if there is room to
+                        if self._waiters >= MAX_WAITERS:
+                            raise Rejected(grpc.StatusCode.UNAVAILABLE, WAIT_REFUSED)
+                        self._waiters += 1
+                        waiting = True
                     self._leases_changed.wait(_POLL_S)
-            finally:
-                self._waiters -= 1
+                if not alive():
+                    raise _Cancelled
+        finally:
+            if waiting:
+                with self._leases_changed:
+                    self._waiters -= 1
 
     def _end_lease(self, app: str, fingerprint: str) -> None:
-        """A full Register of the app is done (stored or refused): wake the calls waiting for it."""
+        """A full Register of the set is done (stored or refused): release its lease, wake the calls waiting for it."""
+        if fingerprint:
+            self.store.release(app, fingerprint)
         with self._leases_changed:
-            self._leases.pop((app, fingerprint), None)
-            now = time.monotonic()
-            for expired in [held for held, deadline in self._leases.items() if deadline <= now]:
-                del self._leases[expired]
             self._leases_changed.notify_all()
 
     def _gate(self, app: str, alive: Callable[[], bool]) -> _Held:

@@ -34,15 +34,20 @@ silent for the retention (never an app's most recently seen one, so an app
 whose fleet is stopped keeps its heatmap) and, with them, the keys no
 remaining version has.
 
-History: ``history`` holds calls per (app, UTC day, key), days with calls
-only, keyed in that order (WITHOUT ROWID). Why this order: a group commit
-adds today's calls of thousands of keys, and with the day before the key
-those rows sit side by side at the end of the app's range (a few pages per
-commit); keyed by key first, each key's today-row would be on its own page
-(one page written per key per commit). Reading one key's days (a sparkline,
-a quiet key's seasons) uses the index ``history_key``, whose entry is
-written once per key and day, not per Report. The budget app (100,000 keys,
-10,000 called daily for 400 days: 4 M rows) fits in about 70 MB this way.
+History: ``history`` holds calls per (app, UTC day, key) of *closed* days,
+days with calls only, keyed in that order (WITHOUT ROWID). Report's hot path
+does not write it: the calls of the app's open day (``apps.open_day``) are
+each key's count minus its count when the day began (``day_base``). The first
+batch of a later day closes the open day — one statement turns every key's
+excess into a row and moves ``day_base`` up — so a day's rows are written
+once, side by side at the end of the app's range, and Report costs what it
+did before history (measured: ``bench/server.py``, the Report path alone). A
+batch of a day already closed (sent late) writes its own rows and raises
+``day_base`` by its calls, so they count for their day, not the open one.
+Reading one key's days (a sparkline, a quiet key's seasons) uses the index
+``history_key``; every read adds the open day's excess as the last day. The
+budget app (100,000 keys, 10,000 called daily for 400 days: 4 M rows) takes
+about 130 MB.
 
 Sums: Fetch gives every key its calls in the last 7/30/90 days. Summing 90
 days of rows at each Fetch is 900,000 rows for the budget app (seconds on a
@@ -51,11 +56,12 @@ each window as of the day ``apps.sums_day`` (E): c7 = days E-6..E-1, c30 =
 E-29..E-1, c90 = E-89..E-1. A Fetch on day E adds E's own rows (one day's
 range), and a Fetch up to 7 days later also adds the days since and takes
 off those that left the windows; any other day (a test's clock in the past)
-sums the rows directly. ``retire`` (every 10 minutes) moves E to today by
-adding the day that closed and taking off the days that left (three
-one-day ranges), or recomputes after a gap; a late Report for a day before
-E adds to the sums it falls in, in the same transaction. History days older
-than HISTORY_KEEP_DAYS are pruned by ``retire``.
+sums the rows directly; the open day's excess counts as one more day. ``retire``
+(every 10 minutes) closes the open day and moves E to today by adding the
+day that closed and taking off the days that left (three one-day ranges), or
+recomputes after a gap; a late Report for a day before E adds to the sums it
+falls in, in the same transaction. History days older than HISTORY_KEEP_DAYS
+are pruned by ``retire``.
 
 Reset zeroes counts, clears history and restarts every key's
 ``tracked_since``: coldness is then judged from the reset on. Delete
@@ -68,6 +74,7 @@ Upgrade from schema 2 (the release before versions): each app's stored set
 becomes its one version (its fingerprint, no label, first seen at its last
 Register, last seen at its last Register or Report), every key a member of
 it; counts, flags and timestamps are untouched, and history starts empty
+(``day_base`` = each count)
 (the days before the upgrade were never recorded).
 
 Exactness: counts are SQLite's signed 64-bit integers. A batch that would
@@ -103,6 +110,7 @@ from pathlib import Path
 from typing import Any
 
 from coldmod_cli.server.store import (
+    DAY_MS,
     DEFAULT_MAX_APPS,
     DEFAULT_RETIRE_AFTER_MS,
     HISTORY_KEEP_DAYS,
@@ -183,6 +191,19 @@ CREATE TABLE history (
     PRIMARY KEY (app_id, day, key_id)
 ) WITHOUT ROWID;
 CREATE INDEX history_key ON history (key_id, day);
+-- "One sender per key set": the Register asked for a set holds its lease until it expires or the set is stored.
+CREATE TABLE leases (
+    app TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (app, fingerprint)
+) WITHOUT ROWID;
+-- Each key's count when the app's open day (apps.open_day) began: the open day's calls are the excess.
+CREATE TABLE day_base (
+    id INTEGER PRIMARY KEY,
+    calls INTEGER NOT NULL
+);
 CREATE TABLE sums (
     app_id INTEGER NOT NULL,
     id INTEGER NOT NULL,
@@ -203,7 +224,8 @@ CREATE TABLE apps (
     updated_ms INTEGER NOT NULL,
     dropped_unknown INTEGER NOT NULL DEFAULT 0,
     dropped_updates INTEGER NOT NULL DEFAULT 0,
-    sums_day INTEGER NOT NULL DEFAULT 0
+    sums_day INTEGER NOT NULL DEFAULT 0,
+    open_day INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE keys (
     id INTEGER PRIMARY KEY,
@@ -248,7 +270,9 @@ MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE counts ADD COLUMN lower_bound INTEGER NOT NULL DEFAULT 0",
     # 3: versions and history. Each app's set becomes its one version, every key a member.
     2: "ALTER TABLE apps ADD COLUMN sums_day INTEGER NOT NULL DEFAULT 0;"  # noqa: S608 - constants only
+    " ALTER TABLE apps ADD COLUMN open_day INTEGER NOT NULL DEFAULT 0;"
     + _SCHEMA_3
+    + "INSERT INTO day_base (id, calls) SELECT id, calls FROM counts WHERE calls != 0;"
     + "INSERT INTO versions (app_id, fingerprint, label, first_seen_ms, last_seen_ms)"
     " SELECT id, fingerprint, '', registered_ms, max(registered_ms, updated_ms) FROM apps;"
     " INSERT INTO members (version_id, key_id) SELECT v.id, k.id FROM keys k JOIN versions v ON v.app_id = k.app_id",
@@ -284,13 +308,7 @@ _APPLY_ROW = (
     " lower_bound = lower_bound | ?"
     " WHERE id = ?"
 )
-# A group's calls per (app, day, key), one statement as _APPLY_BULK (rows [app, day, key, calls]).
-_HISTORY_BULK = (
-    "INSERT INTO history (app_id, day, key_id, calls)"
-    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-    " json_extract(value, '$[3]') FROM json_each(?) WHERE 1"
-    " ON CONFLICT (app_id, day, key_id) DO UPDATE SET calls = calls + excluded.calls"
-)
+# A late batch's calls per (app, day, key).
 _HISTORY_ROW = (
     "INSERT INTO history (app_id, day, key_id, calls) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (app_id, day, key_id) DO UPDATE SET calls = calls + excluded.calls"
@@ -306,6 +324,24 @@ _SUMS_ADD_ROWS = (
     "INSERT INTO sums (app_id, id, c7, c30, c90) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (app_id, id) DO UPDATE SET"
     " c7 = c7 + excluded.c7, c30 = c30 + excluded.c30, c90 = c90 + excluded.c90"
+)
+# Close an app's open day: its excess over day_base becomes a history row, and the base moves up.
+_CLOSE_DAY_HISTORY = (
+    "INSERT INTO history (app_id, day, key_id, calls)"
+    " SELECT k.app_id, ?, c.id, c.calls - coalesce(b.calls, 0) FROM keys k JOIN counts c ON c.id = k.id"
+    " LEFT JOIN day_base b ON b.id = c.id WHERE k.app_id = ? AND c.calls != coalesce(b.calls, 0)"
+    " ON CONFLICT (app_id, day, key_id) DO UPDATE SET calls = calls + excluded.calls"
+)
+_CLOSE_DAY_BASE = (
+    "INSERT INTO day_base (id, calls)"
+    " SELECT c.id, c.calls FROM keys k JOIN counts c ON c.id = k.id"
+    " LEFT JOIN day_base b ON b.id = c.id WHERE k.app_id = ? AND c.calls != coalesce(b.calls, 0)"
+    " ON CONFLICT (id) DO UPDATE SET calls = excluded.calls"
+)
+# The open day's calls per key of an app (keys called since it began).
+_OPEN_DAY = (
+    "SELECT c.id, c.calls - coalesce(b.calls, 0) FROM keys k JOIN counts c ON c.id = k.id"
+    " LEFT JOIN day_base b ON b.id = c.id WHERE k.app_id = ? AND c.calls != coalesce(b.calls, 0)"
 )
 # Calls per key over the days a..b of an app.
 _DAYS_SUM = "SELECT key_id, sum(calls) FROM history WHERE app_id = ? AND day BETWEEN ? AND ? GROUP BY key_id"
@@ -336,6 +372,7 @@ class _App:
     ceiling: int = 0
     versions: dict[str, int] = field(default_factory=dict)  # fingerprint -> versions.id
     sums_day: int = 0  # apps.sums_day: the day the sums table is as of
+    open_day: int = 0  # apps.open_day: the day whose calls are counts.calls - day_base.calls
 
 
 @dataclass(slots=True, eq=False)
@@ -364,7 +401,7 @@ class _Merge:
         self.estimated: set[int] = set()
         self.lower_bound: set[int] = set()
         self.windows: list[tuple[int, int, list[int]]] = []
-        self.days: dict[tuple[int, int], dict[int, int]] = {}  # (app id, UTC day) -> calls per row
+        self.days: dict[tuple[int, int], dict[int, int]] = {}  # (app id, late UTC day) -> calls per row
         self.sums_days: dict[int, int] = {}  # app id -> its sums_day (a late day also adds to the sums)
         self.versions: dict[int, int] = {}  # versions.id -> latest window end seen
 
@@ -376,23 +413,24 @@ class _Merge:
         lower_bound: list[bool],
         first: int,
         last: int,
-        day: tuple[int, int],
-        sums_day: int,
     ) -> None:
-        """Merge one batch (unique rows, non-zero calls) seen between ``first`` and ``last`` on ``day`` (app, day)."""
+        """Merge one batch (unique rows, non-zero calls) seen between ``first`` and ``last``."""
         merged = self.calls
         merged.update(zip(rowids, map(add, map(merged.get, rowids, repeat(0)), calls), strict=True))
+        if any(estimated):
+            self.estimated.update(compress(rowids, estimated))
+        if any(lower_bound):
+            self.lower_bound.update(compress(rowids, lower_bound))
+        self.windows.append((first, last, rowids))
+
+    def add_late(self, rowids: list[int], calls: list[int], day: tuple[int, int], sums_day: int) -> None:
+        """A batch of a day before its app's open day (``day`` is (app id, day)): its own history rows."""
         on_day = self.days.get(day)
         if on_day is None:
             self.days[day] = dict(zip(rowids, calls, strict=True))
         else:
             on_day.update(zip(rowids, map(add, map(on_day.get, rowids, repeat(0)), calls), strict=True))
         self.sums_days[day[0]] = sums_day
-        if any(estimated):
-            self.estimated.update(compress(rowids, estimated))
-        if any(lower_bound):
-            self.lower_bound.update(compress(rowids, lower_bound))
-        self.windows.append((first, last, rowids))
 
     def rows(self) -> list[tuple[int, bool, int, int, int, bool]]:
         """``(calls, estimated, first, last, rowid, lower_bound)`` per row, in row order."""
@@ -533,6 +571,21 @@ class SqliteStore:
         """Retire versions silent since ``now_ms - after_ms``, prune old history, bring the sums to today."""
         return self._submit("retire", now_ms, after_ms)  # type: ignore[no-any-return]
 
+    def lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the lease on sending this set unless another holder's is unexpired (read first: no write to refuse)."""
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT holder, expires_ms FROM leases WHERE app = ? AND fingerprint = ?", (app, fingerprint)
+            ).fetchone()
+        )
+        if row is not None and row[0] != holder and row[1] > now_ms:
+            return False
+        return self._submit("lease", app, fingerprint, holder, now_ms, lease_ms)  # type: ignore[no-any-return]
+
+    def release(self, app: str, fingerprint: str, holder: str = "") -> None:
+        """Give the lease back ("": whoever holds it)."""
+        self._submit("release", app, fingerprint, holder)
+
     def report(self, batch: Batch) -> ReportResult:
         """Apply the batch at most once; returns once it is durable."""
         return self._submit("report", batch)  # type: ignore[no-any-return]
@@ -581,7 +634,7 @@ class SqliteStore:
         def read(db: sqlite3.Connection) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
             db.execute("BEGIN")
             try:
-                row = db.execute("SELECT id FROM apps WHERE name = ?", (app,)).fetchone()
+                row = db.execute("SELECT id, open_day FROM apps WHERE name = ?", (app,)).fetchone()
                 if row is None:
                     raise UnknownApp(f"the app {app!r} is not registered")
                 ids = dict(
@@ -590,7 +643,8 @@ class SqliteStore:
                         (row[0], json.dumps(list(keys))),
                     ).fetchall()
                 )
-                days = _key_days(db, list(ids.values()))
+                open_day = (row[1], dict(db.execute(_OPEN_DAY, (row[0],)).fetchall()))
+                days = _key_days(db, list(ids.values()), open_day)
             finally:
                 db.execute("COMMIT")
             return {k: days.get(i, _NO_DAYS) for k, i in ids.items()}
@@ -603,7 +657,8 @@ class SqliteStore:
         db.execute("BEGIN")
         try:
             row = db.execute(
-                "SELECT id, registered_ms, dropped_unknown, dropped_updates, sums_day FROM apps WHERE name = ?",
+                "SELECT id, registered_ms, dropped_unknown, dropped_updates, sums_day, open_day FROM apps"
+                " WHERE name = ?",
                 (app,),
             ).fetchone()
             if row is None:
@@ -622,10 +677,23 @@ class SqliteStore:
             ).fetchall()
             # Each version's keys as one string parsed in C (a Python step per row was most of the cost).
             members = [_member_ids(db, v[0]) for v in version_rows]
-            windows = _window_sums(db, app_id, row[4], today)
+            open_day = (row[5], dict(db.execute(_OPEN_DAY, (app_id,)).fetchall()))
+            windows = _window_sums(db, app_id, row[4], today, open_day)
             if rows and (all_history or quiet_days > 0):
-                wanted = [r[9] for r in rows if all_history or _maybe_quiet(r[4], today, quiet_days)]
-                days = _key_days(db, wanted)
+                if all_history:
+                    wanted = [r[9] for r in rows]
+                else:
+                    # Called once, but not since the quiet days began: a day of slack, as last seen is a
+                    # window's end, which may be the first millisecond of the day after the calls' day.
+                    wanted = [
+                        k
+                        for (k,) in db.execute(
+                            "SELECT k.id FROM keys k JOIN counts c ON c.id = k.id"
+                            " WHERE k.app_id = ? AND c.last_seen_ms > 0 AND c.last_seen_ms < ?",
+                            (app_id, (today - quiet_days + 2) * DAY_MS),
+                        )
+                    ]
+                days = _key_days(db, wanted, open_day)
                 if not all_history:  # quiet: not one call in the last quiet_days days, today included
                     days = {k: d for k, d in days.items() if not d[0] or d[0][-1] <= today - quiet_days}
             else:
@@ -788,6 +856,15 @@ class SqliteStore:
                         self._flush(pending, counters)
                         self._touch(*item.args)
                         result = None
+                    elif item.op == "lease":
+                        result = self._lease(*item.args)
+                    elif item.op == "release":
+                        app_name, fingerprint, holder = item.args
+                        self._db.execute(
+                            "DELETE FROM leases WHERE app = ? AND fingerprint = ? AND (? = '' OR holder = ?)",
+                            (app_name, fingerprint, holder, holder),
+                        )
+                        result = None
                     elif item.op == "retire":
                         self._flush(pending, counters)
                         now_ms, after_ms = item.args
@@ -843,12 +920,14 @@ class SqliteStore:
         cached = self._apps.get(name)
         if cached is not None:
             return cached
-        row = self._db.execute("SELECT id, fingerprint, sums_day FROM apps WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute(
+            "SELECT id, fingerprint, sums_day, open_day FROM apps WHERE name = ?", (name,)
+        ).fetchone()
         if row is None:
             return None
         keys = dict(self._db.execute("SELECT key, id FROM keys WHERE app_id = ?", (row[0],)).fetchall())
         versions = dict(self._db.execute("SELECT fingerprint, id FROM versions WHERE app_id = ?", (row[0],)))
-        self._apps[name] = app = _App(row[0], row[1], keys, self._stored_ceiling(row[0]), versions, row[2])
+        self._apps[name] = app = _App(row[0], row[1], keys, self._stored_ceiling(row[0]), versions, row[2], row[3])
         return app
 
     def _stored_ceiling(self, app_id: int) -> int:
@@ -919,6 +998,10 @@ class SqliteStore:
             estimated = [estimated[i] for i in keep]
             lower_bound = [lower_bound[i] for i in keep]
         self._check_overflow(app, rowids, calls, pending, counters)  # type: ignore[arg-type]
+        day = utc_day(batch.window_start_ms)  # a sender's window never spans a UTC midnight
+        if day > app.open_day:  # the first batch of a new day: close the open one (once per app and day)
+            self._flush(pending, counters)
+            self._close_day(app, day)
         pending.add(
             rowids,  # type: ignore[arg-type]
             calls,
@@ -926,9 +1009,9 @@ class SqliteStore:
             lower_bound,
             batch.window_start_ms,
             batch.window_end_ms,
-            (app.id, utc_day(batch.window_start_ms)),  # a sender's window never spans a UTC midnight
-            app.sums_day,
         )
+        if day < app.open_day:  # rare: a batch of a closed day (sent late) writes its own history rows
+            pending.add_late(rowids, calls, (app.id, day), app.sums_day)  # type: ignore[arg-type]
         version_id = app.versions.get(batch.fingerprint) if batch.fingerprint else self._instance_version(batch)
         if version_id is not None:
             pending.versions[version_id] = max(pending.versions.get(version_id, 0), batch.window_end_ms)
@@ -952,10 +1035,15 @@ class SqliteStore:
             history = pending.history_rows()
             if self._bulk:
                 db.execute(_APPLY_BULK, (json.dumps(pending.rows()),))
-                db.execute(_HISTORY_BULK, (json.dumps(history),))
             else:
                 db.executemany(_APPLY_ROW, [(c, e, f, la, b, r) for c, e, f, la, r, b in pending.rows()])
+            if history:  # late batches: their days' rows, and their calls kept out of the open day's
                 db.executemany(_HISTORY_ROW, history)
+                db.executemany(
+                    "INSERT INTO day_base (id, calls) VALUES (?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET calls = calls + excluded.calls",
+                    [(r[2], r[3]) for r in history],
+                )
             for (app_id, day), on_day in pending.days.items():
                 sums_day = pending.sums_days[app_id]
                 if day < sums_day:  # a late batch for a closed day: add it to the sums it falls in
@@ -1004,10 +1092,13 @@ class SqliteStore:
                     " or start it with a larger --max-apps"
                 )
             cursor = db.execute(
-                "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms, sums_day) VALUES (?, '', ?, ?, ?)",
-                (name, now_ms, now_ms, utc_day(now_ms)),
+                "INSERT INTO apps (name, fingerprint, registered_ms, updated_ms, sums_day, open_day)"
+                " VALUES (?, '', ?, ?, ?, ?)",
+                (name, now_ms, now_ms, utc_day(now_ms), utc_day(now_ms)),
             )
-            app = self._apps[name] = _App(int(cursor.lastrowid or 0), "", {}, sums_day=utc_day(now_ms))
+            app = self._apps[name] = _App(
+                int(cursor.lastrowid or 0), "", {}, sums_day=utc_day(now_ms), open_day=utc_day(now_ms)
+            )
         ignored = self._ignored(app, ignore, sources)
         removed = set(self._drop_keys(app, [app.keys[k] for k in ignored if k in app.keys]))
         version_id = app.versions.get(fingerprint)
@@ -1041,7 +1132,7 @@ class SqliteStore:
                 (now_ms, app.id),
             )
             app.keys = dict(db.execute("SELECT key, id FROM keys WHERE app_id = ?", (app.id,)).fetchall())
-        members = {app.keys[k] for k in new}
+        members = set(map(app.keys.__getitem__, new))
         if version_id is None:
             version_id = int(
                 db.execute(
@@ -1056,15 +1147,37 @@ class SqliteStore:
         else:  # the fingerprint-less version "" sent another set: it is replaced
             before = {k for (k,) in db.execute("SELECT key_id FROM members WHERE version_id = ?", (version_id,))}
         left = sorted(before - members)
-        db.executemany("DELETE FROM members WHERE version_id = ? AND key_id = ?", zip(repeat(version_id), left))
-        db.executemany(
-            "INSERT INTO members (version_id, key_id) VALUES (?, ?)", zip(repeat(version_id), sorted(members - before))
+        # Key ids as one JSON array each: a 200,000-key set is one statement, not a Python step per key.
+        db.execute(
+            "DELETE FROM members WHERE version_id = ? AND key_id IN (SELECT value FROM json_each(?))",
+            (version_id, json.dumps(left)),
+        )
+        db.execute(
+            "INSERT INTO members (version_id, key_id) SELECT ?, value FROM json_each(?)",
+            (version_id, json.dumps(sorted(members - before))),
         )
         removed.update(self._drop_keys(app, self._orphans(left)))
         self._touch_app(app, version_id, fingerprint, now_ms, label, instance_id)
         db.execute("UPDATE apps SET updated_ms = ? WHERE id = ?", (now_ms, app.id))
         changes[name] = Change(name, "register")
         return RegisterResult(len(new) - len(added), len(added), len(removed))
+
+    def _close_day(self, app: _App, day: int) -> None:
+        """The app's open day is over: its calls become history rows, and ``day`` is the open day."""
+        self._db.execute(_CLOSE_DAY_HISTORY, (app.open_day, app.id))
+        self._db.execute(_CLOSE_DAY_BASE, (app.id,))
+        self._db.execute("UPDATE apps SET open_day = ? WHERE id = ?", (day, app.id))
+        app.open_day = day
+
+    def _lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take or renew the lease unless another holder's is unexpired (in the writer's transaction)."""
+        self._db.execute(
+            "INSERT INTO leases (app, fingerprint, holder, expires_ms) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (app, fingerprint) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms"
+            " WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?",
+            (app, fingerprint, holder, now_ms + lease_ms, now_ms),
+        )
+        return bool(self._db.execute("SELECT changes()").fetchone()[0])
 
     def _touch(self, name: str, fingerprint: str, now_ms: int, label: str, instance_id: str) -> None:
         """A fingerprint-only Register of a known version: refresh it (no-op when unknown)."""
@@ -1127,7 +1240,8 @@ class SqliteStore:
         if not key_ids:
             return []
         db, ids = self._db, json.dumps(key_ids)
-        for table, column in (("counts", "id"), ("history", "key_id"), ("members", "key_id"), ("keys", "id")):
+        tables = (("counts", "id"), ("day_base", "id"), ("history", "key_id"), ("members", "key_id"), ("keys", "id"))
+        for table, column in tables:
             db.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))", (ids,))  # noqa: S608
         db.execute("DELETE FROM sums WHERE app_id = ? AND id IN (SELECT value FROM json_each(?))", (app.id, ids))
         gone = set(key_ids)
@@ -1159,8 +1273,13 @@ class SqliteStore:
             self._instances.clear()
             retired.setdefault(name, []).append(Version(fingerprint, label, first, last, keys))
             changes[name] = Change(name, "register")
-        for app_id, name, sums_day in db.execute("SELECT id, name, sums_day FROM apps").fetchall():
+        db.execute("DELETE FROM leases WHERE expires_ms <= ?", (now_ms,))
+        for app_id, name, sums_day, open_day in db.execute("SELECT id, name, sums_day, open_day FROM apps").fetchall():
             db.execute("DELETE FROM history WHERE app_id = ? AND day < ?", (app_id, today - HISTORY_KEEP_DAYS))
+            if today > open_day:  # the sums take closed days from the table: close the open one first
+                opened = self._app(name)
+                assert opened is not None
+                self._close_day(opened, today)
             if today > sums_day:
                 self._roll_sums(app_id, sums_day, today)
                 cached = self._apps.get(name)
@@ -1201,9 +1320,11 @@ class SqliteStore:
         app.ceiling = 0
         self._db.execute("DELETE FROM history WHERE app_id = ?", (app.id,))
         self._db.execute("DELETE FROM sums WHERE app_id = ?", (app.id,))
+        self._db.execute("DELETE FROM day_base WHERE id IN (SELECT id FROM keys WHERE app_id = ?)", (app.id,))
+        app.open_day = utc_day(now_ms)
         self._db.execute(
-            "UPDATE apps SET dropped_unknown = 0, dropped_updates = 0, updated_ms = ? WHERE id = ?",
-            (now_ms, app.id),
+            "UPDATE apps SET dropped_unknown = 0, dropped_updates = 0, updated_ms = ?, open_day = ? WHERE id = ?",
+            (now_ms, app.open_day, app.id),
         )
         changes[name] = Change(name, "reset")
         return len(app.keys)
@@ -1215,6 +1336,7 @@ class SqliteStore:
             raise UnknownApp(f"the app {name!r} is not registered")
         db = self._db
         db.execute("DELETE FROM counts WHERE id IN (SELECT id FROM keys WHERE app_id = ?)", (app.id,))
+        db.execute("DELETE FROM day_base WHERE id IN (SELECT id FROM keys WHERE app_id = ?)", (app.id,))
         db.execute("DELETE FROM history WHERE app_id = ?", (app.id,))
         db.execute("DELETE FROM sums WHERE app_id = ?", (app.id,))
         versions = "SELECT id FROM versions WHERE app_id = ?"
@@ -1291,6 +1413,13 @@ class SqliteStore:
             "INSERT INTO history (app_id, day, key_id, calls) VALUES (?, ?, ?, ?)",
             [(app_id, d, ids[e.key], n) for e in heatmap.entries for d, n in zip(e.days, e.day_calls, strict=True)],
         )
+        # The history is all in rows: the open day starts now with nothing in it.
+        db.execute(
+            "INSERT INTO day_base (id, calls) SELECT id, calls FROM counts"
+            " WHERE id IN (SELECT id FROM keys WHERE app_id = ?) AND calls != 0",
+            (app_id,),
+        )
+        db.execute("UPDATE apps SET open_day = ? WHERE id = ?", (utc_day(_now_ms()), app_id))
         self._roll_sums(app_id, 0, utc_day(_now_ms()))
         self._apps.pop(name, None)  # the writer reloads the new rows (and their ceiling) when next needed
         changes[name] = Change(name, "register")
@@ -1337,23 +1466,20 @@ _NO_DAYS: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 _WINDOWS = (7, 30, 90)
 
 
-def _maybe_quiet(last_seen_ms: int, today: int, quiet_days: int) -> bool:
-    """Whether a key last seen then may have had no call in the last ``quiet_days`` days (its history decides).
-
-    A day of slack: last seen is a batch window's end, which may be the first
-    millisecond of the day after the calls' day.
-    """
-    return last_seen_ms > 0 and utc_day(last_seen_ms) <= today - quiet_days + 1
-
-
 def _member_ids(db: sqlite3.Connection, version_id: int) -> list[int]:
     """The key ids of a version, as one string parsed in C (a Python step per row was most of the cost)."""
     joined = db.execute("SELECT group_concat(key_id) FROM members WHERE version_id = ?", (version_id,)).fetchone()[0]
     return json.loads(f"[{joined or ''}]")  # type: ignore[no-any-return]
 
 
-def _key_days(db: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """``key id -> (days, calls)`` for the keys that have history (index ``history_key``)."""
+#: An app's open day and the calls of each key on it (counts.calls - day_base.calls, non-zero only).
+_OpenDay = tuple[int, dict[int, int]]
+
+
+def _key_days(
+    db: sqlite3.Connection, ids: list[int], open_day: _OpenDay
+) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``key id -> (days, calls)`` for the keys that have history (index ``history_key``), the open day last."""
     if not ids:
         return {}
     rows = db.execute(
@@ -1364,25 +1490,43 @@ def _key_days(db: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[tuple[i
     for key_id, group in groupby(rows, itemgetter(0)):
         _, days, calls = zip(*group, strict=True)
         out[key_id] = (days, calls)
+    day, today_calls = open_day
+    for key_id in set(ids).intersection(today_calls):  # the open day is after every row (a restored one: equal)
+        days, calls = out.get(key_id, _NO_DAYS)
+        if days and days[-1] == day:
+            out[key_id] = (days, (*calls[:-1], calls[-1] + today_calls[key_id]))
+        else:
+            out[key_id] = ((*days, day), (*calls, today_calls[key_id]))
     return out
 
 
-def _window_sums(db: sqlite3.Connection, app_id: int, sums_day: int, today: int) -> list[dict[int, int]]:
+def _window_sums(
+    db: sqlite3.Connection, app_id: int, sums_day: int, today: int, open_day: _OpenDay
+) -> list[dict[int, int]]:
     """Calls per key in the last 7, 30 and 90 days ending ``today`` (see "Sums" in the module docstring)."""
+    day, open_calls = open_day
     if not 0 < sums_day <= today <= sums_day + SUMS_ROLL_DAYS:  # far from the kept sums: sum the rows
         rows = db.execute(
             "SELECT key_id, sum(calls * (day >= ?)), sum(calls * (day >= ?)), sum(calls) FROM history"
             " WHERE app_id = ? AND day BETWEEN ? AND ? GROUP BY key_id",
             (today - 6, today - 29, app_id, today - 89, today),
         ).fetchall()
-        return [{r[0]: r[i] for r in rows} for i in (1, 2, 3)]
+        sums = [{r[0]: r[i] for r in rows} for i in (1, 2, 3)]
+        for window, totals in zip(_WINDOWS, sums, strict=True):
+            if today - window < day <= today:
+                _add_into(totals, open_calls, 1)
+        return sums
     rows = db.execute("SELECT id, c7, c30, c90 FROM sums WHERE app_id = ?", (app_id,)).fetchall()
     sums = [{r[0]: r[i] for r in rows} for i in (1, 2, 3)]
     since = dict(db.execute(_DAYS_SUM, (app_id, sums_day, today)).fetchall())  # the days not yet in the sums
+    if sums_day <= day <= today:
+        _add_into(since, open_calls, 1)
     for window, totals in zip(_WINDOWS, sums, strict=True):
         _add_into(totals, since, 1)
         if today > sums_day:  # the days that left the window since sums_day
             gone = dict(db.execute(_DAYS_SUM, (app_id, sums_day - window + 1, today - window)).fetchall())
+            if sums_day - window + 1 <= day <= today - window:
+                _add_into(gone, open_calls, 1)
             _add_into(totals, gone, -1)
     return sums
 

@@ -432,6 +432,20 @@ class Store(Protocol):
         """Delete the app and its heatmap; returns its number of keys; raises UnknownApp."""
         ...
 
+    def lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the lease on sending this version's set until ``now_ms + lease_ms``; False while another holds one.
+
+        "One sender per key set" across every collector sharing the store: the
+        Register answered ``need_sources`` holds it; the fleet's other
+        fingerprint-only Registers of that set wait for the set (or the lease's
+        expiry). The same holder may take it again (renew).
+        """
+        ...
+
+    def release(self, app: str, fingerprint: str, holder: str = "") -> None:
+        """Give the lease back ("" releases it whoever holds it: the set was stored or refused)."""
+        ...
+
     def restore(self, heatmap: Heatmap, fingerprint: str = "") -> None:
         """Make the app exactly this heatmap (created if new) in one atomic write: ``coldmod store copy``.
 
