@@ -6,6 +6,17 @@ are interchangeable, and ``coldmod store copy`` moves heatmaps between them
 applied at most once and are durable when the call returns; reads see whole
 transactions (a reader never sees half of a Register).
 
+Versions and history (issue 17). A *version* of an app is one key set (its
+fingerprint) with the deployment's optional label (``COLDMOD_VERSION``). The
+app's heatmap is the union of the sets of its live versions; a Register adds or
+refreshes its version and never drops another's keys or counts. A version none
+of whose processes has registered or reported for the retention
+(``coldmod serve --retire-after``, default 30 days) is retired by
+:meth:`Store.retire`; only then do keys no remaining version has leave. Keys
+matching a Register's ``[ignore]`` rules leave in every version. Each key also
+keeps its calls per UTC day (days with calls only, at least
+:data:`HISTORY_KEEP_DAYS`), from which a Fetch sums the last 7/30/90 days.
+
 Change notifications (the hook for the web UI): ``store.subscribe(callback)``
 registers ``callback(change: Change)``; it is called after every commit that
 changed an app, from the store's writer thread, one ``Change`` per app and
@@ -28,12 +39,16 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 __all__ = [
+    "DAY_MS",
+    "DEFAULT_RETIRE_AFTER_MS",
+    "HISTORY_KEEP_DAYS",
     "AppSummary",
     "Batch",
     "Change",
     "CountOverflow",
     "Entry",
     "Heatmap",
+    "IgnoreRules",
     "RegisterResult",
     "ReportResult",
     "SchemaError",
@@ -44,14 +59,30 @@ __all__ = [
     "StoreUnavailable",
     "TooManyApps",
     "UnknownApp",
+    "Version",
     "entries",
     "gc_paused",
     "open_store",
+    "utc_day",
 ]
 
 #: Apps a collector keeps unless ``coldmod serve --max-apps`` says otherwise:
 #: anyone who may Register can name a new app, so the number is bounded.
 DEFAULT_MAX_APPS = 1000
+
+#: Milliseconds in a UTC day: history is kept per ``utc_day(ms)``.
+DAY_MS = 86_400_000
+
+#: A version silent this long is retired (``coldmod serve --retire-after``'s default, 30 days).
+DEFAULT_RETIRE_AFTER_MS = 30 * DAY_MS
+
+#: History days older than ``utc_day(now) - HISTORY_KEEP_DAYS`` may be pruned by :meth:`Store.retire`.
+HISTORY_KEEP_DAYS = 400
+
+
+def utc_day(ms: int) -> int:
+    """The UTC day (days since 1970-01-01) a Unix time in milliseconds falls in."""
+    return ms // DAY_MS
 
 
 class StoreError(Exception):
@@ -109,6 +140,32 @@ class Batch:
     estimated: list[bool]
     dropped_updates: int = 0
     lower_bound: list[bool] = field(default_factory=list)
+    # The sender's version (its Register fingerprint); "" from older tracers: then the store
+    # refreshes the version the instance registered with, if it knows it, else none.
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoreRules:
+    """A registering process's rootmarker ``[ignore]``: matching keys leave the heatmap in every version.
+
+    ``files`` are root-relative globs matched with ``coldmod_trace.rootmarker``'s
+    own matcher (one matcher for the tracer and the collector).
+    """
+
+    keys: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an app: a key set (its fingerprint) and the label its processes gave."""
+
+    fingerprint: str
+    label: str
+    first_seen_ms: int  # its first Register
+    last_seen_ms: int  # its last Register or Report: retired when older than the retention
+    keys: int  # keys in its set (ignored ones excluded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +203,15 @@ class Entry(NamedTuple):
     path: str
     lines: tuple[int, ...]
     lower_bound: bool = False  # some delta was only a lower bound: the truth is >= calls
+    versions: tuple[int, ...] = ()  # indices into Heatmap.versions of the versions that have the key
+    # Calls in the last 7/30/90 UTC days ending with Heatmap.now_ms's day, that day included.
+    calls_7d: int = 0
+    calls_30d: int = 0
+    calls_90d: int = 0
+    # Sparse daily history (UTC day numbers ascending, days with calls only), parallel lists;
+    # filled only as fetch(quiet_days=, all_history=) asks.
+    days: tuple[int, ...] = ()
+    day_calls: tuple[int, ...] = ()
 
 
 def entries(
@@ -158,9 +224,21 @@ def entries(
     paths: Iterable[str],
     lines: Iterable[Iterable[int]],
     lower_bound: Iterable[object],
+    *,
+    versions: Iterable[tuple[int, ...]] | None = None,
+    calls_7d: Iterable[int] | None = None,
+    calls_30d: Iterable[int] | None = None,
+    calls_90d: Iterable[int] | None = None,
+    days: Iterable[tuple[int, ...]] | None = None,
+    day_calls: Iterable[tuple[int, ...]] | None = None,
 ) -> list[Entry]:
-    """Entries from parallel columns (flags made bool, lines tuples), built without a Python step per key."""
-    rows = zip(
+    """Entries from parallel columns (flags made bool, lines tuples), built without a Python step per key.
+
+    The columns from ``versions`` on come all together or not at all (then
+    every entry takes the fields' defaults); given, they already hold tuples
+    and ints.
+    """
+    base = (
         keys,
         calls,
         map(truth, estimated),
@@ -170,10 +248,21 @@ def entries(
         paths,
         map(tuple, lines),
         map(truth, lower_bound),
-        strict=True,
     )
+    history = (versions, calls_7d, calls_30d, calls_90d, days, day_calls)
+    if all(column is None for column in history):
+        # Every entry takes the new fields' defaults: one C-level tuple concatenation per key.
+        rows: Iterable[tuple[object, ...]] = map(tuple.__add__, zip(*base, strict=True), repeat(_NO_HISTORY))
+    elif any(column is None for column in history):
+        raise TypeError("entries() takes all of the history columns or none of them")
+    else:
+        rows = zip(*base, *history, strict=True)  # type: ignore[arg-type]
     # tuple.__new__ straight from the zipped row: what Entry._make does, minus a Python call per key.
     return list(map(tuple.__new__, repeat(Entry), rows))
+
+
+#: The defaults of Entry's fields after lower_bound (versions, calls_7d/30d/90d, days, day_calls).
+_NO_HISTORY: tuple[object, ...] = ((), 0, 0, 0, (), ())
 
 
 @contextlib.contextmanager
@@ -214,6 +303,9 @@ class Heatmap:
     registered_ms: int
     dropped_unknown: int
     dropped_updates: int
+    versions: list[Version] = field(default_factory=list)  # the live versions (Entry.versions index them)
+    now_ms: int = 0  # the clock the 7/30/90-day sums end at
+    retire_after_ms: int = DEFAULT_RETIRE_AFTER_MS  # the collector's retention (filled by the collector)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,29 +347,77 @@ class Store(Protocol):
 
     url: str
 
-    def register(self, app: str, sources: Sequence[Source], now_ms: int, fingerprint: str = "") -> RegisterResult:
-        """Replace the app's set of keys atomically; kept keys keep their counts.
+    def register(
+        self,
+        app: str,
+        sources: Sequence[Source],
+        now_ms: int,
+        fingerprint: str = "",
+        *,
+        version: str = "",
+        instance_id: str = "",
+        ignore: IgnoreRules | None = None,
+    ) -> RegisterResult:
+        """Add or refresh the version ``fingerprint`` (set ``sources``, label ``version``); atomic.
 
-        ``fingerprint`` digests the set; when it equals the last one stored,
-        the store may skip the work (a fleet restarting sends the same set).
-        Creating an app beyond the store's ``max_apps`` raises TooManyApps.
+        The app's keys become the union of its live versions' sets: another
+        version's keys and counts are never dropped. New keys start at zero,
+        tracked from ``now_ms``. Keys matching ``ignore`` leave the heatmap and
+        every version's set, counts and history included. ``instance_id`` is
+        remembered so that its Reports without a fingerprint refresh this
+        version. ``added`` counts keys new to the union, ``removed`` the keys
+        that left (ignored), ``kept`` the rest. Creating an app beyond the
+        store's ``max_apps`` raises TooManyApps.
         """
         ...
 
     def fingerprint(self, app: str) -> str:
-        """The fingerprint of the app's current set of keys; "" for an unknown app or an unknown print."""
+        """The fingerprint of the app's most recently registered version; "" for an unknown app."""
+        ...
+
+    def knows_version(self, app: str, fingerprint: str) -> bool:
+        """Whether the app has a live version with this fingerprint (its set is stored)."""
+        ...
+
+    def touch_version(
+        self, app: str, fingerprint: str, now_ms: int, *, version: str = "", instance_id: str = ""
+    ) -> None:
+        """Refresh a known version as a fingerprint-only Register does: last seen, label, instance; no-op if unknown."""
         ...
 
     def report(self, batch: Batch) -> ReportResult:
         """Apply the batch at most once; returns once it is durable.
 
+        A delta is applied iff its key is in the app's union (some live
+        version has it and it is not ignored); the rest count as unknown. It
+        adds to the key's total and to its history for
+        ``utc_day(batch.window_start_ms)`` (a sender's window never spans a UTC
+        midnight). The batch's version (or its instance's) is refreshed.
         A batch that would push any count past 2**63 - 1 raises CountOverflow
         and changes nothing (it is not recorded as applied either).
         """
         ...
 
-    def fetch(self, app: str) -> Heatmap:
-        """The app's heatmap; raises UnknownApp."""
+    def fetch(self, app: str, *, now_ms: int | None = None, quiet_days: int = 0, all_history: bool = False) -> Heatmap:
+        """The app's heatmap, with versions and 7/30/90-day sums ending at ``now_ms`` (None: the wall clock).
+
+        ``quiet_days`` > 0: entries with no call in the last ``quiet_days``
+        days (today included) carry their whole history in days/day_calls;
+        ``all_history``: every entry does (``coldmod store copy``). Raises UnknownApp.
+        """
+        ...
+
+    def history(self, app: str, keys: Sequence[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """``(days, day_calls)`` per key asked (keys the app lacks are absent); raises UnknownApp."""
+        ...
+
+    def retire(self, now_ms: int, after_ms: int = DEFAULT_RETIRE_AFTER_MS) -> dict[str, list[Version]]:
+        """Retire every version last seen before ``now_ms - after_ms``; returns what was retired per app.
+
+        Keys no remaining version has leave the heatmap (counts and history).
+        Also prunes history days before ``utc_day(now_ms) - HISTORY_KEEP_DAYS``.
+        The collector calls it at start and every 10 minutes.
+        """
         ...
 
     def list_apps(self, after: str = "", limit: int | None = None) -> list[AppSummary]:
@@ -295,9 +435,11 @@ class Store(Protocol):
     def restore(self, heatmap: Heatmap, fingerprint: str = "") -> None:
         """Make the app exactly this heatmap (created if new) in one atomic write: ``coldmod store copy``.
 
-        Counts, flags, first/last seen, tracked since, drop counters and the
-        fingerprint are taken as given (Register and Report cannot set them),
-        so restoring the same heatmap twice is the same as once. Creating an
+        Counts, flags, first/last seen, tracked since, drop counters, the
+        fingerprint, the versions (with each entry's membership) and the
+        history (each entry's days/day_calls) are taken as given (Register and
+        Report cannot set them), so restoring the same heatmap twice is the
+        same as once. Creating an
         app beyond ``max_apps`` raises TooManyApps; a count past 2**63 - 1
         raises CountOverflow; either changes nothing.
         """
@@ -308,7 +450,7 @@ class Store(Protocol):
         ...
 
     def reset(self, app: str, now_ms: int) -> int:
-        """Zero every count of the app (its keys stay, tracked from ``now_ms``); returns the number of keys."""
+        """Zero every count and the history of the app (keys stay, tracked from ``now_ms``); returns the key count."""
         ...
 
     def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
