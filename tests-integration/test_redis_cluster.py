@@ -87,7 +87,7 @@ def test_apps_spread_over_the_nodes_and_each_lives_whole_on_one(url: str, cluste
         assert store.count_apps() == 12
         heatmap = store.fetch("app3")
         assert [(e.key, e.calls) for e in heatmap.entries] == [("m.a", 2**62 + 1), ("m.b", 1)]
-        store.restore(Heatmap("app3", heatmap.entries[:1], 500, 2, 3), "print-9")
+        store.restore(Heatmap("app3", heatmap.entries[:1], 500, 2, 3, heatmap.versions), "print-9")
         assert (store.fetch("app3").entries, store.fingerprint("app3")) == (heatmap.entries[:1], "print-9")
         assert store.reset("app4", 5000) == 2
         assert store.delete_app("app5") == 2
