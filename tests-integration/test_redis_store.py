@@ -573,6 +573,7 @@ def test_ignore_rules_remove_keys_from_every_version(two):
         "shop", [Source("m.a", "shop/a.py"), Source("m.b", "shop/b.py"), Source("m.c", "shop/c.py")], T0, "fp-2"
     )
     first.report(_vbatch("i1", 1, {"m.a": 1, "m.b": 2, "m.gen": 3, "m.c": 4}, T0))
+    first.report(_vbatch("i1", 2, {"m.a": 1, "m.b": 2, "m.gen": 3, "m.c": 4}, T0 + DAY))  # day T0 to the buckets
     result = second.register(
         "shop",
         [Source("m.a", "shop/a.py"), Source("m.b", "shop/b.py")],
@@ -582,10 +583,13 @@ def test_ignore_rules_remove_keys_from_every_version(two):
     )
     assert (result.kept, result.added, result.removed) == (2, 0, 2)
     heatmap = first.fetch("shop", now_ms=T0 + DAY)
-    assert {e.key: e.calls for e in heatmap.entries} == {"m.a": 1, "m.b": 2}
+    assert {e.key: e.calls for e in heatmap.entries} == {"m.a": 2, "m.b": 4}
     assert [v.keys for v in heatmap.versions] == [1, 2, 2]  # fp-1 lost m.gen, fp-2 lost m.c
     assert {k.rsplit(":", 1)[-1] for k in _history_keys(first)} == {"m.a", "m.b"}
-    assert first.report(_vbatch("i1", 2, {"m.gen": 1, "m.c": 1}, T0 + DAY)).unknown_keys == 2
+    assert first.report(_vbatch("i1", 3, {"m.gen": 1, "m.c": 1}, T0 + DAY)).unknown_keys == 2
+    # Registered again later, an ignored key starts from nothing.
+    first.register("shop", [Source("m.c", "shop/c.py")], T0 + DAY, "fp-4")
+    assert first.history("shop", ["m.a", "m.c"]) == {"m.a": ((T0 // DAY, T0 // DAY + 1), (1, 1)), "m.c": ((), ())}
 
 
 def test_calls_across_a_utc_midnight_land_in_their_days(two):
@@ -608,18 +612,21 @@ def test_calls_across_a_utc_midnight_land_in_their_days(two):
     assert [w.future.result().duplicate for w in group] == [False] * 3
     day = midnight // DAY
     assert first.history("shop", ["m.a", "m.b"]) == {"m.a": ((day - 1, day), (13, 24)), "m.b": ((day - 1, day), (1, 6))}
+    # A late batch of the day before (a resend after an outage) still lands in that day.
+    first.report(_vbatch("i5", 1, {"m.a": 100}, midnight - 60_000, midnight - 1))
+    assert first.history("shop", ["m.a"]) == {"m.a": ((day - 1, day), (113, 24))}
     # The 7/30/90-day sums end with the fetch's day; quiet entries carry their days.
     sums = {
         e.key: (e.calls_7d, e.calls_30d, e.calls_90d) for e in first.fetch("shop", now_ms=midnight + 6 * DAY).entries
     }
-    assert sums == {"m.a": (24, 37, 37), "m.b": (6, 7, 7)}  # day - 1 is 7 days before day + 6
+    assert sums == {"m.a": (24, 137, 137), "m.b": (6, 7, 7)}  # day - 1 is 7 days before day + 6
     sums = {e.key: e.calls_90d for e in first.fetch("shop", now_ms=midnight + 89 * DAY).entries}
     assert sums == {"m.a": 24, "m.b": 6}
     quiet = first.fetch("shop", now_ms=midnight + 10 * DAY, quiet_days=11)  # the last 11 days hold `day`
     assert {e.key: (e.days, e.day_calls) for e in quiet.entries} == {"m.a": ((), ()), "m.b": ((), ())}
     quiet = first.fetch("shop", now_ms=midnight + 10 * DAY, quiet_days=10)
     assert {e.key: (e.days, e.day_calls) for e in quiet.entries} == {
-        "m.a": ((day - 1, day), (13, 24)),
+        "m.a": ((day - 1, day), (113, 24)),
         "m.b": ((day - 1, day), (1, 6)),
     }
 
@@ -654,10 +661,13 @@ def test_reset_and_delete_take_the_history_with_them(two):
     first, _ = two
     first.register("shop", [Source("m.a")], T0, "fp-1")
     first.report(_vbatch("i1", 1, {"m.a": 5}, T0 + 3 * DAY))
+    first.report(_vbatch("i1", 2, {"m.a": 5}, T0 + 4 * DAY))  # day 3 moves to its bucket
+    assert _history_keys(first)
     assert first.reset("shop", T0 + 4 * DAY) == 1
     assert not _history_keys(first)
     assert first.history("shop", ["m.a"]) == {"m.a": ((), ())}
-    first.report(_vbatch("i1", 2, {"m.a": 5}, T0 + 5 * DAY))
+    first.report(_vbatch("i1", 3, {"m.a": 5}, T0 + 5 * DAY))
+    first.report(_vbatch("i1", 4, {"m.a": 5}, T0 + 6 * DAY))
     assert _history_keys(first)
     first.delete_app("shop")
     left = {key.split(":")[2] for key in first._client.scan_iter("coldmod:{shop}:*")}

@@ -22,7 +22,12 @@ Versions: ``ver`` maps a fingerprint to ``id|first_seen|last_seen|keys|label``
 comma-joined ids of the versions that have it (absent for a key restored from a
 heatmap without versions: no version's retirement removes it). History: one hash per key and
 32-day bucket (``bucket = day // 32``, field ``day % 32``, value the calls),
-small enough to stay listpack-encoded; ``meta.pruned_day``: no history day
+small enough to stay listpack-encoded. The day a key last ran rides in its
+``last`` value, ``last_ms:day:calls`` (a plain ``last_ms`` until it runs with
+history): a Report writes that value for every key it counts anyway, so the
+history costs it no extra command per key; when a later day comes, the
+finished day moves to its bucket (one HINCRBY per key and day). Readers add
+the buckets and that day; ``meta.pruned_day``: no history day
 before it is stored. A key's buckets lie between the days of its first and
 last seen (a Report's day is that of its window start, but never before the
 key was tracked), so the scripts find them without scanning.
@@ -68,10 +73,18 @@ local function hkey(bucket, key) return PREFIX .. 'h:' .. string.format('%d', bu
 local function pruned_day(K)
   return tonumber(redis.call('HGET', K[1], 'pruned_day') or '0')
 end
+-- A key's ``last`` value: its last seen ms, then (once it ran with history) the day it last
+-- ran and its calls that day so far, "ms:day:calls"; its earlier days are in its buckets.
+local function parse_last(v)
+  if not v then return nil end
+  local ms, day, calls = string.match(v, '^(%d+):(%d+):(%d+)$')
+  if ms then return ms, tonumber(day), calls end
+  return v, nil, nil
+end
 -- The history buckets a key may have: from its first seen (or the pruning line) to its last seen.
-local function buckets(first_ms, last_ms, floor_day)
-  if not first_ms or not last_ms then return 1, 0 end
-  return bucket_of(math.max(day_of(first_ms), floor_day)), bucket_of(day_of(last_ms))
+local function buckets(first_ms, last, floor_day)
+  if not first_ms or not last then return 1, 0 end
+  return bucket_of(math.max(day_of(first_ms), floor_day)), bucket_of(day_of((parse_last(last))))
 end
 local function del_history(K, keys)
   local floor_day = pruned_day(K)
@@ -291,8 +304,18 @@ for b = 1, m do
   else seen_here[inst .. '\n' .. seq] = b end
 end
 
+-- The group's window day, when its new batches share one (the usual case: then a key's
+-- calls that day are its merged sum); else multi_day, and each key's days are kept apart.
+local group_day, multi_day = nil, false
+for b = 1, m do
+  if not status[b] then
+    local day = day_of(ARGV[8 + (b - 1) * W + 1])
+    if group_day == nil then group_day = day elseif day ~= group_day then multi_day = true end
+  end
+end
+
 -- Merge the new batches per key: one contribution keeps its exact decimal string.
--- hday/hsum: the key's (first) window day and its calls that day; more days go in hmore.
+-- hday/hsum (multi_day only): the key's first window day and its calls that day; more days in hmore.
 local order, text, sum, parts, first, last, est, lb = {}, {}, {}, {}, {}, {}, {}, {}
 local hday, hsum, hmore = {}, {}, {}
 local batch_keys = {}
@@ -317,12 +340,13 @@ for b = 1, m do
         if not parts[key] then
           order[#order + 1] = key; parts[key] = 1; text[key] = c; sum[key] = tonumber(c)
           first[key] = ws; last[key] = we
-          hday[key] = day; hsum[key] = tonumber(c)
+          if multi_day then hday[key] = day; hsum[key] = tonumber(c) end
         else
           parts[key] = parts[key] + 1; sum[key] = sum[key] + tonumber(c)
           if wsn < tonumber(first[key]) then first[key] = ws end
           if wen > tonumber(last[key]) then last[key] = we end
-          if day == hday[key] then hsum[key] = hsum[key] + tonumber(c)
+          if not multi_day then
+          elseif day == hday[key] then hsum[key] = hsum[key] + tonumber(c)
           else
             local more = hmore[key] or {}
             more[day] = (more[day] or 0) + tonumber(c)
@@ -383,24 +407,32 @@ hset_pairs(K[4], sums)
 for _, key in ipairs(big) do
   redis.call('HINCRBY', K[4], key, parts[key] > 1 and string.format('%.0f', sum[key]) or text[key])
 end
--- History: the calls of each window day (never a day before the key was tracked), exact
--- as the totals are (a merged day sum past 2**53 was sent back above as -3).
-for _, key in ipairs(lkeys) do
-  local floor_day = day_of(tracked[key])
-  local function add(day, calls)
-    if day < floor_day then day = floor_day end
-    redis.call('HINCRBY', hkey(bucket_of(day), key), day % BUCKET, calls)
+-- First/last seen: no call is seen before the key was tracked (a batch in flight during a
+-- Register). History: each key's calls per window day (never a day before it was tracked);
+-- the day it last ran rides in its ``last`` value, written for every key counted anyway;
+-- a finished day moves to its bucket. Exact as the totals are: a merged sum past 2**53
+-- was sent back above as -3, and a day's count that would pass it moves to the bucket first.
+local function step(key, sday, scount, day, calls, floor_day)
+  if day < floor_day then day = floor_day end
+  if not sday then return day, calls end
+  if day == sday then
+    local total = tonumber(scount) + tonumber(calls)
+    if total < EXACT then return sday, string.format('%.0f', total) end
+    redis.call('HINCRBY', hkey(bucket_of(sday), key), sday % BUCKET, scount)
+    return sday, calls
   end
-  if hmore[key] then
-    add(hday[key], string.format('%.0f', hsum[key]))
-    for day, calls in pairs(hmore[key]) do add(day, string.format('%.0f', calls)) end
-  else
-    add(hday[key], parts[key] > 1 and string.format('%.0f', hsum[key]) or text[key])
+  if day > sday then  -- the day it last ran is over: to its bucket
+    redis.call('HINCRBY', hkey(bucket_of(sday), key), sday % BUCKET, scount)
+    return day, calls
   end
+  redis.call('HINCRBY', hkey(bucket_of(day), key), day % BUCKET, calls)  -- a late batch of an earlier day
+  return sday, scount
 end
--- No call is seen before the key was tracked (the batch was in flight during a Register).
+local function amount(key, calls) return parts[key] > 1 and string.format('%.0f', calls) or text[key] end
 local firsts, lasts = hmget_all(K[7], lkeys), hmget_all(K[8], lkeys)
 local set_first, set_last, sets_e, sets_l = {}, {}, {}, {}
+local floors, day_text = {}, {}
+local group_text = group_day and (':' .. string.format('%d', group_day) .. ':')
 for i, key in ipairs(lkeys) do
   local s = tracked[key]
   local sn = tonumber(s)
@@ -409,8 +441,32 @@ for i, key in ipairs(lkeys) do
   if not firsts[i] or tonumber(f) < tonumber(firsts[i]) then
     set_first[#set_first + 1] = key; set_first[#set_first + 1] = f
   end
-  if not lasts[i] or tonumber(l) > tonumber(lasts[i]) then
-    set_last[#set_last + 1] = key; set_last[#set_last + 1] = l
+  local floor_day = floors[s]
+  if not floor_day then floor_day = day_of(s); floors[s] = floor_day end
+  local lv = lasts[i]
+  local at = not multi_day and lv and floor_day <= group_day and string.find(lv, group_text, 1, true)
+  local total = at and tonumber(string.sub(lv, at + #group_text)) + sum[key]
+  if total and total < EXACT then
+    -- The usual case: the key ran earlier the same day; add to that day's count.
+    local ms = string.sub(lv, 1, at - 1)
+    if tonumber(ms) > tonumber(l) then l = ms end
+    set_last[#set_last + 1] = key; set_last[#set_last + 1] = l .. group_text .. string.format('%.0f', total)
+  else
+    local ms, sday, scount = parse_last(lv)
+    if ms and tonumber(ms) > tonumber(l) then l = ms end
+    if multi_day then
+      sday, scount = step(key, sday, scount, hday[key], amount(key, hsum[key]), floor_day)
+      if hmore[key] then
+        for day, calls in pairs(hmore[key]) do
+          sday, scount = step(key, sday, scount, day, string.format('%.0f', calls), floor_day)
+        end
+      end
+    else
+      sday, scount = step(key, sday, scount, group_day, amount(key, sum[key]), floor_day)
+    end
+    local dt = day_text[sday]
+    if not dt then dt = ':' .. string.format('%d', sday) .. ':'; day_text[sday] = dt end
+    set_last[#set_last + 1] = key; set_last[#set_last + 1] = l .. dt .. scount
   end
   if est[key] then sets_e[#sets_e + 1] = key end
   if lb[key] then sets_l[#sets_l + 1] = key end
@@ -544,6 +600,8 @@ if line > floor_day then
   local edge = bucket_of(line)
   for i, key in ipairs(keys) do
     local lo, hi = buckets(firsts[i], lasts[i], floor_day)
+    local ms, sday = parse_last(lasts[i])
+    if sday and sday < line then redis.call('HSET', K[8], key, ms) end
     for b = lo, math.min(hi, edge) do
       if b < edge then redis.call('DEL', hkey(b, key))
       else
@@ -581,9 +639,9 @@ local firsts, lasts = hmget_all(K[7], keys), hmget_all(K[8], keys)
 local EXACT = 2 ^ 53
 local out = {}
 for i, key in ipairs(keys) do
-  local last_day = day_of(lasts[i])
-  local recent = last_day >= today - 89
-  local carry = all or tonumber(lasts[i]) < quiet_before
+  local ms, sday, scount = parse_last(lasts[i])
+  local recent = day_of(ms) >= today - 89
+  local carry = all or tonumber(ms) < quiet_before
   if recent or carry then
     local lo, hi = buckets(firsts[i], lasts[i], floor_day)
     if not carry then lo = math.max(lo, bucket_of(today - 89)) end
@@ -602,6 +660,18 @@ for i, key in ipairs(keys) do
         if carry then days[#days + 1] = string.format('%d', day) .. ':' .. calls end
       end
     end
+    do
+      local day, calls = sday, scount
+      if calls then
+        if day >= today - 89 then
+          local n = tonumber(calls)
+          s90 = s90 + n
+          if day >= today - 29 then s30 = s30 + n end
+          if day >= today - 6 then s7 = s7 + n end
+        end
+        if carry then days[#days + 1] = string.format('%d', day) .. ':' .. calls end
+      end
+    end
     if s90 >= EXACT and not carry then
       -- Not exact in doubles: send the days, the collector sums them.
       carry = true
@@ -611,6 +681,7 @@ for i, key in ipairs(keys) do
           days[#days + 1] = string.format('%d', b * BUCKET + tonumber(fields[f])) .. ':' .. fields[f + 1]
         end
       end
+      if sday then days[#days + 1] = string.format('%d', sday) .. ':' .. scount end
     end
     if s90 > 0 or #days > 0 then
       out[#out + 1] = key
@@ -651,6 +722,8 @@ for i, key in ipairs(keys) do
         days[#days + 1] = string.format('%d', b * BUCKET + tonumber(fields[f])) .. ':' .. fields[f + 1]
       end
     end
+    local _, sday, scount = parse_last(lasts[i])
+    if sday then days[#days + 1] = string.format('%d', sday) .. ':' .. scount end
     out[#out + 1] = key; out[#out + 1] = table.concat(days, ',')
   end
 end

@@ -14,7 +14,7 @@ node owning its app's slot):
 | ``…:since`` | hash | key → tracked_since_ms (present for every key of the union) |
 | ``…:calls`` | hash | key → calls (only keys that ran; exact 64-bit integers) |
 | ``…:est`` / ``…:lb`` | sets | keys whose count is estimated / only a lower bound |
-| ``…:first`` / ``…:last`` | hashes | key → first / last seen ms |
+| ``…:first`` / ``…:last`` | hashes | key → first seen ms / ``last_ms:day:calls`` (the day it last ran) |
 | ``…:ver`` | hash | fingerprint → ``id|first_seen|last_seen|keys|label`` (the live versions) |
 | ``…:kv`` | hash | key → the comma-joined ids of the versions that have it |
 | ``…:h:<bucket>:<key>`` | hash | the key's calls per UTC day with calls: field ``day % 32`` of ``day // 32`` |
@@ -704,7 +704,8 @@ class RedisStore:
         located = json.loads("[" + ",".join(map(src.__getitem__, order)) + "]")
         # Few distinct memberships ("1", "1,2", ...): each parsed once.
         membership = {ids: tuple(sorted(index[i] for i in ids.split(",") if i in index)) for ids in set(kv.values())}
-        carries = (lambda key: True) if all_history else (lambda key: int(last.get(key, 0)) < quiet_before)
+        last_ms = {key: int(value.partition(":")[0]) for key, value in last.items()}  # "ms:day:calls" or "ms"
+        carries = (lambda key: True) if all_history else (lambda key: last_ms.get(key, 0) < quiet_before)
         sums, carried = _history_sums(history, today, carries)
         no_sums = (0, 0, 0)
         no_days: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
@@ -715,7 +716,7 @@ class RedisStore:
             map(int, map(calls.get, order, repeat(0))),
             map(est.__contains__, order),
             map(int, map(first.get, order, repeat(0))),
-            map(int, map(last.get, order, repeat(0))),
+            map(last_ms.get, order, repeat(0)),
             map(int, map(since.get, order, repeat(0))),
             map(itemgetter(0), located),
             map(itemgetter(1), located),
@@ -1005,8 +1006,12 @@ def _days(packed: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``"day:calls,…"`` as ascending (days, day_calls)."""
     if not packed:
         return (), ()
-    pairs = sorted(tuple(map(int, item.split(":"))) for item in packed.split(","))
-    return tuple(d for d, _ in pairs), tuple(c for _, c in pairs)
+    merged: dict[int, int] = {}
+    for item in packed.split(","):  # a day may come twice: in its bucket and in the key's last value
+        day, calls = item.split(":")
+        merged[int(day)] = merged.get(int(day), 0) + int(calls)
+    ordered = sorted(merged.items())
+    return tuple(d for d, _ in ordered), tuple(c for _, c in ordered)
 
 
 def _history_sums(
