@@ -756,3 +756,21 @@ def test_a_dataset_written_by_the_previous_release_upgrades_in_place(server):
     finally:
         for s in stores:
             s.close()
+
+
+def test_the_fingerprintless_version_is_replaced_and_the_newest_version_never_retires(two):
+    first, second = two
+    first.register("shop", [Source("m.a"), Source("m.b")], T0)
+    first.report(_vbatch("i1", 1, {"m.a": 1, "m.b": 2}, T0))
+    result = second.register("shop", [Source("m.b"), Source("m.c")], T0 + 1)  # "" again: its set is replaced
+    assert (result.kept, result.added, result.removed) == (1, 1, 1)
+    heatmap = first.fetch("shop", now_ms=T0)
+    assert {e.key: e.calls for e in heatmap.entries} == {"m.b": 2, "m.c": 0}
+    assert [(v.fingerprint, v.keys, v.first_seen_ms) for v in heatmap.versions] == [("", 2, T0)]
+    assert first.history("shop", ["m.a"]) == {}
+    # A stopped fleet keeps its heatmap: its one (most recently seen) version is never retired.
+    assert second.retire(T0 + 400 * DAY) == {}
+    first.register("shop", [Source("m.d")], T0 + 2, "fp-d")
+    first.touch_version("shop", "", T0 + 2)  # a tie: the newest version stays
+    assert [v.fingerprint for v in second.retire(T0 + 400 * DAY)["shop"]] == [""]
+    assert [e.key for e in first.fetch("shop").entries] == ["m.d"]

@@ -82,9 +82,20 @@ local function parse_last(v)
   return v, nil, nil
 end
 -- The history buckets a key may have: from its first seen (or the pruning line) to its last seen.
-local function buckets(first_ms, last, floor_day)
-  if not first_ms or not last then return 1, 0 end
-  return bucket_of(math.max(day_of(first_ms), floor_day)), bucket_of(day_of((parse_last(last))))
+-- A key's ``first`` value: its first seen ms, then, when a batch whose window began before the
+-- key was tracked dated calls earlier, that earliest history day: "ms" or "ms:day".
+local function parse_first(v)
+  if not v then return nil end
+  local ms, day = string.match(v, '^(%d+):(%d+)$')
+  if ms then return ms, tonumber(day) end
+  return v, nil
+end
+local function buckets(first, last, floor_day)
+  if not first or not last then return 1, 0 end
+  local ms, early = parse_first(first)
+  local lo = day_of(ms)
+  if early and early < lo then lo = early end
+  return bucket_of(math.max(lo, floor_day)), bucket_of(day_of((parse_last(last))))
 end
 local function del_history(K, keys)
   local floor_day = pruned_day(K)
@@ -161,9 +172,6 @@ local fingerprint = m.fingerprint or ''
 if fingerprint == '' then fingerprint = fallback end
 local keys = redis.call('HKEYS', K[2])
 local first = m.registered_ms or now
-for _, since in ipairs(redis.call('HVALS', K[3])) do
-  if tonumber(since) < tonumber(first) then first = since end
-end
 -- Its last sign of life: the last Register or Report.
 local last = m.updated_ms or m.registered_ms or now
 if tonumber(m.registered_ms or '0') > tonumber(last) then last = m.registered_ms end
@@ -181,8 +189,11 @@ return 1
 #: ARGV: app, now_ms, fingerprint, label, instance, channel, origin, ttl_ms
 #: (of the instance's remembered version), keep_days, n, then n ignored keys,
 #: then key, source pairs of the version's set (ignored ones already left out).
+#: A known fingerprint only refreshes its version (the set is the same by
+#: definition); the fingerprint-less version ("") is replaced by each Register of it.
 #: Returns {kept, added, removed}: added = keys of the set new to the union,
-#: kept = the set's other keys, removed = ignored keys that left the union.
+#: kept = the set's other keys, removed = keys that left the union (ignored, or
+#: only the replaced "" set had them).
 REGISTER = (
     "#!lua\n"
     + _LIB
@@ -201,7 +212,7 @@ for i, key in ipairs(ignored) do
 end
 drop_keys(K, removed, false)
 local rec = redis.call('HGET', K[9], fingerprint)
-if rec then
+if rec and fingerprint ~= '' then
   -- A known version (a fleet restarting): its set is stored; refresh it.
   local v = parse_version(rec)
   if tonumber(now) > tonumber(v.last) then v.last = now end
@@ -224,7 +235,9 @@ if not exists then
   redis.call('HSET', K[1], 'dropped_unknown', 0, 'dropped_updates', 0, 'next_version', 0,
     'pruned_day', day_of(now) - keep, 'layout', 2)
 end
-local id = string.format('%d', redis.call('HINCRBY', K[1], 'next_version', 1))
+-- A new version; or the fingerprint-less one again, whose set this one replaces.
+local old = rec and parse_version(rec)
+local id = old and old.id or string.format('%d', redis.call('HINCRBY', K[1], 'next_version', 1))
 local lists, tracked = hmget_all(K[10], keys), hmget_all(K[3], keys)
 local added, members = {}, {}
 for i, key in ipairs(keys) do
@@ -239,7 +252,25 @@ end
 hset_pairs(K[2], pairs_)
 hset_pairs(K[3], added)
 hset_pairs(K[10], members)
-redis.call('HSET', K[9], fingerprint, format_version({id = id, first = now, last = now, keys = #keys, label = label}))
+if old then  -- keys its old set had and the new one lacks: it drops them; those only it had leave
+  local inset, update, orphaned = {}, {}, {}
+  for _, key in ipairs(keys) do inset[key] = true end
+  local all = redis.call('HGETALL', K[10])
+  for i = 1, #all, 2 do
+    local key, list = all[i], all[i + 1]
+    if not inset[key] and has_id(list, id) then
+      local rest = {}
+      for other in string.gmatch(list, '[^,]+') do if other ~= id then rest[#rest + 1] = other end end
+      if #rest == 0 then orphaned[#orphaned + 1] = key
+      else update[#update + 1] = key; update[#update + 1] = table.concat(rest, ',') end
+    end
+  end
+  hset_pairs(K[10], update)
+  drop_keys(K, orphaned, true)
+  for _, key in ipairs(orphaned) do removed[#removed + 1] = key end
+end
+redis.call('HSET', K[9], fingerprint, format_version({id = id, first = old and old.first or now, last = now,
+  keys = #keys, label = (label ~= '' or not old) and label or old.label}))
 redis.call('HSET', K[1], 'name', app, 'fingerprint', fingerprint, 'registered_ms', now, 'updated_ms', now)
 remember_instance(instance, fingerprint, ttl)
 publish(channel, origin, app, 'register')
@@ -408,12 +439,12 @@ for _, key in ipairs(big) do
   redis.call('HINCRBY', K[4], key, parts[key] > 1 and string.format('%.0f', sum[key]) or text[key])
 end
 -- First/last seen: no call is seen before the key was tracked (a batch in flight during a
--- Register). History: each key's calls per window day (never a day before it was tracked);
+-- Register). History: each key's calls per window-start day (such a batch's day may precede
+-- the key's first seen: its ``first`` value then remembers the earliest day, see parse_first);
 -- the day it last ran rides in its ``last`` value, written for every key counted anyway;
 -- a finished day moves to its bucket. Exact as the totals are: a merged sum past 2**53
 -- was sent back above as -3, and a day's count that would pass it moves to the bucket first.
-local function step(key, sday, scount, day, calls, floor_day)
-  if day < floor_day then day = floor_day end
+local function step(key, sday, scount, day, calls)
   if not sday then return day, calls end
   if day == sday then
     local total = tonumber(scount) + tonumber(calls)
@@ -438,11 +469,23 @@ for i, key in ipairs(lkeys) do
   local sn = tonumber(s)
   local f = tonumber(first[key]) > sn and first[key] or s
   local l = tonumber(last[key]) > sn and last[key] or s
-  if not firsts[i] or tonumber(f) < tonumber(firsts[i]) then
-    set_first[#set_first + 1] = key; set_first[#set_first + 1] = f
-  end
   local floor_day = floors[s]
   if not floor_day then floor_day = day_of(s); floors[s] = floor_day end
+  local fv = firsts[i]
+  local fms, early = fv, nil
+  if fv and string.find(fv, ':', 1, true) then fms, early = parse_first(fv) end
+  local min_day = group_day
+  if multi_day then
+    min_day = hday[key]
+    for day in pairs(hmore[key] or {}) do if day < min_day then min_day = day end end
+  end
+  local new_early = early
+  if min_day < floor_day and (not early or min_day < early) then new_early = min_day end
+  if not fms or tonumber(f) < tonumber(fms) or new_early ~= early then
+    local nf = (fms and tonumber(fms) <= tonumber(f)) and fms or f
+    set_first[#set_first + 1] = key
+    set_first[#set_first + 1] = new_early and (nf .. ':' .. string.format('%d', new_early)) or nf
+  end
   local lv = lasts[i]
   local at = not multi_day and lv and floor_day <= group_day and string.find(lv, group_text, 1, true)
   local total = at and tonumber(string.sub(lv, at + #group_text)) + sum[key]
@@ -455,14 +498,14 @@ for i, key in ipairs(lkeys) do
     local ms, sday, scount = parse_last(lv)
     if ms and tonumber(ms) > tonumber(l) then l = ms end
     if multi_day then
-      sday, scount = step(key, sday, scount, hday[key], amount(key, hsum[key]), floor_day)
+      sday, scount = step(key, sday, scount, hday[key], amount(key, hsum[key]))
       if hmore[key] then
         for day, calls in pairs(hmore[key]) do
-          sday, scount = step(key, sday, scount, day, string.format('%.0f', calls), floor_day)
+          sday, scount = step(key, sday, scount, day, string.format('%.0f', calls))
         end
       end
     else
-      sday, scount = step(key, sday, scount, group_day, amount(key, sum[key]), floor_day)
+      sday, scount = step(key, sday, scount, group_day, amount(key, sum[key]))
     end
     local dt = day_text[sday]
     if not dt then dt = ':' .. string.format('%d', sday) .. ':'; day_text[sday] = dt end
@@ -551,7 +594,8 @@ return out
 """
 )
 
-#: Retire the app's versions last seen before a cutoff; keys no remaining
+#: Retire the app's versions last seen before a cutoff (never its most
+#: recently seen one: a stopped fleet keeps its heatmap); keys no remaining
 #: version has leave (counts, history). Then prune history days before
 #: now's day - keep_days (once per day: meta.pruned_day remembers the line).
 #: ARGV: app, now_ms, after_ms, keep_days, channel, origin.
@@ -567,9 +611,18 @@ if redis.call('EXISTS', K[1]) == 0 then return {0} end
 local cutoff = now - after
 local out, gone_ids, any = {0}, {}, false
 local all = redis.call('HGETALL', K[9])
+-- The most recently seen version (ties: the newest) stays, so a stopped fleet keeps its heatmap.
+local newest, newest_last, newest_id = nil, -1, -1
 for i = 1, #all, 2 do
   local v = parse_version(all[i + 1])
-  if tonumber(v.last) < cutoff then
+  local last, id = tonumber(v.last), tonumber(v.id)
+  if last > newest_last or (last == newest_last and id > newest_id) then
+    newest, newest_last, newest_id = all[i], last, id
+  end
+end
+for i = 1, #all, 2 do
+  local v = parse_version(all[i + 1])
+  if tonumber(v.last) < cutoff and all[i] ~= newest then
     gone_ids[v.id] = true; any = true
     out[#out + 1] = all[i]; out[#out + 1] = all[i + 1]
     redis.call('HDEL', K[9], all[i])
@@ -651,7 +704,7 @@ for i, key in ipairs(keys) do
       for f = 1, #fields, 2 do
         local day = b * BUCKET + tonumber(fields[f])
         local calls = fields[f + 1]
-        if day >= today - 89 then
+        if day >= today - 89 and day <= today then
           local n = tonumber(calls)
           s90 = s90 + n
           if day >= today - 29 then s30 = s30 + n end
@@ -663,7 +716,7 @@ for i, key in ipairs(keys) do
     do
       local day, calls = sday, scount
       if calls then
-        if day >= today - 89 then
+        if day >= today - 89 and day <= today then
           local n = tonumber(calls)
           s90 = s90 + n
           if day >= today - 29 then s30 = s30 + n end

@@ -14,7 +14,7 @@ node owning its app's slot):
 | ``…:since`` | hash | key → tracked_since_ms (present for every key of the union) |
 | ``…:calls`` | hash | key → calls (only keys that ran; exact 64-bit integers) |
 | ``…:est`` / ``…:lb`` | sets | keys whose count is estimated / only a lower bound |
-| ``…:first`` / ``…:last`` | hashes | key → first seen ms / ``last_ms:day:calls`` (the day it last ran) |
+| ``…:first`` / ``…:last`` | hashes | key → first seen ms (``:day`` if history began earlier) / ``last_ms:day:calls`` |
 | ``…:ver`` | hash | fingerprint → ``id|first_seen|last_seen|keys|label`` (the live versions) |
 | ``…:kv`` | hash | key → the comma-joined ids of the versions that have it |
 | ``…:h:<bucket>:<key>`` | hash | the key's calls per UTC day with calls: field ``day % 32`` of ``day // 32`` |
@@ -475,14 +475,11 @@ class RedisStore:
     ) -> RegisterResult:
         """Add or refresh the version ``fingerprint`` (its set ``sources``) in one script; see the Store protocol.
 
-        Without a fingerprint, the set's own (``sources_fingerprint``) names the version.
+        A known fingerprint only refreshes its version; the fingerprint-less
+        version ("") is replaced by each Register of it.
         """
-        from coldmod_trace.keys import sources_fingerprint
-
         keys = AppKeys.of(app)
         unique = {s.key: s for s in sources}
-        if not fingerprint:
-            fingerprint = sources_fingerprint((s.key, s.path, s.lines) for s in unique.values())
         with self._errors("Register"):
             ignored = self._ignored(keys, unique, ignore) if ignore and (ignore.keys or ignore.files) else set()
         args: list[Any] = [app, now_ms, fingerprint, version, instance_id, CHANNEL, self._origin, DEDUPE_TTL_MS]
@@ -519,7 +516,7 @@ class RedisStore:
     def knows_version(self, app: str, fingerprint: str) -> bool:
         """Whether the app has a live version with this fingerprint (its set is stored)."""
         with self._errors("read"):
-            return bool(fingerprint) and bool(self._client.hexists(AppKeys.of(app).ver, fingerprint))
+            return bool(self._client.hexists(AppKeys.of(app).ver, fingerprint))
 
     def touch_version(
         self, app: str, fingerprint: str, now_ms: int, *, version: str = "", instance_id: str = ""
@@ -715,7 +712,7 @@ class RedisStore:
             order,
             map(int, map(calls.get, order, repeat(0))),
             map(est.__contains__, order),
-            map(int, map(first.get, order, repeat(0))),
+            map(int, map(itemgetter(0), map(str.partition, map(first.get, order, repeat("0")), repeat(":")))),
             map(last_ms.get, order, repeat(0)),
             map(int, map(since.get, order, repeat(0))),
             map(itemgetter(0), located),
@@ -825,6 +822,11 @@ class RedisStore:
             self._origin,
         ]
         versions = heatmap.versions
+        everyone = ""
+        if not versions:  # a heatmap from an older store: one version holds every key
+            n = len(heatmap.entries)
+            versions = [Version(fingerprint, "", heatmap.registered_ms, heatmap.registered_ms, n)]
+            everyone = "1"
         oldest = min((d for e in heatmap.entries for d in e.days[:1]), default=None)
         line = utc_day(_now_ms()) - HISTORY_KEEP_DAYS
         args += (line if oldest is None else min(oldest, line), len(versions))
@@ -833,14 +835,18 @@ class RedisStore:
         for e in heatmap.entries:
             source = json.dumps([e.path, list(e.lines)], separators=(",", ":"))
             flag = _FLAGS[e.estimated * 2 + e.lower_bound]
-            members = ",".join(str(i + 1) for i in e.versions)
+            members = everyone or ",".join(str(i + 1) for i in e.versions)
             history = ",".join(f"{d}:{c}" for d, c in zip(e.days, e.day_calls, strict=True))
+            # Days before the first seen day (a window begun before the key was tracked) are marked on it.
+            first: int | str = e.first_seen_ms
+            if e.days and e.days[0] < utc_day(e.first_seen_ms):
+                first = f"{e.first_seen_ms}:{e.days[0]}"
             args += (
                 e.key,
                 source,
                 e.calls,
                 flag,
-                e.first_seen_ms,
+                first,
                 e.last_seen_ms,
                 e.tracked_since_ms,
                 members,
@@ -995,10 +1001,8 @@ def _version(fingerprint: str, record: str) -> tuple[str, Version]:
 
 
 def _versions(ver: dict[str, str]) -> tuple[list[Version], dict[str, int]]:
-    """The app's versions, oldest first, and each one's index by its id."""
-    parsed = sorted(
-        (_version(fp, record) for fp, record in ver.items()), key=lambda p: (p[1].first_seen_ms, p[1].fingerprint)
-    )
+    """The app's versions, oldest first (then in creation order), and each one's index by its id."""
+    parsed = sorted((_version(fp, record) for fp, record in ver.items()), key=lambda p: (p[1].first_seen_ms, int(p[0])))
     return [v for _, v in parsed], {version_id: n for n, (version_id, _) in enumerate(parsed)}
 
 
