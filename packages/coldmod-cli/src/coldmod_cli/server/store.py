@@ -234,11 +234,10 @@ def entries(
 ) -> list[Entry]:
     """Entries from parallel columns (flags made bool, lines tuples), built without a Python step per key.
 
-    The columns from ``versions`` on come all together or not at all (then
-    every entry takes the fields' defaults); given, they already hold tuples
-    and ints.
+    Each column from ``versions`` on may be None: every entry then takes the
+    field's default. Given, it holds tuples and ints, one per key.
     """
-    base = (
+    base = zip(
         keys,
         calls,
         map(truth, estimated),
@@ -248,16 +247,17 @@ def entries(
         paths,
         map(tuple, lines),
         map(truth, lower_bound),
+        strict=True,
     )
     history = (versions, calls_7d, calls_30d, calls_90d, days, day_calls)
     if all(column is None for column in history):
-        # Every entry takes the new fields' defaults: one C-level tuple concatenation per key.
-        rows: Iterable[tuple[object, ...]] = map(tuple.__add__, zip(*base, strict=True), repeat(_NO_HISTORY))
-    elif any(column is None for column in history):
-        raise TypeError("entries() takes all of the history columns or none of them")
+        tails: Iterable[tuple[object, ...]] = repeat(_NO_HISTORY)
     else:
-        rows = zip(*base, *history, strict=True)  # type: ignore[arg-type]
-    # tuple.__new__ straight from the zipped row: what Entry._make does, minus a Python call per key.
+        # strict=False: the defaults are endless repeats; the base columns end the rows.
+        tails = zip(*(repeat(d) if c is None else c for c, d in zip(history, _NO_HISTORY, strict=True)), strict=False)
+    # One C-level concatenation per key, then tuple.__new__ straight from the row: what
+    # Entry._make does, minus a Python call per key. The base columns stop the (endless) defaults.
+    rows = map(tuple.__add__, base, tails)
     return list(map(tuple.__new__, repeat(Entry), rows))
 
 
@@ -430,6 +430,20 @@ class Store(Protocol):
 
     def delete_app(self, app: str) -> int:
         """Delete the app and its heatmap; returns its number of keys; raises UnknownApp."""
+        ...
+
+    def lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the lease on sending this version's set until ``now_ms + lease_ms``; False while another holds one.
+
+        "One sender per key set" across every collector sharing the store: the
+        Register answered ``need_sources`` holds it; the fleet's other
+        fingerprint-only Registers of that set wait for the set (or the lease's
+        expiry). The same holder may take it again (renew).
+        """
+        ...
+
+    def release(self, app: str, fingerprint: str, holder: str = "") -> None:
+        """Give the lease back ("" releases it whoever holds it: the set was stored or refused)."""
         ...
 
     def restore(self, heatmap: Heatmap, fingerprint: str = "") -> None:
