@@ -1,8 +1,9 @@
 """``coldmod store copy SRC DST``: move heatmaps between stores (SQLite → Redis and back).
 
 Each app of SRC becomes *exactly* the same app in DST (keys, counts, first
-and last seen, tracked since, drop counters, fingerprint) in one atomic write
-per app (``Store.restore``), so running the copy again changes nothing and an
+and last seen, tracked since, drop counters, fingerprint, its versions and
+which keys each has, and every key's daily history) in one atomic write per
+app (``Store.restore``), so running the copy again changes nothing and an
 interrupted copy is finished by running it again. Apps only in DST stay.
 
 What does not move: batch ids (the exactly-once records). Copy with the
@@ -72,7 +73,7 @@ def _copy(src: Store, dst: Store, progress: Callable[[Copied], None] | None) -> 
         )
     done = []
     for name in names:
-        heatmap = src.fetch(name)
+        heatmap = src.fetch(name, all_history=True)
         dst.restore(heatmap, src.fingerprint(name))
         copied = Copied(name, len(heatmap.entries), sum(e.calls for e in heatmap.entries))
         done.append(copied)
