@@ -21,6 +21,7 @@ import pytest
 from redis.crc import key_slot
 from redis_helpers import REDIS_PASSWORD, Collector, report, run_collector_once, sources
 
+from coldmod_cli.server import open_store
 from coldmod_cli.server.process import collector_command
 from coldmod_cli.server.redis_process import RedisProcess
 from coldmod_cli.server.redis_store import DEDUPE_KEEP, DEDUPE_TTL_MS, AppKeys, RedisStore
@@ -774,3 +775,38 @@ def test_the_fingerprintless_version_is_replaced_and_the_newest_version_never_re
     first.touch_version("shop", "", T0 + 2)  # a tie: the newest version stays
     assert [v.fingerprint for v in second.retire(T0 + 400 * DAY)["shop"]] == [""]
     assert [e.key for e in first.fetch("shop").entries] == ["m.d"]
+
+
+def test_coldmod_store_copy_carries_versions_and_history_between_redis_and_sqlite(server, tmp_path: Path):
+    """Redis -> Redis, and Redis -> SQLite -> Redis: the versions, memberships and every day arrive as they were."""
+    from coldmod_cli.server.sqlite_store import SqliteStore
+
+    source = RedisStore(server.url)
+    source._client.flushall()
+    try:
+        source.register("shop", [Source("m.a", "a.py", (1,)), Source("m.b")], T0, "fp-1", version="v1")
+        source.register("shop", [Source("m.b"), Source("m.c")], T0 + 1, "fp-2", version="v2")
+        for n in range(4):  # days spread over buckets, today's in the keys' last values
+            source.report(_vbatch("i1", n + 1, {"m.a": 1 + n, "m.b": 2, "m.c": n}, T0 + n * 33 * DAY))
+        now = T0 + 100 * DAY
+        original = source.fetch("shop", now_ms=now, all_history=True)
+    finally:
+        source.close()
+    assert original.entries[1].days == tuple(T0 // DAY + n * 33 for n in range(4))
+    redis_copy = server.url.rsplit("/", 1)[0] + "/5"
+    sqlite_copy = f"sqlite://{tmp_path / 'copy.db'}"
+    hops = [(server.url, redis_copy)]
+    if hasattr(SqliteStore, "history"):  # the SQLite store of issue 17 (branch i17-sqlite) carries them too
+        hops += [(redis_copy, sqlite_copy), (sqlite_copy, server.url.rsplit("/", 1)[0] + "/6")]
+    for src, dst in hops:
+        done = _coldmod("store", "copy", src, dst)
+        assert done.returncode == 0, done.stderr
+        copied = open_store(dst)
+        try:
+            got = copied.fetch("shop", now_ms=now, all_history=True)
+        finally:
+            copied.close()
+        assert got.entries == original.entries, dst
+        assert [(v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in got.versions] == [
+            (v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in original.versions
+        ]
