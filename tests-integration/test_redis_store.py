@@ -69,7 +69,8 @@ def _batch(instance: str, seq: int, calls: dict[str, int], app: str = "shop") ->
 def test_every_key_of_an_app_is_in_one_hash_slot():
     for app in ["shop", "a{b}c", "}x", "{", "x{}y", "{shop}"]:
         keys = AppKeys.of(app)
-        slots = {key_slot(k.encode()) for k in [*keys.all(), keys.instance("i-1"), keys.instance("{i}")]}
+        named = [keys.instance("i-1"), keys.instance("{i}"), keys.lease("f{p}"), keys.history(640, "m:{x}")]
+        slots = {key_slot(k.encode()) for k in [*keys.all(), *named]}
         assert len(slots) == 1, f"the keys of {app!r} span slots {slots}"
     # ...and apps spread over the cluster instead of all sharing one slot.
     assert len({key_slot(AppKeys.of(f"app{n}").meta.encode()) for n in range(20)}) > 10
@@ -810,3 +811,20 @@ def test_coldmod_store_copy_carries_versions_and_history_between_redis_and_sqlit
         assert [(v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in got.versions] == [
             (v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in original.versions
         ]
+
+
+def test_a_register_lease_holds_across_collectors_on_their_clock(two):
+    """Store.lease: one sender per version's set, whichever collector the fleet reaches; expiry on now_ms."""
+    first, second = two
+    assert first.lease("shop", "fp", "a", 1000, 10_000)
+    assert not second.lease("shop", "fp", "b", 10_999, 10_000), "a's until 11,000, on the other collector too"
+    assert second.lease("shop", "fp-2", "b", 5000, 10_000), "another version's set: another lease"
+    assert first.lease("shop", "fp", "a", 5000, 10_000), "the holder renews (to 15,000)"
+    assert not second.lease("shop", "fp", "b", 14_999, 10_000)
+    assert second.lease("shop", "fp", "b", 15_000, 10_000), "expired: b takes it"
+    first.release("shop", "fp", "a")  # not a's any more: nothing happens
+    assert not first.lease("shop", "fp", "a", 16_000, 10_000)
+    second.release("shop", "fp")  # the set was stored: whoever held it lets go
+    assert first.lease("shop", "fp", "a", 16_000, 10_000)
+    key = AppKeys.of("shop").lease("fp")
+    assert 0 < first._client.pttl(key) <= 10_000 + 3_600_000  # an unreleased lease is collected, never kept

@@ -35,7 +35,20 @@ key was tracked), so the scripts find them without scanning.
 
 from __future__ import annotations
 
-__all__ = ["DELETE", "FETCH_HISTORY", "HISTORY", "REGISTER", "REPORT", "RESET", "RESTORE", "RETIRE", "TOUCH", "UPGRADE"]
+__all__ = [
+    "DELETE",
+    "FETCH_HISTORY",
+    "HISTORY",
+    "LEASE",
+    "REGISTER",
+    "RELEASE",
+    "REPORT",
+    "RESET",
+    "RESTORE",
+    "RETIRE",
+    "TOUCH",
+    "UPGRADE",
+]
 
 #: The days of one history hash (bucket = day // BUCKET_DAYS).
 BUCKET_DAYS = 32
@@ -876,3 +889,28 @@ publish(ARGV[7], ARGV[8], ARGV[1], 'register')
 return #src / 2
 """
 )
+
+#: The one-sender-per-set lease of a version (see ``Store.lease``), judged on the
+#: collectors' clock (``now_ms``), not Redis's: the key's own expiry only
+#: collects leases nobody released. KEYS: the lease. ARGV: holder, now_ms,
+#: lease_ms, keep_ms. Value: ``expires_ms:holder``. Returns 1 when taken.
+LEASE = r"""#!lua
+local holder, now, lease, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local held = redis.call('GET', KEYS[1])
+if held then
+  local expires, who = string.match(held, '^(%d+):(.*)$')
+  if who ~= holder and tonumber(expires) > now then return 0 end
+end
+redis.call('SET', KEYS[1], string.format('%d', now + lease) .. ':' .. holder, 'PX', keep)
+return 1
+"""
+
+#: Give a lease back. KEYS: the lease. ARGV: holder ("" whoever holds it). Returns 1 if released.
+RELEASE = r"""#!lua
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local _, who = string.match(held, '^(%d+):(.*)$')
+if ARGV[1] ~= '' and who ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""

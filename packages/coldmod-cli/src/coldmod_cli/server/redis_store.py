@@ -19,6 +19,7 @@ node owning its app's slot):
 | ``…:kv`` | hash | key → the comma-joined ids of the versions that have it |
 | ``…:h:<bucket>:<key>`` | hash | the key's calls per UTC day with calls: field ``day % 32`` of ``day // 32`` |
 | ``…:i:<instance>`` | hash | the instance's applied sequences → unknown keys, and ``floor`` |
+| ``…:lease:<fingerprint>`` | string | ``expires_ms:holder``: who sends that version's set (``Store.lease``) |
 | ``…:f:<instance>`` | string | the version the instance registered (its Reports without a fingerprint refresh it) |
 | ``coldmod:apps`` | sorted set | every app's name (score 0: ListApps pages by name with ZRANGEBYLEX) |
 
@@ -125,6 +126,8 @@ WRITERS = 2
 #: Most deltas one group carries (one script's run time stays short: Redis runs one at a time).
 GROUP_DELTAS = 50_000
 MAX_COUNT = 2**63 - 1
+#: How long after its expiry an unreleased lease's key stays (housekeeping only: expiry is judged on now_ms).
+LEASE_KEEP_MS = 3_600_000
 _FLAGS = ("", "l", "e", "el")  # index: estimated * 2 + lower_bound
 
 
@@ -266,6 +269,10 @@ class AppKeys:
     def instance(self, instance_id: str) -> str:
         """The dedupe record of one instance (same slot)."""
         return self.meta[: -len("meta")] + "i:" + instance_id
+
+    def lease(self, fingerprint: str) -> str:
+        """The one-sender lease on a version's set (same slot)."""
+        return self.meta[: -len("meta")] + "lease:" + fingerprint
 
 
 # What each persistence setting loses, for `coldmod status` (Info.durability) and the README.
@@ -526,6 +533,22 @@ class RedisStore:
             self._scripts["TOUCH"](
                 keys=AppKeys.of(app).all(), args=[now_ms, fingerprint, version, instance_id, DEDUPE_TTL_MS]
             )
+
+    def lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the lease on sending this version's set until ``now_ms + lease_ms``; False while another holds one.
+
+        Judged on the collectors' clock in one script, so it holds across every
+        collector on this Redis; the key itself expires LEASE_KEEP_MS later
+        (a lease nobody released is collected, never extended).
+        """
+        with self._errors("Register"):
+            args = [holder, now_ms, lease_ms, max(lease_ms, 0) + LEASE_KEEP_MS]
+            return bool(self._scripts["LEASE"](keys=[AppKeys.of(app).lease(fingerprint)], args=args))
+
+    def release(self, app: str, fingerprint: str, holder: str = "") -> None:
+        """Give the lease back ("" releases it whoever holds it: the set was stored or refused)."""
+        with self._errors("Register"):
+            self._scripts["RELEASE"](keys=[AppKeys.of(app).lease(fingerprint)], args=[holder])
 
     def _claim(self, app: str) -> bool:
         """Put the app in the index (refusing a new app beyond max_apps); True when it was new."""
