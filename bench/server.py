@@ -633,6 +633,10 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     print(_projection(rows))
+    if "redis" in stores:  # the Redis store's versions and history beside the release: bench/redis_history.py
+        import redis_history
+
+        redis_history.main(["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":

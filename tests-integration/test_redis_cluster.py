@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.crc import key_slot
 from redis_helpers import Collector, report, sources, tls_env
 
 from coldmod_cli.server.redis_process import RedisProcess
@@ -87,7 +88,7 @@ def test_apps_spread_over_the_nodes_and_each_lives_whole_on_one(url: str, cluste
         assert store.count_apps() == 12
         heatmap = store.fetch("app3")
         assert [(e.key, e.calls) for e in heatmap.entries] == [("m.a", 2**62 + 1), ("m.b", 1)]
-        store.restore(Heatmap("app3", heatmap.entries[:1], 500, 2, 3), "print-9")
+        store.restore(Heatmap("app3", heatmap.entries[:1], 500, 2, 3, heatmap.versions), "print-9")
         assert (store.fetch("app3").entries, store.fingerprint("app3")) == (heatmap.entries[:1], "print-9")
         assert store.reset("app4", 5000) == 2
         assert store.delete_app("app5") == 2
@@ -198,3 +199,63 @@ def test_a_collector_on_the_cluster_acknowledges_each_batch_once(url: str, tmp_p
         assert collector.terminate() == 0
     finally:
         collector.kill()
+
+
+def test_versions_history_retirement_and_the_upgrade_run_whole_on_each_apps_node(url: str, cluster: list[RedisProcess]):
+    """Every issue-17 script names history keys from the app's tag: same slot, so each runs on one node."""
+    import json
+    from pathlib import Path
+
+    from test_redis_store import _load_dump
+
+    from coldmod_cli.server.store import DAY_MS
+
+    day0 = 20_500
+    t0 = day0 * DAY_MS
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "redis_v1_dataset.json").read_text())
+    with redis.RedisCluster(host="127.0.0.1", port=cluster[0].port, decode_responses=True) as client:
+        _load_dump(client, fixture["keys"])  # the previous release's dataset, spread over the nodes
+    first, second = RedisStore(url), RedisStore(url)
+    try:
+        upgraded = first.fetch("shop", now_ms=t0)
+        assert [v.fingerprint for v in upgraded.versions] == [fixture["heatmaps"]["shop"]["fingerprint"]]
+        assert [e.calls for e in upgraded.entries] == [e[1] for e in fixture["heatmaps"]["shop"]["entries"]]
+        names = [f"app{n}" for n in range(9)]
+        for n, name in enumerate(names):
+            first.register(
+                name, [Source("m.shared"), Source("m.old")], t0 - DAY_MS, "fp-old", instance_id=f"{name}-old"
+            )
+            second.register(
+                name, [Source("m.shared"), Source("m.new")], t0 - DAY_MS, "fp-new", instance_id=f"{name}-new"
+            )
+            for seq, (store, start) in enumerate([(first, t0 - 5000), (second, t0 + 5000)], start=1):
+                keys = ["m.shared", "m.old", "m.new"]
+                batch = Batch(name, "i1", seq, start, start + 1000, keys, [n + 1, 2, 3], [False] * 3)
+                assert store.report(batch).unknown_keys == 0
+            second.report(Batch(name, f"{name}-new", 1, t0 + 40 * DAY_MS, t0 + 40 * DAY_MS, ["m.new"], [1], [False]))
+        for name in names:
+            meta_slot = key_slot(AppKeys.of(name).meta.encode())
+            owners = set()
+            for node in cluster:
+                with redis.Redis(port=node.port, decode_responses=True) as client:
+                    history = list(client.scan_iter(AppKeys.of(name).meta[: -len("meta")] + "h:*"))
+                    if history:
+                        owners.add(node.port)
+                        assert {key_slot(k.encode()) for k in history} == {meta_slot}
+            assert len(owners) == 1, f"{name}'s history spans nodes"
+        retired = second.retire(t0 + 35 * DAY_MS)  # the old version was last seen on day0 - 1
+        assert sorted(retired) == sorted(names)  # "quiet" (upgraded, silent since 2025) keeps its only version
+        for n, name in enumerate(names):
+            heatmap = first.fetch(name, now_ms=t0 + 40 * DAY_MS, all_history=True)
+            assert {e.key: (e.calls, e.days, e.day_calls) for e in heatmap.entries} == {
+                "m.shared": (2 * (n + 1), (day0 - 1, day0), (n + 1, n + 1)),
+                "m.new": (7, (day0 - 1, day0, day0 + 40), (3, 3, 1)),
+            }
+            assert [v.fingerprint for v in heatmap.versions] == ["fp-new"]
+            assert first.history(name, ["m.new"]) == {"m.new": ((day0 - 1, day0, day0 + 40), (3, 3, 1))}
+        copy = first.fetch("app4", now_ms=t0 + 40 * DAY_MS, all_history=True)
+        second.restore(Heatmap("app5", copy.entries, copy.registered_ms, 0, 0, copy.versions))
+        assert second.fetch("app5", now_ms=t0 + 40 * DAY_MS, all_history=True).entries == copy.entries
+    finally:
+        first.close()
+        second.close()

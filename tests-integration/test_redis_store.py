@@ -21,10 +21,21 @@ import pytest
 from redis.crc import key_slot
 from redis_helpers import REDIS_PASSWORD, Collector, report, run_collector_once, sources
 
+from coldmod_cli.server import open_store
 from coldmod_cli.server.process import collector_command
 from coldmod_cli.server.redis_process import RedisProcess
 from coldmod_cli.server.redis_store import DEDUPE_KEEP, DEDUPE_TTL_MS, AppKeys, RedisStore
-from coldmod_cli.server.store import Batch, Change, Heatmap, Source, StoreError, TooManyApps, UnknownApp
+from coldmod_cli.server.store import (
+    DAY_MS,
+    Batch,
+    Change,
+    Heatmap,
+    IgnoreRules,
+    Source,
+    StoreError,
+    TooManyApps,
+    UnknownApp,
+)
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -58,7 +69,8 @@ def _batch(instance: str, seq: int, calls: dict[str, int], app: str = "shop") ->
 def test_every_key_of_an_app_is_in_one_hash_slot():
     for app in ["shop", "a{b}c", "}x", "{", "x{}y", "{shop}"]:
         keys = AppKeys.of(app)
-        slots = {key_slot(k.encode()) for k in [*keys.all(), keys.instance("i-1"), keys.instance("{i}")]}
+        named = [keys.instance("i-1"), keys.instance("{i}"), keys.lease("f{p}"), keys.history(640, "m:{x}")]
+        slots = {key_slot(k.encode()) for k in [*keys.all(), *named]}
         assert len(slots) == 1, f"the keys of {app!r} span slots {slots}"
     # ...and apps spread over the cluster instead of all sharing one slot.
     assert len({key_slot(AppKeys.of(f"app{n}").meta.encode()) for n in range(20)}) > 10
@@ -84,13 +96,15 @@ def test_fetch_never_sees_half_of_a_register(two):
     first, second = two
     evens = [Source(f"m.k{i}") for i in range(0, 4000, 2)]
     odds = [Source(f"m.k{i}") for i in range(1, 4000, 2)]
-    first.register("shop", evens, 1000)
+    first.register("shop", evens, 1000, "evens")
     stop = threading.Event()
 
-    def swap() -> None:
+    def swap() -> None:  # a version adds the odd keys; another's [ignore] takes them out again
+        n = 0
         while not stop.is_set():
-            for sources_ in (odds, evens):
-                first.register("shop", sources_, 1000)
+            n += 1
+            first.register("shop", odds, 1000, f"odds-{n}")
+            first.register("shop", evens, 1000, "evens", ignore=IgnoreRules(keys=tuple(s.key for s in odds)))
 
     swapper = threading.Thread(target=swap)
     swapper.start()
@@ -98,8 +112,8 @@ def test_fetch_never_sees_half_of_a_register(two):
         seen = set()
         for _ in range(40):
             keys = {e.key for e in second.fetch("shop").entries}
-            assert keys in ({s.key for s in evens}, {s.key for s in odds}), f"a torn read of {len(keys)} keys"
-            seen.add(min(keys))
+            assert keys in ({s.key for s in evens}, {s.key for s in evens + odds}), f"a torn read of {len(keys)} keys"
+            seen.add(len(keys))
     finally:
         stop.set()
         swapper.join()
@@ -437,3 +451,380 @@ def test_one_group_with_twins_an_overflow_and_sums_past_2_53_answers_each_batch_
     ]
     assert {e.key: e.calls for e in first.fetch("shop").entries}["m.c"] == 8
     assert first.fetch("shop").dropped_unknown == 2
+
+
+# ------------------------------------------------ versions and history (issue 17) --
+
+DAY = DAY_MS
+T0 = 20_500 * DAY  # a UTC midnight (2026-02-15)
+
+
+def _vbatch(
+    instance: str, seq: int, calls: dict[str, int], start: int, end: int | None = None, fingerprint: str = ""
+) -> Batch:
+    keys = list(calls)
+    window_end = start + 1000 if end is None else end
+    return Batch(
+        "shop",
+        instance,
+        seq,
+        start,
+        window_end,
+        keys,
+        [calls[k] for k in keys],
+        [False] * len(keys),
+        fingerprint=fingerprint,
+    )
+
+
+def _history_keys(store: RedisStore, app: str = "shop") -> set[str]:
+    prefix = AppKeys.of(app).meta[: -len("meta")] + "h:"
+    return set(store._client.scan_iter(prefix + "*"))
+
+
+def test_two_versions_interleaved_on_two_collectors_lose_nothing(two):
+    """A rolling deploy: old and new register and report in turn, through either collector; then an old restart."""
+    first, second = two
+    old = [Source("shop.shared", "shop/a.py", (1,)), Source("shop.old_only", "shop/a.py", (5,))]
+    new = [Source("shop.shared", "shop/a.py", (1,)), Source("shop.new_only", "shop/b.py", (2,))]
+    first.register("shop", old, T0, "fp-old", version="v1", instance_id="old-1")
+    second.register("shop", new, T0 + 10, "fp-new", version="v2", instance_id="new-1")
+    sent = {"shop.shared": 0, "shop.old_only": 0, "shop.new_only": 0}
+    unknown = 0
+    for seq in range(1, 41):  # the two fleets' batches alternate between the collectors
+        store = (first, second)[seq % 2]
+        a = store.report(
+            _vbatch("old-1", seq, {"shop.shared": 1, "shop.old_only": 2}, T0 + seq * 1000, fingerprint="fp-old")
+        )
+        b = store.report(
+            _vbatch("new-1", seq, {"shop.shared": 3, "shop.new_only": 4}, T0 + seq * 1000, fingerprint="fp-new")
+        )
+        unknown += a.unknown_keys + b.unknown_keys
+        sent["shop.shared"] += 4
+        sent["shop.old_only"] += 2
+        sent["shop.new_only"] += 4
+        if seq == 20:  # a lagging old worker restarts mid-rollout: registers its set again (known: a refresh)
+            assert first.knows_version("shop", "fp-old")
+            first.register("shop", old, T0 + seq * 1000, "fp-old", version="v1", instance_id="old-2")
+    heatmap = second.fetch("shop", now_ms=T0 + DAY - 1)
+    assert unknown == 0
+    assert heatmap.dropped_unknown == 0
+    assert {e.key: e.calls for e in heatmap.entries} == sent
+    labels = [v.label for v in heatmap.versions]
+    assert labels == ["v1", "v2"]
+    has = {e.key: sorted(labels[i] for i in e.versions) for e in heatmap.entries}
+    assert has == {"shop.shared": ["v1", "v2"], "shop.old_only": ["v1"], "shop.new_only": ["v2"]}
+    assert [v.keys for v in heatmap.versions] == [2, 2]
+    # The history holds the same calls, on the day of the windows.
+    assert {e.key: (e.calls_7d, e.days) for e in heatmap.entries} == {k: (n, ()) for k, n in sent.items()}
+    assert second.history("shop", ["shop.shared", "nope"]) == {"shop.shared": ((T0 // DAY,), (sent["shop.shared"],))}
+
+
+def test_a_batch_resent_to_both_collectors_counts_once_in_total_and_history(two):
+    first, second = two
+    first.register("shop", [Source("m.a")], T0, "fp-1", instance_id="i1")
+    second.register("shop", [Source("m.a"), Source("m.b")], T0, "fp-2", instance_id="i2")
+    results = []
+    batch = _vbatch("i2", 7, {"m.a": 5, "m.b": 6}, T0 + 5 * DAY, fingerprint="fp-2")
+    threads = [
+        threading.Thread(target=lambda s=store: results.append(s.report(batch))) for store in [first, second] * 8
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 15
+    assert first.history("shop", ["m.a", "m.b"]) == {"m.a": ((T0 // DAY + 5,), (5,)), "m.b": ((T0 // DAY + 5,), (6,))}
+    versions = {v.fingerprint: v.last_seen_ms for v in first.fetch("shop", now_ms=T0 + 5 * DAY).versions}
+    assert versions == {"fp-1": T0, "fp-2": T0 + 5 * DAY + 1000}  # only the batch's version was refreshed
+
+
+def test_retirement_follows_the_injected_clock(two):
+    first, second = two
+    first.register("shop", [Source("m.shared"), Source("m.old")], T0, "fp-old", instance_id="old-1")
+    first.register("shop", [Source("m.shared"), Source("m.new")], T0, "fp-new", instance_id="new-1")
+    first.report(_vbatch("old-1", 1, {"m.shared": 5, "m.old": 7}, T0 + 1000))  # no fingerprint: its instance's
+    second.report(_vbatch("new-1", 1, {"m.shared": 1, "m.new": 2}, T0 + 10 * DAY, fingerprint="fp-new"))
+    assert _history_keys(first)
+    old_seen = T0 + 2000  # the old version's last batch ended then
+    assert first.retire(old_seen + 30 * DAY) == {}  # silent exactly the retention: still live
+    assert second.knows_version("shop", "fp-old")
+    retired = second.retire(old_seen + 30 * DAY + 1)
+    assert [(v.fingerprint, v.last_seen_ms, v.keys) for v in retired["shop"]] == [("fp-old", old_seen, 2)]
+    assert not first.knows_version("shop", "fp-old")
+    heatmap = first.fetch("shop", now_ms=T0 + 31 * DAY, all_history=True)
+    assert {e.key: (e.calls, e.days) for e in heatmap.entries} == {
+        "m.shared": (6, (T0 // DAY, T0 // DAY + 10)),
+        "m.new": (2, (T0 // DAY + 10,)),
+    }
+    assert [(v.fingerprint, v.keys) for v in heatmap.versions] == [("fp-new", 2)]
+    assert all(e.versions == (0,) for e in heatmap.entries)
+    # Its own key left with its history; a batch of it now is unknown.
+    assert not any(key.endswith(":m.old") for key in _history_keys(first))
+    assert first.report(_vbatch("old-1", 2, {"m.old": 1}, T0 + 31 * DAY)).unknown_keys == 1
+    # A touch keeps a version alive: the new one, touched at day 39, outlives day 45's retirement.
+    first.touch_version("shop", "fp-new", T0 + 39 * DAY, version="v2")
+    assert second.retire(T0 + 45 * DAY) == {}
+    assert [v.label for v in first.fetch("shop").versions] == ["v2"]
+
+
+def test_ignore_rules_remove_keys_from_every_version(two):
+    first, second = two
+    first.register("shop", [Source("m.a", "shop/a.py"), Source("m.gen", "shop/generated/x.py")], T0, "fp-1")
+    first.register(
+        "shop", [Source("m.a", "shop/a.py"), Source("m.b", "shop/b.py"), Source("m.c", "shop/c.py")], T0, "fp-2"
+    )
+    first.report(_vbatch("i1", 1, {"m.a": 1, "m.b": 2, "m.gen": 3, "m.c": 4}, T0))
+    first.report(_vbatch("i1", 2, {"m.a": 1, "m.b": 2, "m.gen": 3, "m.c": 4}, T0 + DAY))  # day T0 to the buckets
+    result = second.register(
+        "shop",
+        [Source("m.a", "shop/a.py"), Source("m.b", "shop/b.py")],
+        T0 + DAY,
+        "fp-3",
+        ignore=IgnoreRules(keys=("m.c",), files=("shop/generated/**",)),
+    )
+    assert (result.kept, result.added, result.removed) == (2, 0, 2)
+    heatmap = first.fetch("shop", now_ms=T0 + DAY)
+    assert {e.key: e.calls for e in heatmap.entries} == {"m.a": 2, "m.b": 4}
+    assert [v.keys for v in heatmap.versions] == [1, 2, 2]  # fp-1 lost m.gen, fp-2 lost m.c
+    assert {k.rsplit(":", 1)[-1] for k in _history_keys(first)} == {"m.a", "m.b"}
+    assert first.report(_vbatch("i1", 3, {"m.gen": 1, "m.c": 1}, T0 + DAY)).unknown_keys == 2
+    # Registered again later, an ignored key starts from nothing.
+    first.register("shop", [Source("m.c", "shop/c.py")], T0 + DAY, "fp-4")
+    assert first.history("shop", ["m.a", "m.c"]) == {"m.a": ((T0 // DAY, T0 // DAY + 1), (1, 1)), "m.c": ((), ())}
+
+
+def test_calls_across_a_utc_midnight_land_in_their_days(two):
+    from concurrent.futures import Future
+
+    from coldmod_cli.server.redis_store import _Waiting
+
+    first, _ = two
+    first.register("shop", [Source("m.a"), Source("m.b")], T0 - DAY, "fp-1", instance_id="i1")
+    midnight = T0
+    # The sender closes its window at midnight: one batch before, one after; and both in one group.
+    first.report(_vbatch("i1", 1, {"m.a": 3}, midnight - 5000, midnight - 1))
+    first.report(_vbatch("i1", 2, {"m.a": 4}, midnight, midnight + 5000))
+    group = [
+        _Waiting(_vbatch("i2", 1, {"m.b": 1, "m.a": 10}, midnight - 9000, midnight - 1), Future()),
+        _Waiting(_vbatch("i3", 1, {"m.b": 2, "m.a": 20}, midnight, midnight + 9000), Future()),
+        _Waiting(_vbatch("i4", 1, {"m.b": 4}, midnight + 1, midnight + 9000), Future()),
+    ]
+    first._apply("shop", group)
+    assert [w.future.result().duplicate for w in group] == [False] * 3
+    day = midnight // DAY
+    assert first.history("shop", ["m.a", "m.b"]) == {"m.a": ((day - 1, day), (13, 24)), "m.b": ((day - 1, day), (1, 6))}
+    # A late batch of the day before (a resend after an outage) still lands in that day.
+    first.report(_vbatch("i5", 1, {"m.a": 100}, midnight - 60_000, midnight - 1))
+    assert first.history("shop", ["m.a"]) == {"m.a": ((day - 1, day), (113, 24))}
+    # The 7/30/90-day sums end with the fetch's day; quiet entries carry their days.
+    sums = {
+        e.key: (e.calls_7d, e.calls_30d, e.calls_90d) for e in first.fetch("shop", now_ms=midnight + 6 * DAY).entries
+    }
+    assert sums == {"m.a": (24, 137, 137), "m.b": (6, 7, 7)}  # day - 1 is 7 days before day + 6
+    sums = {e.key: e.calls_90d for e in first.fetch("shop", now_ms=midnight + 89 * DAY).entries}
+    assert sums == {"m.a": 24, "m.b": 6}
+    quiet = first.fetch("shop", now_ms=midnight + 10 * DAY, quiet_days=11)  # the last 11 days hold `day`
+    assert {e.key: (e.days, e.day_calls) for e in quiet.entries} == {"m.a": ((), ()), "m.b": ((), ())}
+    quiet = first.fetch("shop", now_ms=midnight + 10 * DAY, quiet_days=10)
+    assert {e.key: (e.days, e.day_calls) for e in quiet.entries} == {
+        "m.a": ((day - 1, day), (113, 24)),
+        "m.b": ((day - 1, day), (1, 6)),
+    }
+
+
+def test_history_is_kept_400_days_in_small_listpack_hashes_and_pruned_after(two):
+    first, _ = two
+    first.register("shop", [Source("m.a"), Source("m.b")], T0, "fp-1", instance_id="i1")
+    for n in range(500):  # a call every day for 500 days
+        first.report(_vbatch("i1", n + 1, {"m.a": n + 1}, T0 + n * DAY))
+    now = T0 + 499 * DAY
+    keys = _history_keys(first)
+    assert len(keys) == len(range(T0 // DAY // 32, (T0 // DAY + 499) // 32 + 1))
+    assert {first._client.object("encoding", key) for key in keys} == {"listpack"}
+    assert first.retire(now) == {}  # the version reported today: only pruning
+    days, calls = first.history("shop", ["m.a"])["m.a"]
+    today = now // DAY
+    assert days == tuple(range(today - 400, today + 1))
+    assert calls == tuple(range(100, 501))
+    entry = first.fetch("shop", now_ms=now).entries[0]
+    assert (entry.calls, entry.calls_7d, entry.calls_90d) == (
+        500 * 501 // 2,
+        sum(range(494, 501)),
+        sum(range(411, 501)),
+    )
+    assert len(_history_keys(first)) == len(range((today - 400) // 32, today // 32 + 1))
+    # The next day prunes one more day (the boundary bucket loses its oldest field).
+    first.retire(now + DAY)
+    assert first.history("shop", ["m.a"])["m.a"][0][0] == today - 399
+
+
+def test_reset_and_delete_take_the_history_with_them(two):
+    first, _ = two
+    first.register("shop", [Source("m.a")], T0, "fp-1")
+    first.report(_vbatch("i1", 1, {"m.a": 5}, T0 + 3 * DAY))
+    first.report(_vbatch("i1", 2, {"m.a": 5}, T0 + 4 * DAY))  # day 3 moves to its bucket
+    assert _history_keys(first)
+    assert first.reset("shop", T0 + 4 * DAY) == 1
+    assert not _history_keys(first)
+    assert first.history("shop", ["m.a"]) == {"m.a": ((), ())}
+    first.report(_vbatch("i1", 3, {"m.a": 5}, T0 + 5 * DAY))
+    first.report(_vbatch("i1", 4, {"m.a": 5}, T0 + 6 * DAY))
+    assert _history_keys(first)
+    first.delete_app("shop")
+    left = {key.split(":")[2] for key in first._client.scan_iter("coldmod:{shop}:*")}
+    assert left == {"i"}  # only the dedupe record, which expires on its own
+
+
+def test_restore_carries_versions_and_history_and_twice_is_once(two):
+    first, _ = two
+    first.register("shop", [Source("m.a", "a.py", (1,)), Source("m.b")], T0, "fp-1", version="v1")
+    first.register("shop", [Source("m.b"), Source("m.c")], T0 + 1, "fp-2", version="v2")
+    for n in range(3):
+        first.report(_vbatch("i1", n + 1, {"m.a": 1, "m.b": 2 + n}, T0 + n * 40 * DAY))
+    original = first.fetch("shop", now_ms=T0 + 100 * DAY, all_history=True)
+    assert original.entries[1].days == (T0 // DAY, T0 // DAY + 40, T0 // DAY + 80)
+    target = RedisStore(first.target.display.rsplit("/", 1)[0] + "/3")
+    try:
+        target.register("shop", [Source("m.z")], T0, "fp-z")  # older data there: replaced
+        for _ in range(2):
+            target.restore(original)
+            copied = target.fetch("shop", now_ms=T0 + 100 * DAY, all_history=True)
+            assert copied.entries == original.entries
+            assert copied.versions == original.versions
+            assert target.knows_version("shop", "fp-2")
+            assert not target.knows_version("shop", "fp-z")
+        # The copy takes Reports in its versions and history.
+        target.report(_vbatch("i9", 1, {"m.c": 9}, T0 + 100 * DAY, fingerprint="fp-2"))
+        assert target.history("shop", ["m.c"]) == {"m.c": ((T0 // DAY + 100,), (9,))}
+    finally:
+        target._client.flushdb()
+        target.close()
+
+
+def _load_dump(client, dump: dict[str, dict]) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """Write a JSON dump of keys (make_redis_v1_dataset.py's format) into Redis, TTLs included."""
+    for key, item in dump.items():
+        kind, value = item["type"], item["value"]
+        if kind == "hash":
+            client.hset(key, mapping=value)
+        elif kind == "set":
+            client.sadd(key, *value)
+        elif kind == "zset":
+            client.zadd(key, dict(value))
+        if item["pttl"] > 0:
+            client.pexpire(key, item["pttl"])
+
+
+def test_a_dataset_written_by_the_previous_release_upgrades_in_place(server):
+    import json
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "redis_v1_dataset.json").read_text())
+    loader = RedisStore(server.url)
+    loader._client.flushall()
+    _load_dump(loader._client, fixture["keys"])
+    loader.close()
+    stores = [RedisStore(server.url), RedisStore(server.url)]  # two collectors open it: each app upgraded once
+    store = stores[0]
+    try:
+        for app, old in fixture["heatmaps"].items():
+            heatmap = store.fetch(app, now_ms=T0)
+            # Every count, flag, timestamp and source as the old Fetch answered.
+            assert [[*e[:7], list(e.lines), e.lower_bound] for e in heatmap.entries] == old["entries"], app
+            assert (heatmap.registered_ms, heatmap.dropped_unknown, heatmap.dropped_updates) == (
+                old["registered_ms"],
+                old["dropped_unknown"],
+                old["dropped_updates"],
+            )
+            # The fingerprint it had is its one version, holding every key.
+            assert len(heatmap.versions) == 1
+            if old["fingerprint"]:
+                assert heatmap.versions[0].fingerprint == old["fingerprint"]
+                assert store.knows_version(app, old["fingerprint"])
+            assert heatmap.versions[0].keys == len(old["entries"])
+            assert all(e.versions == (0,) for e in heatmap.entries)
+            assert store.fingerprint(app) == heatmap.versions[0].fingerprint
+        # A batch applied before the upgrade is still a duplicate; a new one lands in total and history.
+        assert store.report(Batch("shop", "i-1", 1, 0, 0, ["shop.views:index"], [7], [False])).duplicate
+        store.report(_vbatch("i-1", 2, {"shop.views:index": 2}, T0))
+        entry = next(e for e in store.fetch("shop", now_ms=T0).entries if e.key == "shop.views:index")
+        assert (entry.calls, entry.calls_7d) == (13, 2)
+        # A new version registers beside it: the upgraded keys and counts stay.
+        store.register("shop", [Source("shop.api:v2", "shop/api.py", (9,))], T0, "fp-shop-3")
+        heatmap = store.fetch("shop", now_ms=T0)
+        assert len(heatmap.entries) == 5
+        assert len(heatmap.versions) == 2
+        assert {e.key: e.calls for e in heatmap.entries}["shop.views:cart"] == 2**53 + 11
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_the_fingerprintless_version_is_replaced_and_the_newest_version_never_retires(two):
+    first, second = two
+    first.register("shop", [Source("m.a"), Source("m.b")], T0)
+    first.report(_vbatch("i1", 1, {"m.a": 1, "m.b": 2}, T0))
+    result = second.register("shop", [Source("m.b"), Source("m.c")], T0 + 1)  # "" again: its set is replaced
+    assert (result.kept, result.added, result.removed) == (1, 1, 1)
+    heatmap = first.fetch("shop", now_ms=T0)
+    assert {e.key: e.calls for e in heatmap.entries} == {"m.b": 2, "m.c": 0}
+    assert [(v.fingerprint, v.keys, v.first_seen_ms) for v in heatmap.versions] == [("", 2, T0)]
+    assert first.history("shop", ["m.a"]) == {}
+    # A stopped fleet keeps its heatmap: its one (most recently seen) version is never retired.
+    assert second.retire(T0 + 400 * DAY) == {}
+    first.register("shop", [Source("m.d")], T0 + 2, "fp-d")
+    first.touch_version("shop", "", T0 + 2)  # a tie: the newest version stays
+    assert [v.fingerprint for v in second.retire(T0 + 400 * DAY)["shop"]] == [""]
+    assert [e.key for e in first.fetch("shop").entries] == ["m.d"]
+
+
+def test_coldmod_store_copy_carries_versions_and_history_between_redis_and_sqlite(server, tmp_path: Path):
+    """Redis -> Redis, and Redis -> SQLite -> Redis: the versions, memberships and every day arrive as they were."""
+    from coldmod_cli.server.sqlite_store import SqliteStore
+
+    source = RedisStore(server.url)
+    source._client.flushall()
+    try:
+        source.register("shop", [Source("m.a", "a.py", (1,)), Source("m.b")], T0, "fp-1", version="v1")
+        source.register("shop", [Source("m.b"), Source("m.c")], T0 + 1, "fp-2", version="v2")
+        for n in range(4):  # days spread over buckets, today's in the keys' last values
+            source.report(_vbatch("i1", n + 1, {"m.a": 1 + n, "m.b": 2, "m.c": n}, T0 + n * 33 * DAY))
+        now = T0 + 100 * DAY
+        original = source.fetch("shop", now_ms=now, all_history=True)
+    finally:
+        source.close()
+    assert original.entries[1].days == tuple(T0 // DAY + n * 33 for n in range(4))
+    redis_copy = server.url.rsplit("/", 1)[0] + "/5"
+    sqlite_copy = f"sqlite://{tmp_path / 'copy.db'}"
+    hops = [(server.url, redis_copy)]
+    if hasattr(SqliteStore, "history"):  # the SQLite store of issue 17 (branch i17-sqlite) carries them too
+        hops += [(redis_copy, sqlite_copy), (sqlite_copy, server.url.rsplit("/", 1)[0] + "/6")]
+    for src, dst in hops:
+        done = _coldmod("store", "copy", src, dst)
+        assert done.returncode == 0, done.stderr
+        copied = open_store(dst)
+        try:
+            got = copied.fetch("shop", now_ms=now, all_history=True)
+        finally:
+            copied.close()
+        assert got.entries == original.entries, dst
+        assert [(v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in got.versions] == [
+            (v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in original.versions
+        ]
+
+
+def test_a_register_lease_holds_across_collectors_on_their_clock(two):
+    """Store.lease: one sender per version's set, whichever collector the fleet reaches; expiry on now_ms."""
+    first, second = two
+    assert first.lease("shop", "fp", "a", 1000, 10_000)
+    assert not second.lease("shop", "fp", "b", 10_999, 10_000), "a's until 11,000, on the other collector too"
+    assert second.lease("shop", "fp-2", "b", 5000, 10_000), "another version's set: another lease"
+    assert first.lease("shop", "fp", "a", 5000, 10_000), "the holder renews (to 15,000)"
+    assert not second.lease("shop", "fp", "b", 14_999, 10_000)
+    assert second.lease("shop", "fp", "b", 15_000, 10_000), "expired: b takes it"
+    first.release("shop", "fp", "a")  # not a's any more: nothing happens
+    assert not first.lease("shop", "fp", "a", 16_000, 10_000)
+    second.release("shop", "fp")  # the set was stored: whoever held it lets go
+    assert first.lease("shop", "fp", "a", 16_000, 10_000)
+    key = AppKeys.of("shop").lease("fp")
+    assert 0 < first._client.pttl(key) <= 10_000 + 3_600_000  # an unreleased lease is collected, never kept

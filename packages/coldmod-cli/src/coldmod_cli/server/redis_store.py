@@ -9,23 +9,36 @@ node owning its app's slot):
 
 | key | type | holds |
 |---|---|---|
-| ``…:meta`` | hash | name, fingerprint, registered_ms, updated_ms, dropped_unknown, dropped_updates |
-| ``…:src`` | hash | key → JSON ``[path, lines]`` (the current set) |
-| ``…:since`` | hash | key → tracked_since_ms (present for every key of the set) |
+| ``…:meta`` | hash | name, last fingerprint, registered_ms, updated_ms, drop counts, next_version, pruned_day, layout |
+| ``…:src`` | hash | key → JSON ``[path, lines]`` (the union of the live versions' sets) |
+| ``…:since`` | hash | key → tracked_since_ms (present for every key of the union) |
 | ``…:calls`` | hash | key → calls (only keys that ran; exact 64-bit integers) |
 | ``…:est`` / ``…:lb`` | sets | keys whose count is estimated / only a lower bound |
-| ``…:first`` / ``…:last`` | hashes | key → first / last seen ms |
+| ``…:first`` / ``…:last`` | hashes | key → first seen ms (``:day`` if history began earlier) / ``last_ms:day:calls`` |
+| ``…:ver`` | hash | fingerprint → ``id|first_seen|last_seen|keys|label`` (the live versions) |
+| ``…:kv`` | hash | key → the comma-joined ids of the versions that have it |
+| ``…:h:<bucket>:<key>`` | hash | the key's calls per UTC day with calls: field ``day % 32`` of ``day // 32`` |
 | ``…:i:<instance>`` | hash | the instance's applied sequences → unknown keys, and ``floor`` |
+| ``…:lease:<fingerprint>`` | string | ``expires_ms:holder``: who sends that version's set (``Store.lease``) |
+| ``…:f:<instance>`` | string | the version the instance registered (its Reports without a fingerprint refresh it) |
 | ``coldmod:apps`` | sorted set | every app's name (score 0: ListApps pages by name with ZRANGEBYLEX) |
 
 Writes are Lua scripts (:mod:`coldmod_cli.server.redis_scripts`): a Report
 checks its batch id, applies every increment and records the id in one
 script, so it is applied at most once even when resent to another collector;
-a Register replaces the set in one script. Group commit: a collector's
+a Register adds or refreshes its version in one script (never dropping
+another version's keys), and ``retire`` drops silent versions and the keys
+only they had. A Report also adds each delta to its key's day in the history
+and refreshes its version's last seen, in the same script as the batch id. Group commit: a collector's
 Reports waiting at the same moment go in one script per app (each batch id
 still checked and recorded on its own, the deltas merged per key), so a key
-that many tracers report costs Redis one update per group, not per batch. Fetch reads the app's keys in one
-MULTI/EXEC: a consistent snapshot. A call returns only after Redis answered,
+that many tracers report costs Redis one update per group, not per batch. Fetch reads the app's keys and its
+history sums (a read-only script) in one MULTI/EXEC: a consistent snapshot.
+
+Upgrade: an app written before versions (no ``layout`` in its meta) is
+brought to this layout when a store opens (the UPGRADE script, idempotent):
+its fingerprint becomes its first version, holding every key; counts and
+timestamps stay; its history starts then. A call returns only after Redis answered,
 so nothing is acknowledged that Redis did not accept; how much of it
 survives a Redis crash is Redis's persistence (see ``durability``).
 
@@ -64,12 +77,16 @@ from typing import Any
 
 from coldmod_cli.server import redis_scripts
 from coldmod_cli.server.store import (
+    DAY_MS,
     DEFAULT_MAX_APPS,
+    DEFAULT_RETIRE_AFTER_MS,
+    HISTORY_KEEP_DAYS,
     AppSummary,
     Batch,
     Change,
     CountOverflow,
     Heatmap,
+    IgnoreRules,
     RegisterResult,
     ReportResult,
     Source,
@@ -78,8 +95,10 @@ from coldmod_cli.server.store import (
     StoreUnavailable,
     TooManyApps,
     UnknownApp,
+    Version,
     entries,
     gc_paused,
+    utc_day,
 )
 
 __all__ = ["PASSWORD_ENV", "TLS_CA_ENV", "RedisStore", "durability", "follow", "parse_url"]
@@ -107,6 +126,8 @@ WRITERS = 2
 #: Most deltas one group carries (one script's run time stays short: Redis runs one at a time).
 GROUP_DELTAS = 50_000
 MAX_COUNT = 2**63 - 1
+#: How long after its expiry an unreleased lease's key stays (housekeeping only: expiry is judged on now_ms).
+LEASE_KEEP_MS = 3_600_000
 _FLAGS = ("", "l", "e", "el")  # index: estimated * 2 + lower_bound
 
 
@@ -114,9 +135,7 @@ def _import_redis() -> Any:
     try:
         import redis
     except ImportError:
-        raise StoreError(
-            "the Redis store needs the redis package: pip install 'coldmod-cli[redis]'"
-        ) from None
+        raise StoreError("the Redis store needs the redis package: pip install 'coldmod-cli[redis]'") from None
     return redis
 
 
@@ -218,20 +237,42 @@ class AppKeys:
     lb: str
     first: str
     last: str
+    ver: str
+    kv: str
 
     @classmethod
     def of(cls, app: str) -> AppKeys:
         """The keys of ``app`` (all in one hash slot)."""
         prefix = f"coldmod:{{{_tag(app)}}}:"
-        return cls(*(prefix + name for name in ("meta", "src", "since", "calls", "est", "lb", "first", "last")))
+        names = ("meta", "src", "since", "calls", "est", "lb", "first", "last", "ver", "kv")
+        return cls(*(prefix + name for name in names))
 
     def all(self) -> list[str]:
-        """Every key, in script order."""
-        return [self.meta, self.src, self.since, self.calls, self.est, self.lb, self.first, self.last]
+        """Every fixed key, in script order (the history buckets are named by the scripts)."""
+        return [
+            self.meta,
+            self.src,
+            self.since,
+            self.calls,
+            self.est,
+            self.lb,
+            self.first,
+            self.last,
+            self.ver,
+            self.kv,
+        ]
+
+    def history(self, bucket: int, key: str) -> str:
+        """One key's history hash for days ``bucket * 32`` to ``bucket * 32 + 31`` (same slot)."""
+        return f"{self.meta[: -len('meta')]}h:{bucket}:{key}"
 
     def instance(self, instance_id: str) -> str:
         """The dedupe record of one instance (same slot)."""
         return self.meta[: -len("meta")] + "i:" + instance_id
+
+    def lease(self, fingerprint: str) -> str:
+        """The one-sender lease on a version's set (same slot)."""
+        return self.meta[: -len("meta")] + "lease:" + fingerprint
 
 
 # What each persistence setting loses, for `coldmod status` (Info.durability) and the README.
@@ -305,9 +346,28 @@ class RedisStore:
             self._disconnect()
             raise
         self._scripts = {
-            name: self._client.register_script(getattr(redis_scripts, name))
-            for name in ("REGISTER", "REPORT", "RESET", "DELETE", "RESTORE")
+            name: self._client.register_script(getattr(redis_scripts, name)) for name in redis_scripts.__all__
         }
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring every app written before versions and history to today's layout (see the module docstring).
+
+        Idempotent and per app in one script, so collectors opening together
+        upgrade each app once; an app without a fingerprint gets its set's.
+        """
+        from coldmod_trace.keys import sources_fingerprint
+
+        with self._errors("open"):
+            for name in self._client.zrange(INDEX, 0, -1):
+                keys = AppKeys.of(name)
+                if self._client.hexists(keys.meta, "layout"):
+                    continue
+                fallback = ""
+                if not self._client.hget(keys.meta, "fingerprint"):
+                    located = self._client.hgetall(keys.src)
+                    fallback = sources_fingerprint((key, *json.loads(value)) for key, value in located.items())
+                self._scripts["UPGRADE"](keys=keys.all(), args=[_now_ms(), HISTORY_KEEP_DAYS, fallback])
 
     def _plain_client(self, options: dict[str, Any]) -> Any:
         """One Redis server: a blocking pool of connections (callers wait for a free one)."""
@@ -409,13 +469,31 @@ class RedisStore:
 
     # ------------------------------------------------------------- the API --
 
-    def register(self, app: str, sources: Sequence[Source], now_ms: int, fingerprint: str = "") -> RegisterResult:
-        """Replace the app's set of keys atomically; kept keys keep their counts."""
+    def register(
+        self,
+        app: str,
+        sources: Sequence[Source],
+        now_ms: int,
+        fingerprint: str = "",
+        *,
+        version: str = "",
+        instance_id: str = "",
+        ignore: IgnoreRules | None = None,
+    ) -> RegisterResult:
+        """Add or refresh the version ``fingerprint`` (its set ``sources``) in one script; see the Store protocol.
+
+        A known fingerprint only refreshes its version; the fingerprint-less
+        version ("") is replaced by each Register of it.
+        """
         keys = AppKeys.of(app)
         unique = {s.key: s for s in sources}
-        args: list[Any] = [app, now_ms, fingerprint, CHANNEL, self._origin]
+        with self._errors("Register"):
+            ignored = self._ignored(keys, unique, ignore) if ignore and (ignore.keys or ignore.files) else set()
+        args: list[Any] = [app, now_ms, fingerprint, version, instance_id, CHANNEL, self._origin, DEDUPE_TTL_MS]
+        args += (HISTORY_KEEP_DAYS, len(ignored), *ignored)
         for key, source in unique.items():
-            args += (key, json.dumps([source.path, list(source.lines)], separators=(",", ":")))
+            if key not in ignored:
+                args += (key, json.dumps([source.path, list(source.lines)], separators=(",", ":")))
         with self._errors("Register"):
             created = self._claim(app)
             try:
@@ -427,6 +505,50 @@ class RedisStore:
                 raise
         self._notify(Change(app, "register"))
         return RegisterResult(int(kept), int(added), int(removed))
+
+    def _ignored(self, keys: AppKeys, unique: dict[str, Source], ignore: IgnoreRules) -> set[str]:
+        """The keys of the union and of this set that ``ignore`` names (by key, or by file with the tracer's globs).
+
+        Read before the Register's script: a key another version registers in
+        between stays until a Register with these rules comes again.
+        """
+        from coldmod_trace.rootmarker import compile_globs
+
+        matches = compile_globs(ignore.files)
+        by_key = set(ignore.keys)
+        located = {key: json.loads(value)[0] for key, value in self._client.hgetall(keys.src).items()}
+        located |= {key: source.path for key, source in unique.items()}
+        return {key for key, path in located.items() if key in by_key or (ignore.files and matches(path))}
+
+    def knows_version(self, app: str, fingerprint: str) -> bool:
+        """Whether the app has a live version with this fingerprint (its set is stored)."""
+        with self._errors("read"):
+            return bool(self._client.hexists(AppKeys.of(app).ver, fingerprint))
+
+    def touch_version(
+        self, app: str, fingerprint: str, now_ms: int, *, version: str = "", instance_id: str = ""
+    ) -> None:
+        """Refresh a known version as a fingerprint-only Register does: last seen, label, instance; no-op if unknown."""
+        with self._errors("Register"):
+            self._scripts["TOUCH"](
+                keys=AppKeys.of(app).all(), args=[now_ms, fingerprint, version, instance_id, DEDUPE_TTL_MS]
+            )
+
+    def lease(self, app: str, fingerprint: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the lease on sending this version's set until ``now_ms + lease_ms``; False while another holds one.
+
+        Judged on the collectors' clock in one script, so it holds across every
+        collector on this Redis; the key itself expires LEASE_KEEP_MS later
+        (a lease nobody released is collected, never extended).
+        """
+        with self._errors("Register"):
+            args = [holder, now_ms, lease_ms, max(lease_ms, 0) + LEASE_KEEP_MS]
+            return bool(self._scripts["LEASE"](keys=[AppKeys.of(app).lease(fingerprint)], args=args))
+
+    def release(self, app: str, fingerprint: str, holder: str = "") -> None:
+        """Give the lease back ("" releases it whoever holds it: the set was stored or refused)."""
+        with self._errors("Register"):
+            self._scripts["RELEASE"](keys=[AppKeys.of(app).lease(fingerprint)], args=[holder])
 
     def _claim(self, app: str) -> bool:
         """Put the app in the index (refusing a new app beyond max_apps); True when it was new."""
@@ -510,6 +632,7 @@ class RedisStore:
                 "\n".join(batch.keys),
                 ",".join(map(str, batch.calls)),
                 ",".join(flags),
+                batch.fingerprint,
             )
         try:
             with self._errors("Report"):
@@ -557,40 +680,73 @@ class RedisStore:
         for item, result in zip(group, results, strict=True):
             item.future.set_result(result)
 
-    def fetch(self, app: str) -> Heatmap:
-        """The app's heatmap, read in one MULTI/EXEC (a consistent snapshot); raises UnknownApp."""
-        with gc_paused():  # a big heatmap is hundreds of thousands of new objects (see gc_paused)
-            return self._fetch(app)
+    def fetch(self, app: str, *, now_ms: int | None = None, quiet_days: int = 0, all_history: bool = False) -> Heatmap:
+        """The app's heatmap, read in one MULTI/EXEC (a consistent snapshot); raises UnknownApp.
 
-    def _fetch(self, app: str) -> Heatmap:
-        """Read the app's hashes and sets in one MULTI/EXEC and build its entries."""
+        The 7/30/90-day sums end with ``now_ms``'s UTC day (None: the wall
+        clock); entries with no call in the last ``quiet_days`` days (today
+        included), or every entry with ``all_history``, carry their days.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        with gc_paused():  # a big heatmap is hundreds of thousands of new objects (see gc_paused)
+            return self._fetch(app, now, quiet_days, all_history)
+
+    def _fetch(self, app: str, now_ms: int, quiet_days: int, all_history: bool) -> Heatmap:
+        """Read the app's hashes, sets and history sums in one MULTI/EXEC and build its entries."""
         keys = AppKeys.of(app)
-        with self._errors("Fetch"):
+        today = utc_day(now_ms)
+        quiet_before = (today - quiet_days + 1) * DAY_MS if quiet_days > 0 else -1
+        history_args = [today, quiet_before, 1 if all_history else 0]
+
+        def read() -> list[Any]:
             pipe = self._client.pipeline(transaction=True)
-            pipe.hgetall(keys.meta)
-            pipe.hgetall(keys.src)
-            pipe.hgetall(keys.since)
-            pipe.hgetall(keys.calls)
+            for key in (keys.meta, keys.src, keys.since, keys.calls):
+                pipe.hgetall(key)
             pipe.smembers(keys.est)
             pipe.smembers(keys.lb)
-            pipe.hgetall(keys.first)
-            pipe.hgetall(keys.last)
-            meta, src, since, calls, est, lb, first, last = pipe.execute()
+            for key in (keys.first, keys.last, keys.ver, keys.kv):
+                pipe.hgetall(key)
+            self._scripts["FETCH_HISTORY"](keys=keys.all(), args=history_args, client=pipe)
+            return list(pipe.execute())
+
+        with self._errors("Fetch"):
+            try:
+                answers = read()
+            except self._redis_mod.exceptions.NoScriptError:  # a cluster node that has not seen the script yet
+                self._client.script_load(redis_scripts.FETCH_HISTORY)
+                answers = read()
+        meta, src, since, calls, est, lb, first, last, ver, kv, history = answers
         if not meta:
             raise UnknownApp(f"the app {app!r} is not registered")
+        versions, index = _versions(ver)
         order = sorted(src)
         # Column by column, each a loop in C, and every source's JSON parsed in one call.
         located = json.loads("[" + ",".join(map(src.__getitem__, order)) + "]")
+        # Few distinct memberships ("1", "1,2", ...): each parsed once.
+        membership = {ids: tuple(sorted(index[i] for i in ids.split(",") if i in index)) for ids in set(kv.values())}
+        last_ms = {key: int(value.partition(":")[0]) for key, value in last.items()}  # "ms:day:calls" or "ms"
+        carries = (lambda key: True) if all_history else (lambda key: last_ms.get(key, 0) < quiet_before)
+        sums, carried = _history_sums(history, today, carries)
+        no_sums = (0, 0, 0)
+        no_days: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
+        windows = list(map(sums.get, order, repeat(no_sums)))
+        days = list(map(carried.get, order, repeat(no_days)))
         built = entries(
             order,
             map(int, map(calls.get, order, repeat(0))),
             map(est.__contains__, order),
-            map(int, map(first.get, order, repeat(0))),
-            map(int, map(last.get, order, repeat(0))),
+            map(int, map(itemgetter(0), map(str.partition, map(first.get, order, repeat("0")), repeat(":")))),
+            map(last_ms.get, order, repeat(0)),
             map(int, map(since.get, order, repeat(0))),
             map(itemgetter(0), located),
             map(itemgetter(1), located),
             map(lb.__contains__, order),
+            versions=map(membership.get, map(kv.get, order, repeat("")), repeat(())),
+            calls_7d=map(itemgetter(0), windows),
+            calls_30d=map(itemgetter(1), windows),
+            calls_90d=map(itemgetter(2), windows),
+            days=map(itemgetter(0), days),
+            day_calls=map(itemgetter(1), days),
         )
         return Heatmap(
             app,
@@ -598,7 +754,35 @@ class RedisStore:
             int(meta.get("registered_ms", 0)),
             int(meta.get("dropped_unknown", 0)),
             int(meta.get("dropped_updates", 0)),
+            versions=versions,
+            now_ms=now_ms,
         )
+
+    def history(self, app: str, keys: Sequence[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """``(days, day_calls)`` per key asked (keys the app lacks are absent); raises UnknownApp."""
+        app_keys = AppKeys.of(app)
+        with self._errors("read"):
+            if not self._client.exists(app_keys.meta):
+                raise UnknownApp(f"the app {app!r} is not registered")
+            flat = self._scripts["HISTORY"](keys=app_keys.all(), args=list(dict.fromkeys(keys))) if keys else []
+        return {flat[i]: _days(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def retire(self, now_ms: int, after_ms: int = DEFAULT_RETIRE_AFTER_MS) -> dict[str, list[Version]]:
+        """Retire every version last seen before ``now_ms - after_ms``, app by app (one script each).
+
+        Keys no remaining version has leave (counts and history); history
+        days before ``utc_day(now_ms) - HISTORY_KEEP_DAYS`` are pruned.
+        """
+        retired: dict[str, list[Version]] = {}
+        with self._errors("retire"):
+            for name in self._client.zrange(INDEX, 0, -1):
+                args = [name, now_ms, after_ms, HISTORY_KEEP_DAYS, CHANNEL, self._origin]
+                answer = self._scripts["RETIRE"](keys=AppKeys.of(name).all(), args=args)
+                gone = [_version(answer[i], answer[i + 1])[1] for i in range(1, len(answer), 2)]
+                if gone:
+                    retired[name] = sorted(gone, key=lambda v: (v.first_seen_ms, v.fingerprint))
+                    self._notify(Change(name, "register"))
+        return retired
 
     def list_apps(self, after: str = "", limit: int | None = None) -> list[AppSummary]:
         """Up to ``limit`` apps named after ``after``, sorted by name, calls summed exactly."""
@@ -652,7 +836,7 @@ class RedisStore:
         app = heatmap.app
         args: list[Any] = [
             app,
-            fingerprint,
+            fingerprint or (heatmap.versions[-1].fingerprint if heatmap.versions else ""),
             heatmap.registered_ms,
             _now_ms(),
             heatmap.dropped_unknown,
@@ -660,10 +844,37 @@ class RedisStore:
             CHANNEL,
             self._origin,
         ]
+        versions = heatmap.versions
+        everyone = ""
+        if not versions:  # a heatmap from an older store: one version holds every key
+            n = len(heatmap.entries)
+            versions = [Version(fingerprint, "", heatmap.registered_ms, heatmap.registered_ms, n)]
+            everyone = "1"
+        oldest = min((d for e in heatmap.entries for d in e.days[:1]), default=None)
+        line = utc_day(_now_ms()) - HISTORY_KEEP_DAYS
+        args += (line if oldest is None else min(oldest, line), len(versions))
+        for v in versions:
+            args += (v.fingerprint, v.first_seen_ms, v.last_seen_ms, v.label)
         for e in heatmap.entries:
             source = json.dumps([e.path, list(e.lines)], separators=(",", ":"))
             flag = _FLAGS[e.estimated * 2 + e.lower_bound]
-            args += (e.key, source, e.calls, flag, e.first_seen_ms, e.last_seen_ms, e.tracked_since_ms)
+            members = everyone or ",".join(str(i + 1) for i in e.versions)
+            history = ",".join(f"{d}:{c}" for d, c in zip(e.days, e.day_calls, strict=True))
+            # Days before the first seen day (a window begun before the key was tracked) are marked on it.
+            first: int | str = e.first_seen_ms
+            if e.days and e.days[0] < utc_day(e.first_seen_ms):
+                first = f"{e.first_seen_ms}:{e.days[0]}"
+            args += (
+                e.key,
+                source,
+                e.calls,
+                flag,
+                first,
+                e.last_seen_ms,
+                e.tracked_since_ms,
+                members,
+                history,
+            )
         with self._errors("copy"):
             created = self._claim(app)
             try:
@@ -804,6 +1015,56 @@ def follow(
         finally:
             with contextlib.suppress(Exception):
                 pubsub.close()
+
+
+def _version(fingerprint: str, record: str) -> tuple[str, Version]:
+    """(id, Version) from a ``ver`` record ``id|first_seen|last_seen|keys|label``."""
+    version_id, first, last, keys, label = record.split("|", 4)
+    return version_id, Version(fingerprint, label, int(first), int(last), int(keys))
+
+
+def _versions(ver: dict[str, str]) -> tuple[list[Version], dict[str, int]]:
+    """The app's versions, oldest first (then in creation order), and each one's index by its id."""
+    parsed = sorted((_version(fp, record) for fp, record in ver.items()), key=lambda p: (p[1].first_seen_ms, int(p[0])))
+    return [v for _, v in parsed], {version_id: n for n, (version_id, _) in enumerate(parsed)}
+
+
+def _days(packed: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``"day:calls,…"`` as ascending (days, day_calls)."""
+    if not packed:
+        return (), ()
+    merged: dict[int, int] = {}
+    for item in packed.split(","):  # a day may come twice: in its bucket and in the key's last value
+        day, calls = item.split(":")
+        merged[int(day)] = merged.get(int(day), 0) + int(calls)
+    ordered = sorted(merged.items())
+    return tuple(d for d, _ in ordered), tuple(c for _, c in ordered)
+
+
+def _history_sums(
+    flat: list[str], today: int, carries: Callable[[str], bool]
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """FETCH_HISTORY's answer: the 7/30/90-day sums per key, and the days of the keys that carry them.
+
+    A sum past 2**53 comes as "" with the key's days (doubles are not exact
+    there): it is summed here, and the days stay only if ``carries(key)``.
+    """
+    sums: dict[str, tuple[int, int, int]] = {}
+    carried: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for i in range(0, len(flat), 5):
+        key, s7, s30, s90, packed = flat[i : i + 5]
+        days = _days(packed)
+        if s90 == "":
+            sums[key] = tuple(  # type: ignore[assignment]
+                sum(c for d, c in zip(*days, strict=True) if d > today - window) for window in (7, 30, 90)
+            )
+            if not carries(key):
+                continue
+        else:
+            sums[key] = (int(s7), int(s30), int(s90))
+        if packed:
+            carried[key] = days
+    return sums, carried
 
 
 def _now_ms() -> int:
