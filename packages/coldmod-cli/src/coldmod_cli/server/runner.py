@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from coldmod_cli.server.auth import ApiKeyInterceptor, deny_stream
+from coldmod_cli.server.auth import ApiKeyInterceptor, refuses_credentials
+from coldmod_cli.server.refusals import Refusals
 from coldmod_cli.server.service import HeatmapService, TracingService, wall_clock_ms
 from coldmod_cli.server.settings import ServerSettings, server_settings
 from coldmod_cli.server.store import DEFAULT_MAX_APPS, DEFAULT_RETIRE_AFTER_MS, Store, StoreError, open_store
@@ -103,6 +104,8 @@ class ServerInfo:
     store: Store = field(repr=False)
     settings: ServerSettings = field(repr=False)
     stop: Callable[[], None] = field(repr=False)
+    #: Where refused credentials and TLS handshakes are counted (the web UI counts its own here too).
+    refusals: Refusals = field(default_factory=Refusals, repr=False)
 
 
 if TYPE_CHECKING:  # generic in grpc-stubs only, not at run time
@@ -137,7 +140,7 @@ class _Pools(_Interceptor):
         if handler is None:
             return None
         if method == _ATTACH_METHOD and handler.stream_stream is not None:
-            if handler.stream_stream is deny_stream:
+            if refuses_credentials(handler.stream_stream):
                 return handler  # no key: refused at once, and a stranger learns nothing of the cap
             if self._open >= MAX_ATTACH:
                 return grpc.stream_stream_rpc_method_handler(_refuse_attach)
@@ -371,7 +374,9 @@ def _serve_grpc(
     clock: _Clock,
 ) -> int:
     """Build the gRPC server, start it and the web UI, and serve until ``stopping``."""
-    auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")]
+    # The collector's clock, so that a test moves the once-a-minute lines with it.
+    refusals = Refusals(lambda: clock.now_ms() / 1000)
+    auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "", refusals)]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="coldmod-rpc"),
         interceptors=[pools, *auth],
@@ -387,6 +392,7 @@ def _serve_grpc(
         max_apps=max_apps,
         now_ms=clock.now_ms,
         retire_after_ms=clock.retire_after_ms,
+        refusals=refusals,
     )
     add_tracing(TracingService(store, clock.now_ms), server)
     add_heatmap(heatmap, server)
@@ -421,6 +427,7 @@ def _serve_grpc(
         store=store,
         settings=settings,
         stop=stopping.set,
+        refusals=refusals,
     )
     mode = "plaintext, no authentication" if settings.insecure else "TLS, API key required"
     web: WebHandle | None = None
@@ -438,9 +445,10 @@ def _serve_grpc(
         if ready is not None:
             ready(info)
         while not stopping.wait(0.5):
-            pass
+            refusals.tick()
         print("coldmod: stopping", file=sys.stderr, flush=True)
     finally:
+        refusals.flush()
         health_servicer.enter_graceful_shutdown()
         if web is not None:
             web.stop()

@@ -50,6 +50,7 @@ def start(info: ServerInfo, relay: Relay | None = None) -> WebServer:
             api_key=None if info.insecure else settings.api_key or "",
             tls=tls,
             relay=relay,
+            refusals=info.refusals,
         )
     except OSError as exc:
         where = f"[{settings.web_host}]:{settings.web_port}" if ":" in settings.web_host else (
