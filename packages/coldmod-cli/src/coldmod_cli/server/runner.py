@@ -11,8 +11,10 @@ starts (to add services such as Connect; they sit behind the same API-key
 check), then ``start(info: ServerInfo[, extension]) -> WebHandle`` once it
 runs. ``info`` carries the store (read it; ``info.store.subscribe`` for live
 updates, see :mod:`coldmod_cli.server.store`), ``info.settings`` (web
-address, port 0 allowed; TLS material and the API key for basic auth). The
-handle has ``port: int`` (the bound port) and ``stop() -> None``, called
+address, port 0 allowed; TLS material and the API key for basic auth) and
+``info.refusals`` (where the web UI counts wrong passwords and failed TLS
+handshakes, beside the gRPC key check's; see :mod:`coldmod_cli.server.refusals`).
+The handle has ``port: int`` (the bound port) and ``stop() -> None``, called
 before the store closes. ``start`` may raise ``ConfigError`` (port in use):
 one sentence and exit code 1, like every startup problem.
 
