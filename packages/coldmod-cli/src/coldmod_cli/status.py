@@ -98,8 +98,8 @@ def gather() -> tuple[dict[str, Any], list[str]]:
     return info, problems
 
 
-def _collector_info() -> dict[str, str] | None:
-    """What the collector says about itself (Info): version, web UI, store and what a crash of it loses."""
+def _collector_info() -> dict[str, Any] | None:
+    """What the collector says about itself (Info): version, web UI, store, what a crash of it loses, refusals."""
     import grpc
 
     from coldmod_cli import client
@@ -115,6 +115,7 @@ def _collector_info() -> dict[str, str] | None:
         "web_url": answer.web_url,
         "store": answer.store,
         "durability": answer.durability,
+        "refused": {"credentials": answer.refused_credentials, "tls": answer.refused_tls},
     }
 
 
@@ -158,6 +159,13 @@ def _text(info: dict[str, Any]) -> None:
         line("", f"coldmod-cli {collector['version']}; web UI {collector.get('web_url') or 'off'}")
     if collector.get("store"):
         line("store", f"{collector['store']}: {collector['durability']}")
+    if "refused" in collector:
+        refused = collector["refused"]
+        line(
+            "refused",
+            f"{plural(refused['credentials'], 'call')} with a wrong or missing API key, "
+            f"{plural(refused['tls'], 'failed TLS handshake')} on the web UI (since the collector started)",
+        )
     tracing = info["tracing"]
     line("engine", f"{tracing['engine']} (Python {tracing['python']}: {tracing['reason']})")
     env = info["environment"]

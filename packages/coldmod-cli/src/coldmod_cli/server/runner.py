@@ -11,8 +11,10 @@ starts (to add services such as Connect; they sit behind the same API-key
 check), then ``start(info: ServerInfo[, extension]) -> WebHandle`` once it
 runs. ``info`` carries the store (read it; ``info.store.subscribe`` for live
 updates, see :mod:`coldmod_cli.server.store`), ``info.settings`` (web
-address, port 0 allowed; TLS material and the API key for basic auth). The
-handle has ``port: int`` (the bound port) and ``stop() -> None``, called
+address, port 0 allowed; TLS material and the API key for basic auth) and
+``info.refusals`` (where the web UI counts wrong passwords and failed TLS
+handshakes, beside the gRPC key check's; see :mod:`coldmod_cli.server.refusals`).
+The handle has ``port: int`` (the bound port) and ``stop() -> None``, called
 before the store closes. ``start`` may raise ``ConfigError`` (port in use):
 one sentence and exit code 1, like every startup problem.
 
@@ -49,7 +51,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from coldmod_cli.server.auth import ApiKeyInterceptor, deny_stream
+from coldmod_cli.server.auth import ApiKeyInterceptor, refuses_credentials
+from coldmod_cli.server.refusals import Refusals
 from coldmod_cli.server.service import HeatmapService, TracingService, wall_clock_ms
 from coldmod_cli.server.settings import ServerSettings, server_settings
 from coldmod_cli.server.store import DEFAULT_MAX_APPS, DEFAULT_RETIRE_AFTER_MS, Store, StoreError, open_store
@@ -103,6 +106,10 @@ class ServerInfo:
     store: Store = field(repr=False)
     settings: ServerSettings = field(repr=False)
     stop: Callable[[], None] = field(repr=False)
+    #: Where refused credentials and TLS handshakes are counted (the web UI counts its own here too).
+    refusals: Refusals = field(default_factory=Refusals, repr=False)
+    #: The collector's clock (tests inject one): the web UI's "the last N days" end at its now.
+    now_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
 
 if TYPE_CHECKING:  # generic in grpc-stubs only, not at run time
@@ -137,7 +144,7 @@ class _Pools(_Interceptor):
         if handler is None:
             return None
         if method == _ATTACH_METHOD and handler.stream_stream is not None:
-            if handler.stream_stream is deny_stream:
+            if refuses_credentials(handler.stream_stream):
                 return handler  # no key: refused at once, and a stranger learns nothing of the cap
             if self._open >= MAX_ATTACH:
                 return grpc.stream_stream_rpc_method_handler(_refuse_attach)
@@ -371,7 +378,9 @@ def _serve_grpc(
     clock: _Clock,
 ) -> int:
     """Build the gRPC server, start it and the web UI, and serve until ``stopping``."""
-    auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "")]
+    # The collector's clock, so that a test moves the once-a-minute lines with it.
+    refusals = Refusals(lambda: clock.now_ms() / 1000)
+    auth = [] if settings.insecure else [ApiKeyInterceptor(settings.api_key or "", refusals)]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="coldmod-rpc"),
         interceptors=[pools, *auth],
@@ -387,6 +396,7 @@ def _serve_grpc(
         max_apps=max_apps,
         now_ms=clock.now_ms,
         retire_after_ms=clock.retire_after_ms,
+        refusals=refusals,
     )
     add_tracing(TracingService(store, clock.now_ms), server)
     add_heatmap(heatmap, server)
@@ -421,6 +431,8 @@ def _serve_grpc(
         store=store,
         settings=settings,
         stop=stopping.set,
+        refusals=refusals,
+        now_ms=clock.now_ms,
     )
     mode = "plaintext, no authentication" if settings.insecure else "TLS, API key required"
     web: WebHandle | None = None
@@ -438,9 +450,10 @@ def _serve_grpc(
         if ready is not None:
             ready(info)
         while not stopping.wait(0.5):
-            pass
+            refusals.tick()
         print("coldmod: stopping", file=sys.stderr, flush=True)
     finally:
+        refusals.flush()
         health_servicer.enter_graceful_shutdown()
         if web is not None:
             web.stop()

@@ -22,6 +22,7 @@ import grpc
 
 from coldmod_cli import __version__
 from coldmod_cli.server.limits import MAX_KEYS_PER_APP, Rejected, batch_from, check_app, page_from, page_token
+from coldmod_cli.server.refusals import Refusal, Refusals
 from coldmod_cli.server.registrar import Registrar
 from coldmod_cli.server.store import (
     DEFAULT_RETIRE_AFTER_MS,
@@ -122,14 +123,19 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         max_apps: int,
         now_ms: Callable[[], int] = wall_clock_ms,
         retire_after_ms: int = DEFAULT_RETIRE_AFTER_MS,
+        refusals: Refusals | None = None,
     ) -> None:
-        """Serve from this store; ``insecure`` restricts Reset and DeleteApp to loopback peers."""
+        """Serve from this store; ``insecure`` restricts Reset and DeleteApp to loopback peers.
+
+        ``refusals`` holds the counts Info reports (the collector's; a fresh one when none is given).
+        """
         self.store = store
         self.insecure = insecure
         self.max_apps = max_apps
         self._now_ms = now_ms
         self.retire_after_ms = retire_after_ms
         self.web_url = ""
+        self.refusals = refusals or Refusals()
         self._fetches = threading.BoundedSemaphore(FETCHES_AT_ONCE)
         self._fetch_waiters = 0
         self._fetch_waiters_lock = threading.Lock()
@@ -254,9 +260,10 @@ class HeatmapService(pb_grpc.HeatmapServicer):
         return pb.DeleteAppResponse(keys=keys)
 
     def Info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoResponse:
-        """The collector's version, web UI address, store and limits."""
+        """The collector's version, web UI address, store, limits and refusals since it started."""
         with _statuses(context):
             store = self.store.info()
+        refused = self.refusals.counts()
         return pb.InfoResponse(
             version=__version__,
             web_url=self.web_url,
@@ -264,4 +271,6 @@ class HeatmapService(pb_grpc.HeatmapServicer):
             durability=store.durability,
             max_apps=self.max_apps,
             max_keys_per_app=MAX_KEYS_PER_APP,
+            refused_credentials=refused[Refusal.CREDENTIALS],
+            refused_tls=refused[Refusal.TLS],
         )

@@ -50,6 +50,8 @@ def start(info: ServerInfo, relay: Relay | None = None) -> WebServer:
             api_key=None if info.insecure else settings.api_key or "",
             tls=tls,
             relay=relay,
+            now_ms=info.now_ms,
+            refusals=info.refusals,
         )
     except OSError as exc:
         where = f"[{settings.web_host}]:{settings.web_port}" if ":" in settings.web_host else (

@@ -51,6 +51,7 @@ from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from coldmod_cli.server.refusals import Refusal, Refusals, web_peer
 from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp, utc_day
 from coldmod_cli.web.feed import Feed, Hub
 from coldmod_cli.web.relay import Relay, RelayError
@@ -141,8 +142,14 @@ class _Server(ThreadingHTTPServer):
         request.settimeout(IO_TIMEOUT_S)
         try:
             secure = context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return  # a failed handshake (plain HTTP, a scanner): nothing to answer
+        except ssl.SSLError as exc:
+            # Plain HTTP, or a client that does not trust our certificate (its alert). A connection
+            # closed before a word (a port probe, SSLEOFError) is no mismatch; nothing to answer either way.
+            if not isinstance(exc, ssl.SSLEOFError):
+                self.web.refusals.refused(Refusal.TLS, web_peer(client_address))
+            return
+        except OSError:
+            return  # timed out or reset mid-handshake: nothing to answer
         try:
             super().finish_request(secure, client_address)
         finally:
@@ -198,14 +205,17 @@ class WebServer:
         tls: ssl.SSLContext | None,
         relay: Relay | None = None,
         now_ms: Callable[[], int] | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         """Bind now (so the port is known); ``api_key=None`` means no authentication (insecure mode).
 
         ``now_ms`` is the collector's clock (tests inject one): the end of "the last N days" on the page.
+        Wrong passwords and failed TLS handshakes are counted in ``refusals`` (the collector's).
         """
         self.store = store
         self.now_ms = now_ms or _wall_clock_ms
         self.tls = tls
+        self.refusals = refusals or Refusals()
         self.relay = relay or Relay()
         self.hub = Hub()
         self.static = _load_static()
@@ -469,9 +479,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"error": message}, status)
 
     def _authorized(self) -> bool:
-        """True when the request may go on; otherwise a 401 was sent."""
-        if self.server.web.authorized(self.headers.get("Authorization")):
+        """True when the request may go on; otherwise a 401 was sent.
+
+        A request without credentials is a browser's first ask (the 401 makes it prompt): only a
+        wrong password counts as a refused one.
+        """
+        header = self.headers.get("Authorization")
+        if self.server.web.authorized(header):
             return True
+        if header is not None:
+            self.server.web.refusals.refused(Refusal.CREDENTIALS, web_peer(self.client_address))
         self._send(
             HTTPStatus.UNAUTHORIZED,
             b"Coldmod: user coldmod, password the collector's API key.\n",

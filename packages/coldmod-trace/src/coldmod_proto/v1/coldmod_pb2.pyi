@@ -244,20 +244,24 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("version", "web_url", "store", "durability", "max_apps", "max_keys_per_app")
+    __slots__ = ("version", "web_url", "store", "durability", "max_apps", "max_keys_per_app", "refused_credentials", "refused_tls")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     WEB_URL_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FIELD_NUMBER: _ClassVar[int]
     MAX_APPS_FIELD_NUMBER: _ClassVar[int]
     MAX_KEYS_PER_APP_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_TLS_FIELD_NUMBER: _ClassVar[int]
     version: str
     web_url: str
     store: str
     durability: str
     max_apps: int
     max_keys_per_app: int
-    def __init__(self, version: _Optional[str] = ..., web_url: _Optional[str] = ..., store: _Optional[str] = ..., durability: _Optional[str] = ..., max_apps: _Optional[int] = ..., max_keys_per_app: _Optional[int] = ...) -> None: ...
+    refused_credentials: int
+    refused_tls: int
+    def __init__(self, version: _Optional[str] = ..., web_url: _Optional[str] = ..., store: _Optional[str] = ..., durability: _Optional[str] = ..., max_apps: _Optional[int] = ..., max_keys_per_app: _Optional[int] = ..., refused_credentials: _Optional[int] = ..., refused_tls: _Optional[int] = ...) -> None: ...
 
 class CliHello(_message.Message):
     __slots__ = ("connect_key", "app", "root", "hostname")
