@@ -13,6 +13,8 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 FORMATS = ("text", "json")
+#: What ``coldmod cold`` prints besides: a pull-request comment, and code scanning's format.
+COLD_FORMATS = ("text", "json", "markdown", "sarif")
 
 
 def is_flag_word(value: Any) -> bool:
@@ -39,11 +41,11 @@ def split_flag(name: str, value: Any) -> tuple[bool, list[str]]:
     return True, [str(value)]
 
 
-def output_format(value: Any) -> str:
-    """``--format``: text or json."""
+def output_format(value: Any, allowed: tuple[str, ...] = FORMATS) -> str:
+    """``--format``: one of ``allowed`` (text or json unless the command prints more)."""
     text = str(value).strip().lower()
-    if text not in FORMATS:
-        raise UsageError(f"--format must be text or json, not {value!r}")
+    if text not in allowed:
+        raise UsageError(f"--format must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
     return text
 
 

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from coldmod_cli import _args, local, report
-from coldmod_cli._errors import CliError, UsageError, command, say
+from coldmod_cli._errors import EXIT_FAILURE, CliError, UsageError, command, say
 from coldmod_cli._words import plural
 
 __all__ = ["Cache", "Coldmod"]
 
 #: ``--format``: what the data commands print.
 Format = Literal["text", "json"]
+#: ``coldmod cold --format``: the data formats, and those for pull requests and code scanning.
+ColdFormat = Literal["text", "json", "markdown", "sarif"]
 #: A period like 30d, 12h, 15m or 2w (see :func:`coldmod_cli._args.duration`).
 Duration = Annotated[str | None, "DURATION"]
 HostPort = Annotated[str | None, "HOST:PORT"]
@@ -262,21 +264,35 @@ class Coldmod:
         report.fetch(report.load(), fmt)
 
     @command
-    def cold(self, *, since: Duration = None, min_tracked: Duration = None, format: Format = "text") -> None:
+    def cold(
+        self,
+        *paths: str,
+        check: bool = False,
+        since: Duration = None,
+        min_tracked: Duration = None,
+        format: ColdFormat = "text",
+    ) -> None:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
         A function is cold when it was never called since it was first traced,
-        or, with --since, when it was not called within that period.
+        or, with --since, when it was not called within that period. Functions
+        marked `# coldmod: keep` on their def line are never listed.
 
         Args:
+          paths: only functions in files under these files or directories (default: the whole root).
+          check: exit 1 when any function is cold, 0 when none is (a CI gate, like `ruff check`).
           since: a period like 30d, 12h or 2w; functions not called within it are cold too.
           min_tracked: only functions traced at least this long (like 7d) count; younger ones are left out.
-          format: text (a table) or json (see the README for the shape).
+          format: text (a table), json (see the README for the shape), markdown (a pull-request comment)
+            or sarif (SARIF 2.1.0, for GitHub code scanning).
         """
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
-        fmt = _args.output_format(format)
-        report.cold(report.load(), fmt, since=since_s, min_tracked=min_tracked_s)
+        fmt = _args.output_format(format, _args.COLD_FORMATS)
+        limit = _limit(paths)
+        rows = report.cold(report.only_under(report.load(), limit), fmt, since=since_s, min_tracked=min_tracked_s)
+        if _args.flag("check", check) and rows:
+            raise SystemExit(EXIT_FAILURE)
 
     @command
     def rm(
@@ -458,6 +474,15 @@ class Coldmod:
         from coldmod_cli import demo
 
         demo.run(open_browser=_args.flag("open", open), keep=_args.flag("keep", keep))
+
+
+def _limit(paths: tuple[str, ...]) -> list[str]:
+    """The root-relative paths a command is limited to (checked before anything is fetched)."""
+    if not paths:
+        return []
+    from coldmod_trace.rootmarker import load
+
+    return local.paths_under_root(load().root, list(paths))
 
 
 def local_init(directory: Path, *, nested: bool = False) -> Path:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from coldmod_cli import heatmap, local
+from coldmod_cli import formats, heatmap, local
 from coldmod_cli._errors import CliError, say
 from coldmod_cli._progress import progress
 from coldmod_cli._words import plural, span
@@ -67,6 +69,28 @@ def fetch(result: heatmap.Heatmap, fmt: str) -> None:
         print(line)
 
 
+def tracking_began(result: heatmap.Heatmap) -> int:
+    """When the collector began tracking this checkout's functions (epoch ms; 0 when it tracks none)."""
+    return min((row.tracked_since_ms for row in result.rows if row.tracked and row.tracked_since_ms), default=0)
+
+
+def tracked_for(result: heatmap.Heatmap, now: int) -> str:
+    """``the app has been tracked for 3d (since 2026-…)``, or that it is not tracked yet."""
+    began = tracking_began(result)
+    if not began:
+        return f"the collector tracks no function of this checkout for app {result.app!r} yet"
+    return f"{result.app!r} has been tracked for {span(max(0, now - began) / 1000)} (since {heatmap.iso(began)})"
+
+
+def only_under(result: heatmap.Heatmap, relpaths: list[str]) -> heatmap.Heatmap:
+    """The heatmap limited to the files under these root-relative paths (``.`` is the whole root)."""
+    if not relpaths or "." in relpaths:
+        return result
+    prefixes = tuple(path.rstrip("/") + "/" for path in relpaths)
+    rows = [row for row in result.rows if row.path in relpaths or row.path.startswith(prefixes)]
+    return dataclasses.replace(result, rows=rows)
+
+
 def cold(
     result: heatmap.Heatmap,
     fmt: str,
@@ -74,7 +98,7 @@ def cold(
     since: float | None = None,
     min_tracked: float | None = None,
 ) -> list[heatmap.Row]:
-    """Print the cold functions and their summary; returns them."""
+    """Print the cold functions (text, json, markdown or sarif) and their summary; returns them."""
     now = heatmap.now_ms()
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
     # Cold but traced for less than --min-tracked: left out, and said so (they are not known to be cold yet).
@@ -99,14 +123,23 @@ def cold(
                     "tracked_too_briefly": too_brief,
                     "cold_lines": cold_lines,
                     "function_lines": total_lines,
+                    "tracked_since": heatmap.iso(tracking_began(result)),
                 },
             }
         )
         return rows
-    if rows:
+    are = "is" if len(rows) == 1 or len(tracked) == 1 else "are"
+    if fmt == "sarif":
+        print_json(formats.sarif(rows, root=Path(result.root), now=now))
+    elif fmt == "markdown":
+        summary = (
+            f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
+            f"({cold_lines} of {plural(total_lines, 'line')} in functions); {tracked_for(result, now)}."
+        )
+        print(formats.markdown(rows, app=result.app, now=now, summary=summary), end="")
+    elif rows:
         for line in heatmap.table(rows, now):
             print(line)
-    are = "is" if len(rows) == 1 or len(tracked) == 1 else "are"
     say(
         f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
         f"({cold_lines} of {plural(total_lines, 'line')} in functions)"
@@ -116,5 +149,6 @@ def cold(
             if too_brief and min_tracked
             else ""
         )
+        + f"; {tracked_for(result, now)}"
     )
     return rows
