@@ -342,9 +342,10 @@ class Coldmod:
             raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
         found = local.checkout()
         local.require_keys(found, wanted, what="remove")
+        removal.refuse_kept(found, wanted)
         cold_keys: list[str] = []
         if with_cold:
-            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s)
+            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s, dry_run=dry)
         removal.remove(
             found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
         )

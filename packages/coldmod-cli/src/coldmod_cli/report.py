@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from coldmod_cli import formats, heatmap, local
+from coldmod_cli import formats, heatmap, keep, local
 from coldmod_cli._errors import CliError, say
 from coldmod_cli._progress import progress
 from coldmod_cli._words import plural, span
@@ -100,9 +100,12 @@ def cold(
 ) -> list[heatmap.Row]:
     """Print the cold functions (text, json, markdown or sarif) and their summary; returns them."""
     now = heatmap.now_ms()
-    rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
+    everything = heatmap.cold(result.rows, now=now, since=since)
+    marked = keep.kept(result.root, everything)  # `# coldmod: keep`: never listed
+    rows = [row for row in heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
+            if row.key not in marked]
     # Cold but traced for less than --min-tracked: left out, and said so (they are not known to be cold yet).
-    too_brief = len(heatmap.cold(result.rows, now=now, since=since)) - len(rows) if min_tracked else 0
+    too_brief = sum(row.key not in marked for row in everything) - len(rows) if min_tracked else 0
     tracked = [row for row in result.rows if row.tracked]
     cold_lines, total_lines = heatmap.line_counts(
         result.root,
@@ -121,6 +124,7 @@ def cold(
                     "tracked_functions": len(tracked),
                     "untracked_functions": result.untracked,
                     "tracked_too_briefly": too_brief,
+                    "kept": len(marked),
                     "cold_lines": cold_lines,
                     "function_lines": total_lines,
                     "tracked_since": heatmap.iso(tracking_began(result)),
@@ -144,6 +148,7 @@ def cold(
         f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
         f"({cold_lines} of {plural(total_lines, 'line')} in functions)"
         + (f"; {plural(result.untracked, 'untracked function')} left out" if result.untracked else "")
+        + (f"; {plural(len(marked), 'cold function')} marked `# coldmod: keep` left out" if marked else "")
         + (
             f"; {plural(too_brief, 'cold function')} left out for being tracked less than {span(min_tracked)}"
             if too_brief and min_tracked
