@@ -59,8 +59,14 @@ def is_flag(token: str) -> bool:
 
 
 def spelled(name: str) -> str:
-    """A parameter as users type it: ``dry_run`` → ``--dry-run``."""
-    return "--" + name.replace("_", "-")
+    """A parameter as users type it: ``dry_run`` → ``--dry-run``; ``from_`` (a Python keyword's escape) → ``--from``."""
+    return "--" + name.rstrip("_").replace("_", "-")
+
+
+def _by_name(spec: Signature) -> dict[str, Parameter]:
+    """The flags by parameter name, and by the name typed for a keyword's escape (``from`` for ``from_``)."""
+    by_name = {p.name: p for p in spec.flags}
+    return by_name | {p.name.rstrip("_"): p for p in spec.flags if p.name.endswith("_")}
 
 
 @dataclass(frozen=True)
@@ -270,7 +276,7 @@ def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> 
     in ``kwargs`` (``dry_run``, ``n``, a typo) and every other word in
     ``args``; they are turned back into flags and checked by the same rules.
     """
-    by_name = {p.name: p for p in spec.flags}
+    by_name = _by_name(spec)
     tokens: list[str] = []
     words = [a if isinstance(a, str) else str(a) for a in args]
     for key, value in kwargs.items():
@@ -301,7 +307,7 @@ def help_for(instance: object, method: Callable[..., Any]) -> str:
 def _flag_named(spec: Signature, token: str) -> tuple[Parameter, bool] | None:
     """The parameter a flag token names and whether it is negated (``--noflag``), else None."""
     key = token[2:].replace("-", "_") if token.startswith("--") else SHORT_FLAGS.get(token[1:], "")
-    by_name = {p.name: p for p in spec.flags}
+    by_name = _by_name(spec)
     if key in by_name:
         return by_name[key], False
     if key.startswith("no") and key[2:] in by_name and by_name[key[2:]].boolean and token.startswith("--"):

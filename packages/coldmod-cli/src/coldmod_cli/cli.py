@@ -32,6 +32,8 @@ ColdFormat = Literal["text", "json", "markdown", "sarif"]
 #: A period like 30d, 12h, 15m or 2w (see :func:`coldmod_cli._args.duration`).
 Duration = Annotated[str | None, "DURATION"]
 HostPort = Annotated[str | None, "HOST:PORT"]
+#: ``--from FILE``: a heatmap saved by ``coldmod fetch --save`` (``from`` is a keyword, so the parameter is ``from_``).
+Snapshot = Annotated[str | None, "FILE"]
 
 
 class Cache:
@@ -250,17 +252,29 @@ class Coldmod:
             print(f"{location:<{width}}  {source.key}")
 
     @command
-    def fetch(self, *, format: Format = "text") -> None:
+    def fetch(self, *, format: Format = "text", save: Annotated[str | None, "FILE"] = None) -> None:
         """Print the collector's heatmap for this checkout: calls and last call of every function.
 
         Keys the collector has but this checkout does not are skipped (their
         number is said on stderr); functions the collector has not seen yet are
-        shown as untracked.
+        shown as untracked. With --save, the heatmap is written to FILE instead
+        (a snapshot that `cold`, `rm` and `report` read with --from, offline).
 
         Args:
           format: text (a table) or json (see the README for the shape).
+          save: write the collector's heatmap to this file (JSON, see docs/cli.md) rather than print it.
         """
         fmt = _args.output_format(format)
+        if save is not None:
+            from coldmod_cli import snapshot
+
+            found = local.checkout()
+            app = local.app_name(found)
+            response = report.fetch_response(app)
+            written = snapshot.write(str(save), app, response)
+            say(f"saved the heatmap of {app!r} ({plural(len(response.entries), 'function')}) to {written}; "
+                f"read it with --from {written}")
+            return
         report.fetch(report.load(), fmt)
 
     @command
@@ -271,6 +285,7 @@ class Coldmod:
         since: Duration = None,
         min_tracked: Duration = None,
         format: ColdFormat = "text",
+        from_: Snapshot = None,
     ) -> None:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
@@ -285,12 +300,14 @@ class Coldmod:
           min_tracked: only functions traced at least this long (like 7d) count; younger ones are left out.
           format: text (a table), json (see the README for the shape), markdown (a pull-request comment)
             or sarif (SARIF 2.1.0, for GitHub code scanning).
+          from_: read the heatmap from this snapshot (`coldmod fetch --save FILE`) instead of the collector.
         """
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
         fmt = _args.output_format(format, _args.COLD_FORMATS)
         limit = _limit(paths)
-        rows = report.cold(report.only_under(report.load(), limit), fmt, since=since_s, min_tracked=min_tracked_s)
+        result = report.load(snapshot=_snapshot(from_))
+        rows = report.cold(report.only_under(result, limit), fmt, since=since_s, min_tracked=min_tracked_s)
         if _args.flag("check", check) and rows:
             raise SystemExit(EXIT_FAILURE)
 
@@ -305,6 +322,7 @@ class Coldmod:
         min_tracked: Duration = None,
         include: Literal["safe", "review"] = "safe",
         allow_dirty: bool = False,
+        from_: Snapshot = None,
     ) -> None:
         """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
 
@@ -322,6 +340,7 @@ class Coldmod:
           min_tracked: with --cold, how long the heatmap must have been tracked (default 7d, like 30d or 12h).
           include: review, to remove the review-verdict functions as well as the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
+          from_: with --cold, read the heatmap from this snapshot (`coldmod fetch --save FILE`), offline.
         """
         from coldmod_cli import removal
 
@@ -338,6 +357,8 @@ class Coldmod:
             raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
         if (since_s is not None or min_tracked_s is not None) and not with_cold:
             raise UsageError("--since and --min-tracked only apply with --cold")
+        if from_ is not None and not with_cold:
+            raise UsageError("--from only applies with --cold (it is where the cold functions come from)")
         if forced and with_cold:
             raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
         found = local.checkout()
@@ -345,7 +366,8 @@ class Coldmod:
         removal.refuse_kept(found, wanted)
         cold_keys: list[str] = []
         if with_cold:
-            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s, dry_run=dry)
+            result = report.load(snapshot=_snapshot(from_))
+            cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s, dry_run=dry)
         removal.remove(
             found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
         )
@@ -475,6 +497,15 @@ class Coldmod:
         from coldmod_cli import demo
 
         demo.run(open_browser=_args.flag("open", open), keep=_args.flag("keep", keep))
+
+
+def _snapshot(value: str | None) -> str | None:
+    """``--from FILE`` as typed (None: ask the collector)."""
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise UsageError("--from needs a file saved by `coldmod fetch --save FILE`")
+    return str(value)
 
 
 def _limit(paths: tuple[str, ...]) -> list[str]:

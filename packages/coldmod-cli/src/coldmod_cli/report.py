@@ -8,12 +8,15 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coldmod_cli import formats, heatmap, keep, local
 from coldmod_cli._errors import CliError, say
 from coldmod_cli._progress import progress
 from coldmod_cli._words import plural, span
+
+if TYPE_CHECKING:
+    from coldmod_proto.v1 import coldmod_pb2
 
 
 def print_json(data: Any) -> None:
@@ -22,23 +25,21 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def load(start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> heatmap.Heatmap:
-    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap on the collector."""
-    import grpc
-
-    from coldmod_cli import client
-
+def load(
+    start: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    snapshot: str | None = None,
+) -> heatmap.Heatmap:
+    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap (the collector's, or a snapshot's)."""
     found = local.checkout(start)
     app = local.app_name(found, env)
-    try:
-        response = client.fetch(app, env=env)
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-        raise CliError(
-            f"the collector has no heatmap for app {app!r} yet; "
-            f"start the application under coldmod-trace (it registers when it starts)"
-        ) from None
+    if snapshot is not None:
+        from coldmod_cli import snapshot as snapshots
+
+        response = snapshots.read(snapshot, app)
+    else:
+        response = fetch_response(app, env)
     result = heatmap.reconcile(response, found)
     result.app = app
     if result.skipped_keys:
@@ -47,6 +48,23 @@ def load(start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | N
             f"(removed, renamed or ignored since the application last started)"
         )
     return result
+
+
+def fetch_response(app: str, env: Mapping[str, str] | None = None) -> coldmod_pb2.FetchResponse:
+    """The collector's heatmap of ``app``, as it answered; one sentence when it has none."""
+    import grpc
+
+    from coldmod_cli import client
+
+    try:
+        return client.fetch(app, env=env)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        raise CliError(
+            f"the collector has no heatmap for app {app!r} yet; "
+            f"start the application under coldmod-trace (it registers when it starts)"
+        ) from None
 
 
 def fetch(result: heatmap.Heatmap, fmt: str) -> None:
