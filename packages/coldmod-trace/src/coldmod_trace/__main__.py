@@ -12,6 +12,13 @@ import sys
 from coldmod_trace.discovery import Skipped, discover, in_file_order
 from coldmod_trace.rootmarker import RootmarkerError
 
+#: What ``--help`` says first: plain text (the module docstring's RST markup read as noise on a terminal).
+DESCRIPTION = (
+    "coldmod-trace (also python -m coldmod_trace): what production images can run. "
+    "Production images carry no CLI; these commands tell an operator what will be traced "
+    "and start a program under the tracer."
+)
+
 
 def _srcs(args: argparse.Namespace) -> int:
     def warn(skipped: Skipped) -> None:
@@ -48,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (subcommands srcs and run)."""
-    parser = argparse.ArgumentParser(prog="coldmod-trace", description=__doc__)
+    parser = argparse.ArgumentParser(prog="coldmod-trace", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     srcs = commands.add_parser("srcs", help="print the keys of every function that will be traced")
     srcs.add_argument("root", nargs="?", default=None, help="a directory at or below the rootmarker (default: cwd)")
