@@ -350,6 +350,16 @@ def test_coldmod_connect_reads_the_key_from_stdin_and_it_is_not_in_its_command_l
     assert chosen.returncode == 1, chosen.stderr
     assert "did not issue this connect key" in chosen.stderr
     assert "Traceback" not in chosen.stderr
+    assert "connected" not in chosen.stderr  # never before the key is accepted
+
+
+def test_connect_never_says_connected_before_a_refusal(
+    stack: Stack, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(5):  # the refusal and the initial metadata race in grpc: try it a few times
+        with pytest.raises(CliError, match="did not issue this connect key"):
+            connect(None, checkout, env=stack.env() | {"COLDMOD_CONNECT_KEY": secrets.token_urlsafe(24)})
+        assert "connected" not in capsys.readouterr().err
 
 
 def test_urls_keys_and_editor_commands() -> None:

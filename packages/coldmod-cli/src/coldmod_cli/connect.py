@@ -495,10 +495,13 @@ class _Stream:
 
     def run(self, on_attached: Callable[[], None]) -> None:
         """Until the stream ends: wait to be attached, then carry out each command (raises grpc.RpcError)."""
-        from coldmod_cli.web.relay import KEY_METADATA
+        from coldmod_cli.web.relay import ATTACHED_METADATA, KEY_METADATA
 
-        metadata = dict(self.call.initial_metadata() or ())  # sent once the pairing is in the table
-        if not self.call.done():
+        # The collector sends `coldmod-connect: attached` once the pairing is in its table. A refusal
+        # ends the call with empty initial metadata, possibly before done() says so: only the marker
+        # means the key was accepted, so "connected" is never said before a refusal.
+        metadata = dict(self.call.initial_metadata() or ())
+        if metadata.get(ATTACHED_METADATA[0]) == ATTACHED_METADATA[1]:
             if not self.pairing.key:
                 self.pairing.key = str(metadata.get(KEY_METADATA, ""))
             on_attached()

@@ -32,6 +32,7 @@ from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 __all__ = [
     "CLI_TOKEN_METADATA",
     "COMMANDS",
+    "ATTACHED_METADATA",
     "KEY_METADATA",
     "Claim",
     "ConnectService",
@@ -56,6 +57,8 @@ _MAX_FIELD = 4 * 1024 * 1024
 CLI_TOKEN_METADATA = "coldmod-connect-cli"  # noqa: S105 - a metadata name, not a secret
 #: Initial response metadata: the pairing's connect key (new when the hello carried none).
 KEY_METADATA = "coldmod-connect-key"
+#: The initial metadata that tells a CLI its pairing was accepted (a refusal sends none).
+ATTACHED_METADATA = ("coldmod-connect", "attached")
 #: Seconds an issued key stays valid after its last use (issue, claim, attach, open page).
 KEY_TTL_S = 7 * 24 * 3600.0
 #: Issued keys kept at once; issuing beyond this is refused (memory stays bounded).
@@ -464,7 +467,7 @@ class ConnectService(pb_grpc.ConnectServicer):
             _abort(context, code, str(exc))
         context.add_callback(attachment.close)
         # Tells the CLI it is in the table (it waits for this before saying "connected"), and the key.
-        context.send_initial_metadata((("coldmod-connect", "attached"), (KEY_METADATA, key)))
+        context.send_initial_metadata((ATTACHED_METADATA, (KEY_METADATA, key)))
 
         def read() -> None:
             """Relay the CLI's events until its stream ends."""
