@@ -30,9 +30,9 @@ from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 __all__ = [
+    "ATTACHED_METADATA",
     "CLI_TOKEN_METADATA",
     "COMMANDS",
-    "ATTACHED_METADATA",
     "KEY_METADATA",
     "Claim",
     "ConnectService",
