@@ -42,6 +42,7 @@ const state = {
   mapDirty: true,
   view: [],                  // treemap zoom: path segments of the node shown
   lastFetchMs: 0,
+  removed: new Set(),        // keys removed from this page: gone from the checkout, still in the heatmap until a redeploy
 };
 
 // ------------------------------------------------------------------ helpers
@@ -544,7 +545,7 @@ function renderSummary() {
   let calls = 0, traced = 0, ignored = 0;
   for (const r of state.all) {
     if (r.ignored) ignored += 1;
-    if (r.calls === null) continue;
+    if (r.calls === null || state.removed.has(r.key)) continue;   // a removed function is no longer cold code
     traced += 1; counts[r.state] += 1; calls += r.calls;
   }
   const hot = state.hotFrom;
@@ -593,17 +594,48 @@ function verdictCell(r) {
   return cell;
 }
 
-function actions(r) {
+// The buttons for one function of the paired checkout (none for a key it does not have, or ignores).
+function actionButtons(r) {
   const local = state.local && state.local.get(r.key);
   const live = Boolean(state.cli && state.cli.connected);
-  const cell = el("td", { class: "actions connect-only" });
-  if (!local || local.ignored) return cell;   // only functions of the checkout can be acted on
-  cell.append(
+  if (!local || local.ignored) return [];   // only functions of the checkout can be acted on
+  return [
     el("button", { type: "button", disabled: !live, "data-action": "ignore", onclick: () => ignore(r.key), text: "Ignore" }),
     el("button", { type: "button", disabled: !live, "data-action": "remove", onclick: () => planRemoval(r.key), text: "Remove" }),
     el("button", { type: "button", disabled: !live, "data-action": "open", onclick: () => openEditor(r.key), text: "Open" }),
-  );
+  ];
+}
+
+function actions(r) {
+  const cell = el("td", { class: "actions connect-only c-actions" });
+  cell.append(...actionButtons(r));
   return cell;
+}
+
+const REMOVED_NOTE = "removed in the checkout; redeploy to update the heatmap";
+
+// The selected function in full: on a phone the only place its verdict, reasons and actions show.
+function renderDetails() {
+  const r = state.selected && state.all.find((row) => row.key === state.selected);
+  $("details").hidden = !r;
+  if (!r) return;
+  $("details-key").textContent = r.key;
+  const facts = [
+    ["State", state.removed.has(r.key) ? REMOVED_NOTE : r.state],
+    ["Calls", r.calls === null ? "not traced" : callsText(r)],
+    ["Last seen", r.last_seen_ms ? `${ago(r.last_seen_ms)} (${iso(r.last_seen_ms)})` : "never"],
+    ["Tracked since", r.tracked_since_ms ? `${ago(r.tracked_since_ms)} (${iso(r.tracked_since_ms)})` : ""],
+    ["Defined at", r.path ? `${r.path}:${r.line}` : ""],
+  ];
+  $("details-facts").replaceChildren(...facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const ref = state.refs.get(r.key);
+  const verdict = $("details-verdict");
+  verdict.className = "connect-only" + (ref ? ` verdict ${r.calls ? "called" : ref.verdict}` : "");
+  verdict.textContent = !ref ? (state.local && state.local.has(r.key) && !r.ignored ? "Verdict: …" : "")
+    : r.calls ? `Called in production: removing it changes what runs (references: ${ref.verdict}).`
+      : `Verdict: ${ref.verdict} (${plural(ref.references, "reference")})`;
+  $("details-reasons").replaceChildren(...((ref && ref.reasons) || []).map((reason) => el("li", { text: reason })));
+  $("details-actions").replaceChildren(...(state.removed.has(r.key) ? [] : actionButtons(r)));
 }
 
 function rowHeight() {
@@ -613,10 +645,12 @@ function rowHeight() {
 function tableRow(r) {
   const keyCell = el("td", { class: "key", title: r.key }, el("span", { class: "k", text: r.key }));
   if (r.ignored) keyCell.append(el("span", { class: "tag ignored", text: "ignored" }));
-  if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
+  if (state.removed.has(r.key)) keyCell.append(el("span", { class: "tag removed", text: REMOVED_NOTE }));
+  else if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
   const where = r.path ? `${r.path}:${r.line}` : "";
   return el("tr", { "data-key": r.key, class: r.key === state.selected ? "selected" : "", onclick: (e) => { if (!e.target.closest("button")) selectRow(r.key); } },
-    el("td", {}, el("span", { class: `state ${r.state}`, title: (state.stateTitles || {})[r.state], text: r.state })),
+    el("td", {}, state.removed.has(r.key) ? el("span", { class: "state removed", title: REMOVED_NOTE, text: "removed" })
+      : el("span", { class: `state ${r.state}`, title: (state.stateTitles || {})[r.state], text: r.state })),
     keyCell,
     el("td", { class: "num" + (r.estimated || r.lower_bound ? " est" : ""), title: callsTitle(r), text: callsText(r) }),
     el("td", { class: "c-last", title: iso(r.last_seen_ms), text: ago(r.last_seen_ms) }),
@@ -711,6 +745,7 @@ function render(withMap) {
     renderConnect();
     renderSummary();
     renderTable();
+    renderDetails();
     document.body.dataset.painted = String(state.heatmap ? state.heatmap.count : 0);
     if (!drawMap) return;
     drawMap = false;
@@ -917,7 +952,12 @@ async function planRemoval(key) {
     try {
       const result = await command("apply_removal", key);
       toast(result.message, !result.ok);
-      if (result.ok) $("dialog").hidden = true;
+      if (result.ok) {
+        $("dialog").hidden = true;
+        state.removed.add(key);   // the collector keeps it until the app runs without it: say so, and stop counting it
+        state.shownDirty = true;
+        render(true);
+      }
     } catch (error) { toast(error.message, true); }
     apply.disabled = false;
   };
@@ -999,6 +1039,7 @@ function wire() {
   canvas.addEventListener("mouseleave", () => { $("tip").hidden = true; });
   new ResizeObserver(() => render(true)).observe($("treemap"));
   $("dialog-cancel").addEventListener("click", () => { $("dialog").hidden = true; });
+  $("details-close").addEventListener("click", () => { state.selected = null; render(true); });
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") $("dialog").hidden = true; });
   $("connect-new").addEventListener("click", newPairing);
   $("pairing-copy").addEventListener("click", async () => {
