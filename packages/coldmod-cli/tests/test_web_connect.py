@@ -463,7 +463,8 @@ def test_a_phone_shows_verdict_reasons_and_actions_when_a_row_is_tapped(
             """() => ({
                 page: document.documentElement.scrollWidth,
                 cut: [...document.querySelectorAll("#rows td.key .k")].filter(
-                    (k) => k.scrollWidth > k.clientWidth + 1 || k.scrollHeight > k.clientHeight + 1).map((k) => k.textContent),
+                    (k) => k.scrollWidth > k.clientWidth + 1 || k.scrollHeight > k.clientHeight + 1
+                ).map((k) => k.textContent),
                 keyWidth: document.querySelector("#rows td.key").getBoundingClientRect().width,
             })"""
         )

@@ -323,6 +323,7 @@ class Coldmod:
         include: Literal["safe", "review"] = "safe",
         allow_dirty: bool = False,
         from_: Snapshot = None,
+        branch_per_owner: bool = False,
     ) -> None:
         """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
 
@@ -341,6 +342,8 @@ class Coldmod:
           include: review, to remove the review-verdict functions as well as the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
           from_: with --cold, read the heatmap from this snapshot (`coldmod fetch --save FILE`), offline.
+          branch_per_owner: with --cold, one local git branch and commit per owner in CODEOWNERS (one branch when
+            there is none), each with a pull-request description; the work tree is left as it was; never pushes.
         """
         from coldmod_cli import removal
 
@@ -357,6 +360,9 @@ class Coldmod:
             raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
         if (since_s is not None or min_tracked_s is not None) and not with_cold:
             raise UsageError("--since and --min-tracked only apply with --cold")
+        per_owner = _args.flag("branch-per-owner", branch_per_owner)
+        if per_owner and (not with_cold or dirty_ok):
+            raise UsageError("--branch-per-owner applies to --cold, on a clean git work tree (not with --allow-dirty)")
         if from_ is not None and not with_cold:
             raise UsageError("--from only applies with --cold (it is where the cold functions come from)")
         if forced and with_cold:
@@ -368,6 +374,13 @@ class Coldmod:
         if with_cold:
             result = report.load(snapshot=_snapshot(from_))
             cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s, dry_run=dry)
+        if per_owner:
+            from coldmod_cli import branches
+
+            removal.require_clean(found.marker.root)  # the plans read the work tree; the commits go on HEAD
+            branches.per_owner(found, [*wanted, *(k for k in cold_keys if k not in wanted)], result,
+                               include=verdicts, dry_run=dry)
+            return
         removal.remove(
             found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
         )
