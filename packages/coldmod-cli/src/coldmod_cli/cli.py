@@ -312,6 +312,32 @@ class Coldmod:
             raise SystemExit(EXIT_FAILURE)
 
     @command
+    def report(self, *, html: Annotated[str | None, "DIR"] = None, from_: Snapshot = None) -> None:
+        """Write the heatmap as a static HTML report: the web UI's treemap, table and details, offline.
+
+        The folder opens from file:// with no network and no collector (attach
+        it to a CI run, or open DIR/index.html). The data comes from the
+        collector, or with --from from a snapshot saved by `coldmod fetch --save`.
+
+        Args:
+          html: the directory to write index.html, app.js, style.css and data.js into (made if missing).
+          from_: read the heatmap from this snapshot instead of the collector.
+        """
+        from coldmod_cli import heatmap, htmlreport
+        from coldmod_cli import snapshot as snapshots
+
+        if html is None or not str(html).strip():
+            raise UsageError("name the folder to write: `coldmod report --html DIR`")
+        found = local.checkout()
+        app = local.app_name(found)
+        saved = _snapshot(from_)
+        response = snapshots.read(saved, app) if saved is not None else report.fetch_response(app)
+        now = response.now_ms or heatmap.now_ms()
+        index = htmlreport.write(str(html), response, now)
+        say(f"wrote the report of {app!r} ({plural(len(response.entries), 'function')}) to {index}; "
+            f"open it in a browser (no network needed)")
+
+    @command
     def rm(
         self,
         *keys: str,

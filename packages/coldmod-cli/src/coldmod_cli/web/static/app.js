@@ -114,7 +114,11 @@ function toast(message, bad) {
   toastTimer = setTimeout(() => { node.hidden = true; }, bad ? 8000 : 4000);
 }
 
+// A static report (`coldmod report --html DIR`) carries its data in data.js: no collector, no network.
+const REPORT = window.COLDMOD_REPORT || null;
+
 async function getJSON(url) {
+  if (REPORT && url.startsWith("/api/apps")) return REPORT.apps;
   const response = await fetch(url, { cache: "no-store" });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
@@ -699,7 +703,7 @@ function renderConnect() {
   $("connect").hidden = !paired;
   // A pairing whose CLI has gone cannot be taken over by a new CLI: offer a new pairing instead.
   const gone = Boolean(state.cli && state.cli.seen && !state.cli.connected);
-  $("connect-new").hidden = paired && !state.pairingError && !gone;
+  $("connect-new").hidden = Boolean(REPORT) || (paired && !state.pairingError && !gone);   // a report pairs nothing
   $("connect-new").textContent = paired ? "New pairing" : "Connect a checkout";
   $("pairing-error").hidden = !state.pairingError;
   $("pairing-error-text").textContent = state.pairingError;
@@ -816,6 +820,12 @@ async function loadHeatmap() {
       const wait = lastFetch + gap - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       lastFetch = Date.now();
+      if (REPORT) {   // the report's one heatmap, its times read as of when it was made
+        state.heatmap = REPORT.heatmap;
+        state.clockSkew = REPORT.now_ms - Date.now();
+        rebuild();
+        break;
+      }
       try {
         const response = await fetch(`/api/heatmap?app=${encodeURIComponent(state.app)}`, { cache: "no-store" });
         const data = await response.json().catch(() => ({}));
@@ -1059,7 +1069,9 @@ async function boot() {
   state.appChosen = Boolean(hash.app);
   state.app = hash.app;
   wire();
-  if (hash.connect) await joinPairing(hash.connect);
+  if (REPORT) {
+    $("live").textContent = `report of ${iso(REPORT.now_ms)}`;
+  } else if (hash.connect) await joinPairing(hash.connect);
   else listen();
   // The app named in the URL loads while the list of apps does (they are independent).
   const heatmap = state.app ? loadHeatmap() : null;
