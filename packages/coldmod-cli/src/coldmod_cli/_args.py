@@ -7,9 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from coldmod_cli._errors import UsageError
+from coldmod_trace.config import SWITCH_WORDS
 
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
+#: The yes/no words of a boolean flag: the project's one set (``COLDMOD_INSECURE`` reads the same),
+#: less the empty word, which only an unset variable means.
+TRUE = frozenset(word for word, on in SWITCH_WORDS.items() if word and on)
+FALSE = frozenset(word for word, on in SWITCH_WORDS.items() if word and not on)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 FORMATS = ("text", "json")
@@ -17,28 +20,16 @@ FORMATS = ("text", "json")
 COLD_FORMATS = ("text", "json", "markdown", "sarif")
 
 
-def is_flag_word(value: Any) -> bool:
-    """True when ``value`` reads as a boolean (what a bare ``--flag`` or ``--flag=no`` gives)."""
-    return isinstance(value, bool) or str(value).strip().lower() in _TRUE | _FALSE
-
-
 def flag(name: str, value: Any) -> bool:
     """A boolean flag's value; ``--name`` alone is true."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in _TRUE:
+    if text in TRUE:
         return True
-    if text in _FALSE:
+    if text in FALSE:
         return False
     raise UsageError(f"--{name} takes no value (or yes/no), not {value!r}; put it after the other arguments")
-
-
-def split_flag(name: str, value: Any) -> tuple[bool, list[str]]:
-    """A boolean flag that may have swallowed the next word (``rm --dry-run KEY``): (flag, [KEY])."""
-    if is_flag_word(value):
-        return flag(name, value), []
-    return True, [str(value)]
 
 
 def output_format(value: Any, allowed: tuple[str, ...] = FORMATS) -> str:

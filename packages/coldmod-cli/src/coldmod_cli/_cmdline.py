@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldmod_cli._args import FALSE, TRUE
 from coldmod_cli._errors import UsageError, is_command
 
 __all__ = ["SHORT_FLAGS", "CommandLine", "Parameter", "Signature", "children", "help_text", "parse", "signature"]
@@ -48,8 +49,6 @@ HELP_FLAGS = frozenset({"--help", "-h"})
 VERBOSE_FLAGS = frozenset({"--verbose", "-v"})
 #: ``coldmod --version`` is ``coldmod version``, as in git, ruff and coverage.
 VERSION_FLAGS = frozenset({"--version", "-V"})
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
 _WIDTH = 80
 
 
@@ -290,7 +289,7 @@ def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> 
             # Fire turned a bare `--no-x` into x=False: name the flag as it was typed.
             word = spelled("no" + key if str(value) == "False" else key)
             raise UsageError(f"unknown flag {word}{_did_you_mean(word, spec)}")
-        elif param.boolean and str(value).strip().lower() not in _TRUE | _FALSE:
+        elif param.boolean and str(value).strip().lower() not in TRUE | FALSE:
             tokens.append(param.flag)  # Fire gave a boolean flag the next word: it is an argument
             words.append(str(value))
         else:
@@ -351,11 +350,11 @@ def _read_flags(spec: Signature, tokens: list[str]) -> tuple[dict[str, str], lis
             elif not has_value:
                 following = tokens[index].strip().lower() if index < len(tokens) else ""
                 value = "true"
-                if following in _TRUE | _FALSE:  # Fire's convention: a boolean flag takes a yes/no word
+                if following in TRUE | FALSE:  # Fire's convention: a boolean flag takes a yes/no word
                     value, index = following, index + 1
-            if value.strip().lower() not in _TRUE | _FALSE:
+            if value.strip().lower() not in TRUE | FALSE:
                 raise UsageError(f"{param.flag} takes no value (or yes/no), not {value!r}")
-            value = "true" if value.strip().lower() in _TRUE else "false"
+            value = "true" if value.strip().lower() in TRUE else "false"
         else:
             if negated:
                 raise UsageError(f"unknown flag {word}{_did_you_mean(word, spec)}")

@@ -373,12 +373,12 @@ class Coldmod:
         """
         from coldmod_cli import removal
 
-        dry, swallowed = _args.split_flag("dry-run", dry_run)
-        forced, swallowed2 = _args.split_flag("force", force)
-        with_cold, swallowed3 = _args.split_flag("cold", cold)
-        dirty_ok, swallowed4 = _args.split_flag("allow-dirty", allow_dirty)
-        # A bare flag before a key takes the key as its value (Fire); it is still a key.
-        wanted = _args.keys([*keys, *swallowed, *swallowed2, *swallowed3, *swallowed4])
+        # (`rm --dry-run KEY`: the strict layer has already given KEY back to the keys; see _cmdline.check_call.)
+        dry = _args.flag("dry-run", dry_run)
+        forced = _args.flag("force", force)
+        with_cold = _args.flag("cold", cold)
+        dirty_ok = _args.flag("allow-dirty", allow_dirty)
+        wanted = _args.keys(keys)
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
         verdicts = removal.include_option(include)
