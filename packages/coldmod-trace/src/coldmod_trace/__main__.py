@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from coldmod_trace.discovery import Skipped, discover, in_file_order
 from coldmod_trace.rootmarker import RootmarkerError
@@ -25,7 +26,11 @@ def _srcs(args: argparse.Namespace) -> int:
         print(f"coldmod-trace: warning: {skipped}", file=sys.stderr)
 
     try:
-        result = discover(args.root, cache=not args.no_cache, warn=warn)
+        with warnings.catch_warnings():
+            # Parsing the application makes Python report *its* SyntaxWarnings ("\d" in a string):
+            # the application's to fix, not this listing's to print. (Here only: this is our process.)
+            warnings.simplefilter("ignore", SyntaxWarning)
+            result = discover(args.root, cache=not args.no_cache, warn=warn)
     except RootmarkerError as exc:
         print(f"coldmod-trace: {exc}", file=sys.stderr)
         return 1
