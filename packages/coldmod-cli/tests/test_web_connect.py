@@ -32,8 +32,8 @@ from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds 
 
 from coldmod_cli._errors import CliError, UsageError
 from coldmod_cli.connect import connect, editor_command, key_from_url, read_key, ui_url
-from coldmod_cli.web import ConnectService, RelayError, valid_key
-from coldmod_cli.web.relay import CLI_TOKEN_METADATA
+from coldmod_cli.web import BrokerError, ConnectService, valid_key
+from coldmod_cli.web.broker import CLI_TOKEN_METADATA
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -216,11 +216,11 @@ def test_open_runs_the_editor_without_a_shell(stack: Stack, checkout: Path, tmp_
     cli = Cli(stack, checkout, key, env={"EDITOR": f"{sys.executable} {recorder}", "VISUAL": ""})
     try:
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
-        result = stack.relay.command(key, token, "open", "shop.cart.summary")
+        result = stack.broker.command(key, token, "open", "shop.cart.summary")
         assert result["ok"], result
         wait_for(recorded.exists, what="the editor to run")
         assert json.loads(recorded.read_text()) == ["+13", str(checkout / "shop" / "cart.py")]
-        refused = stack.relay.command(key, token, "open", "shop.old.gone; rm -rf /")
+        refused = stack.broker.command(key, token, "open", "shop.old.gone; rm -rf /")
         assert refused["ok"] is False
         assert "not a function of the checkout" in refused["message"]
     finally:
@@ -235,10 +235,10 @@ def test_a_cli_reconnects_after_the_collector_restarts(stack: Stack, checkout: P
     try:
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
         stack.grpc_server.stop(0).wait()
-        wait_for(lambda: not session.cli()["connected"], what="the relay to see the CLI gone")
-        # A new gRPC server on the same port, relaying into the same UI: the same CLI may reattach.
+        wait_for(lambda: not session.cli()["connected"], what="the broker to see the CLI gone")
+        # A new gRPC server on the same port, brokering for the same UI: the same CLI may reattach.
         server = grpc.server(ThreadPoolExecutor(8))
-        pb_grpc.add_ConnectServicer_to_server(ConnectService(stack.relay), server)
+        pb_grpc.add_ConnectServicer_to_server(ConnectService(stack.broker), server)
         assert server.add_insecure_port(stack.grpc_target) == stack.grpc_port
         server.start()
         try:
@@ -271,10 +271,10 @@ def test_keys_the_collector_did_not_issue_pair_nothing(stack: Stack) -> None:
         refused = attach(stack, chosen)
         assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "did not issue this connect key" in (refused.details() or "")
-        with pytest.raises(RelayError, match="did not issue"):
-            stack.relay.claim_ui(chosen)
-        with pytest.raises(RelayError, match="did not issue"):
-            stack.relay.listen(chosen, "any-token", lambda *_: None)
+        with pytest.raises(BrokerError, match="did not issue"):
+            stack.broker.claim_ui(chosen)
+        with pytest.raises(BrokerError, match="did not issue"):
+            stack.broker.listen(chosen, "any-token", lambda *_: None)
 
 
 def test_a_second_cli_cannot_take_over_a_pairing(stack: Stack, checkout: Path) -> None:
@@ -397,9 +397,9 @@ def test_connect_without_a_key_gets_one_from_the_collector_and_prints_its_page(
         url = printed.strip()
         assert url.startswith(f"{stack.url}/#connect=")
         key = key_from_url(url)
-        token = stack.relay.claim_ui(key)  # the first page to open it holds it
-        with pytest.raises(RelayError, match="another browser"):
-            stack.relay.claim_ui(key)
+        token = stack.broker.claim_ui(key)  # the first page to open it holds it
+        with pytest.raises(BrokerError, match="another browser"):
+            stack.broker.claim_ui(key)
         session = Session(stack, key, token)
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
         assert session.cli()["root"] == str(checkout)
