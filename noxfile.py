@@ -36,6 +36,17 @@ EXTRAS = tomllib.loads((ROOT / "packages" / "coldmod-cli" / "pyproject.toml").re
 
 nox.options.sessions = ["tests", "lint", "types", "protos_check"]
 nox.options.reuse_existing_virtualenvs = True
+# A Python that is not installed fails the run: "Session demo skipped" with exit 0 read as success.
+nox.options.error_on_missing_interpreters = True
+
+
+def first_installed(versions: list[str]) -> str:
+    """The first of ``versions`` whose ``pythonX.Y`` runs here (the last when none does, so nox names it missing)."""
+    for version in versions:
+        found = shutil.which(f"python{version}")
+        if found and subprocess.run([found, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return version  # a pyenv shim exists for every version but runs only the enabled ones
+    return versions[-1]
 
 
 def build_wheels(session: nox.Session) -> pathlib.Path:
@@ -132,7 +143,7 @@ def protos_check(session: nox.Session) -> None:
             session.error(f"generated protocol code is stale: {', '.join(stale)}; run `nox -s protos`")
 
 
-@nox.session(python="3.12")
+@nox.session(python=first_installed(PYTHONS))
 def demo(session: nox.Session) -> None:
     """The main job end to end: `coldmod demo` from freshly built wheels (`-- --keep` leaves it up)."""
     dist = build_wheels(session)

@@ -142,7 +142,7 @@ class _Cli:
     def __init__(self, collector: Collector, key: str) -> None:
         import queue
 
-        from coldmod_cli.web.relay import CLI_TOKEN_METADATA
+        from coldmod_cli.web.broker import CLI_TOKEN_METADATA
 
         self.events: queue.Queue = queue.Queue()
         self.commands: list[pb.UiCommand] = []

@@ -193,3 +193,25 @@ def test_version(cli):
     from coldmod_cli import __version__
 
     assert cli("version").out.strip() == __version__
+
+
+def test_the_applications_syntax_warnings_are_not_printed(tmp_path):
+    # Python warns about "\d" in a string literal while compiling it; that is the app's to fix, not
+    # something every coldmod command should print. A subprocess: the warning goes to the real stderr.
+    import subprocess
+    import sys
+
+    (tmp_path / "coldmod.rootmarker").write_text("")
+    (tmp_path / "patterns.py").write_text('def digits(text):\n    return "\\d+" in text\n')
+    for argv in (["srcs"], ["rm", "--dry-run", "--allow-dirty", "patterns.digits"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "coldmod_cli", *argv],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert "patterns.digits" in done.stdout, done.stderr
+        assert "SyntaxWarning" not in done.stderr
+        assert "invalid escape sequence" not in done.stderr
+        for cache in tmp_path.glob(".coldmod-cache"):  # parse again for the next command
+            import shutil
+
+            shutil.rmtree(cache)

@@ -147,9 +147,25 @@ def test_rm_cold_refuses_a_heatmap_younger_than_the_minimum(cli, shop, insecure_
     assert result.out == ""
     assert _tree(shop) == before
 
-    shorter = cli("rm", "--cold", "--dry-run", "--min-tracked", "2h")
+    shorter = cli("rm", "--cold", "--min-tracked", "2h")
     assert shorter.code == 1
     assert "less than the minimum of 2h" in shorter.err
+
+
+def test_rm_cold_dry_run_warns_about_short_tracking_and_shows_the_removal(cli, shop, insecure_env):
+    # A dry run changes nothing: refusing it only hid what the removal would be.
+    traced(insecure_env.address, shop, HOT)
+    before = _tree(shop)
+
+    result = cli("rm", "--cold", "--dry-run")
+
+    assert result.code == 0, result.err
+    short = r"warning: the heatmap of 'demo-shop' has been tracked for \d+s, less than the minimum of 7d"
+    assert re.search(short, result.err)
+    assert "this dry run shows what would be removed" in result.err
+    assert "shop.views.coupon" in result.out
+    assert "would remove" in result.err
+    assert _tree(shop) == before
 
 
 def test_rm_cold_prints_how_long_it_was_tracked(cli, shop, insecure_env):

@@ -32,8 +32,8 @@ from web_fixtures import (  # noqa: F401 - `browser` is a fixture: pytest finds 
 
 from coldmod_cli._errors import CliError, UsageError
 from coldmod_cli.connect import connect, editor_command, key_from_url, read_key, ui_url
-from coldmod_cli.web import ConnectService, RelayError, valid_key
-from coldmod_cli.web.relay import CLI_TOKEN_METADATA
+from coldmod_cli.web import BrokerError, ConnectService, valid_key
+from coldmod_cli.web.broker import CLI_TOKEN_METADATA
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -120,12 +120,17 @@ def test_connect_flow_in_the_browser(stack: Stack, checkout: Path, browser: Brow
         expect(page.locator("#dialog-verdict")).to_contain_text("Verdict: safe")
         expect(page.locator("#dialog-diff")).to_contain_text("-def clear():")
         assert "def clear():" in cart.read_text()
+        cold_before = int(page.locator('[data-count="cold"] b').inner_text())
         page.click("#dialog-apply")
         expect(page.locator("#dialog")).to_be_hidden()
         expect(page.locator("#toast")).to_contain_text("Removed shop.cart.clear")
         assert "def clear():" not in cart.read_text()
         assert "def total(items):" in cart.read_text()
-        expect(row(page, "shop.cart.clear")).to_contain_text("not in checkout")
+        # The heatmap keeps the key until the app runs without it: the row says so, and it is no longer cold.
+        expect(row(page, "shop.cart.clear")).to_contain_text("removed in the checkout; redeploy to update the heatmap")
+        expect(row(page, "shop.cart.clear").locator("td").first).to_have_text("removed")
+        expect(row(page, "shop.cart.clear").locator("button")).to_have_count(0)
+        expect(page.locator('[data-count="cold"] b')).to_have_text(str(cold_before - 1))
 
         # Remove, referenced: the reasons, and no way to apply.
         row(page, "shop.cart.total").locator('[data-action="remove"]').click()
@@ -211,11 +216,11 @@ def test_open_runs_the_editor_without_a_shell(stack: Stack, checkout: Path, tmp_
     cli = Cli(stack, checkout, key, env={"EDITOR": f"{sys.executable} {recorder}", "VISUAL": ""})
     try:
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
-        result = stack.relay.command(key, token, "open", "shop.cart.summary")
+        result = stack.broker.command(key, token, "open", "shop.cart.summary")
         assert result["ok"], result
         wait_for(recorded.exists, what="the editor to run")
         assert json.loads(recorded.read_text()) == ["+13", str(checkout / "shop" / "cart.py")]
-        refused = stack.relay.command(key, token, "open", "shop.old.gone; rm -rf /")
+        refused = stack.broker.command(key, token, "open", "shop.old.gone; rm -rf /")
         assert refused["ok"] is False
         assert "not a function of the checkout" in refused["message"]
     finally:
@@ -230,10 +235,10 @@ def test_a_cli_reconnects_after_the_collector_restarts(stack: Stack, checkout: P
     try:
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
         stack.grpc_server.stop(0).wait()
-        wait_for(lambda: not session.cli()["connected"], what="the relay to see the CLI gone")
-        # A new gRPC server on the same port, relaying into the same UI: the same CLI may reattach.
+        wait_for(lambda: not session.cli()["connected"], what="the broker to see the CLI gone")
+        # A new gRPC server on the same port, brokering for the same UI: the same CLI may reattach.
         server = grpc.server(ThreadPoolExecutor(8))
-        pb_grpc.add_ConnectServicer_to_server(ConnectService(stack.relay), server)
+        pb_grpc.add_ConnectServicer_to_server(ConnectService(stack.broker), server)
         assert server.add_insecure_port(stack.grpc_target) == stack.grpc_port
         server.start()
         try:
@@ -266,10 +271,10 @@ def test_keys_the_collector_did_not_issue_pair_nothing(stack: Stack) -> None:
         refused = attach(stack, chosen)
         assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "did not issue this connect key" in (refused.details() or "")
-        with pytest.raises(RelayError, match="did not issue"):
-            stack.relay.claim_ui(chosen)
-        with pytest.raises(RelayError, match="did not issue"):
-            stack.relay.listen(chosen, "any-token", lambda *_: None)
+        with pytest.raises(BrokerError, match="did not issue"):
+            stack.broker.claim_ui(chosen)
+        with pytest.raises(BrokerError, match="did not issue"):
+            stack.broker.listen(chosen, "any-token", lambda *_: None)
 
 
 def test_a_second_cli_cannot_take_over_a_pairing(stack: Stack, checkout: Path) -> None:
@@ -350,6 +355,16 @@ def test_coldmod_connect_reads_the_key_from_stdin_and_it_is_not_in_its_command_l
     assert chosen.returncode == 1, chosen.stderr
     assert "did not issue this connect key" in chosen.stderr
     assert "Traceback" not in chosen.stderr
+    assert "connected" not in chosen.stderr  # never before the key is accepted
+
+
+def test_connect_never_says_connected_before_a_refusal(
+    stack: Stack, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(5):  # the refusal and the initial metadata race in grpc: try it a few times
+        with pytest.raises(CliError, match="did not issue this connect key"):
+            connect(None, checkout, env=stack.env() | {"COLDMOD_CONNECT_KEY": secrets.token_urlsafe(24)})
+        assert "connected" not in capsys.readouterr().err
 
 
 def test_urls_keys_and_editor_commands() -> None:
@@ -382,9 +397,9 @@ def test_connect_without_a_key_gets_one_from_the_collector_and_prints_its_page(
         url = printed.strip()
         assert url.startswith(f"{stack.url}/#connect=")
         key = key_from_url(url)
-        token = stack.relay.claim_ui(key)  # the first page to open it holds it
-        with pytest.raises(RelayError, match="another browser"):
-            stack.relay.claim_ui(key)
+        token = stack.broker.claim_ui(key)  # the first page to open it holds it
+        with pytest.raises(BrokerError, match="another browser"):
+            stack.broker.claim_ui(key)
         session = Session(stack, key, token)
         wait_for(lambda: session.cli()["connected"], what="the CLI to attach")
         assert session.cli()["root"] == str(checkout)
@@ -404,3 +419,85 @@ def test_connect_with_a_wrong_api_key_is_one_sentence(tmp_path: Path, checkout: 
         env = secured.env() | {"COLDMOD_API_KEY": "a-wrong-key", "COLDMOD_TLS_CA": str(ca_path)}
         with pytest.raises(CliError, match="refused the credentials"):
             connect(None, checkout, env=env)
+
+
+def paired_page(stack: Stack, browser: Browser, **context: Any) -> tuple[Any, Page, str]:
+    """A browser context and its page paired through 'Connect a checkout'; returns (context, page, key)."""
+    ctx = browser.new_context(**context)
+    page = ctx.new_page()
+    page.goto(f"{stack.url}/")
+    page.click("#connect-new")
+    expect(page.locator("#connect-state")).to_have_text("waiting for the CLI")
+    return ctx, page, page.locator("#pairing-key").inner_text()
+
+
+def test_a_phone_shows_verdict_reasons_and_actions_when_a_row_is_tapped(
+    stack: Stack, checkout: Path, browser: Browser
+) -> None:
+    ctx, page, key = paired_page(stack, browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    cli = Cli(stack, checkout, key)
+    try:
+        expect(page.locator("#connect-state")).to_have_text("CLI connected")
+        expect(page.locator("#details")).to_be_hidden()
+        row(page, "shop.cart.total").tap()
+        details = page.locator("#details")
+        expect(details).to_be_visible()
+        expect(page.locator("#details-key")).to_have_text("shop.cart.total")
+        expect(page.locator("#details-verdict")).to_contain_text(re.compile("Verdict: (unsafe|review)"))
+        expect(page.locator("#details-reasons")).to_contain_text("shop/cart.py:")
+        expect(details).to_contain_text("shop/cart.py:")
+        for action in ("ignore", "remove", "open"):
+            button = details.locator(f'[data-action="{action}"]')
+            expect(button).to_be_visible()
+            expect(button).to_be_in_viewport()
+            expect(button).to_be_enabled()
+        # The sheet's Remove is the table's: the dialog with the verdict and the diff.
+        details.locator('[data-action="remove"]').tap()
+        expect(page.locator("#dialog")).to_be_visible()
+        expect(page.locator("#dialog-verdict")).to_contain_text(re.compile("Verdict: (unsafe|review)"))
+        page.locator("#dialog-cancel").tap()
+        page.locator("#details-close").tap()
+        expect(details).to_be_hidden()
+        # Every key reads whole: nothing cut by the width or the line clamp, and nothing wider than the phone.
+        sizes = page.evaluate(
+            """() => ({
+                page: document.documentElement.scrollWidth,
+                cut: [...document.querySelectorAll("#rows td.key .k")].filter(
+                    (k) => k.scrollWidth > k.clientWidth + 1 || k.scrollHeight > k.clientHeight + 1
+                ).map((k) => k.textContent),
+                keyWidth: document.querySelector("#rows td.key").getBoundingClientRect().width,
+            })"""
+        )
+        assert sizes["page"] <= 390, sizes
+        assert sizes["cut"] == [], sizes
+        assert sizes["keyWidth"] >= 0.55 * 390, sizes  # the verdict and actions columns gave it their width
+    finally:
+        cli.close()
+        ctx.close()
+
+
+def test_every_action_button_is_whole_at_1280_px(stack: Stack, checkout: Path, browser: Browser) -> None:
+    ctx, page, key = paired_page(stack, browser, viewport={"width": 1280, "height": 860})
+    cli = Cli(stack, checkout, key)
+    try:
+        expect(page.locator("#connect-state")).to_have_text("CLI connected")
+        expect(row(page, "shop.cart.clear").locator('[data-action="open"]')).to_be_enabled()
+        clipped = page.evaluate(
+            """() => [...document.querySelectorAll("#rows td.actions button")].filter((b) => {
+                const cell = b.closest("td").getBoundingClientRect(), box = b.getBoundingClientRect();
+                return box.right > cell.right + 0.5 || box.right > window.innerWidth || box.width < 20;
+            }).map((b) => b.closest("tr").dataset.key + ":" + b.dataset.action)"""
+        )
+        assert clipped == []
+        assert page.locator("#rows td.actions button").count() >= 9
+        # With room to spare: a wider system font (the one a Mac draws) must not push Open out either.
+        spare = page.evaluate(
+            """() => { const cell = document.querySelector("#rows td.actions");
+                const buttons = [...cell.querySelectorAll("button")];
+                const used = buttons.at(-1).getBoundingClientRect().right - cell.getBoundingClientRect().left;
+                return cell.getBoundingClientRect().width / used; }"""
+        )
+        assert spare >= 1.1, spare
+    finally:
+        cli.close()
+        ctx.close()

@@ -168,7 +168,7 @@ def test_a_refused_request_closes_its_connection_so_its_body_is_never_a_request(
     assert closed, "the server kept the connection open after a refusal"
     assert paired.untouched()
     # The pairing itself still works for the page that holds it.
-    assert paired.stack.relay.command(paired.key, paired.token, "open", "not.a.key")["ok"] is False
+    assert paired.stack.broker.command(paired.key, paired.token, "open", "not.a.key")["ok"] is False
 
 
 def test_an_accepted_request_reads_its_whole_body_before_the_next(paired: Paired) -> None:

@@ -25,9 +25,9 @@ from web_fixtures import browser, running_stack  # noqa: F401 - `browser` is a f
 
 from coldmod_cli.connect import editor_command
 from coldmod_cli.server.store import Source
-from coldmod_cli.web import RelayError
+from coldmod_cli.web import BrokerError
+from coldmod_cli.web.broker import Claim, MemoryKeyBook
 from coldmod_cli.web.httpd import _host_name, _is_ip, _own_names
-from coldmod_cli.web.relay import Claim, MemoryKeyBook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,7 +92,7 @@ TRAVERSALS = [
     "/static/..%2fhttpd.py",
     "/static/%2e%2e%2fhttpd.py",
     "/static//etc/passwd",
-    "/static/app.js/../../relay.py",
+    "/static/app.js/../../broker.py",
     "/static/app.js%00.html",
     "/static/./app.js/..",
     "/%2e%2e/%2e%2e/etc/passwd",
@@ -191,13 +191,13 @@ def test_path_traversal_is_refused(secured: Any, path: str) -> None:
 
 @pytest.mark.parametrize("name", list(KEYS))
 def test_keys_the_collector_did_not_issue(name: str) -> None:
-    from coldmod_cli.web.relay import Relay, _digest
+    from coldmod_cli.web.broker import Broker, _digest
 
     key, expected = KEYS[name]
-    relay = Relay()
-    assert relay.keys.claim(_digest(key), "cli", _digest("a-cli"), 60.0) is expected
-    with pytest.raises(RelayError, match="did not issue"):
-        relay.claim_ui(key)
+    broker = Broker()
+    assert broker.keys.claim(_digest(key), "cli", _digest("a-cli"), 60.0) is expected
+    with pytest.raises(BrokerError, match="did not issue"):
+        broker.claim_ui(key)
 
 
 def test_an_issued_key_has_one_holder_per_side_and_expires() -> None:

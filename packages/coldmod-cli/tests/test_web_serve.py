@@ -100,7 +100,7 @@ def test_serve_runs_the_web_ui_over_https_and_stops_cleanly(tmp_path: Path) -> N
             process.wait()
 
 
-def test_serve_relays_connect_commands_between_the_page_api_and_a_cli(tmp_path: Path) -> None:
+def test_serve_passes_connect_commands_between_the_page_api_and_a_cli(tmp_path: Path) -> None:
     checkout = write_checkout(tmp_path / "checkout")
     process, grpc_address, port, _ = start_collector(tmp_path, _clean_env() | {"COLDMOD_INSECURE": "on"})
 

@@ -1,7 +1,7 @@
 """Helpers for the web UI tests: an in-process collector with its web UI, a checkout, a browser.
 
 The collector here is the real thing assembled in-process (SQLite file,
-gRPC servicers with the API-key interceptor, the Connect relay, the web
+gRPC servicers with the API-key interceptor, the Connect broker, the web
 server), each bound to port 0 on loopback.
 """
 
@@ -31,7 +31,7 @@ from coldmod_cli.connect import connect
 from coldmod_cli.server.auth import ApiKeyInterceptor
 from coldmod_cli.server.service import HeatmapService, TracingService
 from coldmod_cli.server.store import DEFAULT_MAX_APPS, Store, open_store
-from coldmod_cli.web import Relay, WebServer, register, tls_context
+from coldmod_cli.web import Broker, WebServer, register, tls_context
 from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -55,7 +55,7 @@ class Stack:
     grpc_server: grpc.Server
     grpc_port: int
     web: WebServer
-    relay: Relay
+    broker: Broker
     api_key: str | None
     ca_pem: bytes | None = None
     _instances: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -84,7 +84,7 @@ class Stack:
 
     def pairing(self) -> tuple[str, str]:
         """A pairing as a page makes it: (connect key for the CLI, the page's token)."""
-        return self.relay.issue_for_ui()
+        return self.broker.issue_for_ui()
 
     def register(self, app: str, sources: list[tuple[str, str, int]]) -> None:
         """Register ``(key, path, line)`` sources for ``app`` as a new process would."""
@@ -165,7 +165,7 @@ def running_stack(
     pb_grpc.add_TracingServicer_to_server(TracingService(store, **clock), server)
     heatmap = HeatmapService(store, insecure=api_key is None, max_apps=DEFAULT_MAX_APPS, **clock)
     pb_grpc.add_HeatmapServicer_to_server(heatmap, server)
-    relay = register(server)
+    broker = register(server)
     context = ca_pem = None
     if tls is not None:
         cert = tls.issue_cert("127.0.0.1", "localhost")
@@ -177,8 +177,8 @@ def running_stack(
     else:
         port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    web = WebServer("127.0.0.1", 0, store, api_key=api_key, tls=context, relay=relay, now_ms=now_ms).start()
-    stack = Stack(store, server, port, web, relay, api_key, ca_pem)
+    web = WebServer("127.0.0.1", 0, store, api_key=api_key, tls=context, broker=broker, now_ms=now_ms).start()
+    stack = Stack(store, server, port, web, broker, api_key, ca_pem)
     try:
         yield stack
     finally:
@@ -209,11 +209,11 @@ class Cli:
 
 
 class Session:
-    """What a UI of the session sees, through the relay's own listener API."""
+    """What a UI of the session sees, through the broker's own listener API."""
 
     def __init__(self, stack: Stack, key: str, token: str) -> None:
         self.events: list[tuple[str, Any]] = []
-        self._unlisten = stack.relay.listen(key, token, lambda name, data: self.events.append((name, data)))
+        self._unlisten = stack.broker.listen(key, token, lambda name, data: self.events.append((name, data)))
 
     def cli(self) -> dict[str, Any]:
         """The last CLI state."""

@@ -7,17 +7,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from coldmod_cli._errors import UsageError
+from coldmod_trace.config import SWITCH_WORDS
 
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
+#: The yes/no words of a boolean flag: the project's one set (``COLDMOD_INSECURE`` reads the same),
+#: less the empty word, which only an unset variable means.
+TRUE = frozenset(word for word, on in SWITCH_WORDS.items() if word and on)
+FALSE = frozenset(word for word, on in SWITCH_WORDS.items() if word and not on)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 FORMATS = ("text", "json")
-
-
-def is_flag_word(value: Any) -> bool:
-    """True when ``value`` reads as a boolean (what a bare ``--flag`` or ``--flag=no`` gives)."""
-    return isinstance(value, bool) or str(value).strip().lower() in _TRUE | _FALSE
+#: What ``coldmod cold`` prints besides: a pull-request comment, and code scanning's format.
+COLD_FORMATS = ("text", "json", "markdown", "sarif")
 
 
 def flag(name: str, value: Any) -> bool:
@@ -25,25 +25,18 @@ def flag(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in _TRUE:
+    if text in TRUE:
         return True
-    if text in _FALSE:
+    if text in FALSE:
         return False
     raise UsageError(f"--{name} takes no value (or yes/no), not {value!r}; put it after the other arguments")
 
 
-def split_flag(name: str, value: Any) -> tuple[bool, list[str]]:
-    """A boolean flag that may have swallowed the next word (``rm --dry-run KEY``): (flag, [KEY])."""
-    if is_flag_word(value):
-        return flag(name, value), []
-    return True, [str(value)]
-
-
-def output_format(value: Any) -> str:
-    """``--format``: text or json."""
+def output_format(value: Any, allowed: tuple[str, ...] = FORMATS) -> str:
+    """``--format``: one of ``allowed`` (text or json unless the command prints more)."""
     text = str(value).strip().lower()
-    if text not in FORMATS:
-        raise UsageError(f"--format must be text or json, not {value!r}")
+    if text not in allowed:
+        raise UsageError(f"--format must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
     return text
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldmod_cli._args import FALSE, TRUE
 from coldmod_cli._errors import UsageError, is_command
 
 __all__ = ["SHORT_FLAGS", "CommandLine", "Parameter", "Signature", "children", "help_text", "parse", "signature"]
@@ -48,8 +49,6 @@ HELP_FLAGS = frozenset({"--help", "-h"})
 VERBOSE_FLAGS = frozenset({"--verbose", "-v"})
 #: ``coldmod --version`` is ``coldmod version``, as in git, ruff and coverage.
 VERSION_FLAGS = frozenset({"--version", "-V"})
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
 _WIDTH = 80
 
 
@@ -59,8 +58,14 @@ def is_flag(token: str) -> bool:
 
 
 def spelled(name: str) -> str:
-    """A parameter as users type it: ``dry_run`` → ``--dry-run``."""
-    return "--" + name.replace("_", "-")
+    """A parameter as users type it: ``dry_run`` → ``--dry-run``; ``from_`` (a Python keyword's escape) → ``--from``."""
+    return "--" + name.rstrip("_").replace("_", "-")
+
+
+def _by_name(spec: Signature) -> dict[str, Parameter]:
+    """The flags by parameter name, and by the name typed for a keyword's escape (``from`` for ``from_``)."""
+    by_name = {p.name: p for p in spec.flags}
+    return by_name | {p.name.rstrip("_"): p for p in spec.flags if p.name.endswith("_")}
 
 
 @dataclass(frozen=True)
@@ -270,7 +275,7 @@ def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> 
     in ``kwargs`` (``dry_run``, ``n``, a typo) and every other word in
     ``args``; they are turned back into flags and checked by the same rules.
     """
-    by_name = {p.name: p for p in spec.flags}
+    by_name = _by_name(spec)
     tokens: list[str] = []
     words = [a if isinstance(a, str) else str(a) for a in args]
     for key, value in kwargs.items():
@@ -284,7 +289,7 @@ def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> 
             # Fire turned a bare `--no-x` into x=False: name the flag as it was typed.
             word = spelled("no" + key if str(value) == "False" else key)
             raise UsageError(f"unknown flag {word}{_did_you_mean(word, spec)}")
-        elif param.boolean and str(value).strip().lower() not in _TRUE | _FALSE:
+        elif param.boolean and str(value).strip().lower() not in TRUE | FALSE:
             tokens.append(param.flag)  # Fire gave a boolean flag the next word: it is an argument
             words.append(str(value))
         else:
@@ -301,7 +306,7 @@ def help_for(instance: object, method: Callable[..., Any]) -> str:
 def _flag_named(spec: Signature, token: str) -> tuple[Parameter, bool] | None:
     """The parameter a flag token names and whether it is negated (``--noflag``), else None."""
     key = token[2:].replace("-", "_") if token.startswith("--") else SHORT_FLAGS.get(token[1:], "")
-    by_name = {p.name: p for p in spec.flags}
+    by_name = _by_name(spec)
     if key in by_name:
         return by_name[key], False
     if key.startswith("no") and key[2:] in by_name and by_name[key[2:]].boolean and token.startswith("--"):
@@ -345,11 +350,11 @@ def _read_flags(spec: Signature, tokens: list[str]) -> tuple[dict[str, str], lis
             elif not has_value:
                 following = tokens[index].strip().lower() if index < len(tokens) else ""
                 value = "true"
-                if following in _TRUE | _FALSE:  # Fire's convention: a boolean flag takes a yes/no word
+                if following in TRUE | FALSE:  # Fire's convention: a boolean flag takes a yes/no word
                     value, index = following, index + 1
-            if value.strip().lower() not in _TRUE | _FALSE:
+            if value.strip().lower() not in TRUE | FALSE:
                 raise UsageError(f"{param.flag} takes no value (or yes/no), not {value!r}")
-            value = "true" if value.strip().lower() in _TRUE else "false"
+            value = "true" if value.strip().lower() in TRUE else "false"
         else:
             if negated:
                 raise UsageError(f"unknown flag {word}{_did_you_mean(word, spec)}")

@@ -20,16 +20,23 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from coldmod_cli import _args, local, report
-from coldmod_cli._errors import CliError, UsageError, command, say
+from coldmod_cli._errors import EXIT_FAILURE, CliError, UsageError, command, say
 from coldmod_cli._words import plural
 
 __all__ = ["Cache", "Coldmod"]
 
 #: ``--format``: what the data commands print.
 Format = Literal["text", "json"]
+#: ``coldmod cold --format``: the data formats, and those for pull requests and code scanning.
+ColdFormat = Literal["text", "json", "markdown", "sarif"]
 #: A period like 30d, 12h, 15m or 2w (see :func:`coldmod_cli._args.duration`).
 Duration = Annotated[str | None, "DURATION"]
 HostPort = Annotated[str | None, "HOST:PORT"]
+#: ``--from FILE``: a heatmap saved by ``coldmod fetch --save`` (``from`` is a keyword, so the parameter is ``from_``).
+Snapshot = Annotated[str | None, "FILE"]
+#: ``fetch --save``: functions with no call in this many days carry their daily history in the
+#: snapshot (the seasonal rule needs it); hot functions' history stays on the collector.
+SNAPSHOT_QUIET_DAYS = 7
 
 
 class Cache:
@@ -248,7 +255,7 @@ class Coldmod:
             print(f"{location:<{width}}  {source.key}")
 
     @command
-    def fetch(self, *, format: Format = "text") -> None:
+    def fetch(self, *, format: Format = "text", save: Annotated[str | None, "FILE"] = None) -> None:
         """Print the collector's heatmap for this checkout: calls, recent calls, last and first call, versions.
 
         The first line lists the app's live versions and the collector's
@@ -256,37 +263,93 @@ class Coldmod:
         90 days, its last and first call, and the versions that have it. Keys
         the collector has but this checkout does not are skipped (their number
         is said on stderr); functions the collector has not seen yet are shown
-        as untracked.
+        as untracked. With --save, the heatmap is written to FILE instead (a
+        snapshot that `cold`, `rm` and `report` read with --from, offline).
 
         Args:
           format: text (a table) or json (see the README for the shape).
+          save: write the collector's heatmap to this file (JSON, see docs/cli.md) rather than print it.
         """
         fmt = _args.output_format(format)
+        if save is not None:
+            from coldmod_cli import snapshot
+
+            found = local.checkout()
+            app = local.app_name(found)
+            # Functions quiet for a week carry their daily history, so `cold --from … --since 7d` (or
+            # longer) applies the seasonal rule offline as it does against the collector.
+            response = report.fetch_response(app, quiet_days=SNAPSHOT_QUIET_DAYS)
+            written = snapshot.write(str(save), app, response)
+            say(f"saved the heatmap of {app!r} ({plural(len(response.entries), 'function')}) to {written}; "
+                f"read it with --from {written}")
+            return
         report.fetch(report.load(), fmt)
 
     @command
-    def cold(self, *, since: Duration = None, min_tracked: Duration = None, format: Format = "text") -> None:
+    def cold(
+        self,
+        *paths: str,
+        check: bool = False,
+        since: Duration = None,
+        min_tracked: Duration = None,
+        format: ColdFormat = "text",
+        from_: Snapshot = None,
+    ) -> None:
         """Print the cold functions, sorted by file and line, with a summary on stderr.
 
         A function is cold when it was never called since it was first traced,
         or, with --since 90d, when it had no call in the last 90 days and has been
         traced for at least 90 days. A cold function last called at a month-,
         quarter- or year-end, or in this month a year ago, is shown as seasonal:
-        review, which rm --cold keeps unless --include review.
+        review, which rm --cold keeps unless --include review. Functions marked
+        `# coldmod: keep` on their def line are never listed.
 
         Args:
+          paths: only functions in files under these files or directories (default: the whole root).
+          check: exit 1 when any function is cold, 0 when none is (a CI gate, like `ruff check`).
           since: a period like 90d, 12h or 2w; functions with no call within it (and traced that long) are cold too.
           min_tracked: only functions traced at least this long (like 7d) count; younger ones are left out.
-          format: text (a table) or json (see the README for the shape).
+          format: text (a table), json (see the README for the shape), markdown (a pull-request comment)
+            or sarif (SARIF 2.1.0, for GitHub code scanning).
+          from_: read the heatmap from this snapshot (`coldmod fetch --save FILE`) instead of the collector.
         """
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
         from coldmod_cli import heatmap
 
-        fmt = _args.output_format(format)
+        fmt = _args.output_format(format, _args.COLD_FORMATS)
+        limit = _limit(paths)
         # Quiet rows carry their daily history, for the seasonal rule.
-        result = report.load(quiet_days=heatmap.quiet_days(since_s))
-        report.cold(result, fmt, since=since_s, min_tracked=min_tracked_s)
+        result = report.load(quiet_days=heatmap.quiet_days(since_s), snapshot=_snapshot(from_))
+        rows = report.cold(report.only_under(result, limit), fmt, since=since_s, min_tracked=min_tracked_s)
+        if _args.flag("check", check) and rows:
+            raise SystemExit(EXIT_FAILURE)
+
+    @command
+    def report(self, *, html: Annotated[str | None, "DIR"] = None, from_: Snapshot = None) -> None:
+        """Write the heatmap as a static HTML report: the web UI's treemap, table and details, offline.
+
+        The folder opens from file:// with no network and no collector (attach
+        it to a CI run, or open DIR/index.html). The data comes from the
+        collector, or with --from from a snapshot saved by `coldmod fetch --save`.
+
+        Args:
+          html: the directory to write index.html, app.js, style.css and data.js into (made if missing).
+          from_: read the heatmap from this snapshot instead of the collector.
+        """
+        from coldmod_cli import heatmap, htmlreport
+        from coldmod_cli import snapshot as snapshots
+
+        if html is None or not str(html).strip():
+            raise UsageError("name the folder to write: `coldmod report --html DIR`")
+        found = local.checkout()
+        app = local.app_name(found)
+        saved = _snapshot(from_)
+        response = snapshots.read(saved, app) if saved is not None else report.fetch_response(app)
+        now = response.now_ms or heatmap.now_ms()
+        index = htmlreport.write(str(html), response, now)
+        say(f"wrote the report of {app!r} ({plural(len(response.entries), 'function')}) to {index}; "
+            f"open it in a browser (no network needed)")
 
     @command
     def rm(
@@ -299,6 +362,8 @@ class Coldmod:
         min_tracked: Duration = None,
         include: Literal["safe", "review"] = "safe",
         allow_dirty: bool = False,
+        from_: Snapshot = None,
+        branch_per_owner: bool = False,
     ) -> None:
         """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
 
@@ -316,15 +381,18 @@ class Coldmod:
           min_tracked: with --cold, how long the heatmap must have been tracked (default 7d, like 30d or 12h).
           include: review, to remove the review-verdict functions as well as the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
+          from_: with --cold, read the heatmap from this snapshot (`coldmod fetch --save FILE`), offline.
+          branch_per_owner: with --cold, one local git branch and commit per owner in CODEOWNERS (one branch when
+            there is none), each with a pull-request description; the work tree is left as it was; never pushes.
         """
         from coldmod_cli import heatmap, removal
 
-        dry, swallowed = _args.split_flag("dry-run", dry_run)
-        forced, swallowed2 = _args.split_flag("force", force)
-        with_cold, swallowed3 = _args.split_flag("cold", cold)
-        dirty_ok, swallowed4 = _args.split_flag("allow-dirty", allow_dirty)
-        # A bare flag before a key takes the key as its value (Fire); it is still a key.
-        wanted = _args.keys([*keys, *swallowed, *swallowed2, *swallowed3, *swallowed4])
+        # (`rm --dry-run KEY`: the strict layer has already given KEY back to the keys; see _cmdline.check_call.)
+        dry = _args.flag("dry-run", dry_run)
+        forced = _args.flag("force", force)
+        with_cold = _args.flag("cold", cold)
+        dirty_ok = _args.flag("allow-dirty", allow_dirty)
+        wanted = _args.keys(keys)
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
         verdicts = removal.include_option(include)
@@ -332,16 +400,29 @@ class Coldmod:
             raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
         if (since_s is not None or min_tracked_s is not None) and not with_cold:
             raise UsageError("--since and --min-tracked only apply with --cold")
+        per_owner = _args.flag("branch-per-owner", branch_per_owner)
+        if per_owner and (not with_cold or dirty_ok):
+            raise UsageError("--branch-per-owner applies to --cold, on a clean git work tree (not with --allow-dirty)")
+        if from_ is not None and not with_cold:
+            raise UsageError("--from only applies with --cold (it is where the cold functions come from)")
         if forced and with_cold:
             raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
         found = local.checkout()
         local.require_keys(found, wanted, what="remove")
+        removal.refuse_kept(found, wanted)
         cold_keys: list[str] = []
         seasonal: dict[str, str] = {}
         if with_cold:
-            result = report.load(quiet_days=heatmap.quiet_days(since_s))
-            cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s)
+            result = report.load(quiet_days=heatmap.quiet_days(since_s), snapshot=_snapshot(from_))
+            cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s, dry_run=dry)
             seasonal = removal.seasonal_held(result, cold_keys)
+        if per_owner:
+            from coldmod_cli import branches
+
+            removal.require_clean(found.marker.root)  # the plans read the work tree; the commits go on HEAD
+            branches.per_owner(found, [*wanted, *(k for k in cold_keys if k not in wanted)], result,
+                               include=verdicts, dry_run=dry)
+            return
         removal.remove(
             found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok,
             seasonal=seasonal,
@@ -480,6 +561,24 @@ class Coldmod:
         from coldmod_cli import demo
 
         demo.run(open_browser=_args.flag("open", open), keep=_args.flag("keep", keep))
+
+
+def _snapshot(value: str | None) -> str | None:
+    """``--from FILE`` as typed (None: ask the collector)."""
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise UsageError("--from needs a file saved by `coldmod fetch --save FILE`")
+    return str(value)
+
+
+def _limit(paths: tuple[str, ...]) -> list[str]:
+    """The root-relative paths a command is limited to (checked before anything is fetched)."""
+    if not paths:
+        return []
+    from coldmod_trace.rootmarker import load
+
+    return local.paths_under_root(load().root, list(paths))
 
 
 def local_init(directory: Path, *, nested: bool = False) -> Path:

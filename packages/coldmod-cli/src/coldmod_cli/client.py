@@ -27,6 +27,35 @@ def _target() -> str:
         return "the collector"
 
 
+def _mismatch(target: str) -> str | None:
+    """The sentence for a client that reached the wrong thing (see :mod:`coldmod_cli.probe`), else None."""
+    from coldmod_cli.probe import speaks
+
+    try:
+        insecure = config.client_config().insecure
+    except config.ConfigError:
+        return None
+    found = speaks(target)
+    if found in ("tls-web", "plain-web"):
+        return (
+            f"{target} is a web server (the collector's web UI?), not the collector's gRPC port; point "
+            f"{config.COLDMOD_GRPC_HOST} at the address `coldmod serve` prints as 'gRPC listening on' (7777 by default)"
+        )
+    if found == "tls-grpc" and insecure:
+        return (
+            f"the collector at {target} uses TLS, but {config.COLDMOD_INSECURE}=on makes this client speak plaintext; "
+            f"unset {config.COLDMOD_INSECURE} and set {config.COLDMOD_API_KEY} "
+            f"(and {config.COLDMOD_TLS_CA} for a private CA)"
+        )
+    if found == "plain-grpc" and not insecure:
+        return (
+            f"the collector at {target} speaks plaintext (a development collector, {config.COLDMOD_INSECURE}=on), "
+            f"but this client expects TLS; set {config.COLDMOD_INSECURE}=on here too, or give the collector a "
+            f"certificate ({config.COLDMOD_TLS_CERT}, {config.COLDMOD_TLS_KEY})"
+        )
+    return None
+
+
 def explain_rpc_error(error: grpc.RpcError) -> str:
     """One sentence for a failed call: what went wrong and what to do."""
     import grpc
@@ -45,12 +74,19 @@ def explain_rpc_error(error: grpc.RpcError) -> str:
         )
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         lowered = details.lower()
+        # Before the TLS hint: a web port or a plaintext collector fails the handshake too.
+        mismatch = _mismatch(target)
+        if mismatch:
+            return mismatch
         if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
             return (
                 f"cannot make a TLS connection to the collector at {target}; set {config.COLDMOD_TLS_CA} "
                 f"to the CA that signed its certificate, "
                 f"or {config.COLDMOD_INSECURE}=on for a plaintext development collector"
             )
+        mismatch = _mismatch(target)
+        if mismatch:
+            return mismatch
         return (
             f"cannot reach the collector at {target}; start one with `coldmod serve` "
             f"or point {config.COLDMOD_GRPC_HOST} at a running one"

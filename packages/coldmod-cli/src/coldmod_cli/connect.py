@@ -85,7 +85,7 @@ def _codemod() -> Any:
 
 def key_from_url(url: str) -> str:
     """The connect key in a UI URL (``…/#connect=KEY``), or the URL itself when it is a bare key."""
-    from coldmod_cli.web.relay import valid_key
+    from coldmod_cli.web.broker import valid_key
 
     text = url.strip()
     parts = urlsplit(text)
@@ -470,7 +470,7 @@ class _Stream:
 
     def __init__(self, channel: grpc.Channel, pairing: _Pairing, checkout: Checkout, hostname: str) -> None:
         """Open the Attach call on ``channel`` for ``pairing``."""
-        from coldmod_cli.web.relay import CLI_TOKEN_METADATA
+        from coldmod_cli.web.broker import CLI_TOKEN_METADATA
         from coldmod_proto.v1 import coldmod_pb2 as pb
         from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
@@ -495,10 +495,13 @@ class _Stream:
 
     def run(self, on_attached: Callable[[], None]) -> None:
         """Until the stream ends: wait to be attached, then carry out each command (raises grpc.RpcError)."""
-        from coldmod_cli.web.relay import KEY_METADATA
+        from coldmod_cli.web.broker import ATTACHED_METADATA, KEY_METADATA
 
-        metadata = dict(self.call.initial_metadata() or ())  # sent once the pairing is in the table
-        if not self.call.done():
+        # The collector sends `coldmod-connect: attached` once the pairing is in its table. A refusal
+        # ends the call with empty initial metadata, possibly before done() says so: only the marker
+        # means the key was accepted, so "connected" is never said before a refusal.
+        metadata = dict(self.call.initial_metadata() or ())
+        if metadata.get(ATTACHED_METADATA[0]) == ATTACHED_METADATA[1]:
             if not self.pairing.key:
                 self.pairing.key = str(metadata.get(KEY_METADATA, ""))
             on_attached()
@@ -591,7 +594,7 @@ def _attach_once(
                     f"the collector at {settings.target} does not offer connect mode; "
                     "upgrade it to this version of coldmod-cli"
                 ) from None
-            if code == grpc.StatusCode.FAILED_PRECONDITION:  # the relay's final refusals, one sentence each
+            if code == grpc.StatusCode.FAILED_PRECONDITION:  # the broker's final refusals, one sentence each
                 raise CliError(error.details() or "the collector refused the pairing") from None
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
                         grpc.StatusCode.INVALID_ARGUMENT):

@@ -340,7 +340,7 @@ def line_counts(
         lines = cold_defs.setdefault(row.path, set())
         if row.key in cold_keys:
             lines.update(row.lines or (row.line,))
-    cache = _SpanCache(Path(root))
+    cache = SpanCache(Path(root))
     cold_lines = total_lines = 0
     for relpath in progress(sorted(cold_defs)):
         spans = cache.spans(relpath)
@@ -352,12 +352,18 @@ def line_counts(
     return cold_lines, total_lines
 
 
-#: (first line with decorators, last line, the ``def`` line) of each function in a file.
-Span = tuple[int, int, int]
+#: (first line with decorators, last line, the ``def`` line, 1 when marked ``# coldmod: keep`` else 0)
+#: of each function in a file.
+Span = tuple[int, int, int, int]
 
 
-class _SpanCache:
-    """Function extents per file, trusted while discovery's file fingerprint is unchanged; any problem re-parses."""
+class SpanCache:
+    """Function extents (and keep markers) per file, trusted while discovery's file fingerprint is unchanged.
+
+    Any problem with the cache means a re-parse. The keep markers
+    (:mod:`coldmod_cli.keep`) are read in the same pass, so they cost nothing
+    once a file is cached.
+    """
 
     def __init__(self, root: Path) -> None:
         from coldmod_trace.discovery import CACHE_DIR
@@ -389,14 +395,19 @@ class _SpanCache:
         cached = entry[1] if type(entry) is list and len(entry) == 2 and entry[0] == fingerprint else None
         if _well_formed(cached):
             return cached
+        from coldmod_cli.keep import marked_lines
+
         try:
-            tree = ast.parse(full.read_bytes(), filename=relpath)
+            source = full.read_bytes()
+            tree = ast.parse(source, filename=relpath)
         except (OSError, SyntaxError, ValueError):
             return None
-        spans = [
-            (min([node.lineno] + [d.lineno for d in node.decorator_list]), node.end_lineno or node.lineno, node.lineno)
-            for node in _definitions(tree.body)
-        ]
+        marked = marked_lines(source)
+        spans = []
+        for node in _definitions(tree.body):
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            keep = int(node.lineno in marked or start in marked)
+            spans.append((start, node.end_lineno or node.lineno, node.lineno, keep))
         self.entries[relpath] = [fingerprint, spans]
         self.dirty = True
         return spans
@@ -426,7 +437,7 @@ def _well_formed(spans: Any) -> TypeGuard[list[Span]]:
     """A cached entry is used only if it has the shape this module writes."""
     if type(spans) is not list:
         return False
-    return all(type(s) is tuple and len(s) == 3 and all(type(n) is int for n in s) for s in spans)
+    return all(type(s) is tuple and len(s) == 4 and all(type(n) is int for n in s) for s in spans)
 
 
 def _definitions(body: list[Any]) -> Iterator[Any]:
@@ -444,9 +455,9 @@ def _definitions(body: list[Any]) -> Iterator[Any]:
 
 
 def _covered(spans: list[Span]) -> int:
-    """How many lines the (start, end, _) spans cover together (nested functions count once)."""
+    """How many lines the (start, end, …) spans cover together (nested functions count once)."""
     count, reach = 0, 0
-    for start, end, _ in sorted(spans):
+    for start, end, *_ in sorted(spans):
         if end > reach:
             count += end - max(start, reach + 1) + 1
             reach = end

@@ -74,3 +74,20 @@ def test_file_of(root: Path, key: str) -> str | None:
 def _quoted(keys: list[str]) -> str:
     shown = ", ".join(repr(k) for k in keys[:5])
     return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def paths_under_root(root: Path, paths: list[str], cwd: Path | None = None) -> list[str]:
+    """Root-relative forms of ``paths`` (as typed, from ``cwd``); a missing path or one outside the root is refused."""
+    from coldmod_cli._errors import UsageError
+
+    base = Path.cwd() if cwd is None else cwd
+    out = []
+    for typed in paths:
+        full = (base / typed).resolve()
+        if not full.exists():
+            raise UsageError(f"{typed}: no such file or directory")
+        if not full.is_relative_to(root.resolve()):
+            raise UsageError(f"{typed} is outside the root {root}; name files or directories under it")
+        relative = full.relative_to(root.resolve()).as_posix()
+        out.append(relative if relative else ".")
+    return out

@@ -115,30 +115,60 @@ def require_clean(root: Path) -> None:
         )
 
 
-def cold_keys(result: heatmap.Heatmap, *, since: float | None, min_tracked: float | None) -> list[str]:
-    """The keys ``rm --cold`` considers, once the heatmap has been tracked long enough (else refuse)."""
+def cold_keys(
+    result: heatmap.Heatmap, *, since: float | None, min_tracked: float | None, dry_run: bool = False
+) -> list[str]:
+    """The keys ``rm --cold`` considers, once the heatmap has been tracked long enough.
+
+    Tracked too briefly, a removal is refused; a dry run changes nothing, so it
+    only warns, and shows what the removal would be once the minimum is reached.
+    Functions marked ``# coldmod: keep`` are left out.
+    """
+    from coldmod_cli import keep, report
+
     minimum = DEFAULT_MIN_TRACKED if min_tracked is None else min_tracked
     now = result.now_ms
-    starts = [row.tracked_since_ms for row in result.rows if row.tracked and row.tracked_since_ms]
-    if not starts:
+    began = report.tracking_began(result)
+    if not began:
         raise CliError(
             f"the collector has tracked no function of this checkout for app {result.app!r} yet; "
             f"run the application under coldmod-trace first"
         )
-    age = max(0.0, (now - min(starts)) / 1000)
+    age = max(0.0, (now - began) / 1000)
     if age < minimum:
-        raise CliError(
+        short = (
             f"the heatmap of {result.app!r} has been tracked for {span(age)}, less than the minimum of "
             f"{span(minimum)}; let production run longer before removing what it never called, "
             f"or lower the minimum with --min-tracked (like --min-tracked 1d)"
         )
-    say(f"the heatmap of {result.app!r} has been tracked for {span(age)} (minimum {span(minimum)}, --min-tracked)")
+        if not dry_run:
+            raise CliError(short)
+        warn(short + "; this dry run shows what would be removed if the tracking so far were enough")
+        minimum = 0.0
+    else:
+        say(f"the heatmap of {result.app!r} has been tracked for {span(age)} (minimum {span(minimum)}, --min-tracked)")
     rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=minimum)
     younger = len(heatmap.too_briefly_tracked(result.rows, now=now, since=since, min_tracked=minimum))
     if younger:
         need = max(since or 0.0, minimum)
         say(f"left out {plural(younger, 'function')} tracked for less than {span(need)} (new since tracking began)")
-    return [row.key for row in rows]
+    marked = keep.kept(result.root, rows)
+    if marked:
+        say(f"left out {plural(len(marked), 'cold function')} marked `# coldmod: keep`")
+    return [row.key for row in rows if row.key not in marked]
+
+
+def refuse_kept(found: Discovery, keys: list[str]) -> None:
+    """Refuse to remove a named function marked ``# coldmod: keep``: the marker is the team's decision."""
+    from coldmod_cli import keep
+
+    marked = keep.kept(found.marker.root, keep.rows_of(found, keys))
+    if marked:
+        shown = ", ".join(f"{key} ({where})" for key, where in list(marked.items())[:5])
+        raise CliError(
+            f"{shown} {'is' if len(marked) == 1 else 'are'} marked `# coldmod: keep`; "
+            f"delete the marker first to remove {'it' if len(marked) == 1 else 'them'}"
+        )
 
 
 def seasonal_held(result: heatmap.Heatmap, cold: list[str]) -> dict[str, str]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from coldmod_cli import heatmap, local, seasonal
+from coldmod_cli import formats, heatmap, keep, local, seasonal
 from coldmod_cli._errors import CliError, say
 from coldmod_cli._progress import progress
 from coldmod_cli._words import plural, span
+
+if TYPE_CHECKING:
+    from coldmod_proto.v1 import coldmod_pb2
 
 
 def print_json(data: Any) -> None:
@@ -21,27 +26,25 @@ def print_json(data: Any) -> None:
 
 
 def load(
-    start: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, *, quiet_days: int = 0
+    start: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    quiet_days: int = 0,
+    snapshot: str | None = None,
 ) -> heatmap.Heatmap:
-    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap on the collector.
+    """The checkout at ``start`` (default: the cwd) reconciled with its heatmap (the collector's, or a snapshot's).
 
-    ``quiet_days``: the rows with no call in that many days carry their daily history (see :func:`heatmap.quiet_days`).
+    ``quiet_days``: the rows with no call in that many days carry their daily history (see :func:`heatmap.quiet_days`);
+    a snapshot carries what its ``fetch --save`` asked for.
     """
-    import grpc
-
-    from coldmod_cli import client
-
     found = local.checkout(start)
     app = local.app_name(found, env)
-    try:
-        response = client.fetch(app, env=env, quiet_days=quiet_days)
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-        raise CliError(
-            f"the collector has no heatmap for app {app!r} yet; "
-            f"start the application under coldmod-trace (it registers when it starts)"
-        ) from None
+    if snapshot is not None:
+        from coldmod_cli import snapshot as snapshots
+
+        response = snapshots.read(snapshot, app)
+    else:
+        response = fetch_response(app, env, quiet_days=quiet_days)
     result = heatmap.reconcile(response, found)
     result.app = app
     if result.skipped_keys:
@@ -50,6 +53,25 @@ def load(
             f"(removed, renamed or ignored since the application last started)"
         )
     return result
+
+
+def fetch_response(
+    app: str, env: Mapping[str, str] | None = None, *, quiet_days: int = 0
+) -> coldmod_pb2.FetchResponse:
+    """The collector's heatmap of ``app``, as it answered; one sentence when it has none."""
+    import grpc
+
+    from coldmod_cli import client
+
+    try:
+        return client.fetch(app, env=env, quiet_days=quiet_days)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        raise CliError(
+            f"the collector has no heatmap for app {app!r} yet; "
+            f"start the application under coldmod-trace (it registers when it starts)"
+        ) from None
 
 
 def fetch(result: heatmap.Heatmap, fmt: str) -> None:
@@ -75,6 +97,28 @@ def fetch(result: heatmap.Heatmap, fmt: str) -> None:
         print(line)
 
 
+def tracking_began(result: heatmap.Heatmap) -> int:
+    """When the collector began tracking this checkout's functions (epoch ms; 0 when it tracks none)."""
+    return min((row.tracked_since_ms for row in result.rows if row.tracked and row.tracked_since_ms), default=0)
+
+
+def tracked_for(result: heatmap.Heatmap, now: int) -> str:
+    """``the app has been tracked for 3d (since 2026-…)``, or that it is not tracked yet."""
+    began = tracking_began(result)
+    if not began:
+        return f"the collector tracks no function of this checkout for app {result.app!r} yet"
+    return f"{result.app!r} has been tracked for {span(max(0, now - began) / 1000)} (since {heatmap.iso(began)})"
+
+
+def only_under(result: heatmap.Heatmap, relpaths: list[str]) -> heatmap.Heatmap:
+    """The heatmap limited to the files under these root-relative paths (``.`` is the whole root)."""
+    if not relpaths or "." in relpaths:
+        return result
+    prefixes = tuple(path.rstrip("/") + "/" for path in relpaths)
+    rows = [row for row in result.rows if row.path in relpaths or row.path.startswith(prefixes)]
+    return dataclasses.replace(result, rows=rows)
+
+
 def cold(
     result: heatmap.Heatmap,
     fmt: str,
@@ -82,14 +126,21 @@ def cold(
     since: float | None = None,
     min_tracked: float | None = None,
 ) -> list[heatmap.Row]:
-    """Print the cold functions and their summary; returns them.
+    """Print the cold functions (text, json, markdown or sarif) and their summary; returns them.
 
     Seasonal ones (see :mod:`coldmod_cli.seasonal`) are listed with their reason: review, not safe.
+    Functions marked ``# coldmod: keep`` are never listed.
     """
     now = result.now_ms
-    rows = heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked)
+    marked = keep.kept(result.root, heatmap.cold(result.rows, now=now, since=since))
+    rows = [
+        row for row in heatmap.cold(result.rows, now=now, since=since, min_tracked=min_tracked) if row.key not in marked
+    ]
     # Quiet but tracked for less than the window or --min-tracked: left out, and said so (not known to be cold yet).
-    too_brief = len(heatmap.too_briefly_tracked(result.rows, now=now, since=since, min_tracked=min_tracked))
+    too_brief = sum(
+        row.key not in marked
+        for row in heatmap.too_briefly_tracked(result.rows, now=now, since=since, min_tracked=min_tracked)
+    )
     held = seasonal.reasons(rows, now)
     tracked = [row for row in result.rows if row.tracked]
     cold_lines, total_lines = heatmap.line_counts(
@@ -111,27 +162,39 @@ def cold(
                     "tracked_functions": len(tracked),
                     "untracked_functions": result.untracked,
                     "tracked_too_briefly": too_brief,
+                    "kept": len(marked),
                     "cold_lines": cold_lines,
                     "function_lines": total_lines,
+                    "tracked_since": heatmap.iso(tracking_began(result)),
                 },
             }
         )
         return rows
-    if rows:
-        for line in heatmap.table(rows, now, notes={key: f"seasonal: {text}" for key, text in held.items()}):
-            print(line)
     are = "is" if len(rows) == 1 or len(tracked) == 1 else "are"
     need = max(since or 0.0, min_tracked or 0.0)
+    if fmt == "sarif":
+        print_json(formats.sarif(rows, root=Path(result.root), now=now))
+    elif fmt == "markdown":
+        summary = (
+            f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
+            f"({cold_lines} of {plural(total_lines, 'line')} in functions); {tracked_for(result, now)}."
+        )
+        print(formats.markdown(rows, app=result.app, now=now, summary=summary), end="")
+    elif rows:
+        for line in heatmap.table(rows, now, notes={key: f"seasonal: {text}" for key, text in held.items()}):
+            print(line)
     say(
         f"{len(rows)} of {plural(len(tracked), 'tracked function')} {are} cold "
         f"({cold_lines} of {plural(total_lines, 'line')} in functions)"
         + (f"; {len(held)} of them seasonal (review: rm --cold keeps them unless --include review)" if held else "")
         + (f"; {plural(result.untracked, 'untracked function')} left out" if result.untracked else "")
+        + (f"; {plural(len(marked), 'cold function')} marked `# coldmod: keep` left out" if marked else "")
         + (
             f"; {plural(too_brief, 'cold function')} left out for being tracked less than {span(need)}"
             if too_brief
             else ""
         )
+        + f"; {tracked_for(result, now)}"
     )
     return rows
 

@@ -43,7 +43,7 @@ def engine() -> dict[str, str]:
 
 def gather() -> tuple[dict[str, Any], list[str]]:
     """Everything status reports, and the problems found (one sentence each)."""
-    from coldmod_cli import client, local
+    from coldmod_cli import client, keep, local
 
     problems: list[str] = []
     info: dict[str, Any] = {
@@ -52,6 +52,7 @@ def gather() -> tuple[dict[str, Any], list[str]]:
         "files": None,
         "functions": None,
         "ignored_keys": None,
+        "kept_functions": None,
     }
     try:
         found = local.checkout()
@@ -62,6 +63,7 @@ def gather() -> tuple[dict[str, Any], list[str]]:
             functions=len(found.sources),
             ignored_keys=len(found.marker.ignore_keys),
             skipped_files=len(found.skipped),
+            kept_functions=len(keep.kept(found.marker.root, keep.rows_of(found))),
         )
     except RootmarkerError as exc:  # reported; the other checks still run
         problems.append(str(exc))
@@ -141,7 +143,8 @@ def _text(info: dict[str, Any]) -> None:
     line("app", info["app"])
     line("files", info["files"])
     if info["functions"] is not None:
-        line("functions", f"{info['functions']} ({plural(info['ignored_keys'], 'key')} ignored)")
+        kept = f", {info['kept_functions']} marked `# coldmod: keep`" if info.get("kept_functions") else ""
+        line("functions", f"{info['functions']} ({plural(info['ignored_keys'], 'key')} ignored{kept})")
     else:
         line("functions", None)
     collector = info["collector"]

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from coldmod_trace.discovery import Skipped, discover, in_file_order
 from coldmod_trace.rootmarker import RootmarkerError
+
+#: What ``--help`` says first: plain text (the module docstring's RST markup read as noise on a terminal).
+DESCRIPTION = (
+    "coldmod-trace (also python -m coldmod_trace): what production images can run. "
+    "Production images carry no CLI; these commands tell an operator what will be traced "
+    "and start a program under the tracer."
+)
 
 
 def _srcs(args: argparse.Namespace) -> int:
@@ -18,7 +26,11 @@ def _srcs(args: argparse.Namespace) -> int:
         print(f"coldmod-trace: warning: {skipped}", file=sys.stderr)
 
     try:
-        result = discover(args.root, cache=not args.no_cache, warn=warn)
+        with warnings.catch_warnings():
+            # Parsing the application makes Python report *its* SyntaxWarnings ("\d" in a string):
+            # the application's to fix, not this listing's to print. (Here only: this is our process.)
+            warnings.simplefilter("ignore", SyntaxWarning)
+            result = discover(args.root, cache=not args.no_cache, warn=warn)
     except RootmarkerError as exc:
         print(f"coldmod-trace: {exc}", file=sys.stderr)
         return 1
@@ -48,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (subcommands srcs and run)."""
-    parser = argparse.ArgumentParser(prog="coldmod-trace", description=__doc__)
+    parser = argparse.ArgumentParser(prog="coldmod-trace", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     srcs = commands.add_parser("srcs", help="print the keys of every function that will be traced")
     srcs.add_argument("root", nargs="?", default=None, help="a directory at or below the rootmarker (default: cwd)")

@@ -914,16 +914,16 @@ class RedisStore:
 
         return unsubscribe
 
-    def connect_keys(self, relay: Any = None) -> Any:
-        """The connect relay's key book on this Redis (keys issued by any collector pair on all).
+    def connect_keys(self, broker: Any = None) -> Any:
+        """The connect broker's key book on this Redis (keys issued by any collector pair on all).
 
-        Given the collector's ``relay``, its sessions are carried across
+        Given the collector's ``broker``, its sessions are carried across
         collectors too (a CLI attached here, a page on another collector).
         """
-        from coldmod_cli.web.redis_relay import RedisKeyBook, RedisSessions
+        from coldmod_cli.web.redis_broker import RedisKeyBook, RedisSessions
 
-        if relay is not None:
-            sessions = RedisSessions(relay, self._client)
+        if broker is not None:
+            sessions = RedisSessions(broker, self._client)
             self._on_close.append(sessions.close)
         return RedisKeyBook(self._client)
 

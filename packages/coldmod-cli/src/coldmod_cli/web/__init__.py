@@ -1,7 +1,7 @@
-"""The live web UI served by the collector, and the relay behind ``coldmod connect``.
+"""The live web UI served by the collector, and the broker behind ``coldmod connect``.
 
-``serve`` wires it in two steps: ``relay = register(grpc_server)`` before the
-gRPC server starts (the Connect service), then ``start(info, relay)`` once it
+``serve`` wires it in two steps: ``broker = register(grpc_server)`` before the
+gRPC server starts (the Connect service), then ``start(info, broker)`` once it
 runs (the HTTP(S) server on ``info.web_host``/``info.web_port``). The page is
 hand-written HTML, CSS and JavaScript in ``static/``: no build step, no CDN.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from coldmod_cli.web.broker import Broker, BrokerError, ConnectService, KeyBook, MemoryKeyBook, register, valid_key
 from coldmod_cli.web.httpd import USER, WebServer, tls_context
-from coldmod_cli.web.relay import ConnectService, KeyBook, MemoryKeyBook, Relay, RelayError, register, valid_key
 from coldmod_trace.config import ConfigError
 
 if TYPE_CHECKING:
@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "USER",
+    "Broker",
+    "BrokerError",
     "ConnectService",
     "KeyBook",
     "MemoryKeyBook",
-    "Relay",
-    "RelayError",
     "WebServer",
     "register",
     "start",
@@ -32,13 +32,13 @@ __all__ = [
 ]
 
 
-def start(info: ServerInfo, relay: Relay | None = None) -> WebServer:
+def start(info: ServerInfo, broker: Broker | None = None) -> WebServer:
     """Serve the web UI for a running collector (TLS and basic auth unless insecure); returns its handle."""
     settings = info.settings
     connect_keys = getattr(info.store, "connect_keys", None)
-    if relay is not None and callable(connect_keys):
+    if broker is not None and callable(connect_keys):
         # A shared store (Redis) shares the issued keys and the sessions: any collector serves any pairing.
-        relay.keys = connect_keys(relay)
+        broker.keys = connect_keys(broker)
     tls = None
     if not info.insecure:
         tls = tls_context(settings.certificate_chain or b"", settings.private_key or b"")
@@ -49,7 +49,7 @@ def start(info: ServerInfo, relay: Relay | None = None) -> WebServer:
             info.store,
             api_key=None if info.insecure else settings.api_key or "",
             tls=tls,
-            relay=relay,
+            broker=broker,
             now_ms=info.now_ms,
             refusals=info.refusals,
         )

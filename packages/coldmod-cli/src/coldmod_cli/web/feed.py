@@ -1,4 +1,4 @@
-"""Live updates for browsers: one :class:`Feed` per open page, filled from store changes and the relay.
+"""Live updates for browsers: one :class:`Feed` per open page, filled from store changes and the broker.
 
 The store calls its subscribers from its writer thread, which must never
 wait for a browser: a change only marks the app in each feed (a set, so a

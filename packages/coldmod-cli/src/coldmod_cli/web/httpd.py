@@ -53,8 +53,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from coldmod_cli.server.refusals import Refusal, Refusals, web_peer
 from coldmod_cli.server.store import Change, Store, StoreError, UnknownApp, utc_day
+from coldmod_cli.web.broker import Broker, BrokerError
 from coldmod_cli.web.feed import Feed, Hub
-from coldmod_cli.web.relay import Relay, RelayError
 from coldmod_cli.web.snapshots import Snapshots
 
 __all__ = ["USER", "WebServer", "tls_context"]
@@ -203,7 +203,7 @@ class WebServer:
         *,
         api_key: str | None,
         tls: ssl.SSLContext | None,
-        relay: Relay | None = None,
+        broker: Broker | None = None,
         now_ms: Callable[[], int] | None = None,
         refusals: Refusals | None = None,
     ) -> None:
@@ -216,7 +216,7 @@ class WebServer:
         self.now_ms = now_ms or _wall_clock_ms
         self.tls = tls
         self.refusals = refusals or Refusals()
-        self.relay = relay or Relay()
+        self.broker = broker or Broker()
         self.hub = Hub()
         self.static = _load_static()
         self._expected = f"{USER}:{api_key}".encode() if api_key is not None else None
@@ -268,7 +268,7 @@ class WebServer:
         self._unsubscribe()
         self.snapshots.close()
         self.hub.close()
-        self.relay.close()
+        self.broker.close()
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
@@ -555,18 +555,18 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         parts = urlsplit(self.path).path.split("/")
-        relay = self.server.web.relay
+        broker = self.server.web.broker
         try:
             if parts[1:3] != ["api", "connect"] or len(parts) not in (3, 5):
                 raise _Refused(404, "no such page")
             self._from_our_page()
             if len(parts) == 3:
-                key, token = relay.issue_for_ui()
+                key, token = broker.issue_for_ui()
                 self._json({"key": key, "token": token})
                 return
             key, action = unquote(parts[3]), parts[4]
             if action == "claim":
-                self._json({"token": relay.claim_ui(key)})
+                self._json({"token": broker.claim_ui(key)})
                 return
             if action != "commands":
                 raise _Refused(404, "no such page")
@@ -576,10 +576,10 @@ class _Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError):
                 raise _Refused(400, 'the body must be JSON like {"command": "ignore", "key": "pkg.mod.f"}') from None
             token = self.headers.get("X-Coldmod-Token") or ""
-            self._json(relay.command(key, token, str(command), target))
+            self._json(broker.command(key, token, str(command), target))
         except _Refused as refused:
             self._error(refused.status, str(refused))
-        except RelayError as exc:
+        except BrokerError as exc:
             self._error(409, str(exc))
 
     def _apps(self, after: str, limit_text: str) -> None:
@@ -671,8 +671,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if connect_key is not None:
                 try:
-                    unlisten = web.relay.listen(connect_key, token, feed.push)
-                except RelayError as exc:
+                    unlisten = web.broker.listen(connect_key, token, feed.push)
+                except BrokerError as exc:
                     # The page learns why on its stream (an HTTP error would only make it retry).
                     feed.push("pairing", {"error": str(exc)})
             self.close_connection = True

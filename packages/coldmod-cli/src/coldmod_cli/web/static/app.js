@@ -46,6 +46,7 @@ const state = {
   mapDirty: true,
   view: [],                  // treemap zoom: path segments of the node shown
   lastFetchMs: 0,
+  removed: new Set(),        // keys removed from this page: gone from the checkout, still in the heatmap until a redeploy
 };
 
 // ------------------------------------------------------------------ helpers
@@ -117,7 +118,11 @@ function toast(message, bad) {
   toastTimer = setTimeout(() => { node.hidden = true; }, bad ? 8000 : 4000);
 }
 
+// A static report (`coldmod report --html DIR`) carries its data in data.js: no collector, no network.
+const REPORT = window.COLDMOD_REPORT || null;
+
 async function getJSON(url) {
+  if (REPORT && url.startsWith("/api/apps")) return REPORT.apps;
   const response = await fetch(url, { cache: "no-store" });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
@@ -567,7 +572,7 @@ function renderSummary() {
   let calls = 0, traced = 0, ignored = 0;
   for (const r of state.all) {
     if (r.ignored) ignored += 1;
-    if (r.calls === null) continue;
+    if (r.calls === null || state.removed.has(r.key)) continue;   // a removed function is no longer cold code
     traced += 1; counts[r.state] += 1; calls += r.calls;
   }
   const hot = state.hotFrom;
@@ -616,17 +621,48 @@ function verdictCell(r) {
   return cell;
 }
 
-function actions(r) {
+// The buttons for one function of the paired checkout (none for a key it does not have, or ignores).
+function actionButtons(r) {
   const local = state.local && state.local.get(r.key);
   const live = Boolean(state.cli && state.cli.connected);
-  const cell = el("td", { class: "actions connect-only" });
-  if (!local || local.ignored) return cell;   // only functions of the checkout can be acted on
-  cell.append(
+  if (!local || local.ignored) return [];   // only functions of the checkout can be acted on
+  return [
     el("button", { type: "button", disabled: !live, "data-action": "ignore", onclick: () => ignore(r.key), text: "Ignore" }),
     el("button", { type: "button", disabled: !live, "data-action": "remove", onclick: () => planRemoval(r.key), text: "Remove" }),
     el("button", { type: "button", disabled: !live, "data-action": "open", onclick: () => openEditor(r.key), text: "Open" }),
-  );
+  ];
+}
+
+function actions(r) {
+  const cell = el("td", { class: "actions connect-only c-actions" });
+  cell.append(...actionButtons(r));
   return cell;
+}
+
+const REMOVED_NOTE = "removed in the checkout; redeploy to update the heatmap";
+
+// The selected function in full: on a phone the only place its verdict, reasons and actions show.
+function renderDetails() {
+  const r = state.selected && state.all.find((row) => row.key === state.selected);
+  $("details").hidden = !r;
+  if (!r) return;
+  $("details-key").textContent = r.key;
+  const facts = [
+    ["State", state.removed.has(r.key) ? REMOVED_NOTE : r.state],
+    ["Calls", r.calls === null ? "not traced" : callsText(r)],
+    ["Last seen", r.last_seen_ms ? `${ago(r.last_seen_ms)} (${iso(r.last_seen_ms)})` : "never"],
+    ["Tracked since", r.tracked_since_ms ? `${ago(r.tracked_since_ms)} (${iso(r.tracked_since_ms)})` : ""],
+    ["Defined at", r.path ? `${r.path}:${r.line}` : ""],
+  ];
+  $("details-facts").replaceChildren(...facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const ref = state.refs.get(r.key);
+  const verdict = $("details-verdict");
+  verdict.className = "connect-only" + (ref ? ` verdict ${r.calls ? "called" : ref.verdict}` : "");
+  verdict.textContent = !ref ? (state.local && state.local.has(r.key) && !r.ignored ? "Verdict: …" : "")
+    : r.calls ? `Called in production: removing it changes what runs (references: ${ref.verdict}).`
+      : `Verdict: ${ref.verdict} (${plural(ref.references, "reference")})`;
+  $("details-reasons").replaceChildren(...((ref && ref.reasons) || []).map((reason) => el("li", { text: reason })));
+  $("details-actions").replaceChildren(...(state.removed.has(r.key) ? [] : actionButtons(r)));
 }
 
 function rowHeight() {
@@ -636,10 +672,12 @@ function rowHeight() {
 function tableRow(r) {
   const keyCell = el("td", { class: "key", title: r.key }, el("span", { class: "k", text: r.key }));
   if (r.ignored) keyCell.append(el("span", { class: "tag ignored", text: "ignored" }));
-  if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
+  if (state.removed.has(r.key)) keyCell.append(el("span", { class: "tag removed", text: REMOVED_NOTE }));
+  else if (state.local && !state.local.has(r.key)) keyCell.append(el("span", { class: "tag", text: "not in checkout" }));
   const where = r.path ? `${r.path}:${r.line}` : "";
   return el("tr", { "data-key": r.key, class: r.key === state.selected ? "selected" : "", onclick: (e) => { if (!e.target.closest("button")) selectRow(r.key); } },
-    el("td", {}, el("span", { class: `state ${r.state}`, title: (state.stateTitles || {})[r.state], text: r.state })),
+    el("td", {}, state.removed.has(r.key) ? el("span", { class: "state removed", title: REMOVED_NOTE, text: "removed" })
+      : el("span", { class: `state ${r.state}`, title: (state.stateTitles || {})[r.state], text: r.state })),
     keyCell,
     el("td", { class: "num" + (r.estimated || r.lower_bound ? " est" : ""), title: callsTitle(r), text: callsText(r) }),
     el("td", { class: "num c-recent", title: "calls in the last 7, 30 and 90 days",
@@ -780,7 +818,7 @@ function renderConnect() {
   $("connect").hidden = !paired;
   // A pairing whose CLI has gone cannot be taken over by a new CLI: offer a new pairing instead.
   const gone = Boolean(state.cli && state.cli.seen && !state.cli.connected);
-  $("connect-new").hidden = paired && !state.pairingError && !gone;
+  $("connect-new").hidden = Boolean(REPORT) || (paired && !state.pairingError && !gone);   // a report pairs nothing
   $("connect-new").textContent = paired ? "New pairing" : "Connect a checkout";
   $("pairing-error").hidden = !state.pairingError;
   $("pairing-error-text").textContent = state.pairingError;
@@ -900,6 +938,12 @@ async function loadHeatmap() {
       const wait = lastFetch + gap - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       lastFetch = Date.now();
+      if (REPORT) {   // the report's one heatmap, its times read as of when it was made
+        state.heatmap = REPORT.heatmap;
+        state.clockSkew = REPORT.now_ms - Date.now();
+        rebuild();
+        break;
+      }
       try {
         const response = await fetch(`/api/heatmap?app=${encodeURIComponent(state.app)}`, { cache: "no-store" });
         const data = await response.json().catch(() => ({}));
@@ -1037,7 +1081,12 @@ async function planRemoval(key) {
     try {
       const result = await command("apply_removal", key);
       toast(result.message, !result.ok);
-      if (result.ok) $("dialog").hidden = true;
+      if (result.ok) {
+        $("dialog").hidden = true;
+        state.removed.add(key);   // the collector keeps it until the app runs without it: say so, and stop counting it
+        state.shownDirty = true;
+        render(true);
+      }
     } catch (error) { toast(error.message, true); }
     apply.disabled = false;
   };
@@ -1126,6 +1175,7 @@ function wire() {
   canvas.addEventListener("mouseleave", () => { $("tip").hidden = true; });
   new ResizeObserver(() => render(true)).observe($("treemap"));
   $("dialog-cancel").addEventListener("click", () => { $("dialog").hidden = true; });
+  $("details-close").addEventListener("click", () => { state.selected = null; render(true); });
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") $("dialog").hidden = true; });
   $("connect-new").addEventListener("click", newPairing);
   $("pairing-copy").addEventListener("click", async () => {
@@ -1145,7 +1195,9 @@ async function boot() {
   state.appChosen = Boolean(hash.app);
   state.app = hash.app;
   wire();
-  if (hash.connect) await joinPairing(hash.connect);
+  if (REPORT) {
+    $("live").textContent = `report of ${iso(REPORT.now_ms)}`;
+  } else if (hash.connect) await joinPairing(hash.connect);
   else listen();
   // The app named in the URL loads while the list of apps does (they are independent).
   const heatmap = state.app ? loadHeatmap() : null;

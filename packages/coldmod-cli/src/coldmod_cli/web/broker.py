@@ -8,6 +8,9 @@ UI); it exists while either side is there, and either side may come and go.
 
 Keys are looked up by their SHA-256 (so the table never compares secrets by
 prefix) and then compared in constant time.
+
+It is the *pairing broker*, :class:`Broker`: "relay" is the tracer's process
+that carries counts to the collector, one name per concept.
 """
 
 from __future__ import annotations
@@ -30,15 +33,16 @@ from coldmod_proto.v1 import coldmod_pb2 as pb
 from coldmod_proto.v1 import coldmod_pb2_grpc as pb_grpc
 
 __all__ = [
+    "ATTACHED_METADATA",
     "CLI_TOKEN_METADATA",
     "COMMANDS",
     "KEY_METADATA",
+    "Broker",
+    "BrokerError",
     "Claim",
     "ConnectService",
     "KeyBook",
     "MemoryKeyBook",
-    "Relay",
-    "RelayError",
     "valid_key",
 ]
 
@@ -50,12 +54,14 @@ COMMANDS = frozenset({"ignore", "plan_removal", "apply_removal", "open"})
 MAX_SESSIONS = 256
 #: Seconds a UI waits for the CLI to answer a command (a removal plan parses the whole tree).
 COMMAND_TIMEOUT_S = 180.0
-#: Longest text a CLI may put in one field we relay (a diff can be long; a key cannot).
+#: Longest text a CLI may put in one field we pass on (a diff can be long; a key cannot).
 _MAX_FIELD = 4 * 1024 * 1024
 #: Request metadata: the CLI's own random token, the same on each of its reconnects.
 CLI_TOKEN_METADATA = "coldmod-connect-cli"  # noqa: S105 - a metadata name, not a secret
 #: Initial response metadata: the pairing's connect key (new when the hello carried none).
 KEY_METADATA = "coldmod-connect-key"
+#: The initial metadata that tells a CLI its pairing was accepted (a refusal sends none).
+ATTACHED_METADATA = ("coldmod-connect", "attached")
 #: Seconds an issued key stays valid after its last use (issue, claim, attach, open page).
 KEY_TTL_S = 7 * 24 * 3600.0
 #: Issued keys kept at once; issuing beyond this is refused (memory stays bounded).
@@ -133,7 +139,7 @@ class MemoryKeyBook:
             return Claim.OK
 
 
-class RelayError(Exception):
+class BrokerError(Exception):
     """A pairing or a command is refused; the message is one sentence for the UI or the CLI.
 
     ``final`` is true when retrying cannot help (the CLI stops instead of reconnecting).
@@ -193,7 +199,7 @@ class _Attachment:
 
 
 class _Session:
-    """Everything known about one pairing; guarded by the relay's lock."""
+    """Everything known about one pairing; guarded by the broker's lock."""
 
     def __init__(self, key: str) -> None:
         """An empty session named by ``key``."""
@@ -211,12 +217,12 @@ class _Session:
         return {"connected": self.cli is not None, "seen": self.last_hello is not None, **hello}
 
     def emit(self, event: str, data: Any) -> None:
-        """Pass one event to every UI listening (caller holds the relay's lock)."""
+        """Pass one event to every UI listening (caller holds the broker's lock)."""
         for listener in list(self.listeners):
             listener(event, data)
 
 
-class Relay:
+class Broker:
     """The table of connect sessions, shared by the gRPC servicer and the web server."""
 
     def __init__(self, keys: KeyBook | None = None) -> None:
@@ -234,7 +240,7 @@ class Relay:
         if not create:
             return None
         if len(self._sessions) >= MAX_SESSIONS:
-            raise RelayError(f"the collector holds {MAX_SESSIONS} connect sessions already; try again later")
+            raise BrokerError(f"the collector holds {MAX_SESSIONS} connect sessions already; try again later")
         session = _Session(key)
         self._sessions[_digest(key)] = session
         return session
@@ -248,7 +254,7 @@ class Relay:
         """A fresh key in the key book (raises when the book is full)."""
         key = secrets.token_urlsafe(_KEY_BYTES)
         if not self.keys.issue(_digest(key), KEY_TTL_S, MAX_KEYS):
-            raise RelayError(f"the collector holds {MAX_KEYS} connect keys already; try again later")
+            raise BrokerError(f"the collector holds {MAX_KEYS} connect keys already; try again later")
         return key
 
     def _claim(self, key: str, side: str, token: str, *, bind: bool) -> None:
@@ -260,8 +266,8 @@ class Relay:
         )
         if claim is not Claim.OK:
             if side == "ui" and claim is Claim.TAKEN and not bind:
-                raise RelayError("this page does not hold this pairing; choose 'Connect a checkout' for your own")
-            raise RelayError(_REFUSALS[side, claim], final=True)
+                raise BrokerError("this page does not hold this pairing; choose 'Connect a checkout' for your own")
+            raise BrokerError(_REFUSALS[side, claim], final=True)
 
     # --------------------------------------------------------- the browser side
 
@@ -273,7 +279,7 @@ class Relay:
         return key, token
 
     def claim_ui(self, key: str) -> str:
-        """The page's token for a pairing a CLI made (first page only); raises RelayError otherwise."""
+        """The page's token for a pairing a CLI made (first page only); raises BrokerError otherwise."""
         token = secrets.token_urlsafe(_KEY_BYTES)
         self._claim(key, "ui", token, bind=True)
         return token
@@ -303,29 +309,29 @@ class Relay:
     ) -> dict[str, Any]:
         """Send one command to the session's CLI and wait for its result (a dict for the UI)."""
         if command not in COMMANDS:
-            raise RelayError(f"unknown command {command!r}; use one of {', '.join(sorted(COMMANDS))}")
+            raise BrokerError(f"unknown command {command!r}; use one of {', '.join(sorted(COMMANDS))}")
         if not isinstance(target, str) or not target or len(target) > 1024:
-            raise RelayError("a command needs the function key it applies to")
+            raise BrokerError("a command needs the function key it applies to")
         self._claim(key, "ui", token, bind=False)
         command_id = secrets.token_hex(8)
         waiter = _Waiter()
         with self._lock:
             session = self._find(key, create=False)
             if session is None or session.cli is None:
-                raise RelayError("no CLI is connected; run `coldmod connect --stdin` in your checkout")
+                raise BrokerError("no CLI is connected; run `coldmod connect --stdin` in your checkout")
             session.waiting[command_id] = waiter
             cli = session.cli
         cli.commands.put(pb.UiCommand(command_id=command_id, **{command: target}))
         try:
             if not waiter.done.wait(timeout):
-                raise RelayError(f"the CLI did not answer within {timeout:.0f} seconds")
+                raise BrokerError(f"the CLI did not answer within {timeout:.0f} seconds")
         finally:
             with self._lock:
                 session.waiting.pop(command_id, None)
                 self._forget_if_idle(session)
         assert waiter.result is not None
         if waiter.result.get("error"):
-            raise RelayError(waiter.result["error"])
+            raise BrokerError(waiter.result["error"])
         return waiter.result
 
     # ------------------------------------------------------------- the CLI side
@@ -338,7 +344,7 @@ class Relay:
         another CLI's is not — that refusal is final.
         """
         if not token or len(token) > 256:
-            raise RelayError(
+            raise BrokerError(
                 f"the CLI sent no {CLI_TOKEN_METADATA} token; update coldmod-cli to this collector's version",
                 final=True,
             )
@@ -347,7 +353,7 @@ class Relay:
         attachment = _Attachment(hello)
         with self._lock:
             if self._closed:
-                raise RelayError("the collector is stopping")
+                raise BrokerError("the collector is stopping")
             session = self._find(key, create=True)
             assert session is not None
             previous = session.cli
@@ -437,16 +443,16 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
 
 
 class ConnectService(pb_grpc.ConnectServicer):
-    """The gRPC side of the relay: one ``Attach`` stream per connected CLI."""
+    """The gRPC side of the broker: one ``Attach`` stream per connected CLI."""
 
-    def __init__(self, relay: Relay) -> None:
-        """Relay through this table."""
-        self.relay = relay
+    def __init__(self, broker: Broker) -> None:
+        """Carry through this table."""
+        self.broker = broker
 
     def Attach(
         self, request_iterator: Iterator[pb.CliEvent], context: grpc.ServicerContext
     ) -> Iterator[pb.UiCommand]:
-        """Read the hello, then relay events up and commands down until either side ends."""
+        """Read the hello, then pass events up and commands down until either side ends."""
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("event") != "hello":
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first event of Attach must be a hello")
@@ -458,19 +464,19 @@ class ConnectService(pb_grpc.ConnectServicer):
             )
         token = dict(context.invocation_metadata()).get(CLI_TOKEN_METADATA, "")
         try:
-            attachment, key = self.relay.attach(first.hello, str(token))
-        except RelayError as exc:
+            attachment, key = self.broker.attach(first.hello, str(token))
+        except BrokerError as exc:
             code = grpc.StatusCode.FAILED_PRECONDITION if exc.final else grpc.StatusCode.UNAVAILABLE
             _abort(context, code, str(exc))
         context.add_callback(attachment.close)
         # Tells the CLI it is in the table (it waits for this before saying "connected"), and the key.
-        context.send_initial_metadata((("coldmod-connect", "attached"), (KEY_METADATA, key)))
+        context.send_initial_metadata((ATTACHED_METADATA, (KEY_METADATA, key)))
 
         def read() -> None:
-            """Relay the CLI's events until its stream ends."""
+            """Pass on the CLI's events until its stream ends."""
             try:
                 for event in request_iterator:
-                    self.relay.receive(attachment, key, event)
+                    self.broker.receive(attachment, key, event)
             except grpc.RpcError:
                 pass  # the CLI went away; detach below
             finally:
@@ -485,11 +491,11 @@ class ConnectService(pb_grpc.ConnectServicer):
                     return
                 yield command
         finally:
-            self.relay.detach(attachment, key)
+            self.broker.detach(attachment, key)
 
 
-def register(server: grpc.Server, keys: KeyBook | None = None) -> Relay:
-    """Add the Connect service to a gRPC server (before it starts); returns the relay for the web UI."""
-    relay = Relay(keys)
-    pb_grpc.add_ConnectServicer_to_server(ConnectService(relay), server)  # type: ignore[no-untyped-call]
-    return relay
+def register(server: grpc.Server, keys: KeyBook | None = None) -> Broker:
+    """Add the Connect service to a gRPC server (before it starts); returns the broker for the web UI."""
+    broker = Broker(keys)
+    pb_grpc.add_ConnectServicer_to_server(ConnectService(broker), server)  # type: ignore[no-untyped-call]
+    return broker

@@ -1,4 +1,4 @@
-"""Connect across collectors: the relay's key book and its sessions in Redis.
+"""Connect across collectors: the broker's key book and its sessions in Redis.
 
 A key issued by one collector pairs on any (RedisKeyBook), and a CLI
 attached to one collector works with a page open on another (RedisSessions).
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from coldmod_cli.web.relay import Claim, RelayError
+from coldmod_cli.web.broker import BrokerError, Claim
 
 __all__ = ["RedisKeyBook", "RedisSessions"]
 
@@ -71,11 +71,11 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except redis.RedisError as exc:
-        raise RelayError(f"the collector cannot reach its Redis store ({type(exc).__name__}); try again") from None
+        raise BrokerError(f"the collector cannot reach its Redis store ({type(exc).__name__}); try again") from None
 
 
 class RedisKeyBook:
-    """A :class:`~coldmod_cli.web.relay.KeyBook` shared by every collector on one Redis."""
+    """A :class:`~coldmod_cli.web.broker.KeyBook` shared by every collector on one Redis."""
 
     def __init__(self, client: Any) -> None:
         """Use this redis-py client (decode_responses on)."""
@@ -114,7 +114,7 @@ _ALIVE = "coldmod:{connect}:alive:"
 class RedisSessions:
     """Carries one collector's connect sessions to the others: a CLI attached here, a page anywhere.
 
-    It wraps the relay's ``attach``/``receive``/``detach`` (after them, the
+    It wraps the broker's ``attach``/``receive``/``detach`` (after them, the
     session's state is saved in Redis and its events published on the bus),
     ``listen`` (a page here whose CLI is elsewhere starts from the saved
     state, then hears the CLI's events from the bus) and ``command`` (sent
@@ -124,19 +124,19 @@ class RedisSessions:
     still checked here, by the key book, before anything is sent.
     """
 
-    def __init__(self, relay: Any, client: Any) -> None:
-        """Wrap ``relay``'s methods and follow the bus on ``client``'s Redis."""
+    def __init__(self, broker: Any, client: Any) -> None:
+        """Wrap ``broker``'s methods and follow the bus on ``client``'s Redis."""
         from coldmod_cli.server.redis_store import follow
 
-        self._relay = relay
+        self._broker = broker
         self._client = client
         self._origin = secrets.token_hex(8)
         self._pending: dict[str, Any] = {}
         self._pending_lock = threading.Lock()
         self._closed = threading.Event()
-        self._orig = {name: getattr(relay, name) for name in ("attach", "receive", "detach", "listen", "command")}
-        relay.attach, relay.receive, relay.detach = self.attach, self.receive, self.detach
-        relay.listen, relay.command = self.listen, self.command
+        self._orig = {name: getattr(broker, name) for name in ("attach", "receive", "detach", "listen", "command")}
+        broker.attach, broker.receive, broker.detach = self.attach, self.receive, self.detach
+        broker.listen, broker.command = self.listen, self.command
         self._thread = threading.Thread(
             target=follow, args=(client, _BUS, self._deliver, self._closed), name="coldmod-connect-bus", daemon=True
         )
@@ -173,30 +173,30 @@ class RedisSessions:
     # -------------------------------------------------------- the CLI is here
 
     def attach(self, hello: Any, token: str) -> Any:
-        """The relay's attach, then tell every collector the CLI is here."""
+        """The broker's attach, then tell every collector the CLI is here."""
         attachment, key = self._orig["attach"](hello, token)
         self._share(key, attachment, ("cli",))
         return attachment, key
 
     def receive(self, attachment: Any, key: str, event: Any) -> None:
-        """The relay's receive, then share what the CLI said (its sources, its references)."""
+        """The broker's receive, then share what the CLI said (its sources, its references)."""
         self._orig["receive"](attachment, key, event)
         kind = event.WhichOneof("event")
         if kind in ("sources", "references"):
             self._share(key, attachment, (kind,))
 
     def detach(self, attachment: Any, key: str) -> None:
-        """The relay's detach, then tell every collector the CLI is gone."""
+        """The broker's detach, then tell every collector the CLI is gone."""
         self._orig["detach"](attachment, key)
         self._share(key, attachment, ("cli",), gone=True)
 
     def _share(self, key: str, attachment: Any, events: tuple[str, ...], *, gone: bool = False) -> None:
         """Save the session's state in Redis and publish ``events`` (best effort: a page reloads to catch up)."""
-        from coldmod_cli.web.relay import KEY_TTL_S, _digest
+        from coldmod_cli.web.broker import KEY_TTL_S, _digest
 
-        relay = self._relay
-        with relay._lock:
-            session = relay._find(key, create=False)
+        broker = self._broker
+        with broker._lock:
+            session = broker._find(key, create=False)
             if session is not None and session.cli not in (attachment, None):
                 return  # another CLI holds the pairing now: it speaks for it
             if session is None or session.cli is None:
@@ -229,8 +229,8 @@ class RedisSessions:
     # ------------------------------------------------------- a page is here
 
     def listen(self, key: str, token: str, listener: Any) -> Any:
-        """The relay's listen; when the CLI is attached elsewhere, continue from its saved state."""
-        from coldmod_cli.web.relay import _digest
+        """The broker's listen; when the CLI is attached elsewhere, continue from its saved state."""
+        from coldmod_cli.web.broker import _digest
 
         unsubscribe = self._orig["listen"](key, token, listener)
         if not self._local_cli(key):
@@ -244,8 +244,8 @@ class RedisSessions:
         return unsubscribe
 
     def command(self, key: str, token: str, command: str, target: str, timeout: float | None = None) -> Any:
-        """The relay's command; when the CLI is attached elsewhere, send it there over the bus and wait."""
-        from coldmod_cli.web.relay import COMMAND_TIMEOUT_S, COMMANDS, _digest, _Waiter, valid_key
+        """The broker's command; when the CLI is attached elsewhere, send it there over the bus and wait."""
+        from coldmod_cli.web.broker import COMMAND_TIMEOUT_S, COMMANDS, _digest, _Waiter, valid_key
 
         timeout = COMMAND_TIMEOUT_S if timeout is None else timeout
         valid = command in COMMANDS and isinstance(target, str) and 0 < len(target) <= 1024 and valid_key(key)
@@ -253,7 +253,7 @@ class RedisSessions:
         saved = self._saved(digest) if valid and not self._local_cli(key) else None
         if not self._holder(saved):
             return self._orig["command"](key, token, command, target, timeout)  # here, or nowhere: as before
-        self._relay._claim(key, "ui", token, bind=False)  # the page must hold the pairing, as for a local CLI
+        self._broker._claim(key, "ui", token, bind=False)  # the page must hold the pairing, as for a local CLI
         command_id = secrets.token_hex(8)
         waiter = _Waiter()
         with self._pending_lock:
@@ -263,19 +263,19 @@ class RedisSessions:
             with _unavailable():
                 self._client.publish(_BUS, json.dumps(message))
             if not waiter.done.wait(timeout):
-                raise RelayError(f"the CLI did not answer within {timeout:.0f} seconds")
+                raise BrokerError(f"the CLI did not answer within {timeout:.0f} seconds")
         finally:
             with self._pending_lock:
                 self._pending.pop(command_id, None)
         assert waiter.result is not None
         if waiter.result.get("error"):
-            raise RelayError(waiter.result["error"])
+            raise BrokerError(waiter.result["error"])
         return waiter.result
 
     def _local_cli(self, key: str) -> bool:
-        relay = self._relay
-        with relay._lock:
-            session = relay._find(key, create=False)
+        broker = self._broker
+        with broker._lock:
+            session = broker._find(key, create=False)
             return session is not None and session.cli is not None
 
     def _saved(self, digest: str) -> dict[str, str] | None:
@@ -306,24 +306,24 @@ class RedisSessions:
                 waiter.done.set()
 
     def _emit_here(self, digest: bytes, event: str, data: Any) -> None:
-        relay = self._relay
-        with relay._lock:
-            session = relay._sessions.get(digest)
+        broker = self._broker
+        with broker._lock:
+            session = broker._sessions.get(digest)
             if session is not None and session.cli is None:  # a CLI here speaks for itself
                 session.emit(event, data)
 
     def _run_here(self, message: dict[str, Any]) -> None:
         """Put a command from a page elsewhere down the stream of the CLI attached here; answer over the bus."""
-        from coldmod_cli.web.relay import COMMAND_TIMEOUT_S, COMMANDS, _Waiter
+        from coldmod_cli.web.broker import COMMAND_TIMEOUT_S, COMMANDS, _Waiter
         from coldmod_proto.v1 import coldmod_pb2 as pb
 
         command, target, command_id = str(message.get("c")), str(message.get("k")), str(message.get("id"))
         if command not in COMMANDS:
             return
-        relay = self._relay
+        broker = self._broker
         waiter = _Waiter()
-        with relay._lock:
-            session = relay._sessions.get(bytes.fromhex(message["d"]))
+        with broker._lock:
+            session = broker._sessions.get(bytes.fromhex(message["d"]))
             if session is None or session.cli is None:
                 return  # not ours; the collector holding the CLI answers
             session.waiting[command_id] = waiter
@@ -333,9 +333,9 @@ class RedisSessions:
         def answer() -> None:
             if not waiter.done.wait(COMMAND_TIMEOUT_S):
                 waiter.result = {"error": f"the CLI did not answer within {COMMAND_TIMEOUT_S:.0f} seconds"}
-            with relay._lock:
+            with broker._lock:
                 session.waiting.pop(command_id, None)
-                relay._forget_if_idle(session)
+                broker._forget_if_idle(session)
             reply = {"o": self._origin, "t": "result", "id": command_id, "result": waiter.result}
             try:
                 self._client.publish(_BUS, json.dumps(reply))
