@@ -514,11 +514,13 @@ class RedisStore:
         """
         from coldmod_trace.rootmarker import compile_globs
 
-        matches = compile_globs(ignore.files)
         by_key = set(ignore.keys)
+        if not ignore.files:  # by key alone: the script drops those the union has, no read needed
+            return by_key
+        matches = compile_globs(ignore.files)
         located = {key: json.loads(value)[0] for key, value in self._client.hgetall(keys.src).items()}
         located |= {key: source.path for key, source in unique.items()}
-        return {key for key, path in located.items() if key in by_key or (ignore.files and matches(path))}
+        return by_key | {key for key, path in located.items() if matches(path)}
 
     def knows_version(self, app: str, fingerprint: str) -> bool:
         """Whether the app has a live version with this fingerprint (its set is stored)."""
