@@ -19,18 +19,19 @@ meta, src, since, calls, est, lb, first, last, ver, kv.
 
 Versions: ``ver`` maps a fingerprint to ``id|first_seen|last_seen|keys|label``
 (the label last: it may hold ``|``); ``kv`` maps each key of the union to the
-comma-joined ids of the versions that have it (absent for a key restored from a
-heatmap without versions: no version's retirement removes it). History: one hash per key and
-32-day bucket (``bucket = day // 32``, field ``day % 32``, value the calls),
-small enough to stay listpack-encoded. The day a key last ran rides in its
-``last`` value, ``last_ms:day:calls`` (a plain ``last_ms`` until it runs with
-history): a Report writes that value for every key it counts anyway, so the
-history costs it no extra command per key; when a later day comes, the
-finished day moves to its bucket (one HINCRBY per key and day). Readers add
-the buckets and that day; ``meta.pruned_day``: no history day
-before it is stored. A key's buckets lie between the days of its first and
-last seen (a Report's day is that of its window start, but never before the
-key was tracked), so the scripts find them without scanning.
+comma-joined ids of the versions that have it.
+
+History: one hash per key and 32-day bucket (``bucket = day // 32``, field
+``day % 32``, value the calls), small enough to stay listpack-encoded. The
+day a key last ran rides in its ``last`` value, ``last_ms:day:calls`` (a
+plain ``last_ms`` until it runs with history): a Report writes that value for
+every key it counts anyway, so the history costs it no extra command per key;
+when a later day comes, the finished day moves to its bucket (one HINCRBY per
+key and day). Readers add the buckets and that day. A Report's day is its
+window start's; a key's buckets lie between its first and last seen days
+(its ``first`` value remembers an earlier day, ``ms:day``, when a window begun
+before the key was tracked dated calls before it), so the scripts find them
+without scanning. ``meta.pruned_day``: no history day before it is stored.
 """
 
 from __future__ import annotations

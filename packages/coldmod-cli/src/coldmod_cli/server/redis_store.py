@@ -29,18 +29,20 @@ script, so it is applied at most once even when resent to another collector;
 a Register adds or refreshes its version in one script (never dropping
 another version's keys), and ``retire`` drops silent versions and the keys
 only they had. A Report also adds each delta to its key's day in the history
-and refreshes its version's last seen, in the same script as the batch id. Group commit: a collector's
-Reports waiting at the same moment go in one script per app (each batch id
-still checked and recorded on its own, the deltas merged per key), so a key
-that many tracers report costs Redis one update per group, not per batch. Fetch reads the app's keys and its
-history sums (a read-only script) in one MULTI/EXEC: a consistent snapshot.
+and refreshes its version's last seen, in the same script as the batch id.
+Group commit: a collector's Reports waiting at the same moment go in one
+script per app (each batch id still checked and recorded on its own, the
+deltas merged per key), so a key that many tracers report costs Redis one
+update per group, not per batch. Fetch reads the app's keys and its history
+sums (a read-only script) in one MULTI/EXEC: a consistent snapshot. A call
+returns only after Redis answered, so nothing is acknowledged that Redis did
+not accept; how much of it survives a Redis crash is Redis's persistence (see
+``durability``).
 
 Upgrade: an app written before versions (no ``layout`` in its meta) is
 brought to this layout when a store opens (the UPGRADE script, idempotent):
 its fingerprint becomes its first version, holding every key; counts and
-timestamps stay; its history starts then. A call returns only after Redis answered,
-so nothing is acknowledged that Redis did not accept; how much of it
-survives a Redis crash is Redis's persistence (see ``durability``).
+timestamps stay; its history starts then.
 
 Dedupe window: each instance keeps its last ``DEDUPE_KEEP`` sequences and a
 floor (every sequence at or below it counts as applied: tracers send in
@@ -514,11 +516,13 @@ class RedisStore:
         """
         from coldmod_trace.rootmarker import compile_globs
 
-        matches = compile_globs(ignore.files)
         by_key = set(ignore.keys)
+        if not ignore.files:  # by key alone: the script drops those the union has, no read needed
+            return by_key
+        matches = compile_globs(ignore.files)
         located = {key: json.loads(value)[0] for key, value in self._client.hgetall(keys.src).items()}
         located |= {key: source.path for key, source in unique.items()}
-        return {key for key, path in located.items() if key in by_key or (ignore.files and matches(path))}
+        return by_key | {key for key, path in located.items() if matches(path)}
 
     def knows_version(self, app: str, fingerprint: str) -> bool:
         """Whether the app has a live version with this fingerprint (its set is stored)."""
