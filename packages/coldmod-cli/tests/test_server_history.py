@@ -2,7 +2,7 @@
 
 Time is the tests' own: the collector runs in this process with an injected
 clock (``Clock``), on a real gRPC server with TLS and an API key over a real
-SQLite file, and ``Store.retire`` is called with the same clock — nothing
+SQLite file or a real redis-server, and ``Store.retire`` is called with the same clock — nothing
 here sleeps. ``HISTORY_STORES`` names the stores these semantics are checked
 on.
 """
@@ -43,8 +43,8 @@ from coldmod_trace.keys import sources_fingerprint
 
 pytestmark = pytest.mark.timeout(180)
 
-#: The stores the version and history semantics are checked on (Redis joins when it implements them).
-HISTORY_STORES = [s for s in STORES if s == "sqlite"]
+#: The stores the version and history semantics are checked on: both (Redis where redis-server is installed).
+HISTORY_STORES = STORES
 EVERY_STORE = pytest.mark.parametrize("store_kind", HISTORY_STORES, indirect=True)
 
 #: 2026-03-31 (a quarter-end) at 00:00 UTC, in days and milliseconds.
