@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coldmod_cli._errors import CliError
+from coldmod_cli.server.store import DEFAULT_RETIRE_AFTER_MS, Entry, Heatmap, Version
 
 if TYPE_CHECKING:
     from coldmod_proto.v1 import coldmod_pb2
@@ -54,10 +55,22 @@ def data(response: coldmod_pb2.FetchResponse, now_ms: int) -> str:
     report = {
         "now_ms": now_ms,
         "apps": {"apps": [summary], "total": 1, "next": ""},
-        "heatmap": _heatmap_columns(response),
+        "heatmap": _heatmap_columns(_stored(response, now_ms)),
     }
     # JSON is JavaScript; `</` is escaped anyway so the text could never close a script element.
     return "window.COLDMOD_REPORT = " + json.dumps(report, separators=(",", ":")).replace("</", "<\\/") + ";\n"
+
+
+def _stored(response: coldmod_pb2.FetchResponse, now_ms: int) -> Heatmap:
+    """The Fetch answer as the collector's own heatmap, which the page's encoding reads."""
+    rows = [
+        Entry(e.key, e.calls, e.estimated, e.first_seen_ms, e.last_seen_ms, e.tracked_since_ms, e.path,
+              tuple(e.lines), e.lower_bound, tuple(e.versions), e.calls_7d, e.calls_30d, e.calls_90d)
+        for e in response.entries
+    ]
+    versions = [Version(v.fingerprint, v.label, v.first_seen_ms, v.last_seen_ms, v.keys) for v in response.versions]
+    return Heatmap(response.app, rows, response.registered_ms, response.dropped_unknown, response.dropped_updates,
+                   versions, response.now_ms or now_ms, response.retire_after_ms or DEFAULT_RETIRE_AFTER_MS)
 
 
 def write(directory: str | os.PathLike[str], response: coldmod_pb2.FetchResponse, now_ms: int) -> Path:
