@@ -641,30 +641,6 @@ function actions(r) {
 
 const REMOVED_NOTE = "removed in the checkout; redeploy to update the heatmap";
 
-// The selected function in full: on a phone the only place its verdict, reasons and actions show.
-function renderDetails() {
-  const r = state.selected && state.all.find((row) => row.key === state.selected);
-  $("details").hidden = !r;
-  if (!r) return;
-  $("details-key").textContent = r.key;
-  const facts = [
-    ["State", state.removed.has(r.key) ? REMOVED_NOTE : r.state],
-    ["Calls", r.calls === null ? "not traced" : callsText(r)],
-    ["Last seen", r.last_seen_ms ? `${ago(r.last_seen_ms)} (${iso(r.last_seen_ms)})` : "never"],
-    ["Tracked since", r.tracked_since_ms ? `${ago(r.tracked_since_ms)} (${iso(r.tracked_since_ms)})` : ""],
-    ["Defined at", r.path ? `${r.path}:${r.line}` : ""],
-  ];
-  $("details-facts").replaceChildren(...facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
-  const ref = state.refs.get(r.key);
-  const verdict = $("details-verdict");
-  verdict.className = "connect-only" + (ref ? ` verdict ${r.calls ? "called" : ref.verdict}` : "");
-  verdict.textContent = !ref ? (state.local && state.local.has(r.key) && !r.ignored ? "Verdict: …" : "")
-    : r.calls ? `Called in production: removing it changes what runs (references: ${ref.verdict}).`
-      : `Verdict: ${ref.verdict} (${plural(ref.references, "reference")})`;
-  $("details-reasons").replaceChildren(...((ref && ref.reasons) || []).map((reason) => el("li", { text: reason })));
-  $("details-actions").replaceChildren(...(state.removed.has(r.key) ? [] : actionButtons(r)));
-}
-
 function rowHeight() {
   return parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--row")) || 30;
 }
@@ -733,21 +709,28 @@ function day(ms) {
   return ms ? new Date(ms).toISOString().slice(0, 10) : "";
 }
 
-// The selected function: its calls in time, its versions, and a sparkline of its calls per UTC day.
+// The one details panel of the selected function (a panel above the table; on a phone the sheet a tap
+// on a row opens, and the only place its verdict, reasons and actions show): its calls in time, its
+// versions, a sparkline of its calls per UTC day (not in a static report: it has no history) and, with a
+// checkout paired, the verdict, the reasons and the actions.
 function renderDetails() {
-  const box = $("details");
   const row = state.selected ? state.all.find((r) => r.key === state.selected) : null;
-  box.hidden = !row || row.calls === null;
-  if (box.hidden) return;
+  $("details").hidden = !row;
+  if (!row) return;
   const h = state.heatmap;
   const all = h && h.versions ? h.versions.length : 0;
   const names = versionNames(row);
+  const when = (ms) => (ms ? `${iso(ms)} (${ago(ms)})` : "never");
+  const traced = row.calls !== null;
   const facts = [
-    ["Calls", `${callsTitle(row) || "none"} · last 7 days ${row.calls_7d.toLocaleString("en")}, 30 days ${row.calls_30d.toLocaleString("en")}, 90 days ${row.calls_90d.toLocaleString("en")}`],
-    ["Last call", row.last_seen_ms ? `${iso(row.last_seen_ms)} (${ago(row.last_seen_ms)})` : "never"],
-    ["First call", row.first_seen_ms ? `${iso(row.first_seen_ms)} (${ago(row.first_seen_ms)})` : "never"],
-    ["Tracked since", row.tracked_since_ms ? `${iso(row.tracked_since_ms)} (${ago(row.tracked_since_ms)})` : ""],
-    ["Versions", names.length ? `${names.join(", ")}${all > 1 && names.length === all ? " (every live version)" : ""}` : "—"],
+    ["State", state.removed.has(row.key) ? REMOVED_NOTE : row.state],
+    ["Calls", !traced ? "not traced"
+      : `${callsTitle(row) || "none"} · last 7 days ${row.calls_7d.toLocaleString("en")}, 30 days ${row.calls_30d.toLocaleString("en")}, 90 days ${row.calls_90d.toLocaleString("en")}`],
+    ["Last call", when(row.last_seen_ms)],
+    ["First call", when(row.first_seen_ms)],
+    ["Tracked since", row.tracked_since_ms ? when(row.tracked_since_ms) : ""],
+    ["Versions", !traced ? "" : names.length ? `${names.join(", ")}${all > 1 && names.length === all ? " (every live version)" : ""}` : "—"],
+    ["Defined at", row.path ? `${row.path}:${row.line}` : ""],
   ];
   // Quiet for the filter's N days but called at a period's end before: review, not cold (coldmod_cli.seasonal's rule).
   const history = state.history && state.history.key === row.key ? state.history : null;
@@ -755,9 +738,19 @@ function renderDetails() {
     facts.push(["Seasonal", `${history.seasonal}: review before removing`]);
   }
   $("details-key").textContent = row.key;
-  $("details-facts").replaceChildren(...facts.flatMap(([name, value]) =>
+  $("details-facts").replaceChildren(...facts.filter(([, value]) => value).flatMap(([name, value]) =>
     [el("dt", { text: name }), el("dd", { "data-fact": name.toLowerCase().replace(/ /g, "-"), text: value })]));
-  drawSpark(row);
+  // The verdict heads its reasons, one a line, as `coldmod rm` prints them ("path:line kind").
+  const ref = state.refs.get(row.key);
+  const verdict = $("details-verdict");
+  verdict.className = "connect-only" + (ref ? ` verdict ${row.calls ? "called" : ref.verdict}` : "");
+  verdict.textContent = !ref ? (state.local && state.local.has(row.key) && !row.ignored ? "Verdict: …" : "")
+    : row.calls ? `Called in production: removing it changes what runs (references: ${ref.verdict}).`
+      : `Verdict: ${ref.verdict} (${plural(ref.references, "reference")})`;
+  $("details-reasons").replaceChildren(...((ref && ref.reasons) || []).map((reason) => el("li", { text: reason })));
+  $("details-actions").replaceChildren(...(state.removed.has(row.key) ? [] : actionButtons(row)));
+  $("details-history").hidden = Boolean(REPORT) || !traced;
+  if (!$("details-history").hidden) drawSpark(row);
 }
 
 function drawSpark(row) {
@@ -799,7 +792,7 @@ let historyFor = null;
 async function loadHistory(key) {
   historyFor = key;
   if (!state.history || state.history.key !== key) state.history = null;   // the same function's stays until renewed
-  if (!key || !state.app) return;
+  if (!key || !state.app || REPORT) return;   // a static report has no history to ask for
   try {
     const data = await getJSON(`/api/history?app=${encodeURIComponent(state.app)}&key=${encodeURIComponent(key)}`);
     if (historyFor !== key) return;   // another function was selected meanwhile
@@ -1175,7 +1168,6 @@ function wire() {
   canvas.addEventListener("mouseleave", () => { $("tip").hidden = true; });
   new ResizeObserver(() => render(true)).observe($("treemap"));
   $("dialog-cancel").addEventListener("click", () => { $("dialog").hidden = true; });
-  $("details-close").addEventListener("click", () => { state.selected = null; render(true); });
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") $("dialog").hidden = true; });
   $("connect-new").addEventListener("click", newPairing);
   $("pairing-copy").addEventListener("click", async () => {
