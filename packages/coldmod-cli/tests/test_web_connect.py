@@ -451,6 +451,14 @@ def test_a_phone_shows_verdict_reasons_and_actions_when_a_row_is_tapped(
             expect(button).to_be_visible()
             expect(button).to_be_in_viewport()
             expect(button).to_be_enabled()
+        # The sheet shows the history's facts too, and its key reads whole within the phone's width.
+        expect(details.locator('[data-fact="last-call"]')).to_be_visible()
+        sheet = page.evaluate(
+            """() => { const key = document.getElementById("details-key"), box = document.getElementById("details");
+                return {right: box.getBoundingClientRect().right, cut: key.scrollWidth > key.clientWidth + 1}; }"""
+        )
+        assert sheet["right"] <= 390, sheet
+        assert not sheet["cut"], sheet
         # The sheet's Remove is the table's: the dialog with the verdict and the diff.
         details.locator('[data-action="remove"]').tap()
         expect(page.locator("#dialog")).to_be_visible()

@@ -89,6 +89,7 @@ def test_the_report_opens_from_file_with_no_network(report_dir, browser: Browser
     expect(page.locator("#details-key")).to_have_text("shop.views.coupon")
     expect(page.locator("#details")).to_contain_text("shop/views.py:")
     expect(page.locator("#details")).to_contain_text("never")
+    expect(page.locator("#details-spark")).to_be_hidden()  # data.js has no per-day history, and nothing is fetched
     assert all(url.startswith("file://") for url in asked), asked
     assert errors == []
 
