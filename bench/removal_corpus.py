@@ -18,7 +18,8 @@ it; review) run `coldmod rm --cold` for real and measure:
 
 Usage: python bench/removal_corpus.py [--quick] [--apps flaskr,httpbin,...]
 (``--quick``: flaskr only, one injected module.) Prints Markdown tables;
-docs/benchmarks-removal.md shows the latest.
+docs/benchmarks-removal.md shows the latest. The cache's logs/ folder keeps
+each level's `coldmod rm` and test output, and results.json every key.
 """
 
 from __future__ import annotations
@@ -521,6 +522,32 @@ def main(argv: list[str]) -> None:
     print(f"\n**Removal precision and recall** (`coldmod rm --cold`, Python {sys.version.split()[0]}; "
           f"each level's output in {logs_dir()})\n")  # fmt: skip
     print(report(results))
+    (logs_dir() / "results.json").write_text(json.dumps([_as_json(r) for r in results], indent=1))
+
+
+def _as_json(result: AppResult) -> dict:
+    """One app's figures, every key named, for comparing two runs (logs/results.json)."""
+    return {
+        "app": result.app.name,
+        "sdist": result.app.sdist,
+        "functions": result.functions,
+        "cold": sorted(result.cold),
+        "injected": [{"key": i.key, "class": i.kind, "dead": i.dead} for i in result.injected],
+        "verdicts": result.verdicts,
+        "announced": result.announced,
+        "levels": {
+            level: {
+                "removed": sorted(lv.removed),
+                "own_tests": lv.own_tests,
+                "injected_tests": lv.bench_tests,
+                "serves": lv.serves,
+                "rm_ok": lv.rm_ok,
+                "note": lv.note,
+            }
+            for level, lv in result.levels.items()
+        },
+        "seconds": round(result.seconds),
+    }
 
 
 if __name__ == "__main__":
