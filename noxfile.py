@@ -171,11 +171,23 @@ def screenshot(session: nox.Session) -> None:
     session.run("python", "scripts/screenshot.py", *session.posargs)
 
 
+# The removal benchmark's corpus (bench/removal_corpus.py): the apps are installed for their
+# dependencies, then uninstalled (their sdists, with injected code, are what runs); the tools
+# and the test dependencies of the parts of their suites that run.
+BENCH_CORPUS_APPS = ["datasette==0.65.1", "httpbin==0.10.2", "pypiserver==2.3.2", "django-debug-toolbar==4.4.6"]
+BENCH_CORPUS_DEPS = [
+    "flask==3.1.0", "django==5.1.4", "gunicorn==23.0.0", "uvicorn", "setuptools<81", "trustme", "pytest",
+    "pytest-asyncio", "beautifulsoup4", "webtest", "passlib", "html5lib",
+]
+
+
 @nox.session(python=["3.12", "3.13"])
 def bench(session: nox.Session) -> None:
     """Benchmarks, baselines side by side in one run; prints tables with ratios."""
     dist = build_wheels(session)
     install_wheels(session, dist)
     session.install("libcst", "pyperformance", "coverage", "slipcover", "pyperf", "django", "playwright", *EXTRAS)
+    session.install(*BENCH_CORPUS_APPS, *BENCH_CORPUS_DEPS)
+    session.run("python", "-m", "pip", "uninstall", "-q", "-y", *(a.split("==")[0] for a in BENCH_CORPUS_APPS))
     session.run("python", "bench/run.py", *session.posargs)
     shutil.rmtree(dist, ignore_errors=True)

@@ -1,7 +1,8 @@
 """`nox -s bench`: every benchmark, baselines side by side in the same run.
 
-Usage: python bench/run.py [--quick] [--only discovery,tracer,server,codemod,removal,web]
-Each part prints a Markdown table; the README shows the latest ones.
+Usage: python bench/run.py [--quick] [--only discovery,tracer,server,codemod,removal,web,removal-corpus]
+Each part prints a Markdown table; the README shows the latest ones (removal-corpus's:
+docs/benchmarks-removal.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 # The tracer part runs first: its children inherit the peak RSS of the process
 # that starts them (Linux keeps it across fork and exec), so it must start
 # them before the other parts have grown this process.
-PARTS = ["tracer", "discovery", "server", "codemod", "removal", "web"]
+# removal-corpus (bench/removal_corpus.py) runs last: real apps, real servers, their test suites (~20 min).
+PARTS = ["tracer", "discovery", "server", "codemod", "removal", "web", "removal-corpus"]
 
 
 def main() -> int:
@@ -31,7 +33,7 @@ def main() -> int:
             parser.error(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
         started = time.perf_counter()
         try:
-            importlib.import_module(part).main(["--quick"] if args.quick else [])
+            importlib.import_module(part.replace("-", "_")).main(["--quick"] if args.quick else [])
         except Exception as exc:  # report and go on: one broken part must not hide the others
             failed.append(part)
             print(f"\n{part}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr)
