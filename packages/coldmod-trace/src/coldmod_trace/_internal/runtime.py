@@ -59,6 +59,7 @@ class Tracer:
         flush: float,
         client: config.ClientConfig,
         exit_timeout: float,
+        version: str = "",
     ) -> None:
         """Choose the engine; nothing is installed yet."""
         self.exit_timeout = exit_timeout
@@ -71,7 +72,7 @@ class Tracer:
         # Exact mode compiles a counter into every application module imported from now on;
         # the engine counts what was compiled before (the main script, earlier imports).
         self.hook = RewriteHook(self.apps, self.engine.key_counter, self.engine.exclude) if mode == "exact" else None
-        self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name)
+        self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name, version)
         self.sender = Sender(self.sender_config, self.engine, self.apps)
         self._lock = threading.Lock()
         self._stopped = False
