@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from coldmod_trace import config
-from coldmod_trace._internal import lifecycle
+from coldmod_trace._internal import lifecycle, relay
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.engines import Engine, select_engine
 from coldmod_trace._internal.rewrite import RewriteHook
@@ -83,6 +83,7 @@ class Tracer:
         if self.hook is not None:
             self.hook.install()
         lifecycle.install(_exit_hook, _after_fork_child)  # before the sender thread starts
+        relay.prepare()  # the tree's relay rendezvous, inherited by every process started from now on
         self.sender.start()
 
     def stop(self, timeout: float) -> bool:
