@@ -54,6 +54,7 @@ import threading
 import time
 from typing import Any
 
+from coldmod_trace._internal import lifecycle
 from coldmod_trace.config import COLDMOD_RELAY_DIR, MAX_MESSAGE_BYTES, ClientConfig
 
 __all__ = ["REGISTER", "REPORT", "Relay", "RelayError", "prepare", "serve"]
@@ -349,15 +350,19 @@ def _launch(client: ClientConfig, directory: str, path: str, deadline: float) ->
     interpreter = _interpreter()
     read_end, write_end = os.pipe()
     try:
-        process = subprocess.Popen(
-            [interpreter, "-I", "-S", "-c", _BOOT],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            close_fds=True,
-            pass_fds=(_lifeline[0],),
-            start_new_session=True,
-        )
+        # The app's forks wait while Popen runs: a process forked meanwhile would inherit the pipe
+        # on which Popen learns that the exec happened, and Popen would wait for that process to end
+        # (a multiprocessing pool's worker: for ever), the relay for its configuration.
+        with lifecycle.fork_guard:
+            process = subprocess.Popen(
+                [interpreter, "-I", "-S", "-c", _BOOT],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+                pass_fds=(_lifeline[0],),
+                start_new_session=True,
+            )
     except OSError as exc:
         os.close(read_end)
         os.close(write_end)
