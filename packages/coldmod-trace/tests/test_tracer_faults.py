@@ -23,8 +23,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
-from conftest import clean_env, make_app
+from conftest import Recorder, clean_env, make_app, run_py
 from tls_fixtures import TlsCollector, tls_collector  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.timeout(240)
@@ -302,3 +303,61 @@ def test_a_refused_key_is_said_once_per_process_and_delays_no_exit(server_root: 
     assert not re.search(r"cannot reach|Traceback", stderr), stderr[-2000:]
     assert tls_collector.recorder.reports == {}
     assert tls_collector.auth.refused <= 2 * 21  # a Register each, perhaps one more at exit: no loop
+
+
+class _RefusesFirstBatch(Recorder):
+    """A collector that refuses a process's first batch for good, as a count past 2**63-1 is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: collections.Counter[int] = collections.Counter()  # Report calls per sequence
+
+    def Report(self, request, context):  # gRPC method name
+        with self.lock:
+            self.attempts[request.sequence] += 1
+        if request.sequence == 1:
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, "a count would pass 2**63-1")
+        return super().Report(request, context)
+
+
+REFUSED_BATCH = """
+import time
+
+import coldmod_trace
+from coldmod_trace import tracer
+
+coldmod_trace.start(mode="exact", flush_interval=0.05)
+
+
+def first():
+    pass
+
+
+def later():
+    pass
+
+
+first()
+first()
+while tracer.status()["sequence"] < 1 or tracer.status()["inflight"]:
+    time.sleep(0.01)  # the first batch went, and was answered
+later()
+"""
+
+
+def test_a_batch_refused_for_good_is_dropped_once_counted_and_said_once(tmp_path: Path):
+    collector = TlsCollector(tmp_path)
+    collector.recorder = _RefusesFirstBatch()
+    collector.start()
+    try:
+        root = make_app(tmp_path / "app", {"app.py": REFUSED_BATCH})
+        done = run_py(root, ["app.py"], env=clean_env(**collector.env))
+    finally:
+        collector.stop()
+    assert done.returncode == 0, done.stderr
+    recorder = collector.recorder
+    assert recorder.attempts[1] == 1  # refused once, never resent
+    assert recorder.totals() == {"app.later": 1}
+    assert recorder.dropped() == 1  # its one delta (app.first), counted in a later batch's dropped_updates
+    assert done.stderr.count("refused a batch of 1 call counts for good (OUT_OF_RANGE") == 1, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
