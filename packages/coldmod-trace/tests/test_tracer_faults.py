@@ -96,23 +96,29 @@ def fork_workers(count, calls, at_once):
     # would measure the machine, not us.
     read_end, write_end = os.pipe()
     reaped = {}
-    running = 0
-    for _ in range(count):
-        if running == at_once:
+    workers = set()
+
+    def reap():
+        while True:
             pid, _ = os.wait()
-            reaped[pid] = time.time()
-            running -= 1
-        if os.fork() == 0:
+            if pid in workers:  # not the tracer's own short-lived child that starts a relay
+                reaped[pid] = time.time()
+                return
+
+    for _ in range(count):
+        if len(workers) - len(reaped) == at_once:
+            reap()
+        pid = os.fork()
+        if pid == 0:
             os.close(read_end)
             for _ in range(calls):
                 in_worker()
             WORKER.update(pipe=write_end, began=time.time())  # the exit begins
             sys.exit(0)  # atexit: the tracer's exit flush
-        running += 1
+        workers.add(pid)
     os.close(write_end)
     while len(reaped) < count:
-        pid, _ = os.wait()
-        reaped[pid] = time.time()
+        reap()
     seen = [line.split() for line in os.read(read_end, 1 << 20).decode().splitlines()]
     os.close(read_end)
     # per worker: how long the tracer's exit flush took, and how long the whole exit took

@@ -166,8 +166,12 @@ class Relay:
                 # The relay we were connected to is gone (it ended or was killed): once, a new one.
         raise AssertionError("unreachable")
 
+    def open(self, deadline: float) -> None:
+        """Connect now (starting the tree's relay if none listens); raises :class:`RelayError`."""
+        self._connection(deadline)
+
     def close(self) -> None:
-        """Drop the connection (the relay drops its channel with it)."""
+        """Drop the connection."""
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()

@@ -190,6 +190,7 @@ class Sender:
     def _run(self) -> None:
         # threading.settrace (3.11) handed this thread the trace function: nothing to trace here.
         sys.settrace(None)
+        self._open_relay()
         try:
             self._discover()
         except Exception as exc:
@@ -219,6 +220,18 @@ class Sender:
                 delay = self._attempt(float("inf"))
                 retry_at = time.monotonic() + (delay or 0.0)
 
+    def _open_relay(self) -> None:
+        """Connect to the tree's relay now, starting it if none listens: it imports grpc and opens
+        its channel while discovery runs, so that a short process's Register is not its start-up."""
+        if not self._wire.acquire(blocking=False):
+            return  # the exit flush is on it
+        try:
+            self._ensure_relay().open(time.monotonic() + REGISTER_TIMEOUT)
+        except Exception as exc:  # the first call tries again and says why
+            log.debug("coldmod: the relay is not there yet (%s)", _describe(exc))
+        finally:
+            self._wire.release()
+
     def _discover(self) -> None:
         if self._sources is None:
             result = discover(self.config.marker)
@@ -240,6 +253,8 @@ class Sender:
         if not self._wire.acquire(timeout=max(0.0, min(deadline - time.monotonic(), REGISTER_TIMEOUT))):
             return BACKOFF_BASE  # the other thread is still waiting on the collector
         try:
+            if self._gave_up:
+                return None  # the other thread gave up while this one waited: nothing is sent again
             self._send_all(deadline)
         except _GiveUp as exc:
             self._give_up(str(exc))
