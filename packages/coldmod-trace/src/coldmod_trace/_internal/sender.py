@@ -1,10 +1,15 @@
-"""The daemon sender thread: discovery, Register, then batches of deltas until the process ends.
+"""The sender: a bounded pending buffer and one delivery loop, from discovery to the process's end.
 
 Delivery is at-least-once from here and exactly-once at the server: every batch
-carries ``(instance_id, sequence)``, stays in flight until the server
-acknowledges it, and is resent unchanged after any fault. Pending deltas are
-aggregated per key and bounded; what does not fit is dropped, counted, and the
-count travels in the next batch.
+carries ``(instance_id, sequence)``, stays pending until the server
+acknowledges it, and is resent unchanged after any fault. The buffer
+(:mod:`coldmod_trace._internal.pending`) aggregates deltas per key, bounded;
+what does not fit is dropped, counted, and the count travels in the next batch.
+One round of the delivery loop (:meth:`Sender._attempt`) registers if needed
+and sends the sealed batches in order; one backoff policy (:func:`backoff_delay`)
+spaces the rounds, run by the daemon thread between flushes and by the exit
+flush until its deadline; one table (:data:`RETRYABLE` and its neighbours)
+says what a failed call's status means.
 
 The calls go through the relay process (:mod:`coldmod_trace._internal.relay`):
 grpc never runs inside the application, so a fork can never inherit its state.
