@@ -31,8 +31,10 @@ from tls_fixtures import TlsCollector, tls_collector  # noqa: F401 - a fixture
 pytestmark = pytest.mark.timeout(240)
 
 EXIT = 1.0  # the workers' exit budget (start(exit_timeout=...)), seconds
-#: The flush's budget as measured in the worker, plus room for a loaded machine's scheduling.
-FLUSH_BOUND = EXIT + 1.0
+#: The flush's budget as measured in the worker, plus room for a loaded machine's scheduling (a process
+#: waits hundreds of ms for a core at load 18 on two): under the 2 s the app side used to wait past a
+#: call's deadline, far under a call's own 10-30 s.
+FLUSH_BOUND = EXIT + 1.5
 #: A whole exit, interpreter teardown included, on two cores shared with a busy test suite: an
 #: upper bound that proves "did not hang" (issue 20 saw workers wait in the kernel for ever, and a
 #: call's own timeout is 10-30 s), not a speed.
@@ -241,7 +243,8 @@ def test_a_stopped_relay_delays_no_exit_past_its_budget(server_root: Path, tls_c
     # Each worker exited after its one try, its counts undelivered: said once, by each. A worker
     # whose thread met the full queue also said once that the relay does not answer.
     said = _said(stderr)
-    undelivered = [pid for pid, lines in said.items() if any("not delivered before exit" in m for m in lines)]
+    lost = ("not delivered before exit", "exiting before discovery finished")
+    undelivered = [pid for pid, lines in said.items() if any(w in m for m in lines for w in lost)]
     assert len(undelivered) == 150, stderr[-2000:]
     assert all(len(lines) <= 2 for lines in said.values()), stderr[-2000:]
 
@@ -284,9 +287,11 @@ def test_a_blackholed_collector_delays_no_exit_past_its_budget(server_root: Path
     finally:
         server.proc.kill()
     assert took <= EXIT_BOUND
-    # Each process says once what it could not deliver (the master also that it cannot reach the collector).
+    # Each process says once what it could not deliver (the master also that it cannot reach the
+    # collector; a worker forked before the master's discovery ended, that it had not discovered yet).
     said = _said(stderr)
-    assert len([pid for pid, lines in said.items() if any("not delivered" in m for m in lines)]) == 31, stderr
+    lost = ("not delivered before exit", "exiting before discovery finished")
+    assert len([pid for pid, lines in said.items() if any(w in m for m in lines for w in lost)]) == 31, stderr
     assert all(len(lines) <= 2 for lines in said.values()), stderr[-2000:]
 
 

@@ -51,6 +51,9 @@ REFUSED_BACKOFF_BASE = 60.0
 REFUSED_BACKOFF_CAP = 600.0
 REGISTER_TIMEOUT = 30.0  # a collector may spend seconds on a large set
 REPORT_TIMEOUT = 10.0
+#: Most the thread waits to reach (or start) the relay before discovery: a relay starting listens in
+#: well under this; one that does not answer must not hold discovery up.
+RELAY_OPEN_TIMEOUT = 1.0
 #: Room left in a message for everything but the sources (app, identity, framing).
 MESSAGE_MARGIN = 64 * 1024
 
@@ -231,7 +234,7 @@ class Sender:
         if not self._wire.acquire(blocking=False):
             return  # the exit flush is on it
         try:
-            self._ensure_relay().open(time.monotonic() + REGISTER_TIMEOUT)
+            self._ensure_relay().open(time.monotonic() + RELAY_OPEN_TIMEOUT)
         except Exception as exc:  # the first call tries again and says why
             log.debug("coldmod: the relay is not there yet (%s)", _describe(exc))
         finally:
@@ -472,6 +475,8 @@ class Sender:
     def _ensure_relay(self) -> Relay:
         """The relay connection, built on first use (the generated code is imported here, never
         on the app's thread; a fork waits for the import, which a child must not inherit half-done)."""
+        if self._relay is not None:
+            return self._relay  # no lock: the exit flush must not wait on a fork's hooks
         with lifecycle.fork_guard:
             if self._relay is None:
                 from coldmod_proto.v1 import coldmod_pb2  # noqa: F401 - imported once, here
