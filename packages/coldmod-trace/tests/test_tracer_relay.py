@@ -27,9 +27,9 @@ from coldmod_trace import tracer
 
 
 def relay_of():
-    directory = os.path.dirname(tracer.active().sender._relay._sock.getpeername())
-    with open(os.path.join(directory, "relay.pid")) as pid_file:
-        return int(pid_file.read()), directory
+    path = tracer.active().sender._relay._sock.getpeername()
+    with open(path[: -len(".sock")] + ".pid") as pid_file:
+        return int(pid_file.read()), os.path.dirname(path)
 
 
 def delivered(after=0):

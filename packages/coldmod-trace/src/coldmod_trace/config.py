@@ -28,10 +28,12 @@ __all__ = [
     "COLDMOD_GRPC_HOST",
     "COLDMOD_INSECURE",
     "COLDMOD_MODE",
+    "COLDMOD_RELAY_DIR",
     "COLDMOD_ROOT",
     "COLDMOD_TLS_CA",
     "COLDMOD_TLS_CERT",
     "COLDMOD_TLS_KEY",
+    "COLDMOD_VERSION",
     "COLDMOD_WEB_HOST",
     "MAX_MESSAGE_BYTES",
     "MODES",
@@ -40,6 +42,7 @@ __all__ = [
     "Mode",
     "client_channel",
     "client_config",
+    "deployment_version",
     "flush_interval",
     "host_port",
     "insecure",
@@ -80,9 +83,20 @@ COLDMOD_MODE = "COLDMOD_MODE"
 COLDMOD_FLUSH_INTERVAL = "COLDMOD_FLUSH_INTERVAL"
 """Seconds between the tracer's batches, a number from 0.05 to 3600. Default ``10``."""
 
+COLDMOD_VERSION = "COLDMOD_VERSION"
+"""The deployment's label for this version of the app (a git sha, a release tag), at most 128 printable
+characters; the collector shows it next to the version's fingerprint. Default: none. An invalid value is
+one warning, and the version goes without a label: tracing goes on."""
+
+COLDMOD_RELAY_DIR = "COLDMOD_RELAY_DIR"
+"""Set by the tracer, not by users: the directory of the process tree's relay, inherited by every process
+the first traced one starts, so that the tree shares one relay. A value that is not a ``coldmod-relay-*``
+directory of this user, private to it, is replaced."""
+
 DEFAULT_GRPC_HOST = "localhost:7777"
 DEFAULT_WEB_HOST = "localhost:7778"
 DEFAULT_FLUSH_INTERVAL = 10.0
+MAX_VERSION_LENGTH = 128
 #: Largest gRPC message either side accepts (a Register of ~100k keys fits).
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
@@ -164,6 +178,19 @@ def flush_interval(value: float | str | None = None, env: Mapping[str, str] | No
             f"{COLDMOD_FLUSH_INTERVAL}={raw!r} is not a number of seconds from 0.05 to 3600; use e.g. 10"
         )
     return seconds
+
+
+def deployment_version(value: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The version label from the argument, else ``COLDMOD_VERSION``, else ""; :class:`ConfigError` if invalid."""
+    raw = value if value is not None else _env(env).get(COLDMOD_VERSION, "")
+    label = raw.strip()
+    if len(label) > MAX_VERSION_LENGTH or not label.isprintable():
+        shown = raw if len(raw) <= 60 else raw[:60] + "…"
+        raise ConfigError(
+            f"{COLDMOD_VERSION}={shown!r} is not a version label; use at most {MAX_VERSION_LENGTH} printable "
+            f"characters, like a git sha or v1.4.2"
+        )
+    return label
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,19 @@ def start(
     mode: str | None = None,
     flush_interval: float | None = None,
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
+    version: str | None = None,
 ) -> bool:
-    """Trace this process; True when tracing, False (after one warning) when it could not start."""
+    """Trace this process; True when tracing, False (after one warning) when it could not start.
+
+    ``version`` labels this deployment (else ``COLDMOD_VERSION``); an invalid label is one warning and
+    no label, never a reason to stop tracing.
+    """
     global _tracer
     try:
         with _lock:
             if _tracer is not None:
                 return True  # a second start() is harmless
-            _tracer = _create(root, app, mode, flush_interval, exit_timeout)
+            _tracer = _create(root, app, mode, flush_interval, exit_timeout, version)
             if _tracer is None:
                 return False
             _tracer.start()
@@ -68,6 +73,7 @@ def _create(
     mode: str | None,
     flush: float | None,
     exit_timeout: float,
+    version: str | None = None,
 ) -> Any:
     from coldmod_trace._internal.runtime import Tracer, resolve_marker
 
@@ -82,10 +88,15 @@ def _create(
     if sys.gettrace() is not None and not hasattr(sys, "monitoring"):
         _warn("coldmod: tracing disabled: another trace function (debugger, coverage) is active")
         return None
+    try:
+        label = config.deployment_version(version)
+    except config.ConfigError as exc:
+        _warn(f"coldmod: {exc}; tracing goes on without a version label")
+        label = ""
     name = (
         app if app is not None else (os.environ.get(config.COLDMOD_APP) or "").strip() or marker.app
     )
-    return Tracer(marker, name, trace_mode, interval, client, exit_timeout)
+    return Tracer(marker, name, trace_mode, interval, client, exit_timeout, label)
 
 
 def stop(timeout: float = DEFAULT_EXIT_TIMEOUT) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from coldmod_trace import config
-from coldmod_trace._internal import lifecycle
+from coldmod_trace._internal import lifecycle, relay
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.core import select_engine
 from coldmod_trace._internal.counting import Engine
@@ -60,6 +60,7 @@ class Tracer:
         flush: float,
         client: config.ClientConfig,
         exit_timeout: float,
+        version: str = "",
     ) -> None:
         """Choose the engine; nothing is installed yet."""
         self.exit_timeout = exit_timeout
@@ -73,7 +74,7 @@ class Tracer:
         # the engine counts what was compiled before (the main script, earlier imports).
         exact = mode is config.Mode.EXACT
         self.hook = RewriteHook(self.apps, self.engine.key_counter, self.engine.exclude) if exact else None
-        self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name)
+        self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name, version)
         self.sender = Sender(self.sender_config, self.engine, self.apps)
         self._lock = threading.Lock()
         self._stopped = False
@@ -84,6 +85,7 @@ class Tracer:
         if self.hook is not None:
             self.hook.install()
         lifecycle.install(_exit_hook, _after_fork_child)  # before the sender thread starts
+        relay.prepare()  # the tree's relay rendezvous, inherited by every process started from now on
         self.sender.start()
 
     def stop(self, timeout: float) -> bool:
