@@ -287,15 +287,19 @@ class Coldmod:
         cold: bool = False,
         since: Duration = None,
         min_tracked: Duration = None,
-        include: Literal["safe", "review"] = "safe",
+        include: Literal["safe", "test-only", "review"] = "safe",
         allow_dirty: bool = False,
+        format: Format = "text",
     ) -> None:
-        """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
+        """Remove functions with the codemod: prints each verdict (safe, test-only, review, unsafe) and why.
 
-        Only safe functions are removed unless asked: --include review takes the
-        review ones too; unsafe keys named here are refused (exit 1) unless
-        --force. Test code is never removed. Writes only on a git work tree with
-        no uncommitted changes to tracked files, unless --allow-dirty.
+        Only safe functions are removed unless asked: --include test-only takes
+        the ones only tests use, with the tests that exist only for them;
+        --include review takes the review ones too; unsafe keys named here are
+        refused (exit 1) unless --force. Other test code is never removed. A dry
+        run says how many more each wider --include would remove. Writes only on
+        a git work tree with no uncommitted changes to tracked files, unless
+        --allow-dirty.
 
         Args:
           keys: function keys, like shop.cart.Cart.add (`coldmod srcs` lists them).
@@ -304,8 +308,9 @@ class Coldmod:
           cold: also remove the cold functions, once the heatmap has been tracked for --min-tracked.
           since: with --cold, as for `coldmod cold`: not called within this period (like 30d).
           min_tracked: with --cold, how long the heatmap must have been tracked (default 7d, like 30d or 12h).
-          include: review, to remove the review-verdict functions as well as the safe ones.
+          include: test-only (with their tests) or review (and test-only), to remove more than the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
+          format: text (verdicts, reasons and the diff) or json (see docs/verdicts.md for the shape).
         """
         from coldmod_cli import removal
 
@@ -318,6 +323,7 @@ class Coldmod:
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
         verdicts = removal.include_option(include)
+        fmt = _args.output_format(format)
         if not wanted and not with_cold:
             raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
         if (since_s is not None or min_tracked_s is not None) and not with_cold:
@@ -327,10 +333,14 @@ class Coldmod:
         found = local.checkout()
         local.require_keys(found, wanted, what="remove")
         cold_keys: list[str] = []
+        calls: dict[str, int] = {}
         if with_cold:
-            cold_keys = removal.cold_keys(report.load(), since=since_s, min_tracked=min_tracked_s)
+            loaded = report.load()
+            cold_keys = removal.cold_keys(loaded, since=since_s, min_tracked=min_tracked_s)
+            calls = removal.production_calls(loaded)
         removal.remove(
-            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok
+            found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok,
+            calls=calls, fmt=fmt,
         )
 
     @command
