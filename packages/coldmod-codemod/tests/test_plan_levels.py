@@ -292,3 +292,18 @@ def test_reasons_are_grouped_by_where_they_come_from_one_site_each(tmp_path: Pat
     assert [str(p) for p in groups["cold"].places] == ["app/core.py:10 call in app.core.cold_caller"]  # once a line
     assert groups["cold"].line() == "from cold code (goes if it goes) (1): app/core.py:10 call in app.core.cold_caller"
     assert [p.path for p in groups["strings"].places] == ["app/core.py", "app/templates/page.html"]
+
+
+def test_a_name_in_a_tests_string_does_not_tie_the_test_to_that_function(tmp_path: Path) -> None:
+    files = dict(FLASKISH)
+    files["tests/test_more.py"] = """
+        from app.helpers import double
+
+
+        def test_double_again():
+            assert double(1) == 2, "live is not what this tests"
+    """
+    root = tree(tmp_path, files)
+    plan = plan_removal(root, ["app.helpers.double", "app.helpers.live"], include=LADDER[TEST_ONLY])
+    assert plan.removed == ["app.helpers.double"]
+    assert "tests.test_more.test_double_again" in plan.tests

@@ -71,7 +71,9 @@ class Verdict:
     def __str__(self) -> str:
         """``key: verdict`` with the reasons, one line."""
         state = self.verdict
-        if self.removed and self.verdict != SAFE:
+        if self.removed and self.verdict == TEST_ONLY:
+            state += ", removed with its tests"
+        elif self.removed and self.verdict != SAFE:
             state += ", removed anyway"
         elif not self.removed and self.verdict == SAFE:
             state += ", not removed"

@@ -3,9 +3,10 @@
 A function whose every reference lies inside functions of test files is
 ``test-only``. Removing it alone would break those tests; removing the tests
 with it is right only when they exist for nothing else. A function of a test
-file that refers to a planned key is its *companion*; so is, in turn, a
-function of a test file that refers to a companion (a helper's callers). A
-companion goes with the keys when none of these holds (``TestCompanions.stays``):
+file whose code refers to a planned key is its *companion* (a name in a string
+is not such a reference); so is, in turn, a function of a test file that
+refers to a companion (a helper's callers). A companion exists for the keys it
+refers to and goes only with them, when none of these holds (``TestCompanions.stays``):
 
 =====================================================  ==========================================
 the companion ...                                       so it stays, and the key with it
@@ -46,6 +47,7 @@ from coldmod_codemod._references import (
     within,
 )
 from coldmod_codemod._rules import RULES
+from coldmod_codemod._why import TEXT_KINDS
 
 __all__ = ["TestCompanions", "definitions_by_line", "find_companions"]
 
@@ -79,7 +81,7 @@ class TestCompanions:
             return self.live[test]
         missing = sorted(self.needs.get(test, set()) - removing - going)
         if missing:
-            return f"it also exercises {missing[0]}, which stays"
+            return f"it also refers to {missing[0]}, which stays"
         asking = sorted(self.requesters.get(test, set()) - going)
         if asking:
             return f"{asking[0]} asks for it as a fixture"
@@ -96,7 +98,7 @@ def find_companions(
 ) -> TestCompanions:
     """Every companion of the keys ``targets`` (and of companions, for a few rounds), with their findings."""
     found = TestCompanions()
-    fresh = _around(tree, matches, is_test, set(targets))
+    fresh = _around(tree, matches, is_test, set(targets), found.needs)
     for _ in range(_MAX_ROUNDS):
         if not fresh:
             break
@@ -107,23 +109,36 @@ def find_companions(
             if target.definitions:
                 found.targets[key] = target
                 new_matches[key] = found.matches[key] = match(tree, target)
-        fresh = _around(tree, new_matches, is_test, set(targets) | set(found.targets))
+        fresh = _around(tree, new_matches, is_test, set(targets) | set(found.targets), found.needs)
     by_fqn = {fqn: key for key, t in (*targets.items(), *found.targets.items()) for fqn in t.fqns}
     for key, target in found.targets.items():
         _read(tree, key, target, by_fqn, is_test, found)
     return found
 
 
-def _around(tree: Tree, matches: dict[str, list[Match]], is_test: Callable[[str], bool], known: set[str]) -> set[str]:
-    """The outermost functions of test files that the findings ``matches`` lie in, not already ``known``."""
+def _around(
+    tree: Tree,
+    matches: dict[str, list[Match]],
+    is_test: Callable[[str], bool],
+    known: set[str],
+    needs: dict[str, set[str]],
+) -> set[str]:
+    """The outermost functions of test files that the findings ``matches`` lie in, not already ``known``.
+
+    Each needs the keys whose findings it holds gone (``needs``): it exists for them, so it goes only with them.
+    A name in a string (``"hello world"``) is not code a test exercises: it makes no companion.
+    """
     around: set[str] = set()
-    for findings in matches.values():
+    for key, findings in matches.items():
         for m in findings:
-            site, path = m.site, m.reference.path
-            if site is None or not site.enclosing or m.reference.kind in REMOVABLE_KINDS or not is_test(path):
+            site, path, kind = m.site, m.reference.path, m.reference.kind
+            if site is None or not site.enclosing or kind in REMOVABLE_KINDS or kind in TEXT_KINDS or not is_test(path):
                 continue
             outer = definitions_by_line(tree, path).get(site.enclosing[0])
-            if outer is not None and outer.key not in known:
+            if outer is None or outer.key == key:
+                continue
+            needs.setdefault(outer.key, set()).add(key)
+            if outer.key not in known:
                 around.add(outer.key)
     return around
 
