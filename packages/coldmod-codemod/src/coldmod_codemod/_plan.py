@@ -207,7 +207,8 @@ def plan_removal(
     outcome = work.settle(allowed, tick, write=True)
     levels_removed = {}
     for level in other_levels:
-        levels_removed[_level_name(level)] = tuple(k for k in wanted if k in work.settle(level, tick).removing)
+        removing = work.settle(level, tick).removing
+        levels_removed[_level_name(level)] = tuple(k for k in wanted if k in removing)
     levels_removed[_level_name(allowed)] = tuple(k for k in wanted if k in outcome.removing)
     broken = dict(outcome.broken)
     for key, target in targets.items():
@@ -527,7 +528,6 @@ def _clean_imports(
     is_test: Callable[[str], bool],
 ) -> dict[str, Reference]:
     """Remove the imports only the removed code used, in the files it edits; hold keys that would drop a module."""
-    held: dict[str, Reference] = {}
     for path, change in sorted(per_file.items()):
         if not change.definitions:
             continue
@@ -544,6 +544,18 @@ def _clean_imports(
             change.removed.append(node)
             change.lineage.update(parsed.lineage(node))
             dropped[path].append((orphan.alias_id, {key_at[line] for line in orphan.users}))
+    return _lost_modules(tree, targets, removing, dropped, is_test)
+
+
+def _lost_modules(
+    tree: Tree,
+    targets: dict[str, Target],
+    removing: set[str],
+    dropped: dict[str, list[tuple[int, set[str]]]],
+    is_test: Callable[[str], bool],
+) -> dict[str, Reference]:
+    """The keys held for review because the imports they drop (``dropped``) are a file's last of an in-tree module."""
+    held: dict[str, Reference] = {}
     for path, aliases in sorted(dropped.items()):
         scanned = tree.file(path)
         if scanned is None or is_test(path):
@@ -553,6 +565,44 @@ def _clean_imports(
             for key in keys:
                 held.setdefault(key, Reference(key, path, line, 0, "side-effects", False))
     return held
+
+
+def _settle_without_edits(
+    tree: Tree,
+    targets: dict[str, Target],
+    matches: dict[str, list[Match]],
+    removing: set[str],
+    allowed: frozenset[str],
+    is_test: Callable[[str], bool],
+) -> tuple[dict[str, str], dict[str, Reference]]:
+    """What ``changes`` finds about keys (cannot be edited, held), from ``ast`` alone: for the levels not written.
+
+    LibCST parsing is what editing costs; a level that is only counted does not
+    pay it. The keys a file LibCST already failed on cannot be edited, as in
+    ``changes``; one that only LibCST would fail on (ast parses it) is the one
+    case the count could differ from the run, which then reports it as unsafe.
+    """
+    bad: dict[str, str] = {}
+    gone = _removed_lines(targets, removing)
+    dropped: dict[str, list[tuple[int, set[str]]]] = defaultdict(list)
+    defining: dict[str, dict[int, str]] = defaultdict(dict)
+    for key in sorted(removing):
+        for d in targets[key].definitions:
+            defining[d.path][d.line] = key
+            if d.path in tree.failures:
+                bad[key] = str(tree.failures[d.path])
+        for m in _remaining(matches[key], gone):
+            if m.site is not None and m.reference.kind == IMPORT:
+                dropped[m.reference.path].append((m.site.node_id, {key}))
+    if REVIEW in allowed or bad:
+        return bad, {}
+    for path, key_at in sorted(defining.items()):
+        scanned = tree.file(path)
+        if scanned is None:
+            continue
+        for orphan in orphaned_imports(tree, scanned, set(key_at)):
+            dropped[path].append((orphan.alias_id, {key_at[line] for line in orphan.users}))
+    return bad, _lost_modules(tree, targets, removing, dropped, is_test)
 
 
 def _edit(
@@ -568,8 +618,12 @@ def _edit(
 ) -> tuple[list[FileEdit], dict[str, str], dict[str, Reference]]:
     """New sources for every file touched by removing ``removing``; keys that cannot be removed cleanly or are held.
 
-    Without ``write`` only the keys are found (the edits are not built): what another include level needs.
+    Without ``write`` only the keys are found, from ``ast`` (``_settle_without_edits``): what another include
+    level needs.
     """
+    if not write:
+        bad, held = _settle_without_edits(tree, targets, matches, removing, allowed, is_test)
+        return [], bad, held
     # LibCST parses the files with definitions to remove first: the slow part, so it is what progress counts.
     unparsed = sorted({d.path for k in removing for d in targets[k].definitions} - set(tree.cst_files))
     tick.grow(len(unparsed))
@@ -577,7 +631,7 @@ def _edit(
         tree.cst(path)
         tick()
     per_file, bad, held = changes(tree, targets, matches, removing, allowed, is_test)
-    if bad or held or not write:
+    if bad or held:
         return [], bad, held
     edits: list[FileEdit] = []
     for path, change in sorted(per_file.items()):
