@@ -7,6 +7,7 @@ unified diff and a verdict per key. :func:`coldmod_codemod.apply` writes it.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import os
 from collections import defaultdict
@@ -191,7 +192,7 @@ def plan_removal(
     """
     allowed = _allowed(include)
     other_levels = [] if force else [_allowed(level) for level in levels]
-    is_test = tests or is_test_file
+    is_test = functools.cache(tests or is_test_file)  # asked once per finding: millions on a large tree
     wanted = list(dict.fromkeys(keys))
     tree = Tree(root, files)
     tick = _Ticker(progress, len(tree.paths) + len(wanted))
@@ -391,7 +392,7 @@ class _Judge:
         if held:
             places.append((DEFINITION_GROUP, Place(held.path, held.line, held.kind)))
         removed = key in self.outcome.removing
-        tests = tuple(sorted(self._around(findings) & self.outcome.going)) if removed else ()
+        tests = tuple(sorted(self._around(findings) & self.outcome.going)) if removed and self.outcome.going else ()
         return Verdict(key, verdict, removed, reasons, refs, grouped(places), tests)
 
     def _rating(self, m: Match) -> str:
@@ -434,6 +435,8 @@ class _Judge:
     def _tests_staying(self, findings: list[Match]) -> list[str]:
         """For each test function around the findings that cannot go (at a level with tests), why."""
         refused = self.outcome.refused
+        if not refused:
+            return []
         return [f"{test} stays: {refused[test]}" for test in sorted(self._around(findings)) if test in refused]
 
 
