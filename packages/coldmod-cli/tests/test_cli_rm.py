@@ -494,3 +494,16 @@ def test_format_json_has_the_same_groups_and_levels(cli, shop, insecure_env):
         "line": "from cold code (goes if it goes) (1): shop/jobs.py:14 call in shop.jobs.retry_flush",
     }
     assert "-    def merge" in data["diff"]
+
+
+@pytest.mark.parametrize("path", [
+    "tests/x.py", "a/tests/b/c.py", "tests/templates/t.html", "test_a.py", "pkg/test_a.py", "a_test.py",
+    "app/tests.py", "conftest.py", "pkg/conftest.py", "app/views.py", "testing/x.py", "pkg/testsuite.py",
+    "contest.py", "attest.py", "app/test.py",
+])
+def test_the_codemod_library_calls_test_files_what_the_tracer_does(path):
+    # rm passes the tracer's predicate; the library's own default (used alone) must be the same table.
+    from coldmod_codemod._conventions import is_test_file as library
+    from coldmod_trace.rootmarker import is_test_file as tracer
+
+    assert library(path) == tracer(path)
