@@ -23,7 +23,7 @@ from coldmod_codemod._references import (
     dotted,
 )
 
-__all__ = ["definition_findings"]
+__all__ = ["definition_findings", "is_test_file"]
 
 #: Decorators that only wrap the function and register it nowhere (by what they resolve to).
 PURE_WRAPPERS = frozenset({
@@ -57,7 +57,9 @@ INSPECTABLE_MODULES = frozenset({
     "io", "string", "json", "ast", "argparse", "logging", "threading", "types", "unittest", "datetime",
     "decimal", "fractions", "pathlib", "html.parser", "socketserver", "http.server", "cmd", "queue",
 })
-#: Files test runners collect (pytest's and Django's defaults).
+#: Files test runners collect (pytest's and Django's defaults): the table of
+#: ``coldmod_trace.rootmarker.DEFAULT_IGNORE_FILES``, which this library cannot import (the CLI passes that one;
+#: a CLI test checks that they agree).
 TEST_FILE_GLOBS = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
 TEST_DIRS = frozenset({"tests"})
 
@@ -87,7 +89,7 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
                 add("override", d.path, d.line)
         if name.startswith(DISPATCH_PREFIXES) or name in DISPATCH_NAMES:
             add("dispatch", d.path, d.line)
-        if _is_test_file(d.path):
+        if is_test_file(d.path):
             add("test", d.path, d.line)
     if target.binder is not None and target.binder.dynamic and target.definitions:
         add("dynamic", target.definitions[0].path, target.binder.dynamic)
@@ -107,7 +109,8 @@ def _decorator_kind(decorator: ast.expr, scope: _Scope) -> str | None:
     return "decorator"
 
 
-def _is_test_file(path: str) -> bool:
+def is_test_file(path: str) -> bool:
+    """Whether the root-relative ``/``-separated path is test code (a ``tests/`` directory, ``test_*.py``, ...)."""
     directory, _, base = path.rpartition("/")
     if any(posixpath.basename(base) == g or _glob(base, g) for g in TEST_FILE_GLOBS):
         return True

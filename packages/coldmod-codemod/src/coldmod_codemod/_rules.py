@@ -1,8 +1,9 @@
 """The verdict rules: what a finding is, which verdict it gives, and why — one table.
 
 A key's verdict is the worst of its findings: ``unsafe`` (a definite
-reference), ``review`` (only indirect or possible uses), ``safe`` (nothing
-refers to it by any route the tool knows). A reference that cannot be proved
+reference), ``review`` (only indirect or possible uses), ``test-only``
+(whatever refers to it lies in test code), ``safe`` (nothing refers to it by
+any route the tool knows). A reference that cannot be proved
 to be something else counts as a reference, so every possible-but-unresolved
 use is in the ``unsafe`` half of the table.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "REVIEW",
     "RULES",
     "SAFE",
+    "TEST_ONLY",
     "UNSAFE",
     "USE",
     "VERDICTS",
@@ -25,10 +27,13 @@ __all__ = [
 ]
 
 SAFE = "safe"
+TEST_ONLY = "test-only"
 REVIEW = "review"
 UNSAFE = "unsafe"
-#: The verdicts from best to worst.
-VERDICTS = (SAFE, REVIEW, UNSAFE)
+#: The verdicts from best to worst. ``test-only`` is not a rule's verdict: a finding of any rule that lies
+#: inside a function of a test file gives it (see ``_plan``), so the key goes only together with those
+#: tests. It ranks below ``review``: tests are code the project controls and runs, a possible use is not.
+VERDICTS = (SAFE, TEST_ONLY, REVIEW, UNSAFE)
 
 
 #: Where a rule's finding is: at a use of the function, at the function's own definition, or at a site
