@@ -10,6 +10,7 @@ its JSON and the web UI's removal dialog all print these groups.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from coldmod_codemod._rules import RULES
 
@@ -46,9 +47,11 @@ def group_of(kind: str, *, in_test: bool, referrer_cold: bool) -> str:
     return LIVE
 
 
-@dataclass(frozen=True)
-class Place:
-    """One finding's site: ``path:line``, its kind, and the function it lies in (None: module level)."""
+class Place(NamedTuple):
+    """One finding's site: ``path:line``, its kind, and the function it lies in (None: module level).
+
+    A named tuple: a plan of a large tree makes one per finding, millions of them.
+    """
 
     path: str
     line: int
