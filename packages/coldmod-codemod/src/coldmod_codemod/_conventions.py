@@ -13,15 +13,20 @@ import builtins
 import importlib
 import posixpath
 
-from coldmod_codemod._references import (
+from coldmod_codemod._findings import Reference
+from coldmod_codemod._rules import (
+    COMMAND,
+    DECORATOR,
+    DISPATCH,
+    DYNAMIC,
+    HTTP_METHOD,
     IMPLICIT,
-    Reference,
-    Target,
-    Tree,
-    _DefInfo,
-    _Scope,
-    dotted,
+    OVERRIDE,
+    TEST,
 )
+from coldmod_codemod._scopes import DefInfo, Scope, dotted
+from coldmod_codemod._targets import Target
+from coldmod_codemod._tree import Tree
 
 __all__ = ["definition_findings"]
 
@@ -80,31 +85,31 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
                 add(kind, d.path, decorator.lineno)
         if info.owner is not None:
             if name in HTTP_METHODS:
-                add("http-method", d.path, d.line)
+                add(HTTP_METHOD, d.path, d.line)
             if name in COMMAND_METHODS:
-                add("command", d.path, d.line)
+                add(COMMAND, d.path, d.line)
             if _overrides(tree, info):
-                add("override", d.path, d.line)
+                add(OVERRIDE, d.path, d.line)
         if name.startswith(DISPATCH_PREFIXES) or name in DISPATCH_NAMES:
-            add("dispatch", d.path, d.line)
+            add(DISPATCH, d.path, d.line)
         if _is_test_file(d.path):
-            add("test", d.path, d.line)
+            add(TEST, d.path, d.line)
     if target.binder is not None and target.binder.dynamic and target.definitions:
-        add("dynamic", target.definitions[0].path, target.binder.dynamic)
+        add(DYNAMIC, target.definitions[0].path, target.binder.dynamic)
     return sorted(found.values(), key=lambda r: (r.path, r.line, r.kind))
 
 
-def _decorator_kind(decorator: ast.expr, scope: _Scope) -> str | None:
+def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:
     """The rule a decorator triggers: ``decorator``, ``test`` (a fixture) or None (a pure wrapper)."""
     func = decorator.func if isinstance(decorator, ast.Call) else decorator
     if isinstance(func, ast.Attribute) and func.attr in PROPERTY_PARTS and isinstance(func.value, ast.Name):
         return None
     resolved = dotted(func, scope)
     if resolved & FIXTURES:
-        return "test"
+        return TEST
     if resolved and resolved <= PURE_WRAPPERS:
         return None
-    return "decorator"
+    return DECORATOR
 
 
 def _is_test_file(path: str) -> bool:
@@ -119,7 +124,7 @@ def _glob(name: str, pattern: str) -> bool:
     return name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail)
 
 
-def _overrides(tree: Tree, info: _DefInfo) -> bool:
+def _overrides(tree: Tree, info: DefInfo) -> bool:
     """Whether the method may override one of a base class: defined there, or the base is not in the tree."""
     assert info.owner is not None
     binder = tree.file(info.definition.path)
@@ -132,7 +137,7 @@ def _overrides(tree: Tree, info: _DefInfo) -> bool:
     return any(_base_has(tree, base, outer, info.definition.key.rpartition(".")[2], set()) for base in bases)
 
 
-def _base_has(tree: Tree, base: ast.expr, scope: _Scope, name: str, seen: set[str]) -> bool:
+def _base_has(tree: Tree, base: ast.expr, scope: Scope, name: str, seen: set[str]) -> bool:
     """Whether the class ``base`` (an expression in ``scope``) defines ``name`` or may: True when unknown."""
     if isinstance(base, ast.Subscript):  # Generic[T], Base[int]
         base = base.value
