@@ -9,11 +9,11 @@ definition whose ``kind`` is a rule of ``_rules.RULES``.
 from __future__ import annotations
 
 import ast
-import builtins
-import importlib
 import posixpath
 
+from coldmod_codemod._classes import base_has
 from coldmod_codemod._findings import Reference
+from coldmod_codemod._receivers import may_reach, receivers
 from coldmod_codemod._rules import (
     COMMAND,
     DECORATOR,
@@ -56,12 +56,6 @@ DISPATCH_NAMES = frozenset({
     "asyncSetUp", "asyncTearDown", "setup_method", "teardown_method", "setup_class", "teardown_class",
     "setup_module", "teardown_module", "setup_function", "teardown_function", "load_tests",
 })
-#: Standard-library modules whose classes can be inspected for their methods: importing them has no side effects.
-INSPECTABLE_MODULES = frozenset({
-    "abc", "typing", "enum", "collections", "collections.abc", "numbers", "contextlib", "dataclasses",
-    "io", "string", "json", "ast", "argparse", "logging", "threading", "types", "unittest", "datetime",
-    "decimal", "fractions", "pathlib", "html.parser", "socketserver", "http.server", "cmd", "queue",
-})
 #: Files test runners collect (pytest's and Django's defaults).
 TEST_FILE_GLOBS = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
 TEST_DIRS = frozenset({"tests"})
@@ -94,9 +88,29 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
             add(DISPATCH, d.path, d.line)
         if _is_test_file(d.path):
             add(TEST, d.path, d.line)
-    if target.binder is not None and target.binder.dynamic and target.definitions:
-        add(DYNAMIC, target.definitions[0].path, target.binder.dynamic)
+    line = _dynamic_line(tree, target)
+    if line:
+        add(DYNAMIC, target.definitions[0].path, line)
     return sorted(found.values(), key=lambda r: (r.path, r.line, r.kind))
+
+
+def _dynamic_line(tree: Tree, target: Target) -> int:
+    """The line of the first lookup in the target's module that may reach it, 0 if none.
+
+    ``globals()``, ``vars()`` and ``__dict__`` reach every function of the module; a getattr with a computed name
+    only the names it can produce (``f"do_{x}"``, ``request.method.lower()``) on what its receiver may be.
+    """
+    binder = target.binder
+    if binder is None or not target.definitions:
+        return 0
+    if binder.dynamic:
+        return binder.dynamic
+    for lookup in binder.lookups:
+        if lookup.produces(target.bare_name) and may_reach(
+            tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, target.bare_name
+        ):
+            return lookup.line
+    return 0
 
 
 def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:
@@ -133,62 +147,6 @@ def _overrides(tree: Tree, info: DefInfo) -> bool:
     classes = binder.bind().classes
     if info.owner not in classes:
         return True
-    bases, outer, _ = classes[info.owner]
-    return any(_base_has(tree, base, outer, info.definition.key.rpartition(".")[2], set()) for base in bases)
-
-
-def _base_has(tree: Tree, base: ast.expr, scope: Scope, name: str, seen: set[str]) -> bool:
-    """Whether the class ``base`` (an expression in ``scope``) defines ``name`` or may: True when unknown."""
-    if isinstance(base, ast.Subscript):  # Generic[T], Base[int]
-        base = base.value
-    resolved = dotted(base, scope)
-    if not resolved:
-        return True  # a call or other expression: cannot be ruled out
-    return any(_class_has(tree, fqn, name, seen) for fqn in resolved)
-
-
-def _standard_class(fqn: str) -> type | None:
-    """A base class from the standard library's inert modules (``abc.ABC``, ``typing.Generic``), looked at directly."""
-    module, _, name = fqn.rpartition(".")
-    if module not in INSPECTABLE_MODULES:
-        return None
-    try:
-        found = getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-    return found if isinstance(found, type) else None
-
-
-def _class_has(tree: Tree, fqn: str, name: str, seen: set[str]) -> bool:
-    if fqn in seen or len(seen) > 50:
-        return False
-    seen.add(fqn)
-    if fqn == "object" or fqn == "builtins.object":
-        return False
-    if "." not in fqn or fqn.startswith("builtins."):
-        found = getattr(builtins, fqn.rpartition(".")[2], None)
-        if isinstance(found, type):
-            return hasattr(found, name)
-    known = _standard_class(fqn)
-    if known is not None:
-        return hasattr(known, name)
-    parts = fqn.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        module, qual = ".".join(parts[:i]), ".".join(parts[i:])
-        for path in tree.modules().get(module, ()):
-            scanned = tree.file(path)
-            if scanned is None:
-                return True
-            binder = scanned.bind()
-            own = binder.root.prefix + qual
-            if own in binder.classes:
-                bases, outer, body = binder.classes[own]
-                if name in body.bindings:
-                    return True
-                return any(_base_has(tree, b, outer, name, seen) for b in bases)
-            if "." not in qual and qual in binder.root.bindings:
-                # A name the module imports or assigns: follow what it is bound to.
-                return any(
-                    _class_has(tree, other, name, seen) for other in binder.root.bindings[qual] if other != own
-                ) if binder.root.bindings[qual] - {own} else True
-    return True  # not in the tree: may define anything
+    record = classes[info.owner]
+    name = info.definition.key.rpartition(".")[2]
+    return any(base_has(tree, base, record.outer, name, set()) for base in record.bases)

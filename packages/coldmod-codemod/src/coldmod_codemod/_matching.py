@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from coldmod_codemod._conventions import definition_findings
 from coldmod_codemod._findings import Match, Reference
+from coldmod_codemod._receivers import may_reach, receivers
 from coldmod_codemod._rules import (
     ALL,
     ATTRIBUTE,
@@ -72,7 +73,10 @@ def spellings(target: Target) -> frozenset[str]:
 
 
 def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
-    """Mentions in text files: the full path (``mod:f``, ``mod.C.m``) is an entry point, the bare name a review."""
+    """Mentions in text files: the full path (``mod:f``, ``mod.C.m``) is an entry point, the bare name a review.
+
+    In a minified or vendored file either is only a mention: nobody maintains a reference there by hand.
+    """
     name = target.bare_name
     paths = tree.text_files_with(name)
     if not paths:
@@ -81,7 +85,7 @@ def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
     for path in paths:
         tokens, words = tree.text_tokens(path)
         line = min((tokens[s] for s in names if s in tokens), default=0)
-        kind = ENTRY_POINT if line else TEXT
+        kind = MENTION if tree.foreign(path) else ENTRY_POINT if line else TEXT
         line = line or words.get(name, 0)
         if line:
             yield Match(Reference(target.key, path, line, 0, kind, False), None)
@@ -106,7 +110,10 @@ def _classify(
         prefixes = (scanned.module_name + "." if scanned.module_name else "", *scanned.aliases)
         return (ALL, True) if any(p + site.name in target.fqns for p in prefixes) else (None, True)
     if site.shape == "string":
-        return STRING, False
+        # A string becomes a name only where code looks names up (getattr, a dispatch dict, globals()[...]) or
+        # as a path ("pkg.mod.f", "pkg.mod:f"); a bare word anywhere else is only a mention.
+        path = any(c in f for f in site.fqns for c in ".:")
+        return (STRING if site.lookup or path else MENTION), False
     if site.shape == "mention":
         if site.name != target.bare_name:
             return None, True
@@ -117,6 +124,12 @@ def _classify(
         return (NAME, False) if site.unbound else (None, True)
     if class_fqn is not None and site.self_class == class_fqn and site.name == target.bare_name:
         return METHOD, True
+    if (
+        site.receiver is not None
+        and site.scope is not None
+        and not may_reach(tree, receivers(tree, site.receiver, site.scope), class_fqn, site.name)
+    ):
+        return None, True  # the object cannot be an instance or the class of the function's class
     return ATTRIBUTE, False
 
 

@@ -11,9 +11,9 @@ import ast
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from coldmod_codemod._scopes import Binder, Scope, absolute, annotation_exprs, default_exprs
+from coldmod_codemod._scopes import LOOKUP_CALLS, Binder, Scope, absolute, annotation_exprs, default_exprs
 
 __all__ = ["PATH_STRING", "TOKEN", "WORD", "Finder", "Site", "StringLiteral", "nfkc", "string_sites"]
 
@@ -22,6 +22,12 @@ __all__ = ["PATH_STRING", "TOKEN", "WORD", "Finder", "Site", "StringLiteral", "n
 PATH_STRING = re.compile(r"[^\W\d]\w*(?:[.:][^\W\d]\w*)*")
 WORD = re.compile(r"\w+")
 TOKEN = re.compile(r"[\w.:]+")
+#: Functions and methods that turn a string argument into an attribute name.
+LOOKUP_FUNCTIONS = LOOKUP_CALLS | frozenset({
+    "attrgetter", "methodcaller", "getattr_static", "__getattribute__", "__getattr__", "__setattr__", "__delattr__",
+})
+#: Calls that return a namespace indexed by name.
+NAMESPACES = frozenset({"globals", "vars", "locals"})
 
 
 def nfkc(text: str) -> str:
@@ -49,6 +55,9 @@ class Site:
     binds: tuple[str, ...] = ()  # import: the fully qualified names the binding creates
     scope_id: int = 0  # name: id of the scope it reads (0: unbound or ambiguous); import: the scope it binds in
     annotation: bool = False  # a string inside an annotation (``x: "Foo"``)
+    lookup: bool = False  # a string where strings become names (getattr, a dispatch dict's key, attrgetter)
+    receiver: ast.expr | None = field(default=None, compare=False, repr=False)  # attribute: the object before it
+    scope: Scope | None = field(default=None, compare=False, repr=False)  # attribute: the scope it is read in
 
 
 class Finder(ast.NodeVisitor):
@@ -69,6 +78,10 @@ class Finder(ast.NodeVisitor):
         self._statement = 0
         self._callees: set[int] = set()
         self._skip: set[int] = set()
+        self._lookups: set[int] = set()  # strings where strings become names
+        # A lookup whose name is computed from anything: any string of the module may become a name.
+        self._every_string = bool(binder.dynamic) or any(
+            not (lookup.prefix or lookup.suffix or lookup.names) for lookup in binder.lookups)
         self._enclosing: tuple[int, ...] = ()
 
     def _add(self, shape: str, name: str, node: ast.expr | ast.alias, **extra: object) -> None:
@@ -131,6 +144,25 @@ class Finder(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self._callees.add(id(node.func))
+        func = node.func
+        called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if called in LOOKUP_FUNCTIONS:
+            self._lookups.update(id(a) for a in node.args)
+        self.generic_visit(node)
+
+    def visit_Dict(self, node: ast.Dict) -> None:
+        # A dispatch table: strings mapped to callables (a name, an attribute, a lambda) are names looked up.
+        if any(isinstance(v, (ast.Name, ast.Attribute, ast.Lambda)) for v in node.values):
+            self._lookups.update(id(k) for k in node.keys if k is not None)
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        # globals()["f"], vars(obj)["f"], obj.__dict__["f"]: a namespace indexed by name.
+        value = node.value
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in NAMESPACES) or (
+            isinstance(value, ast.Attribute) and value.attr == "__dict__"
+        ):
+            self._lookups.add(id(node.slice))
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -141,7 +173,8 @@ class Finder(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         fqns, self_class = self._attribute(node)
-        self._add("attribute", node.attr, node, fqns=fqns, call=id(node) in self._callees, self_class=self_class)
+        self._add("attribute", node.attr, node, fqns=fqns, call=id(node) in self._callees, self_class=self_class,
+                  receiver=node.value, scope=self.scope)
         self.visit(node.value)
 
     def _attribute(self, node: ast.Attribute) -> tuple[frozenset[str], str | None]:
@@ -216,8 +249,9 @@ class Finder(ast.NodeVisitor):
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and id(node) not in self._skip:
             text = nfkc(node.value)
+            lookup = self._every_string or id(node) in self._lookups
             self.strings.append(StringLiteral(text, frozenset(WORD.findall(text)), node.lineno, node.col_offset,
-                                        self._statement, self._enclosing, id(node), self._annotation > 0))
+                                              self._statement, self._enclosing, id(node), self._annotation > 0, lookup))
 
 
 def _resolving_scope_id(scope: Scope, name: str) -> int:
@@ -247,6 +281,7 @@ class StringLiteral:
     enclosing: tuple[int, ...]
     node_id: int
     annotation: bool
+    lookup: bool = False  # where strings become names: getattr & co, a dispatch dict's key, globals()[...]
 
 
 def string_sites(strings: list[StringLiteral], names: frozenset[str]) -> Iterator[Site]:
@@ -256,7 +291,8 @@ def string_sites(strings: list[StringLiteral], names: frozenset[str]) -> Iterato
         if not words:
             continue
         text = string.text
-        context = {"node_id": string.node_id, "enclosing": string.enclosing, "annotation": string.annotation}
+        context = {"node_id": string.node_id, "enclosing": string.enclosing, "annotation": string.annotation,
+                   "lookup": string.lookup}
         where = (string.line, string.column, string.statement_line)
         stripped = text.strip()
         if PATH_STRING.fullmatch(stripped):

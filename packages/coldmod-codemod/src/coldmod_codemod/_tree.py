@@ -43,6 +43,12 @@ _MAX_TEXT_BYTES = 2_000_000
 SKIPPED_DIRS = EXCLUDED_DIRS | frozenset({
     ".git", ".hg", ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs",
 })
+#: Directories of copies of other projects' code (``static/vendor``, ``node_modules``): mentions there are not ours.
+VENDORED_DIRS = frozenset({
+    "vendor", "vendors", "vendored", "_vendor", "node_modules", "bower_components", "third_party", "third-party",
+})
+#: A text line longer than this was not written by hand (a minified asset).
+MINIFIED_LINE = 1000
 #: Files the scan never reads: Coldmod's own configuration names keys without referring to them.
 SKIPPED_FILES = frozenset({"coldmod.rootmarker"})
 _BINARY_SUFFIXES = frozenset({
@@ -191,6 +197,7 @@ class Tree:
         self._stars: list[tuple[str, str]] | None = None
         self._modules: dict[str, list[str]] | None = None  # module name (any spelling) -> paths
         self._prefixes: dict[str, tuple[str, ...]] = {}
+        self.memo: dict[str, dict[object, object]] = defaultdict(dict)  # derived facts by concern (classes, receivers)
         if files is None:
             self._find_scripts()
 
@@ -368,6 +375,16 @@ class Tree:
                         words.setdefault(word, number)
             found = self._tokens[path] = (tokens, words)
         return found
+
+    def foreign(self, path: str) -> bool:
+        """Whether a text file is minified (``.min.``, or a line longer than ``MINIFIED_LINE``) or vendored."""
+        memo = self.memo["foreign"]
+        if path not in memo:
+            directory, _, name = path.rpartition("/")
+            data = self.read(path) or b""
+            memo[path] = bool(VENDORED_DIRS & set(directory.split("/"))) or ".min." in name or any(
+                len(line) > MINIFIED_LINE for line in data.splitlines())
+        return bool(memo[path])
 
     def file(self, path: str) -> ScannedFile | None:
         """The parsed file, or None (and a failure) when it cannot be parsed."""
