@@ -451,3 +451,58 @@ def test_a_getattr_of_any_name_on_anything_keeps_the_module_rule(tmp_path: Path)
     source = SHELL.replace("return 1", "return getattr(obj, name)")
     assert "dynamic" in reasons(tmp_path / "a", "pkg.shell.do_quit", source)
     assert "dynamic" in reasons(tmp_path / "b", "pkg.shell.View.render", source)
+
+
+def test_an_imported_module_level_instance(tmp_path: Path) -> None:
+    queues = {"pkg/queues.py": """
+        import asyncio
+        from pkg.store import Store
+
+        JOBS = asyncio.Queue()
+        STORE = Store()
+    """}
+    both(tmp_path, """
+        from pkg.queues import JOBS
+
+        JOBS.put(1)
+    """, """
+        from pkg.queues import STORE
+
+        STORE.put(1)
+    """, **queues)
+
+
+def test_a_decorated_factory_may_return_anything(tmp_path: Path) -> None:
+    both(tmp_path, """
+        import asyncio
+        import functools
+
+        @functools.lru_cache(maxsize=None)
+        def make() -> asyncio.Queue:
+            return asyncio.Queue()
+
+        make().put(1)
+    """, """
+        import asyncio
+
+        def wrap(f):
+            return f
+
+        @wrap
+        def make() -> asyncio.Queue:
+            return asyncio.Queue()
+
+        make().put(1)
+    """)
+
+
+def test_self_in_a_metaclass_is_any_class(tmp_path: Path) -> None:
+    both(tmp_path, """
+        class Plain:
+            def __call__(self, *args):
+                return self.put(*args)
+    """, """
+        class Meta(type):
+            def __call__(cls, *args):
+                return cls.put(*args)
+    """)

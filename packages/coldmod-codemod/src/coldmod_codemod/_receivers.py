@@ -73,6 +73,11 @@ _UNION = frozenset({"typing.Union", "typing_extensions.Union"})
 _WRAPPING = frozenset({
     "typing.Annotated", "typing_extensions.Annotated", "typing.ClassVar", "typing.Final", "typing_extensions.Final",
 })
+#: Decorators after which a call still returns what the function is annotated to return.
+RETURN_KEEPING = frozenset({
+    "staticmethod", "classmethod", "builtins.staticmethod", "builtins.classmethod", "functools.cache",
+    "functools.lru_cache", "typing.final", "typing.override", "typing_extensions.override",
+})
 _NONE = Receiver("types.NoneType", EXACT)
 #: Literal syntax -> the builtin class it makes.
 _LITERALS: dict[type[ast.expr], str] = {
@@ -125,6 +130,8 @@ def _classes(tree: Tree, fqns: set[str], mode: str) -> Receivers:
 
 def _variable(tree: Tree, name: str, scope: Scope, depth: int) -> Receivers:
     """Row "variable": the union of what every binding of the name gives it (or a builtin class's name)."""
+    if depth > _DEPTH:
+        return None
     bound = scope.binding_scope(name)
     if bound is None:
         return _classes(tree, {name}, CLASS) if scope.resolve(name) is None else None
@@ -146,8 +153,23 @@ def _bound(tree: Tree, value: Value, name: str, bound: Scope, depth: int) -> Rec
     if value.how in ("self", "cls") and value.scope is not None:
         owner = value.scope.prefix[:-1]
         return frozenset({Receiver(owner, SUBCLASS if value.how == "self" else CLASS_OR_SUBCLASS)})
-    if value.how == "name":  # an import, a def or a class: a class object, or unknown
-        return _classes(tree, bound.bindings.get(name, set()), CLASS)
+    if value.how == "name":  # an import, a def or a class: a class object, a module-level instance, or unknown
+        fqns = bound.bindings.get(name, set())
+        if bound.prefix + name in fqns:  # a def or class of this scope: only a class is known
+            return _classes(tree, fqns, CLASS)
+        return _classes(tree, fqns, CLASS) or _union([_imported(tree, fqn, depth) for fqn in fqns])
+    return None
+
+
+def _imported(tree: Tree, fqn: str, depth: int) -> Receivers:
+    """Row "variable" across modules: a module-level name of the tree's, imported (``from app.queues import q``)."""
+    module, _, name = fqn.rpartition(".")
+    for path in tree.modules().get(module, ()):
+        scanned = tree.file(path)
+        if scanned is None:
+            return None
+        root = scanned.bind().root
+        return _variable(tree, name, root, depth + 1) if name in root.values else None
     return None
 
 
@@ -166,7 +188,7 @@ def _called(tree: Tree, call: ast.Call, scope: Scope, depth: int) -> Receivers:
         return None
     fqns = dotted(call.func, scope)
     infos = [_function(tree, fqn) for fqn in fqns]
-    if not infos or any(i is None or i.returns is None for i in infos):
+    if not infos or any(i is None or i.returns is None or not _keeps_return(i) for i in infos):
         return None
     found = set()
     for info in infos:
@@ -177,6 +199,15 @@ def _called(tree: Tree, call: ast.Call, scope: Scope, depth: int) -> Receivers:
             return None
         found |= one
     return frozenset(found)
+
+
+def _keeps_return(info: DefInfo) -> bool:
+    """Whether calling the function gives what its ``def`` returns: no decorator that may wrap it in another."""
+    for decorator in info.decorators:
+        names = dotted(decorator.func if isinstance(decorator, ast.Call) else decorator, info.scope)
+        if not names or not names <= RETURN_KEEPING:
+            return False
+    return True
 
 
 def _function(tree: Tree, fqn: str) -> DefInfo | None:
@@ -253,8 +284,8 @@ def may_reach(tree: Tree, found: Receivers, class_fqn: str | None, name: str) ->
 
 def _reaches(tree: Tree, receiver: Receiver, class_fqn: str) -> bool:
     line = lineage(tree, receiver.cls)
-    if line is None or class_fqn in line.classes or line.forwards:
-        return True
+    if line is None or class_fqn in line.classes or line.forwards or line.metaclass:
+        return True  # an instance of a metaclass is a class: any class's attributes
     if receiver.mode in (EXACT, CLASS):
         return False
     if receiver.mode == ANNOTATED and line.virtual:
@@ -277,7 +308,7 @@ def _reaches(tree: Tree, receiver: Receiver, class_fqn: str) -> bool:
 def _binds(tree: Tree, receiver: Receiver, name: str) -> bool:
     """Whether the receiver's class (or, unless exact, a subclass) may hold ``name`` bound in a class body."""
     line = lineage(tree, receiver.cls)
-    if line is None or line.forwards:
+    if line is None or line.forwards or line.metaclass:
         return True
     classes = set(line.classes)
     if receiver.mode not in (EXACT, CLASS):
