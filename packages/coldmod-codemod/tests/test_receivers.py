@@ -506,3 +506,26 @@ def test_self_in_a_metaclass_is_any_class(tmp_path: Path) -> None:
             def __call__(cls, *args):
                 return cls.put(*args)
     """)
+
+
+def test_a_getattr_on_self_in_a_base_reaches_subclasses_in_other_modules(tmp_path: Path) -> None:
+    base = """
+        class Handler:
+            def handle(self, event):
+                return getattr(self, "on_" + event)()
+    """
+    leaf = """
+        from pkg.base import Handler
+
+        class Leaf(Handler):
+            def on_save(self):
+                pass
+
+        class Elsewhere:
+            def on_save(self):
+                pass
+    """
+    root = write(tmp_path, {"pkg/base.py": base, "pkg/leaf.py": leaf})
+    plan = plan_removal(root, ["pkg.leaf.Leaf.on_save", "pkg.leaf.Elsewhere.on_save"])
+    assert [str(r) for r in plan.verdicts["pkg.leaf.Leaf.on_save"].references] == ["pkg/base.py:3 dynamic"]
+    assert plan.verdicts["pkg.leaf.Elsewhere.on_save"].verdict == "safe"

@@ -13,7 +13,7 @@ import posixpath
 
 from coldmod_codemod._classes import base_has
 from coldmod_codemod._findings import Reference
-from coldmod_codemod._receivers import may_reach, receivers
+from coldmod_codemod._receivers import Receiver, may_reach, receivers
 from coldmod_codemod._rules import (
     COMMAND,
     DECORATOR,
@@ -24,7 +24,7 @@ from coldmod_codemod._rules import (
     OVERRIDE,
     TEST,
 )
-from coldmod_codemod._scopes import DefInfo, Scope, dotted
+from coldmod_codemod._scopes import LOOKUP_CALLS, DefInfo, Lookup, Scope, dotted
 from coldmod_codemod._targets import Target
 from coldmod_codemod._tree import Tree
 
@@ -88,29 +88,50 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
             add(DISPATCH, d.path, d.line)
         if _is_test_file(d.path):
             add(TEST, d.path, d.line)
-    line = _dynamic_line(tree, target)
-    if line:
-        add(DYNAMIC, target.definitions[0].path, line)
+    where = _dynamic_lookup(tree, target)
+    if where is not None:
+        add(DYNAMIC, *where)
     return sorted(found.values(), key=lambda r: (r.path, r.line, r.kind))
 
 
-def _dynamic_line(tree: Tree, target: Target) -> int:
-    """The line of the first lookup in the target's module that may reach it, 0 if none.
+def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
+    """``(path, line)`` of the first dynamic lookup that may reach the target, None if none.
 
-    ``globals()``, ``vars()`` and ``__dict__`` reach every function of the module; a getattr with a computed name
-    only the names it can produce (``f"do_{x}"``, ``request.method.lower()``) on what its receiver may be.
+    In its own module, ``globals()``, ``vars()`` and ``__dict__`` reach every function, and a getattr with a
+    computed name the names it can produce (``f"do_{x}"``, ``request.method.lower()``, any) on what its receiver
+    may be (any, when unknown). Elsewhere in the tree, a getattr whose receiver is known (``getattr(self, ...)``
+    in a base class) reaches what it can produce in the classes that receiver may be.
     """
     binder = target.binder
     if binder is None or not target.definitions:
-        return 0
+        return None
+    path, name = target.definitions[0].path, target.bare_name
     if binder.dynamic:
-        return binder.dynamic
+        return path, binder.dynamic
     for lookup in binder.lookups:
-        if lookup.produces(target.bare_name) and may_reach(
-            tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, target.bare_name
+        if lookup.produces(name) and may_reach(
+            tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, name
         ):
-            return lookup.line
-    return 0
+            return path, lookup.line
+    for elsewhere, lookup, found in _known_lookups(tree):
+        if lookup.produces(name) and may_reach(tree, found, target.class_fqn, name):
+            return elsewhere, lookup.line
+    return None
+
+
+def _known_lookups(tree: Tree) -> list[tuple[str, Lookup, frozenset[Receiver]]]:
+    """Every getattr with a computed name in the tree whose receiver is known, with its file (computed once)."""
+    memo = tree.memo["lookups"]
+    if "known" not in memo:
+        known = []
+        for path in tree.containing(sorted(LOOKUP_CALLS)):
+            scanned = tree.file(path)
+            for lookup in scanned.bind().lookups if scanned is not None else ():
+                found = receivers(tree, lookup.receiver, lookup.scope)
+                if found is not None:
+                    known.append((path, lookup, found))
+        memo["known"] = known
+    return memo["known"]  # type: ignore[return-value]
 
 
 def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:

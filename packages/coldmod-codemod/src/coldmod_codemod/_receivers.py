@@ -283,22 +283,10 @@ def may_reach(tree: Tree, found: Receivers, class_fqn: str | None, name: str) ->
 
 
 def _reaches(tree: Tree, receiver: Receiver, class_fqn: str) -> bool:
-    line = lineage(tree, receiver.cls)
-    if line is None or class_fqn in line.classes or line.forwards or line.metaclass:
-        return True  # an instance of a metaclass is a class: any class's attributes
-    if receiver.mode in (EXACT, CLASS):
-        return False
-    if receiver.mode == ANNOTATED and line.virtual:
+    reach = _reach(tree, receiver)
+    if reach is None or class_fqn in reach:
         return True
-    # An instance of a subclass: one that also inherits from the target's class, or that forwards attributes.
-    subclasses = descendants(tree, receiver.cls)
-    if subclasses is None:
-        return True
-    for sub in subclasses:
-        below = lineage(tree, sub)
-        if below is None or class_fqn in below.classes or below.forwards:
-            return True
-    if not _in_tree(tree, receiver.cls):
+    if receiver.mode not in (EXACT, CLASS) and not _in_tree(tree, receiver.cls):
         # A class of the standard library may be inherited through a third-party base the tree cannot see into.
         related = descendants(tree, class_fqn)
         return related is None or any(_opaque(tree, c) for c in related)
@@ -307,21 +295,40 @@ def _reaches(tree: Tree, receiver: Receiver, class_fqn: str) -> bool:
 
 def _binds(tree: Tree, receiver: Receiver, name: str) -> bool:
     """Whether the receiver's class (or, unless exact, a subclass) may hold ``name`` bound in a class body."""
+    reach = _reach(tree, receiver)
+    if reach is None:
+        return True
+    records = [class_record(tree, c) for c in reach]
+    return any(record is not None and name in record.body.bindings for record in records)
+
+
+def _reach(tree: Tree, receiver: Receiver) -> frozenset[str] | None:
+    """Every class whose attributes the receiver may show (None: any attribute at all), computed once."""
+    memo = tree.memo["reach"]
+    if receiver not in memo:
+        memo[receiver] = _reachable(tree, receiver)
+    return memo[receiver]  # type: ignore[return-value]
+
+
+def _reachable(tree: Tree, receiver: Receiver) -> frozenset[str] | None:
     line = lineage(tree, receiver.cls)
     if line is None or line.forwards or line.metaclass:
-        return True
+        return None  # it may answer any name; an instance of a metaclass is any class
+    if receiver.mode in (EXACT, CLASS):
+        return line.classes
+    if receiver.mode == ANNOTATED and line.virtual:
+        return None  # isinstance() holds for classes that do not inherit from it
+    # An instance of a subclass: everything any subclass inherits (a mixin beside it included).
+    subclasses = descendants(tree, receiver.cls)
+    if subclasses is None:
+        return None
     classes = set(line.classes)
-    if receiver.mode not in (EXACT, CLASS):
-        below = descendants(tree, receiver.cls)
-        if below is None:
-            return True
-        for sub in below:
-            sub_line = lineage(tree, sub)
-            if sub_line is None or sub_line.forwards:
-                return True
-            classes |= sub_line.classes
-    records = [class_record(tree, c) for c in classes]
-    return any(record is not None and name in record.body.bindings for record in records)
+    for sub in subclasses:
+        below = lineage(tree, sub)
+        if below is None or below.forwards or below.metaclass:
+            return None
+        classes |= below.classes
+    return frozenset(classes)
 
 
 def _opaque(tree: Tree, fqn: str) -> bool:

@@ -132,7 +132,7 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule(DISPATCH,     REVIEW, DEFINITION, "a do_*/visit_*/test_*/clean_* style name; dispatched by name"),
     Rule(TEST,         REVIEW, DEFINITION, "a test function or fixture; test runners find it by name"),
     Rule(OVERRIDE,     REVIEW, DEFINITION, "overrides (or may override) a base-class method"),
-    Rule(DYNAMIC,      REVIEW, DEFINITION, "its module looks names up dynamically (getattr, globals(), vars())"),
+    Rule(DYNAMIC,      REVIEW, DEFINITION, "a dynamic lookup here may reach it (getattr(o, computed), globals())"),
     Rule(SIDE_EFFECTS, REVIEW, DEFINITION, "removing it drops a file's last import of an in-tree module, "
                                            "which may register things when imported"),
 )}
