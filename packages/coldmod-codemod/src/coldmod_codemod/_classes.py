@@ -15,6 +15,7 @@ import builtins
 import importlib
 import sys
 import types
+import warnings
 from dataclasses import dataclass
 
 from coldmod_codemod._scopes import ClassRecord, Scope, dotted
@@ -25,7 +26,8 @@ __all__ = ["Lineage", "base_has", "class_has", "class_record", "descendants", "i
 #: Standard-library modules never imported to look at a class: importing them does something.
 NEVER_IMPORTED = frozenset({
     "this", "antigravity", "idlelib", "tkinter", "turtle", "turtledemo", "__main__", "__phello__", "ensurepip",
-    "venv", "lib2to3", "pydoc_data", "webbrowser", "pdb", "site", "sitecustomize", "usercustomize",
+    "venv", "lib2to3", "pydoc_data", "webbrowser", "pdb", "site", "sitecustomize", "usercustomize", "__hello__",
+    "test", "readline", "rlcompleter",
 })
 #: Attribute hooks: a class defining one may answer any attribute name.
 FORWARDING = ("__getattr__", "__getattribute__")
@@ -54,7 +56,9 @@ def standard_class(fqn: str) -> type | None:
     if top not in sys.stdlib_module_names or top in NEVER_IMPORTED:
         return None
     try:
-        found = getattr(sys.modules.get(module) or importlib.import_module(module), name, None)
+        with warnings.catch_warnings():  # deprecated modules warn when imported
+            warnings.simplefilter("ignore")
+            found = getattr(sys.modules.get(module) or importlib.import_module(module), name, None)
     except Exception:  # a platform module that is missing or fails to import
         return None
     return found if isinstance(found, type) else None
