@@ -355,7 +355,8 @@ def test_a_bare_string_is_a_mention_unless_it_becomes_a_name(tmp_path: Path) -> 
     """) == ["string"]
     assert kinds(tmp_path / "globals", """
         FN = globals()["put"]
-    """) == ["string"]
+        GOT = vars(object).get("put")
+    """) == ["string", "string"]
     # A lookup whose name can be anything makes every string of its module one that may become a name.
     assert kinds(tmp_path / "anything", """
         METHODS = ["put", "get"]

@@ -26,8 +26,9 @@ TOKEN = re.compile(r"[\w.:]+")
 LOOKUP_FUNCTIONS = LOOKUP_CALLS | frozenset({
     "attrgetter", "methodcaller", "getattr_static", "__getattribute__", "__getattr__", "__setattr__", "__delattr__",
 })
-#: Calls that return a namespace indexed by name.
+#: Calls that return a namespace indexed by name, and the methods that index it.
 NAMESPACES = frozenset({"globals", "vars", "locals"})
+NAMESPACE_METHODS = frozenset({"get", "pop", "setdefault", "__getitem__", "__contains__"})
 
 
 def nfkc(text: str) -> str:
@@ -146,7 +147,9 @@ class Finder(ast.NodeVisitor):
         self._callees.add(id(node.func))
         func = node.func
         called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        if called in LOOKUP_FUNCTIONS:
+        if called in LOOKUP_FUNCTIONS or (
+            isinstance(func, ast.Attribute) and func.attr in NAMESPACE_METHODS and _namespace(func.value)
+        ):
             self._lookups.update(id(a) for a in node.args)
         self.generic_visit(node)
 
@@ -158,10 +161,7 @@ class Finder(ast.NodeVisitor):
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         # globals()["f"], vars(obj)["f"], obj.__dict__["f"]: a namespace indexed by name.
-        value = node.value
-        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in NAMESPACES) or (
-            isinstance(value, ast.Attribute) and value.attr == "__dict__"
-        ):
+        if _namespace(node.value):
             self._lookups.add(id(node.slice))
         self.generic_visit(node)
 
@@ -252,6 +252,13 @@ class Finder(ast.NodeVisitor):
             lookup = self._every_string or id(node) in self._lookups
             self.strings.append(StringLiteral(text, frozenset(WORD.findall(text)), node.lineno, node.col_offset,
                                               self._statement, self._enclosing, id(node), self._annotation > 0, lookup))
+
+
+def _namespace(expr: ast.expr) -> bool:
+    """Whether ``expr`` is a namespace indexed by name: ``globals()``, ``vars(o)``, ``locals()``, ``o.__dict__``."""
+    return (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in NAMESPACES) or (
+        isinstance(expr, ast.Attribute) and expr.attr == "__dict__"
+    )
 
 
 def _resolving_scope_id(scope: Scope, name: str) -> int:
