@@ -530,3 +530,19 @@ def test_a_getattr_on_self_in_a_base_reaches_subclasses_in_other_modules(tmp_pat
     plan = plan_removal(root, ["pkg.leaf.Leaf.on_save", "pkg.leaf.Elsewhere.on_save"])
     assert [str(r) for r in plan.verdicts["pkg.leaf.Leaf.on_save"].references] == ["pkg/base.py:3 dynamic"]
     assert plan.verdicts["pkg.leaf.Elsewhere.on_save"].verdict == "safe"
+
+
+def test_a_getattr_on_an_object_that_forwards_keeps_only_its_module_rule(tmp_path: Path) -> None:
+    settings = """
+        class Holder:
+            def __getattr__(self, name):
+                return 1
+
+        def configure(options):
+            holder = Holder()
+            for name, value in options.items():
+                setattr(holder, name, value)
+    """
+    root = write(tmp_path, {"pkg/settings.py": settings})
+    assert plan_removal(root, ["pkg.store.helper"]).verdicts["pkg.store.helper"].verdict == "safe"
+    assert plan_removal(root, ["pkg.settings.configure"]).verdicts["pkg.settings.configure"].verdict == "review"

@@ -71,6 +71,13 @@ def _standard_name(cls: type) -> str:
 def identify(tree: Tree, fqn: str, depth: int = 0) -> tuple[str, str] | None:
     """What ``fqn`` names: ``("tree", class)``, ``("standard", class)``, ``("external", fqn)`` or None (not a class
     of the tree, or unknown). Imports in the tree's modules are followed to what they import."""
+    memo = tree.memo["identify"]
+    if fqn not in memo:
+        memo[fqn] = _identify(tree, fqn, depth)
+    return memo[fqn]  # type: ignore[return-value]
+
+
+def _identify(tree: Tree, fqn: str, depth: int) -> tuple[str, str] | None:
     if depth > _DEPTH:
         return None
     if "." not in fqn:
@@ -107,6 +114,13 @@ def identify(tree: Tree, fqn: str, depth: int = 0) -> tuple[str, str] | None:
 
 def class_record(tree: Tree, own: str) -> ClassRecord | None:
     """The class statement of the tree's class ``own`` (its own module spelling)."""
+    memo = tree.memo["class"]
+    if own not in memo:
+        memo[own] = _class_record(tree, own)
+    return memo[own]  # type: ignore[return-value]
+
+
+def _class_record(tree: Tree, own: str) -> ClassRecord | None:
     parts = own.split(".")
     for i in range(len(parts) - 1, 0, -1):
         for path in tree.modules().get(".".join(parts[:i]), ()):

@@ -13,7 +13,7 @@ import posixpath
 
 from coldmod_codemod._classes import base_has
 from coldmod_codemod._findings import Reference
-from coldmod_codemod._receivers import Receiver, may_reach, receivers
+from coldmod_codemod._receivers import Receiver, bounded, may_reach, receivers
 from coldmod_codemod._rules import (
     COMMAND,
     DECORATOR,
@@ -128,7 +128,7 @@ def _known_lookups(tree: Tree) -> list[tuple[str, Lookup, frozenset[Receiver]]]:
             scanned = tree.file(path)
             for lookup in scanned.bind().lookups if scanned is not None else ():
                 found = receivers(tree, lookup.receiver, lookup.scope)
-                if found is not None:
+                if found is not None and bounded(tree, found):  # an unknown one keeps its module's rule
                     known.append((path, lookup, found))
         memo["known"] = known
     return memo["known"]  # type: ignore[return-value]

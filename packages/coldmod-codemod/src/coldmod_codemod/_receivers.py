@@ -20,7 +20,7 @@ from coldmod_codemod._classes import class_record, descendants, identify, lineag
 from coldmod_codemod._scopes import DefInfo, Scope, Value, dotted
 from coldmod_codemod._tree import Tree
 
-__all__ = ["RECEIVERS", "Receiver", "may_reach", "receivers"]
+__all__ = ["RECEIVERS", "Receiver", "bounded", "may_reach", "receivers"]
 
 #: What a resolved receiver may be: exactly an instance of its class, an instance of it or of a subclass, the
 #: same for an annotation (which an ABC's ``register`` or a Protocol can also satisfy), or the class object.
@@ -282,6 +282,11 @@ def may_reach(tree: Tree, found: Receivers, class_fqn: str | None, name: str) ->
     return any(_reaches(tree, r, class_fqn) for r in found)
 
 
+def bounded(tree: Tree, found: Receivers) -> bool:
+    """Whether the receivers are known and reach a known set of classes (none forwards attributes)."""
+    return found is not None and all(_reach(tree, r) is not None for r in found)
+
+
 def _reaches(tree: Tree, receiver: Receiver, class_fqn: str) -> bool:
     reach = _reach(tree, receiver)
     if reach is None or class_fqn in reach:
@@ -295,11 +300,14 @@ def _reaches(tree: Tree, receiver: Receiver, class_fqn: str) -> bool:
 
 def _binds(tree: Tree, receiver: Receiver, name: str) -> bool:
     """Whether the receiver's class (or, unless exact, a subclass) may hold ``name`` bound in a class body."""
-    reach = _reach(tree, receiver)
-    if reach is None:
-        return True
-    records = [class_record(tree, c) for c in reach]
-    return any(record is not None and name in record.body.bindings for record in records)
+    memo = tree.memo["bound names"]
+    if receiver not in memo:
+        reach = _reach(tree, receiver)
+        records = [class_record(tree, c) for c in reach] if reach is not None else []
+        bound = (n for r in records if r is not None for n in r.body.bindings)
+        memo[receiver] = None if reach is None else frozenset(bound)
+    names = memo[receiver]
+    return names is None or name in names  # type: ignore[operator]
 
 
 def _reach(tree: Tree, receiver: Receiver) -> frozenset[str] | None:
