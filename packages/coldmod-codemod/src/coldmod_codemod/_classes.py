@@ -21,7 +21,17 @@ from dataclasses import dataclass
 from coldmod_codemod._scopes import ClassRecord, Scope, dotted
 from coldmod_codemod._tree import Tree
 
-__all__ = ["Lineage", "base_has", "class_has", "class_record", "descendants", "identify", "lineage", "standard_class"]
+__all__ = [
+    "Lineage",
+    "base_has",
+    "class_file",
+    "class_has",
+    "class_record",
+    "descendants",
+    "identify",
+    "lineage",
+    "standard_class",
+]
 
 #: Standard-library modules never imported to look at a class: importing them does something.
 NEVER_IMPORTED = frozenset({
@@ -31,6 +41,9 @@ NEVER_IMPORTED = frozenset({
 })
 #: Attribute hooks: a class defining one may answer any attribute name.
 FORWARDING = ("__getattr__", "__getattribute__")
+#: Files a search for subclasses may parse that nothing else parsed: past it, the subclasses are unknown. A plan of
+#: many keys has parsed them all already; a search for one key stays within its time.
+PARSE_BUDGET = 40
 #: How deep aliases and bases are followed before giving up (unknown).
 _DEPTH = 40
 
@@ -121,12 +134,19 @@ def class_record(tree: Tree, own: str) -> ClassRecord | None:
 
 
 def _class_record(tree: Tree, own: str) -> ClassRecord | None:
+    path = class_file(tree, own)
+    scanned = tree.file(path) if path is not None else None
+    return scanned.bind().classes[own] if scanned is not None else None
+
+
+def class_file(tree: Tree, own: str) -> str | None:
+    """The file defining the tree's class ``own`` (its own module spelling), or None."""
     parts = own.split(".")
     for i in range(len(parts) - 1, 0, -1):
         for path in tree.modules().get(".".join(parts[:i]), ()):
             scanned = tree.file(path)
             if scanned is not None and own in scanned.bind().classes:
-                return scanned.bind().classes[own]
+                return path
     return None
 
 
@@ -225,12 +245,16 @@ def _descendants(tree: Tree, fqn: str) -> frozenset[str] | None:
     found = {fqn}
     names = {fqn.rpartition(".")[2]}
     read: set[str] = set()
+    parsed = 0
     while True:
         paths = [p for p in tree.containing(sorted(names)) if p not in read]
         if not paths:
             return frozenset(found)
         for path in paths:
             read.add(path)
+            parsed += path not in tree.scanned
+            if parsed > PARSE_BUDGET:
+                return None  # a search of one key stays fast: unknown, so the attribute still counts
             scanned = tree.file(path)
             if scanned is None:
                 continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import posixpath
 
-from coldmod_codemod._classes import base_has
+from coldmod_codemod._classes import base_has, class_file, lineage
 from coldmod_codemod._findings import Reference
 from coldmod_codemod._receivers import Receiver, bounded, may_reach, receivers
 from coldmod_codemod._rules import (
@@ -24,7 +24,7 @@ from coldmod_codemod._rules import (
     OVERRIDE,
     TEST,
 )
-from coldmod_codemod._scopes import LOOKUP_CALLS, DefInfo, Lookup, Scope, dotted
+from coldmod_codemod._scopes import DefInfo, Lookup, Scope, dotted
 from coldmod_codemod._targets import Target
 from coldmod_codemod._tree import Tree
 
@@ -99,8 +99,8 @@ def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
 
     In its own module, ``globals()``, ``vars()`` and ``__dict__`` reach every function, and a getattr with a
     computed name the names it can produce (``f"do_{x}"``, ``request.method.lower()``, any) on what its receiver
-    may be (any, when unknown). Elsewhere in the tree, a getattr whose receiver is known (``getattr(self, ...)``
-    in a base class) reaches what it can produce in the classes that receiver may be.
+    may be (any, when unknown). In the modules of a method's base classes, a getattr whose receiver is known
+    (``getattr(self, "on_" + event)`` in the base) reaches what it can produce in the classes it may be.
     """
     binder = target.binder
     if binder is None or not target.definitions:
@@ -113,25 +113,28 @@ def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
             tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, name
         ):
             return path, lookup.line
-    for elsewhere, lookup, found in _known_lookups(tree):
-        if lookup.produces(name) and may_reach(tree, found, target.class_fqn, name):
-            return elsewhere, lookup.line
+    line = lineage(tree, target.class_fqn) if target.class_fqn else None
+    for base in sorted(line.classes if line is not None else ()):
+        for elsewhere, lookup, found in _known_lookups(tree, base):
+            if lookup.produces(name) and may_reach(tree, found, target.class_fqn, name):
+                return elsewhere, lookup.line
     return None
 
 
-def _known_lookups(tree: Tree) -> list[tuple[str, Lookup, frozenset[Receiver]]]:
-    """Every getattr with a computed name in the tree whose receiver is known, with its file (computed once)."""
+def _known_lookups(tree: Tree, cls: str) -> list[tuple[str, Lookup, frozenset[Receiver]]]:
+    """The getattrs with a computed name in the module of the tree's class ``cls`` whose receiver is known."""
     memo = tree.memo["lookups"]
-    if "known" not in memo:
+    if cls not in memo:
         known = []
-        for path in tree.containing(sorted(LOOKUP_CALLS)):
-            scanned = tree.file(path)
-            for lookup in scanned.bind().lookups if scanned is not None else ():
+        path = class_file(tree, cls)
+        scanned = tree.file(path) if path is not None else None
+        if scanned is not None:
+            for lookup in scanned.bind().lookups:
                 found = receivers(tree, lookup.receiver, lookup.scope)
                 if found is not None and bounded(tree, found):  # an unknown one keeps its module's rule
                     known.append((path, lookup, found))
-        memo["known"] = known
-    return memo["known"]  # type: ignore[return-value]
+        memo[cls] = known
+    return memo[cls]  # type: ignore[return-value]
 
 
 def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:
