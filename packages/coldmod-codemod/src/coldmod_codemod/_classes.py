@@ -41,9 +41,9 @@ NEVER_IMPORTED = frozenset({
 })
 #: Attribute hooks: a class defining one may answer any attribute name.
 FORWARDING = ("__getattr__", "__getattribute__")
-#: Files a search for subclasses may parse that nothing else parsed: past it, the subclasses are unknown. A plan of
-#: many keys has parsed them all already; a search for one key stays within its time.
-PARSE_BUDGET = 40
+#: Files the searches for subclasses may parse, in all, that nothing else parsed: past it, subclasses are unknown.
+#: A plan of many keys has parsed them all already; a search for one key stays within its time.
+PARSE_BUDGET = 60
 #: How deep aliases and bases are followed before giving up (unknown).
 _DEPTH = 40
 
@@ -245,16 +245,17 @@ def _descendants(tree: Tree, fqn: str) -> frozenset[str] | None:
     found = {fqn}
     names = {fqn.rpartition(".")[2]}
     read: set[str] = set()
-    parsed = 0
+    spent = tree.memo["parse budget"]
     while True:
         paths = [p for p in tree.containing(sorted(names)) if p not in read]
         if not paths:
             return frozenset(found)
         for path in paths:
             read.add(path)
-            parsed += path not in tree.scanned
-            if parsed > PARSE_BUDGET:
-                return None  # a search of one key stays fast: unknown, so the attribute still counts
+            if path not in tree.scanned:
+                spent[path] = True
+                if len(spent) > PARSE_BUDGET:
+                    return None  # a search of one key stays fast: unknown, so the attribute still counts
             scanned = tree.file(path)
             if scanned is None:
                 continue

@@ -127,6 +127,7 @@ def _classify(
     if (
         site.receiver is not None
         and site.scope is not None
+        and not (target.bare_name.startswith("__") and target.bare_name.endswith("__"))  # implicit: unsafe anyway
         and not may_reach(tree, receivers(tree, site.receiver, site.scope), class_fqn, site.name)
     ):
         return None, True  # the object cannot be an instance or the class of the function's class
