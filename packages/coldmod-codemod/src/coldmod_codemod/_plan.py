@@ -32,7 +32,7 @@ from coldmod_codemod._references import (
     match,
     within,
 )
-from coldmod_codemod._rules import REVIEW, RULES, SAFE, TEST_ONLY, UNSAFE, VERDICTS, worst
+from coldmod_codemod._rules import REVIEW, RULES, SAFE, SIDE_EFFECTS, TEST_ONLY, UNSAFE, VERDICTS, worst
 from coldmod_codemod._testonly import TestCompanions, definitions_by_line, find_companions
 from coldmod_codemod._transform import RemovalTransformer
 from coldmod_codemod._why import DEFINITION as DEFINITION_GROUP
@@ -566,7 +566,7 @@ def _lost_modules(
         gone_lines = [(d.start_line, d.end_line) for k in removing for d in targets[k].definitions if d.path == path]
         for _alias, keys, line in lost_modules(tree, scanned, {a for a, _ in aliases}, gone_lines, aliases):
             for key in keys:
-                held.setdefault(key, Reference(key, path, line, 0, "side-effects", False))
+                held.setdefault(key, Reference(key, path, line, 0, SIDE_EFFECTS, False))
     return held
 
 

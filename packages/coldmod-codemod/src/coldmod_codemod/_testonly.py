@@ -41,12 +41,12 @@ from coldmod_codemod._references import (
     Target,
     Tree,
     collect,
-    dotted,
     locate,
     match,
     within,
 )
 from coldmod_codemod._rules import RULES
+from coldmod_codemod._scopes import dotted
 from coldmod_codemod._why import TEXT_KINDS
 
 __all__ = ["TestCompanions", "definitions_by_line", "find_companions"]
