@@ -7,7 +7,8 @@ with a warm cache, reconciliation, line counts), first and again, with the
 line counts of the previous release side by side (LibCST's ``find_functions``
 per file). `rm --cold --dry-run` is
 ``coldmod_cli.removal.plan`` over every cold key (what the command runs after
-fetching), best of one run (it is long). ``--quick``: django/utils only.
+fetching), best of one run (it is long), then again with the wider ``--include`` levels a
+plain dry run counts on the same index (issue 18). ``--quick``: django/utils only.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def main(argv: list[str]) -> None:
         started = time.perf_counter()
         plan = removal.plan(found, sorted(found.sources))
         plan_s = time.perf_counter() - started
+        started = time.perf_counter()
+        wider = removal.wider_levels(removal.INCLUDE["safe"])
+        levels = removal.plan(found, sorted(found.sources), levels=wider)  # what a plain dry run plans
+        levels_s = time.perf_counter() - started
+        assert levels.removed == plan.removed
     print(f"\n**Removal commands** (Django {_django_version()}'s source as the app: {files} files, "
           f"{functions} functions, all cold; Python {sys.version.split()[0]})\n")  # fmt: skip
     print("| work | time | ratio |")
@@ -98,6 +104,9 @@ def main(argv: list[str]) -> None:
     print(f"| line counts with LibCST `find_functions` (before) | {old_s:.2f} s | {old_s / first_s:.1f}× |")
     print(f"| `rm --cold --dry-run`: plan every cold function ({len(plan.removed)} safe) | {plan_s:.1f} s | "
           f"{plan_s / first_s:.1f}× |")  # fmt: skip
+    more = ", ".join(f"{w} {len(levels.levels[w])}" for w in wider)
+    print(f"| the same, with the wider `--include` levels a dry run also counts ({more}) | {levels_s:.1f} s | "
+          f"{levels_s / first_s:.1f}× |")  # fmt: skip
 
 
 def _django_version() -> str:

@@ -83,6 +83,31 @@ def gunicorn(app_spec: str, cwd: Path, env: dict[str, str], *, traced: bool) -> 
 
 # ------------------------------------------------------------------ flaskr
 
+#: Appended to flaskr/blog.py: a helper only the tests use (issue 18's test-only).
+TEST_ONLY_HELPER = """
+
+def title_slug(title):
+    return "-".join(title.lower().split())
+"""
+#: Appended to flaskr's tests/test_blog.py and tests/conftest.py: the test and the fixture that exist only for it.
+TEST_ONLY_TEST = """
+
+from flaskr.blog import title_slug  # noqa: E402
+
+
+def test_title_slug(slugged):
+    assert title_slug("Hello World") == "hello-world"
+    assert slugged == "a-title"
+"""
+TEST_ONLY_FIXTURE = """
+
+@pytest.fixture
+def slugged():
+    from flaskr.blog import title_slug
+
+    return title_slug("A Title")
+"""
+
 
 def flaskr_traffic(base: str) -> list[tuple[str, str, int]]:
     """What a visitor does on flaskr: register, log in, write a post, open its edit page (never delete)."""
@@ -108,7 +133,11 @@ def test_flaskr_under_gunicorn(collector: Collector, downloads: Path, tmp_path: 
     app = tmp_path / "flaskr-app"
     shutil.copytree(source, app)
     with (app / "flaskr" / "blog.py").open("a") as handle:
-        handle.write(DEAD_FUNCTION)  # so that something is safe to remove
+        handle.write(DEAD_FUNCTION + TEST_ONLY_HELPER)  # something safe to remove, and something only tests use
+    with (app / "tests" / "test_blog.py").open("a") as handle:
+        handle.write(TEST_ONLY_TEST)
+    with (app / "tests" / "conftest.py").open("a") as handle:
+        handle.write(TEST_ONLY_FIXTURE)
     env = collector.env
     assert collector.coldmod("init", cwd=app).returncode == 0
     git_commit(app, "flaskr as released, plus one dead function")
@@ -127,9 +156,27 @@ def test_flaskr_under_gunicorn(collector: Collector, downloads: Path, tmp_path: 
     assert {"flaskr.blog.delete", "flaskr.auth.logout", "flaskr.db.init_db_command"} <= cold
     assert not any(key.startswith("tests.") for key in functions)  # test code is never traced
 
+    dry = collector.coldmod("rm", "--cold", "--min-tracked", "0s", "--dry-run", cwd=app)
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove 1 function from 1 file" in dry.stderr
+    more = re.search(r"--include test-only would remove (\d+) more, --include review (\d+) more", dry.stderr)
+    assert more is not None, dry.stderr
     removed = remove_cold(collector, app)
     assert "safe    flaskr.blog.legacy_b64_checksum" in removed.stdout, removed.stdout
     assert "legacy_b64_checksum" not in (app / "flaskr" / "blog.py").read_text()
+    assert "test-only flaskr.blog.title_slug" in removed.stdout, removed.stdout
+    assert "title_slug" in (app / "flaskr" / "blog.py").read_text()
+    git_commit(app, "the safe removal")
+
+    # Only tests use title_slug: with --include test-only it goes with its test and fixture, and nothing else
+    # than the dry run announced.
+    with_tests = collector.coldmod("rm", "--cold", "--min-tracked", "0s", "--include", "test-only", cwd=app)
+    assert with_tests.returncode == 0, with_tests.stdout + with_tests.stderr
+    assert int(more.group(1)) == 1
+    assert "removed 1 function and 2 test functions from 3 files (1 test-only among them)" in with_tests.stderr
+    for path in ("flaskr/blog.py", "tests/test_blog.py", "tests/conftest.py"):
+        assert "title_slug" not in (app / path).read_text(), path
+    assert "def slugged" not in (app / "tests" / "conftest.py").read_text()
 
     # Reached without a call during tracing: delete through url_for in a template, the CLI command by click.
     remaining = collector.coldmod("srcs", cwd=app).stdout

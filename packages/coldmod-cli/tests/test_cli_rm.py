@@ -27,7 +27,8 @@ def test_dry_run_prints_verdicts_and_diff_and_changes_nothing(cli, shop):
     assert result.code == 1  # coupon is refused: it is in ROUTES
     lines = result.out.splitlines()
     assert lines[0] == "safe    shop.cart.Cart.merge"
-    assert lines[1].startswith("unsafe  shop.views.coupon  (shop/views.py:")
+    assert lines[1] == "unsafe  shop.views.coupon"
+    assert lines[2] == "          from live code (1): shop/views.py:42 name"  # ROUTES, at module level
     assert "-    def merge(self, other: Cart) -> None:" in result.out
     assert "--- a/shop/cart.py" in result.out
     assert "would remove 1 function from 1 file (dry run: nothing changed)" in result.err
@@ -182,9 +183,16 @@ def test_dry_run_lists_every_cold_key_with_verdict_and_reasons(cli, shop, insecu
     verdicts = {line.split()[1]: line for line in result.out.splitlines() if line.split(" ")[0] in VERDICTS}
     assert set(verdicts) == set(COLD)
     assert verdicts["shop.cart.Cart.merge"].split() == ["safe", "shop.cart.Cart.merge"]
-    coupon = verdicts["shop.views.coupon"]
-    assert coupon.startswith("unsafe  shop.views.coupon  (shop/views.py:")  # ROUTES names it
-    assert "kept 2 cold functions that may still be used" in result.err
+    assert verdicts["shop.views.coupon"].split() == ["unsafe", "shop.views.coupon"]
+    lines = result.out.splitlines()
+    # ROUTES names coupon; apply_coupon is called only by coupon, itself cold: one line per group.
+    assert lines[lines.index("unsafe  shop.views.coupon") + 1] == "          from live code (1): shop/views.py:42 name"
+    apply = lines.index("unsafe  shop.cart.Cart.apply_coupon")
+    assert lines[apply + 1] == (
+        "          from cold code (goes if it goes) (1): shop/views.py:35 attribute in shop.views.coupon"
+    )
+    assert "kept 2 cold functions that may still be used (--include test-only would remove 0 more, " \
+        "--include review 0 more)" in result.err
 
 
 REVIEW_MODULE = """\
@@ -346,3 +354,172 @@ def test_init_writes_the_test_exclusions_and_srcs_leaves_tests_out(cli, tmp_path
     # The defaults hold even when the user deletes them from the file.
     (tmp_path / "coldmod.rootmarker").write_text("")
     assert cli("srcs").out.split() == ["polls/views.py:1", "polls.views.f"]
+
+
+# -- issue 18: every number the dry run prints is the number the run acts on ----------
+
+JOBS_MODULE = """\
+import atexit
+
+
+@atexit.register
+def flush_all():
+    return flush_one()
+
+
+def flush_one():
+    return retry_flush()
+
+
+def retry_flush():
+    return flush_all()
+
+
+def double_price(cents):
+    return 2 * cents
+"""
+JOBS_TEST = """\
+import unittest
+
+from shop.jobs import double_price
+
+
+class JobsTest(unittest.TestCase):
+    def test_double_price(self) -> None:
+        assert double_price(2) == 4
+"""
+JOBS_COLD = ["shop.jobs.flush_all", "shop.jobs.flush_one", "shop.jobs.retry_flush", "shop.jobs.double_price"]
+
+
+def _with_jobs(shop):
+    (shop / "shop" / "jobs.py").write_text(JOBS_MODULE)
+    (shop / "tests" / "test_jobs.py").write_text(JOBS_TEST)
+    git(shop, "add", "shop/jobs.py", "tests/test_jobs.py")
+    git(shop, "commit", "-q", "-m", "jobs")
+
+
+def _removed(err: str) -> int:
+    found = re.search(r"removed (\d+) functions?", err)
+    return int(found.group(1)) if found else 0
+
+
+def test_dry_run_says_how_many_more_each_level_removes_and_the_runs_agree(cli, shop, insecure_env):
+    _with_jobs(shop)
+    traced(insecure_env.address, shop, HOT)
+
+    dry = cli("rm", "--cold", "--dry-run", "--min-tracked", "0s")
+
+    assert dry.code == 0, dry.err
+    assert "would remove 3 functions from 2 files" in dry.err
+    # The cluster (one review, two called only from inside it) and the test-only helper.
+    assert "(--include test-only would remove 1 more, --include review 4 more)" in dry.err
+    lines = dry.out.splitlines()
+    flush = lines.index("unsafe  shop.jobs.flush_all")
+    assert lines[flush + 1 : flush + 3] == [
+        "          from cold code (goes if it goes) (1): shop/jobs.py:14 call in shop.jobs.retry_flush",
+        "          by its definition (1): shop/jobs.py:4 decorator",
+    ]
+    double = lines.index("test-only shop.jobs.double_price")
+    assert lines[double + 1] == (
+        "          from tests (1): tests/test_jobs.py:8 call in tests.test_jobs.JobsTest.test_double_price")
+    for include, expected in (("safe", 3), ("test-only", 3 + 1), ("review", 3 + 4)):
+        run = cli("rm", "--cold", "--min-tracked", "0s", "--include", include)
+        assert run.code == 0, run.err
+        assert _removed(run.err) == expected, (include, run.err)
+        tests = subprocess.run([sys.executable, "-m", "unittest", "-q"], cwd=shop, capture_output=True, text=True)
+        assert tests.returncode == 0, tests.stderr
+        git(shop, "reset", "-q", "--hard")
+
+
+def test_include_test_only_removes_the_helper_with_its_test(cli, shop, insecure_env):
+    _with_jobs(shop)
+    traced(insecure_env.address, shop, HOT)
+
+    result = cli("rm", "--cold", "--min-tracked", "0s", "--include", "test-only")
+
+    assert result.code == 0, result.err
+    assert "removed 4 functions and 1 test function from 4 files (1 test-only among them)" in result.err
+    assert "with the tests that exist only for it: tests.test_jobs.JobsTest.test_double_price" in result.out
+    assert "double_price" not in (shop / "shop" / "jobs.py").read_text()
+    assert "double_price" not in (shop / "tests" / "test_jobs.py").read_text()
+    assert "def flush_all" in (shop / "shop" / "jobs.py").read_text()  # review: not at this level
+    tests = subprocess.run([sys.executable, "-m", "unittest", "-q"], cwd=shop, capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stderr
+
+
+def test_a_test_that_exercises_live_code_keeps_the_helper_with_the_reason(cli, shop, insecure_env):
+    _with_jobs(shop)
+    test = JOBS_TEST.replace("assert double_price(2) == 4", "assert double_price(format_price(2) and 2) == 4")
+    test = test.replace("from shop.jobs", "from shop.catalog import format_price\nfrom shop.jobs")
+    (shop / "tests" / "test_jobs.py").write_text(test)
+    git(shop, "commit", "-q", "-am", "test uses live code")
+    traced(insecure_env.address, shop, HOT)
+
+    result = cli("rm", "--cold", "--min-tracked", "0s", "--include", "test-only", "--dry-run")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    double = lines.index("test-only shop.jobs.double_price")
+    assert lines[double + 2] == (
+        "          tests.test_jobs.JobsTest.test_double_price stays: it also exercises shop.catalog.format_price "
+        "(tests/test_jobs.py:9), which stays")
+
+
+def test_live_referrers_say_their_production_calls(cli, shop, insecure_env):
+    (shop / "shop" / "extra.py").write_text("def old_label():\n    return 'old'\n")
+    views = (shop / "shop" / "views.py").read_text()
+    (shop / "shop" / "views.py").write_text(views.replace(
+        '    return 200, "\\n".join(product.label for product in list_products())',
+        '    from shop.extra import old_label\n\n    if not query:\n        return 200, old_label()\n'
+        '    return 200, "\\n".join(product.label for product in list_products())'))
+    git(shop, "add", "-A")
+    git(shop, "commit", "-q", "-m", "extra")
+    traced(insecure_env.address, shop, HOT)
+
+    result = cli("rm", "--cold", "--min-tracked", "0s", "--dry-run")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    old = lines.index("unsafe  shop.extra.old_label")
+    assert lines[old + 1] == "          from live code (1): shop/views.py:16 call in shop.views.index (10 calls)"
+
+
+def test_format_json_has_the_same_groups_and_levels(cli, shop, insecure_env):
+    _with_jobs(shop)
+    traced(insecure_env.address, shop, HOT)
+
+    result = cli("rm", "--cold", "--min-tracked", "0s", "--dry-run", "--format", "json")
+
+    assert result.code == 0, result.err
+    import json
+
+    data = json.loads(result.out)
+    assert data["dry_run"] is True
+    assert len(data["levels"]["safe"]) == 3
+    assert len(data["levels"]["test-only"]) == 4
+    assert len(data["levels"]["review"]) == 7
+    verdicts = {v["key"]: v for v in data["verdicts"]}
+    flush = verdicts["shop.jobs.flush_all"]
+    assert (flush["verdict"], flush["removed"]) == ("unsafe", False)
+    assert [g["group"] for g in flush["groups"]] == ["cold", "definition"]
+    assert flush["groups"][0] == {
+        "group": "cold",
+        "title": "from cold code (goes if it goes)",
+        "count": 1,
+        "sites": [{"path": "shop/jobs.py", "line": 14, "kind": "call", "in": "shop.jobs.retry_flush", "calls": 0}],
+        "line": "from cold code (goes if it goes) (1): shop/jobs.py:14 call in shop.jobs.retry_flush",
+    }
+    assert "-    def merge" in data["diff"]
+
+
+@pytest.mark.parametrize("path", [
+    "tests/x.py", "a/tests/b/c.py", "tests/templates/t.html", "test_a.py", "pkg/test_a.py", "a_test.py",
+    "app/tests.py", "conftest.py", "pkg/conftest.py", "app/views.py", "testing/x.py", "pkg/testsuite.py",
+    "contest.py", "attest.py", "app/test.py",
+])
+def test_the_codemod_library_calls_test_files_what_the_tracer_does(path):
+    # rm passes the tracer's predicate; the library's own default (used alone) must be the same table.
+    from coldmod_codemod._conventions import is_test_file as library
+    from coldmod_trace.rootmarker import is_test_file as tracer
+
+    assert library(path) == tracer(path)

@@ -360,17 +360,21 @@ class Coldmod:
         cold: bool = False,
         since: Duration = None,
         min_tracked: Duration = None,
-        include: Literal["safe", "review"] = "safe",
+        include: Literal["safe", "test-only", "review"] = "safe",
         allow_dirty: bool = False,
         from_: Snapshot = None,
         branch_per_owner: bool = False,
+        format: Format = "text",
     ) -> None:
-        """Remove functions with the codemod: prints each verdict (safe, review, unsafe) with its reasons.
+        """Remove functions with the codemod: prints each verdict (safe, test-only, review, unsafe) and why.
 
-        Only safe functions are removed unless asked: --include review takes the
-        review ones too; unsafe keys named here are refused (exit 1) unless
-        --force. Test code is never removed. Writes only on a git work tree with
-        no uncommitted changes to tracked files, unless --allow-dirty.
+        Only safe functions are removed unless asked: --include test-only takes
+        the ones only tests use, with the tests that exist only for them;
+        --include review takes the review ones too; unsafe keys named here are
+        refused (exit 1) unless --force. Other test code is never removed. A dry
+        run says how many more each wider --include would remove. Writes only on
+        a git work tree with no uncommitted changes to tracked files, unless
+        --allow-dirty.
 
         Args:
           keys: function keys, like shop.cart.Cart.add (`coldmod srcs` lists them).
@@ -379,11 +383,12 @@ class Coldmod:
           cold: also remove the cold functions, once the heatmap has been tracked for --min-tracked.
           since: with --cold, as for `coldmod cold`: not called within this period (like 30d).
           min_tracked: with --cold, how long the heatmap must have been tracked (default 7d, like 30d or 12h).
-          include: review, to remove the review-verdict functions as well as the safe ones.
+          include: test-only (with their tests) or review (and test-only), to remove more than the safe ones.
           allow_dirty: write even with uncommitted changes, or outside git.
           from_: with --cold, read the heatmap from this snapshot (`coldmod fetch --save FILE`), offline.
           branch_per_owner: with --cold, one local git branch and commit per owner in CODEOWNERS (one branch when
             there is none), each with a pull-request description; the work tree is left as it was; never pushes.
+          format: text (verdicts, reasons and the diff) or json (see docs/verdicts.md for the shape).
         """
         from coldmod_cli import heatmap, removal
 
@@ -396,6 +401,7 @@ class Coldmod:
         since_s = _args.duration("since", since)
         min_tracked_s = _args.duration("min-tracked", min_tracked)
         verdicts = removal.include_option(include)
+        fmt = _args.output_format(format)
         if not wanted and not with_cold:
             raise UsageError("name at least one key, or --cold; `coldmod cold` lists the cold functions")
         if (since_s is not None or min_tracked_s is not None) and not with_cold:
@@ -412,10 +418,12 @@ class Coldmod:
         removal.refuse_kept(found, wanted)
         cold_keys: list[str] = []
         seasonal: dict[str, str] = {}
+        calls: dict[str, int] = {}
         if with_cold:
             result = report.load(quiet_days=heatmap.quiet_days(since_s), snapshot=_snapshot(from_))
             cold_keys = removal.cold_keys(result, since=since_s, min_tracked=min_tracked_s, dry_run=dry)
             seasonal = removal.seasonal_held(result, cold_keys)
+            calls = removal.production_calls(result)
         if per_owner:
             from coldmod_cli import branches
 
@@ -425,7 +433,7 @@ class Coldmod:
             return
         removal.remove(
             found, wanted, cold_keys, dry_run=dry, force=forced, include=verdicts, allow_dirty=dirty_ok,
-            seasonal=seasonal,
+            seasonal=seasonal, calls=calls, fmt=fmt,
         )
 
     @command

@@ -386,12 +386,13 @@ class Checkout:
         )
 
     def plan_removal(self, key: str) -> pb.CommandResult:
-        """Plan removing ``key``: the diff, and whether it is safe (with the references when not)."""
-        from coldmod_cli.removal import uncommitted
+        """Plan removing ``key``: the diff, and whether it is safe (with the references grouped, when not)."""
+        from coldmod_cli.removal import reason_lines, uncommitted
         from coldmod_proto.v1 import coldmod_pb2 as pb
+        from coldmod_trace.rootmarker import is_test_file
 
         self._require(key, "remove")
-        plan = _codemod().plan_removal(self.root, [key])
+        plan = _codemod().plan_removal(self.root, [key], tests=is_test_file)
         verdict = plan.verdicts[key]
         with self._lock:
             self._plans[key] = plan
@@ -404,9 +405,12 @@ class Checkout:
                     f" Note: {', '.join(dirty)} has uncommitted changes; commit first to review the removal alone."
                 )
         else:
-            where = len(verdict.reasons)
+            where = sum(len(group.places) for group in verdict.groups) or len(verdict.reasons)
             places = plural(where, "place")
             message = {
+                "test-only": f"only tests use {key} ({places}: see the reasons); "
+                f"`coldmod rm --include test-only {key}` in a terminal removes it with the tests that exist "
+                f"only for it.",
                 "review": f"{key} may be used indirectly ({places}: see the reasons); if it is not, "
                 f"run `coldmod rm --include review {key}` in a terminal.",
             }.get(
@@ -420,7 +424,7 @@ class Checkout:
             diff=plan.diff(),
             safe=verdict.safe,
             verdict=verdict.verdict,
-            reasons=list(verdict.reasons),
+            reasons=reason_lines(verdict),  # one line per group, as `rm --dry-run` prints them
         )
 
     def apply_removal(self, key: str) -> pb.CommandResult:

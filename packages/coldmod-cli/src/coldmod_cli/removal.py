@@ -9,8 +9,16 @@ The guard rails, each checked before anything is written:
   traffic never drives a removal;
 - it writes only on a clean git work tree (:func:`dirty`), unless
   ``--allow-dirty``, so the removal can be reviewed and undone on its own;
-- it removes only the verdicts asked for: ``safe`` by default, ``review`` too
-  with ``--include review``; ``unsafe`` ones only when named with ``--force``.
+- it removes only the verdicts asked for: ``safe`` by default, ``test-only``
+  (with the tests that exist only for them) with ``--include test-only``,
+  ``review`` too with ``--include review``; ``unsafe`` ones only when named
+  with ``--force``.
+
+A dry run tells the truth about the other levels: each is planned to its
+fixpoint on the same index (:func:`plan`), and the summary says how many more
+each wider ``--include`` would remove. Why a kept function stays is printed as
+its findings grouped by where they come from (:func:`reason_groups`, the one
+place the text, the JSON and the web UI's dialog take them from).
 """
 
 from __future__ import annotations
@@ -26,34 +34,52 @@ from coldmod_cli._progress import steps
 from coldmod_cli._words import plural, span
 
 if TYPE_CHECKING:
-    from coldmod_codemod import RemovalPlan
+    from coldmod_codemod import RemovalPlan, Verdict
     from coldmod_trace.discovery import Discovery
 
 #: Seconds a heatmap must have been tracked before ``rm --cold`` trusts its silence: a week
 #: of traffic sees the weekly jobs and the Monday-only pages.
 DEFAULT_MIN_TRACKED = 7 * 86400.0
 
-#: What ``--include`` accepts, and the verdicts each choice removes.
-INCLUDE = {"safe": ("safe",), "review": ("safe", "review")}
+#: What ``--include`` accepts, and the verdicts each choice removes: a ladder, from best to worst verdict,
+#: each level removing what the one before it does and more.
+INCLUDE = {
+    "safe": ("safe",),
+    "test-only": ("safe", "test-only"),  # and the test functions and fixtures that exist only for them
+    "review": ("safe", "test-only", "review"),
+}
 
 #: What to do about a named key the plan kept, by its verdict.
 _REFUSED_HINT = {
+    "test-only": "re-run with --include test-only to remove it with the tests that exist only for it",
     "review": "re-run with --include review to remove it anyway",
     "unsafe": "remove the references first, or re-run with --force",
 }
 
 
 def include_option(value: Any) -> tuple[str, ...]:
-    """The verdicts ``--include`` asks to remove: ``safe`` (the default) or ``review``."""
+    """The verdicts ``--include`` asks to remove: ``safe`` (the default), ``test-only`` or ``review``."""
     if value is None or value == "":
         return INCLUDE["safe"]
     words = value if isinstance(value, (tuple, list)) else str(value).split(",")
     chosen = {str(word).strip().lower() for word in words} - {""}
     if chosen - set(INCLUDE):
         raise UsageError(
-            f"--include takes review (or safe), not {value!r}; unsafe keys are removed only by name with --force"
+            f"--include takes safe, test-only or review, not {value!r}; unsafe keys are removed only by name "
+            f"with --force"
         )
-    return INCLUDE["review"] if "review" in chosen else INCLUDE["safe"]
+    return INCLUDE[max(chosen, key=list(INCLUDE).index, default="safe")]
+
+
+def level_of(include: tuple[str, ...]) -> str:
+    """The ``--include`` word for a set of verdicts (``safe``, ``test-only``, ``review``)."""
+    return next((word for word, verdicts in INCLUDE.items() if verdicts == include), include[-1])
+
+
+def wider_levels(include: tuple[str, ...]) -> list[str]:
+    """The ``--include`` words that remove more than ``include``, narrowest first."""
+    words = list(INCLUDE)
+    return words[words.index(level_of(include)) + 1 :]
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
@@ -180,7 +206,7 @@ def seasonal_held(result: heatmap.Heatmap, cold: list[str]) -> dict[str, str]:
 
 
 def hold_seasonal(
-    found: Discovery, cold: list[str], seasonal: Mapping[str, str], include: tuple[str, ...]
+    found: Discovery, cold: list[str], seasonal: Mapping[str, str], include: tuple[str, ...], fmt: str = "text"
 ) -> list[str]:
     """The cold keys to plan: seasonal ones only with ``--include review``; says which are held, and why."""
     held = {key: seasonal[key] for key in cold if key in seasonal}
@@ -191,7 +217,8 @@ def hold_seasonal(
             + "; ".join(f"{key} ({text})" for key, text in held.items()))
         return cold
     for key in sorted(held, key=lambda k: _place(found, k)):
-        print(f"{'review':<7} {key}  (seasonal: {held[key]})")
+        line = f"{'review':<7} {key}  (seasonal: {held[key]})"
+        say(line) if fmt == "json" else print(line)  # stdout holds only the JSON document
     say(f"kept {plural(len(held), 'seasonal cold function')} (review: --include review removes them)")
     return [key for key in cold if key not in held]
 
@@ -203,29 +230,145 @@ def _place(found: Discovery, key: str) -> tuple[str, int, str]:
 
 
 def plan(
-    found: Discovery, keys: Iterable[str], *, include: tuple[str, ...] = INCLUDE["safe"], force: bool = False
+    found: Discovery,
+    keys: Iterable[str],
+    *,
+    include: tuple[str, ...] = INCLUDE["safe"],
+    force: bool = False,
+    levels: Iterable[str] = (),
 ) -> RemovalPlan:
-    """The removal plan for ``keys``, with a progress bar on a terminal while it is made."""
+    """The removal plan for ``keys``, with a progress bar on a terminal while it is made.
+
+    ``levels``: other ``--include`` words to plan too, on the same index (``RemovalPlan.levels``).
+    Test code is what the tracer never traces (``coldmod_trace.rootmarker.is_test_file``).
+    """
     from coldmod_codemod import plan_removal
+    from coldmod_trace.rootmarker import is_test_file
 
     with steps("planning the removal") as progress:
-        return plan_removal(found.marker.root, list(keys), include=include, force=force, progress=progress)
+        return plan_removal(
+            found.marker.root,
+            list(keys),
+            include=include,
+            force=force,
+            progress=progress,
+            tests=is_test_file,
+            levels=[INCLUDE[word] for word in levels],
+        )
 
 
-def verdict_lines(removal: RemovalPlan, found: Discovery) -> list[str]:
-    """One line per key, by file and line: its verdict (``forced`` when removed anyway) and the reasons."""
+def production_calls(result: heatmap.Heatmap) -> dict[str, int]:
+    """Each tracked key's calls in production, to say how live the code that refers to a kept function is."""
+    return {row.key: row.calls for row in result.rows if row.tracked}
+
+
+def reason_groups(verdict: Verdict, calls: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Why a function stays, one entry per group of findings (live code, cold code, tests, strings, definition).
+
+    Each entry: ``group``, ``title``, ``count`` (sites, each ``path:line`` once), ``sites`` (the first three:
+    ``path``, ``line``, ``kind``, ``in`` — the function it lies in, or None at module level — and its
+    production ``calls`` when the heatmap knows them) and ``line``, the entry as one line of text. The CLI's
+    text, ``--format json`` and the web UI's removal dialog all show these.
+    """
+    known = calls or {}
+    groups = []
+    for group in verdict.groups:
+        # Live code is live by its calls: say how many. (Cold code has none; that is why it is cold.)
+        live = group.name == "live"
+        note = {key: plural(known[key], "call") for key in group.referrers if key in known and live}
+        groups.append({
+            "group": group.name,
+            "title": group.title,
+            "count": len(group.places),
+            "sites": [
+                {"path": p.path, "line": p.line, "kind": p.kind, "in": p.referrer, "calls": known.get(p.referrer or "")}
+                for p in group.places[:3]
+            ],
+            "line": group.line(note=note),
+        })
+    return groups
+
+
+def reason_notes(verdict: Verdict) -> list[str]:
+    """The reasons that are not findings: why a test that would go with it stays, why it cannot be edited."""
+    return list(verdict.reasons[len(verdict.references) :])
+
+
+def reason_lines(verdict: Verdict, calls: Mapping[str, int] | None = None) -> list[str]:
+    """Why a function stays, in one screen: a line per group of findings, then the notes."""
+    return [group["line"] for group in reason_groups(verdict, calls)] + reason_notes(verdict)
+
+
+def verdict_word(removal: RemovalPlan, verdict: Verdict) -> str:
+    """The verdict as printed: ``forced`` for an unsafe key removed anyway."""
+    return "forced" if removal.force and verdict.removed and verdict.verdict == "unsafe" else verdict.verdict
+
+
+def _by_place(removal: RemovalPlan, found: Discovery) -> list[str]:
+    """The plan's keys by file and line."""
 
     def where(key: str) -> tuple[str, int, str]:
         source = found.sources.get(key)
         return (source.path, source.lines[0], key) if source else ("", 0, key)
 
+    return sorted(removal.verdicts, key=where)
+
+
+def verdict_lines(removal: RemovalPlan, found: Discovery, calls: Mapping[str, int] | None = None) -> list[str]:
+    """A line per key, by file and line: its verdict (``forced`` when removed anyway); indented under a key
+    that is not safe, why (:func:`reason_lines`), and the tests that go with one that is removed."""
     lines = []
-    for key in sorted(removal.verdicts, key=where):
+    for key in _by_place(removal, found):
         verdict = removal.verdicts[key]
-        word = "forced" if removal.force and verdict.removed and verdict.verdict == "unsafe" else verdict.verdict
-        reasons = f"  ({'; '.join(verdict.reasons)})" if verdict.reasons else ""
-        lines.append(f"{word:<7} {key}{reasons}")
+        lines.append(f"{verdict_word(removal, verdict):<7} {key}")
+        if verdict.removed and verdict.tests:
+            lines.append(f"{'':<10}with the tests that exist only for it: {', '.join(verdict.tests)}")
+        lines.extend(f"{'':<10}{line}" for line in reason_lines(verdict, calls))
     return lines
+
+
+def plan_json(
+    removal: RemovalPlan, found: Discovery, calls: Mapping[str, int] | None = None, *, dry_run: bool
+) -> dict[str, Any]:
+    """The plan as ``rm --format json`` prints it: every verdict with its reason groups, the edits, the levels."""
+    return {
+        "dry_run": dry_run,
+        "removed": removal.removed,
+        "tests_removed": list(removal.tests),
+        "files": [edit.path for edit in removal.edits],
+        "levels": {level: list(keys) for level, keys in removal.levels.items()},
+        "verdicts": [
+            {
+                "key": key,
+                "verdict": verdict_word(removal, removal.verdicts[key]),
+                "removed": removal.verdicts[key].removed,
+                "tests": list(removal.verdicts[key].tests),
+                "groups": reason_groups(removal.verdicts[key], calls),
+                "notes": reason_notes(removal.verdicts[key]),
+            }
+            for key in _by_place(removal, found)
+        ],
+        "diff": removal.diff() if dry_run else "",
+    }
+
+
+def levels_summary(
+    removal: RemovalPlan, include: tuple[str, ...], planned: Mapping[str, Iterable[str]] | None = None
+) -> str:
+    """``--include test-only would remove 1 more, --include review 4 more``, from the levels the plan computed.
+
+    ``planned``: what a level removes when it was planned apart (with the seasonal keys a narrower level holds).
+    """
+    removed = set(removal.removed)
+    parts: list[str] = []
+    for word in wider_levels(include):
+        if planned and word in planned:
+            more = len(set(planned[word]) - removed)
+            parts.append(f"--include {word} {'would remove ' if not parts else ''}{more} more")
+        elif word in removal.levels:
+            more = len(set(removal.levels[word]) - removed)
+            parts.append(f"--include {word} {'would remove ' if not parts else ''}{more} more")
+    return ", ".join(parts)
 
 
 def remove(
@@ -238,17 +381,25 @@ def remove(
     include: tuple[str, ...] = INCLUDE["safe"],
     allow_dirty: bool = False,
     seasonal: Mapping[str, str] | None = None,
+    calls: Mapping[str, int] | None = None,
+    fmt: str = "text",
 ) -> None:
     """Plan, print each verdict with its reasons (and the diff for a dry run), then apply unless ``dry_run``.
 
     ``keys`` are named by the user (``force`` applies to them); ``cold`` come
     from the heatmap and are removed only when their verdict is in ``include``.
     ``seasonal`` cold keys (with their reason, see :func:`seasonal_held`) are
-    review: planned only with ``--include review``.
+    review: planned only with ``--include review``. A dry run also plans each
+    wider ``--include`` and says how many more it would remove. ``calls``:
+    production calls per key (from the heatmap), to say how live the code is
+    that keeps a function. ``fmt`` ``json``: the plan as one JSON document on
+    stdout (:func:`plan_json`) instead of text.
     """
     from coldmod_codemod import apply
 
-    cold = hold_seasonal(found, cold, {k: v for k, v in (seasonal or {}).items() if k not in keys}, include)
+    quiet = cold
+    cold = hold_seasonal(found, cold, {k: v for k, v in (seasonal or {}).items() if k not in keys}, include, fmt)
+    held = [k for k in quiet if k not in cold]
 
     if force and cold:
         raise UsageError("--force applies to keys named one by one; it cannot be combined with --cold")
@@ -258,19 +409,28 @@ def remove(
     root = found.marker.root
     if not dry_run and not allow_dirty:
         require_clean(root)  # before the (long) planning: nothing is done on a tree we would refuse
-    removal = plan(found, [*keys, *(k for k in cold if k not in keys)], include=include, force=force)
+    wanted = [*keys, *(k for k in cold if k not in keys)]
+    removal = plan(found, wanted, include=include, force=force, levels=wider_levels(include) if dry_run else ())
     for failure in removal.failures:
         warn(f"{failure}")
-    for line in verdict_lines(removal, found):
-        print(line)
+    if fmt == "json":
+        from coldmod_cli.report import print_json
+
+        print_json(plan_json(removal, found, calls, dry_run=dry_run))
+    else:
+        for line in verdict_lines(removal, found, calls):
+            print(line)
     touched = [edit.path for edit in removal.edits]
     removed = removal.removed
-    counts = {v: sum(removal.verdicts[k].verdict == v for k in removed) for v in ("review", "unsafe")}
+    counts = {v: sum(removal.verdicts[k].verdict == v for k in removed) for v in ("test-only", "review", "unsafe")}
     beyond_safe = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    what = f"{plural(len(removed), 'function')} from {plural(len(touched), 'file')}"
+    what = f"{plural(len(removed), 'function')}"
+    what += f" and {plural(len(removal.tests), 'test function')}" if removal.tests else ""
+    what += f" from {plural(len(touched), 'file')}"
     what += f" ({beyond_safe} among them)" if beyond_safe else ""
     if dry_run:
-        print(removal.diff(), end="")
+        if fmt != "json":
+            print(removal.diff(), end="")
         say(f"would remove {what} (dry run: nothing changed)")
         changed = dirty(root) if removed and not allow_dirty else []
         if changed:
@@ -284,10 +444,17 @@ def remove(
     else:
         say("nothing removed")
     kept = [k for k in cold if k not in keys and k not in removed]
-    kept_review = [k for k in kept if removal.verdicts[k].verdict == "review"]
     if kept:
-        review_hint = f" ({len(kept_review)} review: --include review removes them)" if kept_review else ""
-        say(f"kept {plural(len(kept), 'cold function')} that may still be used{review_hint}; the reasons are above")
+        planned: dict[str, list[str]] = {}
+        if dry_run and held and "review" in wider_levels(include):
+            # --include review plans the seasonal keys this run held: plan that level with them, so the
+            # number said is the number that run removes (clusters through them included).
+            planned["review"] = plan(found, [*wanted, *held], include=INCLUDE["review"]).removed
+        wider = levels_summary(removal, include, planned) if dry_run else ""
+        if not dry_run and wider_levels(include):
+            wider = "a dry run says how many more each --include would remove"
+        say(f"kept {plural(len(kept), 'cold function')} that may still be used{f' ({wider})' if wider else ''}; "
+            f"the reasons are {'in the JSON' if fmt == 'json' else 'above'}")
     refused = [key for key in keys if not removal.verdicts[key].removed]
     if refused:
         hints = sorted({_REFUSED_HINT.get(removal.verdicts[k].verdict, _REFUSED_HINT["unsafe"]) for k in refused})

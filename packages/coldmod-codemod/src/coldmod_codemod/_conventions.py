@@ -9,21 +9,26 @@ definition whose ``kind`` is a rule of ``_rules.RULES``.
 from __future__ import annotations
 
 import ast
-import builtins
-import importlib
 import posixpath
 
-from coldmod_codemod._references import (
+from coldmod_codemod._classes import base_has, class_file, lineage
+from coldmod_codemod._findings import Reference
+from coldmod_codemod._receivers import Receiver, bounded, may_reach, receivers
+from coldmod_codemod._rules import (
+    COMMAND,
+    DECORATOR,
+    DISPATCH,
+    DYNAMIC,
+    HTTP_METHOD,
     IMPLICIT,
-    Reference,
-    Target,
-    Tree,
-    _DefInfo,
-    _Scope,
-    dotted,
+    OVERRIDE,
+    TEST,
 )
+from coldmod_codemod._scopes import DefInfo, Lookup, Scope, dotted
+from coldmod_codemod._targets import Target
+from coldmod_codemod._tree import Tree
 
-__all__ = ["definition_findings"]
+__all__ = ["definition_findings", "is_test_file"]
 
 #: Decorators that only wrap the function and register it nowhere (by what they resolve to).
 PURE_WRAPPERS = frozenset({
@@ -51,13 +56,9 @@ DISPATCH_NAMES = frozenset({
     "asyncSetUp", "asyncTearDown", "setup_method", "teardown_method", "setup_class", "teardown_class",
     "setup_module", "teardown_module", "setup_function", "teardown_function", "load_tests",
 })
-#: Standard-library modules whose classes can be inspected for their methods: importing them has no side effects.
-INSPECTABLE_MODULES = frozenset({
-    "abc", "typing", "enum", "collections", "collections.abc", "numbers", "contextlib", "dataclasses",
-    "io", "string", "json", "ast", "argparse", "logging", "threading", "types", "unittest", "datetime",
-    "decimal", "fractions", "pathlib", "html.parser", "socketserver", "http.server", "cmd", "queue",
-})
-#: Files test runners collect (pytest's and Django's defaults).
+#: Files test runners collect (pytest's and Django's defaults): the table of
+#: ``coldmod_trace.rootmarker.DEFAULT_IGNORE_FILES``, which this library cannot import (the CLI passes that one;
+#: a CLI test checks that they agree).
 TEST_FILE_GLOBS = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
 TEST_DIRS = frozenset({"tests"})
 
@@ -80,34 +81,79 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
                 add(kind, d.path, decorator.lineno)
         if info.owner is not None:
             if name in HTTP_METHODS:
-                add("http-method", d.path, d.line)
+                add(HTTP_METHOD, d.path, d.line)
             if name in COMMAND_METHODS:
-                add("command", d.path, d.line)
+                add(COMMAND, d.path, d.line)
             if _overrides(tree, info):
-                add("override", d.path, d.line)
+                add(OVERRIDE, d.path, d.line)
         if name.startswith(DISPATCH_PREFIXES) or name in DISPATCH_NAMES:
-            add("dispatch", d.path, d.line)
-        if _is_test_file(d.path):
-            add("test", d.path, d.line)
-    if target.binder is not None and target.binder.dynamic and target.definitions:
-        add("dynamic", target.definitions[0].path, target.binder.dynamic)
+            add(DISPATCH, d.path, d.line)
+        if is_test_file(d.path):
+            add(TEST, d.path, d.line)
+    where = _dynamic_lookup(tree, target)
+    if where is not None:
+        add(DYNAMIC, *where)
     return sorted(found.values(), key=lambda r: (r.path, r.line, r.kind))
 
 
-def _decorator_kind(decorator: ast.expr, scope: _Scope) -> str | None:
+def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
+    """``(path, line)`` of the first dynamic lookup that may reach the target, None if none.
+
+    In its own module, ``globals()``, ``vars()`` and ``__dict__`` reach every function, and a getattr with a
+    computed name the names it can produce (``f"do_{x}"``, ``request.method.lower()``, any) on what its receiver
+    may be (any, when unknown). In the modules of a method's base classes, a getattr whose receiver is known
+    (``getattr(self, "on_" + event)`` in the base) reaches what it can produce in the classes it may be.
+    """
+    binder = target.binder
+    if binder is None or not target.definitions:
+        return None
+    path, name = target.definitions[0].path, target.bare_name
+    if binder.dynamic:
+        return path, binder.dynamic
+    for lookup in binder.lookups:
+        if lookup.produces(name) and may_reach(
+            tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, name
+        ):
+            return path, lookup.line
+    line = lineage(tree, target.class_fqn) if target.class_fqn else None
+    for base in sorted(line.classes if line is not None else ()):
+        for elsewhere, lookup, found in _known_lookups(tree, base):
+            if lookup.produces(name) and may_reach(tree, found, target.class_fqn, name):
+                return elsewhere, lookup.line
+    return None
+
+
+def _known_lookups(tree: Tree, cls: str) -> list[tuple[str, Lookup, frozenset[Receiver]]]:
+    """The getattrs with a computed name in the module of the tree's class ``cls`` whose receiver is known."""
+    memo = tree.memo["lookups"]
+    if cls not in memo:
+        known = []
+        path = class_file(tree, cls)
+        scanned = tree.file(path) if path is not None else None
+        if scanned is not None:
+            for lookup in scanned.bind().lookups:
+                found = receivers(tree, lookup.receiver, lookup.scope)
+                if found is not None and bounded(tree, found):  # an unknown one keeps its module's rule
+                    known.append((path, lookup, found))
+        memo[cls] = known
+    return memo[cls]  # type: ignore[return-value]
+
+
+def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:
     """The rule a decorator triggers: ``decorator``, ``test`` (a fixture) or None (a pure wrapper)."""
     func = decorator.func if isinstance(decorator, ast.Call) else decorator
     if isinstance(func, ast.Attribute) and func.attr in PROPERTY_PARTS and isinstance(func.value, ast.Name):
         return None
     resolved = dotted(func, scope)
     if resolved & FIXTURES:
-        return "test"
+        return TEST
     if resolved and resolved <= PURE_WRAPPERS:
         return None
-    return "decorator"
+    return DECORATOR
 
 
-def _is_test_file(path: str) -> bool:
+def is_test_file(path: str) -> bool:
+    """Whether the root-relative ``/``-separated path is test code (a ``tests/`` directory, ``test_*.py``, ...)."""
     directory, _, base = path.rpartition("/")
     if any(posixpath.basename(base) == g or _glob(base, g) for g in TEST_FILE_GLOBS):
         return True
@@ -119,7 +165,7 @@ def _glob(name: str, pattern: str) -> bool:
     return name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail)
 
 
-def _overrides(tree: Tree, info: _DefInfo) -> bool:
+def _overrides(tree: Tree, info: DefInfo) -> bool:
     """Whether the method may override one of a base class: defined there, or the base is not in the tree."""
     assert info.owner is not None
     binder = tree.file(info.definition.path)
@@ -128,62 +174,6 @@ def _overrides(tree: Tree, info: _DefInfo) -> bool:
     classes = binder.bind().classes
     if info.owner not in classes:
         return True
-    bases, outer, _ = classes[info.owner]
-    return any(_base_has(tree, base, outer, info.definition.key.rpartition(".")[2], set()) for base in bases)
-
-
-def _base_has(tree: Tree, base: ast.expr, scope: _Scope, name: str, seen: set[str]) -> bool:
-    """Whether the class ``base`` (an expression in ``scope``) defines ``name`` or may: True when unknown."""
-    if isinstance(base, ast.Subscript):  # Generic[T], Base[int]
-        base = base.value
-    resolved = dotted(base, scope)
-    if not resolved:
-        return True  # a call or other expression: cannot be ruled out
-    return any(_class_has(tree, fqn, name, seen) for fqn in resolved)
-
-
-def _standard_class(fqn: str) -> type | None:
-    """A base class from the standard library's inert modules (``abc.ABC``, ``typing.Generic``), looked at directly."""
-    module, _, name = fqn.rpartition(".")
-    if module not in INSPECTABLE_MODULES:
-        return None
-    try:
-        found = getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-    return found if isinstance(found, type) else None
-
-
-def _class_has(tree: Tree, fqn: str, name: str, seen: set[str]) -> bool:
-    if fqn in seen or len(seen) > 50:
-        return False
-    seen.add(fqn)
-    if fqn == "object" or fqn == "builtins.object":
-        return False
-    if "." not in fqn or fqn.startswith("builtins."):
-        found = getattr(builtins, fqn.rpartition(".")[2], None)
-        if isinstance(found, type):
-            return hasattr(found, name)
-    known = _standard_class(fqn)
-    if known is not None:
-        return hasattr(known, name)
-    parts = fqn.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        module, qual = ".".join(parts[:i]), ".".join(parts[i:])
-        for path in tree.modules().get(module, ()):
-            scanned = tree.file(path)
-            if scanned is None:
-                return True
-            binder = scanned.bind()
-            own = binder.root.prefix + qual
-            if own in binder.classes:
-                bases, outer, body = binder.classes[own]
-                if name in body.bindings:
-                    return True
-                return any(_base_has(tree, b, outer, name, seen) for b in bases)
-            if "." not in qual and qual in binder.root.bindings:
-                # A name the module imports or assigns: follow what it is bound to.
-                return any(
-                    _class_has(tree, other, name, seen) for other in binder.root.bindings[qual] if other != own
-                ) if binder.root.bindings[qual] - {own} else True
-    return True  # not in the tree: may define anything
+    record = classes[info.owner]
+    name = info.definition.key.rpartition(".")[2]
+    return any(base_has(tree, base, record.outer, name, set()) for base in record.bases)

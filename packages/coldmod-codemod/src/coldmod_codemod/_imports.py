@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from coldmod_codemod._references import ScannedFile, Site, Tree, string_sites
+from coldmod_codemod._scopes import absolute
+from coldmod_codemod._sites import Site, string_sites
+from coldmod_codemod._tree import ScannedFile, Tree
 
 __all__ = ["Orphan", "orphaned_imports"]
 
@@ -94,8 +96,6 @@ def lost_modules(
     (signal receivers, template tags, plugins): dropping the file's last import
     of it could change behaviour, so the keys responsible go to review.
     """
-    from coldmod_codemod._references import _absolute
-
     assert scanned.tree is not None
     known = tree.modules()
     modules: dict[int, tuple[str, int]] = {}
@@ -104,7 +104,7 @@ def lost_modules(
         if isinstance(node, ast.Import):
             pairs = [(alias, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = _absolute(node, scanned.package)
+            base = absolute(node, scanned.package)
             if base is None:
                 continue
             pairs = [(a, f"{base}.{a.name}" if f"{base}.{a.name}" in known else base) for a in node.names]

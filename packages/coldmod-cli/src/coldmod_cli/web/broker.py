@@ -426,7 +426,7 @@ class Broker:
 
 
 #: The verdicts a CLI may report; anything else is shown as the cautious one.
-_VERDICTS = frozenset({"safe", "review", "unsafe"})
+_VERDICTS = frozenset({"safe", "test-only", "review", "unsafe"})
 
 
 def _verdict(verdict: str, safe: bool) -> str:

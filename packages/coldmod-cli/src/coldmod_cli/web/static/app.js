@@ -265,7 +265,7 @@ const SORTS = {
   last: (r) => r.last_seen_ms,
   since: (r) => r.tracked_since_ms,
   where: (r) => `${r.path}\u0000${String(r.line).padStart(8, "0")}`,
-  refs: (r) => { const ref = state.refs.get(r.key); return ref ? ({ safe: 0, review: 1, unsafe: 2 }[ref.verdict] ?? 3) : 4; },
+  refs: (r) => { const ref = state.refs.get(r.key); return ref ? ({ safe: 0, "test-only": 1, review: 2, unsafe: 3 }[ref.verdict] ?? 4) : 5; },
 };
 
 // Rows arrive in key order; ties keep that order (the index breaks them), so no string compares.
@@ -1039,6 +1039,7 @@ function removalVerdict(row, plan) {
       : `Never called in production since tracked ${row.tracked_since_ms ? ago(row.tracked_since_ms) : ""}.`;
   const words = {
     safe: "Verdict: safe — nothing in the checkout refers to it.",
+    "test-only": "Verdict: test-only — only tests refer to it, listed below; they can go with it.",
     review: "Verdict: review — only indirect or possible uses, listed below; check each before removing.",
     unsafe: "Verdict: unsafe — it is still referenced, listed below.",
   };
