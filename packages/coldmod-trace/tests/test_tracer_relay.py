@@ -102,6 +102,17 @@ def test_the_app_never_imports_grpc_and_the_relay_is_not_its_child(tmp_path, tls
     assert _gone(seen["relay"], seen["dir"]), "the relay outlived the app"
 
 
+def test_a_tmpdir_too_long_for_a_unix_socket_still_delivers(tmp_path, tls_collector: TlsCollector):
+    # pytest's and macOS's TMPDIRs are long; a Unix socket's path holds ~104 bytes.
+    long_tmp = tmp_path / ("t" * 90)
+    long_tmp.mkdir()
+    root = make_app(tmp_path / "app", {"app.py": NO_GRPC_HERE, "relay_of.py": RELAY_OF})
+    done = run_py(root, ["app.py"], env=clean_env(**tls_collector.env, TMPDIR=str(long_tmp)))
+    assert done.returncode == 0, done.stderr
+    assert tls_collector.recorder.totals()["app.hit"] == 1
+    assert not json.loads(done.stdout)["dir"].startswith(str(long_tmp))
+
+
 STDIN_DRIVEN = """
 import json
 import signal

@@ -120,11 +120,20 @@ def prepare() -> None:
     """
     global _lifeline
     if not _usable_name(os.environ.get(COLDMOD_RELAY_DIR, "")):
-        base = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 - a private, random-named directory in it
-        os.environ[COLDMOD_RELAY_DIR] = os.path.join(os.path.abspath(base), f"coldmod-relay-{secrets.token_hex(8)}")
+        name = f"coldmod-relay-{secrets.token_hex(8)}"
+        base = os.path.abspath(os.environ.get("TMPDIR") or "/tmp")  # noqa: S108 - a private, random-named directory
+        if len(os.path.join(base, name, _SOCKET_NAME_SHAPE)) > MAX_SOCKET_PATH:
+            base = "/tmp"  # noqa: S108 - a long TMPDIR (pytest's, macOS's) cannot hold a Unix socket's path
+        os.environ[COLDMOD_RELAY_DIR] = os.path.join(base, name)
     if _lifeline is None or not _is_our_pipe(_lifeline):
         read_end, write_end = os.pipe()  # close-on-exec: forks inherit it, exec'd programs do not
         _lifeline = (read_end, write_end, os.fstat(read_end).st_ino)
+
+
+#: The longest path a Unix socket can bind to (``sun_path`` holds 108 bytes on Linux, 104 on macOS, NUL included).
+MAX_SOCKET_PATH = 103
+#: What a relay's socket name looks like (:attr:`Relay.name` + ``.sock``), for measuring a path.
+_SOCKET_NAME_SHAPE = "0" * 16 + ".sock"
 
 
 def _usable_name(path: str) -> bool:
