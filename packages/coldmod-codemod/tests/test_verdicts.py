@@ -184,6 +184,32 @@ def test_a_plain_method_of_a_plain_class_is_safe(tmp_path: Path) -> None:
     assert verdict(tmp_path, VIEWS, "shop.views.Shell.helper") == (SAFE, [])
 
 
+def test_a_verb_named_method_of_a_class_with_no_base_is_not_a_view(tmp_path: Path) -> None:
+    # Frameworks dispatch verbs on view classes, and every framework's view has a base; a plain
+    # class's `put` is reached by name only through a lookup of its own (the dynamic rule).
+    files = {
+        "shop/__init__.py": "",
+        "shop/spool.py": """
+            class Spool:
+                def put(self, item):
+                    pass
+
+
+            class Handler(object):
+                def delete(self):
+                    pass
+
+
+            class View(Base):
+                def put(self):
+                    pass
+        """,
+    }
+    assert verdict(tmp_path, files, "shop.spool.Spool.put") == (SAFE, [])
+    assert verdict(tmp_path, files, "shop.spool.Handler.delete") == (SAFE, [])
+    assert verdict(tmp_path, files, "shop.spool.View.put")[0] == REVIEW
+
+
 def test_tests_and_fixtures_are_review(tmp_path: Path) -> None:
     files = {
         "tests/test_cart.py": """

@@ -80,7 +80,7 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
             if kind is not None:
                 add(kind, d.path, decorator.lineno)
         if info.owner is not None:
-            if name in HTTP_METHODS:
+            if name in HTTP_METHODS and _may_be_a_view(tree, info):
                 add(HTTP_METHOD, d.path, d.line)
             if name in COMMAND_METHODS:
                 add(COMMAND, d.path, d.line)
@@ -163,6 +163,23 @@ def is_test_file(path: str) -> bool:
 def _glob(name: str, pattern: str) -> bool:
     head, _, tail = pattern.partition("*")
     return name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail)
+
+
+def _may_be_a_view(tree: Tree, info: DefInfo) -> bool:
+    """Whether the method's class may be a class-based view: it has a base (every framework's view has one).
+
+    A class with no base but ``object`` is dispatched by name only by code of its own, which the
+    dynamic-lookup rule sees (``getattr(self, request.method.lower())``).
+    """
+    assert info.owner is not None
+    binder = tree.file(info.definition.path)
+    if binder is None:
+        return True
+    record = binder.bind().classes.get(info.owner)
+    if record is None:
+        return True
+    bases = [base for base in record.bases if not (isinstance(base, ast.Name) and base.id == "object")]
+    return bool(bases or record.keywords)
 
 
 def _overrides(tree: Tree, info: DefInfo) -> bool:
