@@ -713,32 +713,21 @@ for i, key in ipairs(keys) do
     local lo, hi = buckets(firsts[i], lasts[i], floor_day)
     if not carry then lo = math.max(lo, bucket_of(today - 89)) end
     local s7, s30, s90, days = 0, 0, 0, {}
+    -- One day of the key: into the 7/30/90-day sums, and into the days sent when it carries them.
+    local function count(day, calls)
+      if day >= today - 89 and day <= today then
+        local n = tonumber(calls)
+        s90 = s90 + n
+        if day >= today - 29 then s30 = s30 + n end
+        if day >= today - 6 then s7 = s7 + n end
+      end
+      if carry then days[#days + 1] = string.format('%d', day) .. ':' .. calls end
+    end
     for b = lo, hi do
       local fields = redis.call('HGETALL', hkey(b, key))
-      for f = 1, #fields, 2 do
-        local day = b * BUCKET + tonumber(fields[f])
-        local calls = fields[f + 1]
-        if day >= today - 89 and day <= today then
-          local n = tonumber(calls)
-          s90 = s90 + n
-          if day >= today - 29 then s30 = s30 + n end
-          if day >= today - 6 then s7 = s7 + n end
-        end
-        if carry then days[#days + 1] = string.format('%d', day) .. ':' .. calls end
-      end
+      for f = 1, #fields, 2 do count(b * BUCKET + tonumber(fields[f]), fields[f + 1]) end
     end
-    do
-      local day, calls = sday, scount
-      if calls then
-        if day >= today - 89 and day <= today then
-          local n = tonumber(calls)
-          s90 = s90 + n
-          if day >= today - 29 then s30 = s30 + n end
-          if day >= today - 6 then s7 = s7 + n end
-        end
-        if carry then days[#days + 1] = string.format('%d', day) .. ':' .. calls end
-      end
-    end
+    if scount then count(sday, scount) end  -- the open day, kept in the key's `last` value
     if s90 >= EXACT and not carry then
       -- Not exact in doubles: send the days, the collector sums them.
       carry = true
