@@ -370,6 +370,7 @@ class _Judge:
         # Test functions that go do not hide a key's findings: they are why it is test-only.
         self.gone = _removed_lines(work.targets, outcome.removing)
         self._defs: dict[str, dict[int, Definition]] = {}
+        self._sites: dict[int, tuple[bool, bool, str | None]] = {}  # id(site) -> _facts
 
     def verdict(self, key: str, broken: str | None, held: Reference | None) -> Verdict:
         """The key's verdict, reasons and groups; ``broken``: why it cannot be edited, ``held``: why it is held."""
@@ -377,7 +378,11 @@ class _Judge:
         if not target.definitions:
             return Verdict(key, UNSAFE, removed=False, reasons=(broken or _NOT_FOUND,))
         own = {(d.path, d.line) for d in target.definitions}
-        findings = [m for m in _blocking(found) if not within(m, self.gone) and not within(m, own)]
+        own_paths = {d.path for d in target.definitions}
+        findings = [
+            m for m in _blocking(found)
+            if not self._facts(m)[0] and not (m.reference.path in own_paths and within(m, own))
+        ]
         rated = [(self._rating(m), m) for m in findings]
         rated.sort(key=lambda pair: (-VERDICTS.index(pair[0]), pair[1].reference.path, pair[1].reference.line))
         findings = [m for _, m in rated]
@@ -403,7 +408,27 @@ class _Judge:
         return m.reference.verdict
 
     def _in_test_function(self, m: Match) -> bool:
-        return m.site is not None and bool(m.site.enclosing) and self.work.is_test(m.reference.path)
+        return self._facts(m)[1]
+
+    def _facts(self, m: Match) -> tuple[bool, bool, str | None]:
+        """Of a finding's site: inside removed code, inside a function of a test file, its innermost referrer.
+
+        The same for every key the site may refer to (a common name's thousands of sites are matched
+        against dozens of keys each), so each is worked out once per site.
+        """
+        site = m.site
+        if site is None or not site.enclosing:
+            return False, False, None
+        found = self._sites.get(id(site))
+        if found is None:
+            path = m.reference.path
+            inner = self._definitions(path).get(site.enclosing[-1])
+            found = self._sites[id(site)] = (
+                any((path, line) in self.gone for line in site.enclosing),
+                self.work.is_test(path),
+                inner.key if inner else None,
+            )
+        return found
 
     def _definitions(self, path: str) -> dict[int, Definition]:
         if path not in self._defs:
@@ -418,7 +443,7 @@ class _Judge:
         return found.key if found else None
 
     def _place(self, m: Match) -> tuple[str, Place]:
-        ref, referrer = m.reference, self._referrer(m)
+        ref, referrer = m.reference, self._facts(m)[2]
         group = group_of(ref.kind, in_test=self.work.is_test(ref.path), referrer_cold=referrer in self.work.targets)
         return group, Place(ref.path, ref.line, ref.kind, referrer)
 
