@@ -10,7 +10,12 @@ once. While Redis is down the collectors answer UNAVAILABLE quickly.
 
 from __future__ import annotations
 
+import json
 import random
+import re
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -121,3 +126,174 @@ def test_while_redis_is_down_collectors_answer_unavailable_quickly(redis, collec
                 time.sleep(0.1)
         assert tracing.Report(report("shop", "i1", 2, {KEYS[0]: 5}), timeout=10).duplicate
     assert _counts(collectors[2]) == {KEYS[0]: 7}
+
+
+# -- Redis restarted under a pre-fork server (issue 20's fault matrix; the tracer's own matrix,
+# packages/coldmod-trace/tests/test_tracer_faults.py, cannot start a real collector) --
+
+#: A pre-fork server traced in its master, forking short-lived workers, driven line by line on
+#: stdin (as the tracer's fault matrix drives its own). Workers exit at once: what they counted
+#: goes in their exit flush. The coldmod_trace logger at DEBUG: each failed exit-flush attempt says
+#: the collector's answer.
+PREFORK = """
+import atexit
+import json
+import logging
+import os
+import sys
+import time
+
+import coldmod_trace
+from coldmod_trace import tracer
+
+WORKER = {}
+
+
+def flushed():
+    # Registered before the tracer's exit hook, so run after it: the flush is over.
+    if WORKER:
+        os.write(WORKER["pipe"], f"{os.getpid()} {WORKER['began']} {time.time()}\\n".encode())
+
+
+atexit.register(flushed)
+logging.basicConfig(format="%(process)d %(message)s")
+logging.getLogger("coldmod_trace").setLevel(logging.DEBUG)
+coldmod_trace.start(mode="exact", flush_interval=0.05, exit_timeout=float(os.environ["TEST_EXIT"]))
+
+
+def in_master():
+    pass
+
+
+def in_worker():
+    pass
+
+
+def delivered(after):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = tracer.status()
+        if not status["pending"] and not status["inflight"] and status["sequence"] > after:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def fork_workers(count, calls):
+    read_end, write_end = os.pipe()
+    workers = set()
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            for _ in range(calls):
+                in_worker()
+            WORKER.update(pipe=write_end, began=time.time())
+            sys.exit(0)  # atexit: the tracer's exit flush
+        workers.add(pid)
+    os.close(write_end)
+    reaped = {}
+    while len(reaped) < count:
+        pid, _ = os.wait()
+        if pid in workers:  # not the tracer's own short-lived child that starts a relay
+            reaped[pid] = time.time()
+    seen = [line.split() for line in os.read(read_end, 1 << 20).decode().splitlines()]
+    os.close(read_end)
+    return [(float(done) - float(began), reaped[int(pid)] - float(began)) for pid, began, done in seen]
+
+
+for line in sys.stdin:
+    command, *args = line.split()
+    if command == "work":
+        before = tracer.status()["sequence"]
+        for _ in range(int(args[0])):
+            in_master()
+        answer = {"delivered": delivered(before) if args[1] == "wait" else None}
+    elif command == "fork":
+        answer = {"exits": fork_workers(int(args[0]), int(args[1]))}
+    print(json.dumps(answer), flush=True)
+"""
+#: The workers' exit budget: delivery is possible once Redis is back, so it is the time a retry
+#: needs on a loaded machine (the backoff's 0.5 + 1 + 2 s, then a TLS call), not the 2 s default.
+WORKER_EXIT = 10.0
+#: A whole exit, teardown included, on two busy cores: proves "did not hang", not a speed.
+EXIT_BOUND = WORKER_EXIT + 10.0
+
+
+class _Prefork:
+    """The pre-fork server as a subprocess: ``ask`` a line, read its stderr as it comes."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-W", "ignore::DeprecationWarning", "server.py"], cwd=root,
+            env={**env, "TEST_EXIT": str(WORKER_EXIT)},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        #: Set when a worker's exit flush met the outage: the collector answered, and with what.
+        self.worker_refused = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if "exit flush attempt failed" in line:
+                self.worker_refused.set()
+
+    def ask(self, line: str) -> dict:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        assert answer, "".join(self.lines)
+        return json.loads(answer)
+
+
+def test_redis_restarted_under_a_prefork_server_loses_nothing_doubles_nothing_delays_no_exit(tmp_path: Path):
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "coldmod.rootmarker").write_text('[app]\nname = "app"\n')
+    (root / "server.py").write_text(PREFORK)
+    env = tls_env(tmp_path)
+    # AOF with appendfsync always: what the collector acknowledged is on disk before its answer, so a
+    # restart keeps it, and keeps the batch ids that make a resend a duplicate.
+    with RedisProcess(tmp_path / "redis", appendonly=True, appendfsync="always", password=REDIS_PASSWORD) as redis:
+        collector = Collector(redis.url, env).start()
+        tracer_env = {k: v for k, v in collector.env.items() if k != "COLDMOD_REDIS_PASSWORD"}
+        server = _Prefork(root, tracer_env | {"COLDMOD_GRPC_HOST": collector.target})
+        restarter = threading.Thread(target=lambda: server.worker_refused.wait(120) and redis.start())
+        try:
+            assert server.ask("work 10 wait")["delivered"]
+            redis.stop()  # SIGTERM, on the same port and data directory as it comes back
+            assert server.ask("work 5 nowait") == {"delivered": None}
+            # Redis comes back once a worker's exit flush met the outage (not after a sleep):
+            # workers forked meanwhile send while it is down, and retry within their budget.
+            restarter.start()
+            exits = server.ask("fork 16 3")["exits"]
+            restarter.join(120)
+            assert server.worker_refused.is_set(), "no worker sent while Redis was down"
+            assert len(exits) == 16, "a worker did not get to the end of its exit flush"
+            assert max(flush for flush, _ in exits) <= WORKER_EXIT + 1.5, sorted(exits)[-3:]
+            assert max(whole for _, whole in exits) <= EXIT_BOUND, sorted(exits, key=lambda e: e[1])[-3:]
+            assert server.ask("work 1 wait")["delivered"]  # the master's counts from the outage went too
+            assert server.proc.stdin is not None
+            server.proc.stdin.close()
+            assert server.proc.wait(30) == 0
+            with collector.channel() as channel:
+                fetched = merge_fetch(pb_grpc.HeatmapStub(channel).Fetch(pb.FetchRequest(app="app"), timeout=30))
+        finally:
+            server.proc.kill()
+            collector.kill()
+    stderr = "".join(server.lines)
+    # What the workers and the master counted, no more and no less: 0 lost, 0 doubled.
+    totals = {e.key: e.calls for e in fetched.entries if e.key in ("server.in_master", "server.in_worker")}
+    assert totals == {"server.in_master": 16, "server.in_worker": 16 * 3}, stderr[-3000:]
+    # The collector's answers during the outage were retryable (UNAVAILABLE), never a refusal for good.
+    failed = re.findall(r"(?:exit flush attempt failed|cannot reach the collector at \S+) \((\w+)", stderr)
+    assert failed, stderr[-3000:]
+    assert set(failed) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}, stderr[-3000:]
+    assert "UNAVAILABLE" in failed
+    assert not re.search(r"for good|not delivered before exit|Traceback", stderr), stderr[-3000:]
+    assert fetched.dropped_updates == 0

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the ``coldmod`` command line (exit status via SystemExit)."""
-    # Fire would page through $PAGER on a terminal; nothing here should page.
+    # Fire's help (a direct fire.Fire caller's) would page through $PAGER on a terminal; nothing here should page.
     os.environ["PAGER"] = "cat"
-    import fire
-
     from coldmod_cli._cmdline import help_text, parse
     from coldmod_cli._errors import EXIT_USAGE, UsageError, say
     from coldmod_cli.cli import Coldmod
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    verbose = any(arg in ("--verbose", "-v") for arg in args)
     try:
-        # The whole command line is understood before anything runs (see _cmdline).
-        line = parse(Coldmod(verbose=verbose), args)
+        # Which command, help or --verbose; the command's own words are checked once, by the
+        # @command wrapper every caller goes through (_cmdline.check_call), before it runs.
+        line = parse(Coldmod(), list(sys.argv[1:] if argv is None else argv))
         if line.help:
-            sys.stdout.write(help_text(Coldmod(verbose=verbose), line.path))
+            sys.stdout.write(help_text(Coldmod(), line.path))
             sys.stdout.flush()
             return
     except UsageError as exc:
         say(str(exc))
         raise SystemExit(EXIT_USAGE) from None
-    fire.Fire(Coldmod(verbose=line.verbose), command=line.fire_args, name="coldmod")
+    # Not fire.Fire(..., command=words): Fire reads words lossily (a boolean flag swallows the
+    # next one, `-` chains calls) before any command could check them; the wrapper reads them as typed.
+    command: Any = Coldmod(verbose=line.verbose)
+    for name in line.path:
+        command = getattr(command, name)
+    command(*line.words)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,21 @@
 
 Fire runs a command with the arguments it understood and complains about the
 rest afterwards (``rm --cold --dryrun`` removed code, then printed an error).
-Here the command line is first checked against the signatures of the commands
+Here a command's arguments are checked against the signature of the command
 (``@command`` methods) and groups (attributes holding objects with commands):
 an unknown command, flag or a stray argument is one sentence naming it with the
-closest valid spelling, exit 2, nothing done. What passes is handed to Fire in
-one canonical form (``--name=value``, positionals), so Fire dispatches exactly
-what was checked. The same rules run once more inside every command
-(:func:`check_call`, from the ``@command`` wrapper, on everything Fire read),
-so a caller that uses ``fire.Fire(Coldmod(), command=[...])`` directly is held
-to them too. Help is rendered here, from the same signatures and the
-docstrings, so what ``--help`` shows is what the parser accepts.
+closest valid spelling, exit 2, nothing done.
+
+One check, in one place: :func:`check_call`, which the ``@command`` wrapper
+runs on every call before the method, whoever calls it. The entry point
+(``coldmod``, ``python -m coldmod_cli``) only finds the command (:func:`parse`:
+the command's path, help, ``--verbose``) and calls it with the words typed;
+Fire's own reading of words is lossy (a boolean flag swallows the next word,
+``-`` chains calls), so the entry point does not hand them to Fire. A caller
+that uses ``fire.Fire(Coldmod(), command=[...])`` directly goes through the
+same wrapper, which turns what Fire read back into words first. Help is
+rendered here, from the same signatures and the docstrings, so what
+``--help`` shows is what the check accepts.
 
 Fire's conventions kept: ``--flag=value`` and ``--flag value``; ``--flag_name``
 as well as ``--flag-name``; ``--noflag`` turns a boolean off; a boolean flag
@@ -36,7 +41,18 @@ from typing import Any
 from coldmod_cli._args import FALSE, TRUE
 from coldmod_cli._errors import UsageError, is_command
 
-__all__ = ["SHORT_FLAGS", "CommandLine", "Parameter", "Signature", "children", "help_text", "parse", "signature"]
+__all__ = [
+    "SHORT_FLAGS",
+    "CommandLine",
+    "Parameter",
+    "Signature",
+    "check_call",
+    "children",
+    "command_path",
+    "help_text",
+    "parse",
+    "signature",
+]
 
 PROGRAM = "coldmod"
 
@@ -173,8 +189,9 @@ class CommandLine:
     """What the command line asks for, once understood."""
 
     path: tuple[str, ...] = ()
-    #: The command to hand to Fire, canonical: path, positionals, ``--name=value``.
-    fire_args: list[str] = field(default_factory=list)
+    #: The words after the command's path, as typed (help and verbose flags taken out): what
+    #: the command is called with, and what :func:`check_call` checks.
+    words: list[str] = field(default_factory=list)
     help: bool = False
     verbose: bool = False
 
@@ -226,7 +243,11 @@ def _child(node: object, walked: Sequence[str], name: str, *, asking: str = "") 
 
 
 def parse(root: object, argv: Sequence[str]) -> CommandLine:
-    """Understand the whole command line against ``root``'s commands; :class:`UsageError` when it cannot."""
+    """Find the command the command line names under ``root`` (its arguments are the command's to check).
+
+    :class:`UsageError` for an unknown command or group, a flag before the
+    command, or a word after ``--`` other than Fire's flags.
+    """
     args = list(argv)
     line = CommandLine()
     end = args.index("--") if "--" in args else len(args)
@@ -259,21 +280,17 @@ def parse(root: object, argv: Sequence[str]) -> CommandLine:
             raise UsageError(f"unknown flag {head} before the command; flags go after it: `{usage}`")
         node = _child(node, path, head)
         path.append(head)
-    line.path = tuple(path)
-    if line.help:
-        return line
-    spec = signature(node, path)  # type: ignore[arg-type]
-    values, positionals = _read_flags(spec, tokens)
-    line.fire_args = [*path, *_assign(spec, values, positionals), *(f"--{k}={v}" for k, v in values.items())]
+    line.path, line.words = tuple(path), tokens
     return line
 
 
 def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Check what Fire handed a command as :func:`parse` checks a command line: ``(varargs, keywords)`` to call it with.
+    """The one check of a command's arguments: ``(varargs, keywords)`` to call it with, or :class:`UsageError`.
 
-    Fire read the words against a catch-all signature, so every flag arrives
-    in ``kwargs`` (``dry_run``, ``n``, a typo) and every other word in
-    ``args``; they are turned back into flags and checked by the same rules.
+    From the entry point every word arrives in ``args``, as typed. Through
+    ``fire.Fire`` the words were read against a catch-all signature, so every
+    flag arrives in ``kwargs`` (``dry_run``, ``n``, a typo) and every other
+    word in ``args``; they are turned back into flags and checked alike.
     """
     by_name = _by_name(spec)
     tokens: list[str] = []
@@ -298,9 +315,20 @@ def check_call(spec: Signature, args: Sequence[Any], kwargs: dict[str, Any]) -> 
     return _assign(spec, values, positionals), dict(values)
 
 
+def command_path(instance: object, method: Callable[..., Any]) -> tuple[str, ...]:
+    """The words that name ``method`` of ``instance`` on the command line: ``("rm",)``, ``("cache", "warm")``."""
+    from coldmod_cli.cli import Coldmod
+
+    if not isinstance(instance, Coldmod):
+        for name, group in children(Coldmod()).items():
+            if type(group) is type(instance):
+                return name, method.__name__
+    return (method.__name__,)
+
+
 def help_for(instance: object, method: Callable[..., Any]) -> str:
     """The help of ``method`` when Fire is asked for it directly (``fire.Fire(Coldmod(), command=[..., "--help"])``)."""
-    return _command_help(signature(method, (method.__name__,)))
+    return _command_help(signature(method, command_path(instance, method)))
 
 
 def _flag_named(spec: Signature, token: str) -> tuple[Parameter, bool] | None:

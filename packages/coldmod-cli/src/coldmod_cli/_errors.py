@@ -72,9 +72,9 @@ def command(method: F) -> F:
 
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> None:
-        # Fire hands over every word it read (the command's signature, as Fire sees it, is
-        # *args, **kwargs: see _Command); the strict layer checks them before the method runs,
-        # also when a caller uses fire.Fire(Coldmod(), command=[...]) without the entry point.
+        # Every caller ends here: the entry point with the words as typed, fire.Fire with what it
+        # read (the signature it sees is *args, **kwargs: see _Command), Python code with its
+        # arguments. The one check of a command's arguments runs here, before the method.
         verbose = bool(getattr(self, "_verbose", False)) or bool({"verbose", "v"} & kwargs.keys())
         kwargs = {k: v for k, v in kwargs.items() if k not in ("verbose", "v")}
         try:
@@ -83,7 +83,8 @@ def command(method: F) -> F:
             if {"help", "h"} & kwargs.keys():
                 sys.stdout.write(_cmdline.help_for(self, method))
                 return
-            varargs, keywords = _cmdline.check_call(_cmdline.signature(method, (method.__name__,)), args, kwargs)
+            spec = _cmdline.signature(method, _cmdline.command_path(self, method))
+            varargs, keywords = _cmdline.check_call(spec, args, kwargs)
             with warnings.catch_warnings():
                 # Parsing the application's files (discovery, line counts, the codemod) makes Python
                 # report *their* SyntaxWarnings (`"\d"` in a string): the app's business, not ours.

@@ -152,7 +152,7 @@ def _commit(top: Path, prefix: str, removal: RemovalPlan, message: str, branch: 
 def per_owner(
     found: Discovery,
     keys: list[str],
-    result: heatmap.Heatmap,
+    result: heatmap.CheckoutView,
     *,
     include: tuple[str, ...],
     dry_run: bool,

@@ -150,7 +150,7 @@ def drive(base_url: str) -> int:
     return answered
 
 
-def wait_for_counts(root: Path, env: dict[str, str], timeout: float = 15.0) -> heatmap.Heatmap:
+def wait_for_counts(root: Path, env: dict[str, str], timeout: float = 15.0) -> heatmap.CheckoutView:
     """The heatmap once the collector has counts (the tracer flushes at exit; the ack is asynchronous)."""
     deadline = time.monotonic() + timeout
     while True:

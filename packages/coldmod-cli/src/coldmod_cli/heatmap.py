@@ -47,7 +47,7 @@ class Row:
     calls_7d: int = 0
     calls_30d: int = 0
     calls_90d: int = 0
-    #: Indices into :attr:`Heatmap.versions` of the live versions that have the key.
+    #: Indices into :attr:`CheckoutView.versions` of the live versions that have the key.
     versions: tuple[int, ...] = ()
     #: Sparse daily history (UTC day numbers with calls, oldest first, and their calls); only for the
     #: quiet rows a Fetch asked it for (``quiet_days``).
@@ -69,8 +69,11 @@ class Version:
 
 
 @dataclass
-class Heatmap:
-    """The reconciled heatmap of one app."""
+class CheckoutView:
+    """One app's heatmap as the checkout sees it: the collector's counts joined with the local functions.
+
+    (What the collector keeps is :class:`coldmod_cli.server.store.Heatmap`.)
+    """
 
     app: str
     root: str
@@ -115,10 +118,10 @@ def version_names(versions: Iterable[Any]) -> list[Version]:
     return out
 
 
-def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> Heatmap:
+def reconcile(response: coldmod_pb2.FetchResponse, discovery: Discovery) -> CheckoutView:
     """Join the server's entries with the local sources, sorted by file and line."""
     entries = {entry.key: entry for entry in response.entries}
-    heatmap = Heatmap(
+    heatmap = CheckoutView(
         app=discovery.marker.app,
         root=str(discovery.marker.root),
         registered_ms=response.registered_ms,
@@ -176,7 +179,7 @@ def cold(rows: Iterable[Row], *, now: int, since: float | None = None, min_track
     """Tracked rows, quiet (see :func:`quiet`), tracked at least as long as the window and ``min_tracked``.
 
     "No call in the last 90 days" says nothing of a function tracked for a week, so the window is also a
-    minimum age; ``now`` is :attr:`Heatmap.now_ms`, the collector's clock.
+    minimum age; ``now`` is :attr:`CheckoutView.now_ms`, the collector's clock.
     """
     need = max(since or 0.0, min_tracked or 0.0)
     return [
@@ -278,7 +281,7 @@ def last_call_text(row: Row, now: int) -> str:
     return ago(row.last_seen_ms, now) if row.tracked else "untracked"
 
 
-def history_table(rows: Iterable[Row], heatmap: Heatmap) -> list[str]:
+def history_table(rows: Iterable[Row], heatmap: CheckoutView) -> list[str]:
     """``coldmod fetch``'s lines: the live versions, then per row calls (in all, last 7/30/90 days), last and
     first call, the versions that have it, location and key."""
     now = heatmap.now_ms
@@ -310,7 +313,7 @@ def versions_text(row: Row, names: Sequence[str]) -> str:
     return ",".join(names[i] for i in row.versions if i < len(names))
 
 
-def versions_line(heatmap: Heatmap) -> str:
+def versions_line(heatmap: CheckoutView) -> str:
     """One line: the app's live versions (name, functions, last seen) and the collector's retention."""
     now = heatmap.now_ms
     listed = ", ".join(

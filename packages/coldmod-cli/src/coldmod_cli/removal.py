@@ -142,7 +142,7 @@ def require_clean(root: Path) -> None:
 
 
 def cold_keys(
-    result: heatmap.Heatmap, *, since: float | None, min_tracked: float | None, dry_run: bool = False
+    result: heatmap.CheckoutView, *, since: float | None, min_tracked: float | None, dry_run: bool = False
 ) -> list[str]:
     """The keys ``rm --cold`` considers, once the heatmap has been tracked long enough.
 
@@ -197,7 +197,7 @@ def refuse_kept(found: Discovery, keys: list[str]) -> None:
         )
 
 
-def seasonal_held(result: heatmap.Heatmap, cold: list[str]) -> dict[str, str]:
+def seasonal_held(result: heatmap.CheckoutView, cold: list[str]) -> dict[str, str]:
     """The cold keys whose history makes them seasonal, with the reason: review, never removed as safe."""
     from coldmod_cli import seasonal
 
@@ -257,7 +257,7 @@ def plan(
         )
 
 
-def production_calls(result: heatmap.Heatmap) -> dict[str, int]:
+def production_calls(result: heatmap.CheckoutView) -> dict[str, int]:
     """Each tracked key's calls in production, to say how live the code that refers to a kept function is."""
     return {row.key: row.calls for row in result.rows if row.tracked}
 

@@ -31,7 +31,7 @@ def load(
     *,
     quiet_days: int = 0,
     snapshot: str | None = None,
-) -> heatmap.Heatmap:
+) -> heatmap.CheckoutView:
     """The checkout at ``start`` (default: the cwd) reconciled with its heatmap (the collector's, or a snapshot's).
 
     ``quiet_days``: the rows with no call in that many days carry their daily history (see :func:`heatmap.quiet_days`);
@@ -74,7 +74,7 @@ def fetch_response(
         ) from None
 
 
-def fetch(result: heatmap.Heatmap, fmt: str) -> None:
+def fetch(result: heatmap.CheckoutView, fmt: str) -> None:
     """Print the reconciled heatmap."""
     if fmt == "json":
         print_json(
@@ -97,12 +97,12 @@ def fetch(result: heatmap.Heatmap, fmt: str) -> None:
         print(line)
 
 
-def tracking_began(result: heatmap.Heatmap) -> int:
+def tracking_began(result: heatmap.CheckoutView) -> int:
     """When the collector began tracking this checkout's functions (epoch ms; 0 when it tracks none)."""
     return min((row.tracked_since_ms for row in result.rows if row.tracked and row.tracked_since_ms), default=0)
 
 
-def tracked_for(result: heatmap.Heatmap, now: int) -> str:
+def tracked_for(result: heatmap.CheckoutView, now: int) -> str:
     """``the app has been tracked for 3d (since 2026-…)``, or that it is not tracked yet."""
     began = tracking_began(result)
     if not began:
@@ -110,7 +110,7 @@ def tracked_for(result: heatmap.Heatmap, now: int) -> str:
     return f"{result.app!r} has been tracked for {span(max(0, now - began) / 1000)} (since {heatmap.iso(began)})"
 
 
-def only_under(result: heatmap.Heatmap, relpaths: list[str]) -> heatmap.Heatmap:
+def only_under(result: heatmap.CheckoutView, relpaths: list[str]) -> heatmap.CheckoutView:
     """The heatmap limited to the files under these root-relative paths (``.`` is the whole root)."""
     if not relpaths or "." in relpaths:
         return result
@@ -120,7 +120,7 @@ def only_under(result: heatmap.Heatmap, relpaths: list[str]) -> heatmap.Heatmap:
 
 
 def cold(
-    result: heatmap.Heatmap,
+    result: heatmap.CheckoutView,
     fmt: str,
     *,
     since: float | None = None,
@@ -199,7 +199,7 @@ def cold(
     return rows
 
 
-def versions_json(result: heatmap.Heatmap) -> list[dict[str, Any]]:
+def versions_json(result: heatmap.CheckoutView) -> list[dict[str, Any]]:
     """The live versions as JSON (``functions[].versions`` lists their names)."""
     return [
         {

@@ -27,6 +27,12 @@ process talks to a *relay*, a process of ours started with ``fork`` + ``exec``
   process exits, so an app's ``os.wait()`` never sees it), runs in a session of
   its own, writes nothing anywhere, and exits once every process holding its
   lifeline has ended and no connection is open.
+- The relay is the one process of the tree that talks to the collector, so it
+  knows what the tree was already told: a failed answer says whether it is
+  *news* (the first of its code since the collector last answered a call) or
+  was already handed to another process of the tree (:attr:`RelayError.told`).
+  The processes say a refusal only when it is news: once per tree, not once
+  per worker (the relay itself writes nothing).
 - Its socket (``<name>.sock``) and pid (``<name>.pid``) live in the tree's
   directory, which only this user can enter (the app side checks its owner and
   mode, and the socket's peer user); the relay removes them, and the directory
@@ -64,7 +70,10 @@ REPORT = 2
 #: The collector's methods, by the relay's method number.
 METHODS = {REGISTER: "/coldmod.v1.Tracing/Register", REPORT: "/coldmod.v1.Tracing/Report"}
 _REQUEST = struct.Struct("!BdI")  # method, timeout in seconds, payload length
-_ANSWER = struct.Struct("!BI")  # 0 answered (payload: the response) or 1 failed ("CODE\ndetails"), length
+_ANSWER = struct.Struct("!BI")  # status (below) and the payload's length
+ANSWERED = 0  # payload: the collector's response
+FAILED = 1  # payload: "CODE\ndetails"; news for the tree
+FAILED_TOLD = 2  # the same, but another process of the tree was handed this code already
 MAX_FRAME = MAX_MESSAGE_BYTES + (1 << 20)
 #: A relay that ended must not kill an app that set SIGPIPE to its default action.
 _NO_SIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -85,11 +94,13 @@ _BOOT = (
 class RelayError(Exception):
     """A call that did not get the collector's answer: a gRPC status code's name and details."""
 
-    def __init__(self, code: str, details: str) -> None:
-        """``code`` is a gRPC status code's name, e.g. ``UNAVAILABLE``."""
+    def __init__(self, code: str, details: str, told: bool = False) -> None:
+        """``code`` is a gRPC status code's name, e.g. ``UNAVAILABLE``; ``told``: the relay already handed
+        this code to another process of the tree since the collector last answered (it is no news)."""
         super().__init__(f"{code}: {details}")
         self.code = code
         self.details = details
+        self.told = told
 
 
 # -- the application's side ------------------------------------------------------------
@@ -203,9 +214,9 @@ class Relay:
             raise RelayError("DEADLINE_EXCEEDED", "the relay did not answer in time") from None
         except OSError as exc:
             raise _Broken(exc.strerror or type(exc).__name__) from None
-        if status:
+        if status != ANSWERED:
             code, _, details = body.decode("utf-8", "replace").partition("\n")
-            raise RelayError(code, details)
+            raise RelayError(code, details, told=status == FAILED_TOLD)
         return body
 
     def _connection(self, deadline: float) -> socket.socket:
@@ -517,6 +528,7 @@ class _Server:
         self.open = 0
         self.lifeline_ended = threading.Event()
         self.channel: _Channel | None = None  # one channel for every connection, made anew after a fault
+        self.told: set[str] = set()  # failure codes handed to a process since the collector last answered
 
     def run(self) -> None:
         threading.Thread(target=self._watch_lifeline, daemon=True).start()
@@ -576,6 +588,21 @@ class _Server:
         if close:
             channel.grpc.close()
 
+    def _answered(self) -> int:
+        """A call was answered: any failure after it is news again (a key fixed, then refused, is)."""
+        if self.told:
+            with self.lock:
+                self.told.clear()
+        return ANSWERED
+
+    def _failed(self, code: str) -> int:
+        """FAILED for the first process handed ``code`` since the collector last answered, FAILED_TOLD after."""
+        with self.lock:
+            if code in self.told:
+                return FAILED_TOLD
+            self.told.add(code)
+            return FAILED
+
     def _serve(self, conn: socket.socket) -> None:
         """One app process's calls, in order, on the relay's shared channel."""
         import grpc
@@ -596,14 +623,16 @@ class _Server:
                 failed = False
                 try:
                     # No (de)serializers: bytes in, bytes out, relayed unchanged.
-                    status, body = 0, channel.grpc.unary_unary(METHODS[method], None, None)(payload, timeout=timeout)
+                    body = channel.grpc.unary_unary(METHODS[method], None, None)(payload, timeout=timeout)
+                    status = self._answered()
                 except grpc.RpcError as exc:
                     code = exc.code()
-                    details = exc.details() or ""
-                    status, body = 1, f"{code.name if code else 'UNKNOWN'}\n{details}".encode()
+                    name = code.name if code else "UNKNOWN"
+                    status, body = self._failed(name), f"{name}\n{exc.details() or ''}".encode()
                     failed = code == grpc.StatusCode.UNAVAILABLE  # the connection, not this call's deadline
                 except Exception as exc:
-                    status, body = 1, f"INTERNAL\nthe relay failed ({type(exc).__name__}: {exc})".encode()
+                    failure = f"the relay failed ({type(exc).__name__}: {exc})"
+                    status, body = self._failed("INTERNAL"), f"INTERNAL\n{failure}".encode()
                 finally:
                     self._done(channel, failed)
                 try:

@@ -133,6 +133,8 @@ class Sender:
         self._failures = 0
         self._outage_logged = False
         self._refused_logged = False
+        #: The key's refusal was news to another process of the tree, which said it (see relay.RelayError.told).
+        self._refused_told = False
         self._refusals_said: set[str] = set()  # codes of batches refused for good, said once each
         self._gave_up = False
         self._fingerprint = ""
@@ -174,7 +176,10 @@ class Sender:
             return True
         left = self._pending.status()
         count = left["pending"] + left["inflight"]
-        if count:
+        if count and self._refused_told:
+            # The tree was told the key is refused, and that a process ending meanwhile loses its counts.
+            log.debug("coldmod: %d call counts not delivered before exit (the key is refused)", count)
+        elif count:
             log.warning(
                 "coldmod: %d call counts not delivered before exit (collector %s)", count, self.config.client.target
             )
@@ -283,7 +288,7 @@ class Sender:
             log.info("coldmod: collector at %s reachable again", self.config.client.target)
         self._failures = 0
         self._outage_logged = False
-        self._refused_logged = False
+        self._refused_logged = self._refused_told = False
         return None
 
     def _send_all(self, deadline: float) -> None:
@@ -310,7 +315,9 @@ class Sender:
     def _refused_for_good(self, batch: Batch, exc: RelayError) -> None:
         """The collector will never take this batch: dropped once, counted, said once per cause."""
         lost = self._pending.refused(batch)
-        if exc.code not in self._refusals_said:
+        if exc.told:  # another process of the tree said it
+            log.debug("coldmod: a batch of %d call counts refused for good (%s)", lost, _describe(exc))
+        elif exc.code not in self._refusals_said:
             self._refusals_said.add(exc.code)
             log.warning(
                 "coldmod: the collector at %s refused a batch of %d call counts for good (%s); "
@@ -323,11 +330,14 @@ class Sender:
     def _say_failure(self, exc: BaseException, code: str, exiting: bool) -> None:
         """Once per outage, in words that name the cause (a fleet's busy answer is no outage)."""
         if code in REFUSED_KEY:
-            if not self._refused_logged:
+            if isinstance(exc, RelayError) and exc.told and not self._refused_logged:
+                self._refused_told = True  # said once for the tree, by the process it was news to
+            elif not self._refused_logged:
                 self._refused_logged = True
                 log.warning(
                     "coldmod: the collector at %s refused the API key; set COLDMOD_API_KEY to the collector's "
-                    "key (counts are kept and retried every few minutes)",
+                    "key (counts are kept and retried every few minutes; a process that ends meanwhile loses "
+                    "its own)",
                     self.config.client.target,
                 )
         elif isinstance(exc, RelayError) and (exc.code, exc.details) == ("UNAVAILABLE", REGISTER_BUSY):
