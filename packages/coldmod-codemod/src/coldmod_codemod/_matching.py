@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
+from coldmod_codemod._containment import may_hold
 from coldmod_codemod._conventions import definition_findings
 from coldmod_codemod._findings import Match, Reference
 from coldmod_codemod._receivers import may_reach, receivers
@@ -128,9 +129,12 @@ def _classify(
         site.receiver is not None
         and site.scope is not None
         and not (target.bare_name.startswith("__") and target.bare_name.endswith("__"))  # implicit: unsafe anyway
-        and not may_reach(tree, receivers(tree, site.receiver, site.scope), class_fqn, site.name)
     ):
-        return None, True  # the object cannot be an instance or the class of the function's class
+        found = receivers(tree, site.receiver, site.scope)
+        if not may_reach(tree, found, class_fqn, site.name):
+            return None, True  # the object cannot be an instance or the class of the function's class
+        if found is None and class_fqn is not None and not may_hold(tree, class_fqn, site.receiver):
+            return None, True  # unknown, but no instance of the class can get there (``_containment``)
     return ATTRIBUTE, False
 
 
