@@ -115,6 +115,7 @@ KEEPS = {
             def make(cls):
                 return cls().label()
     """},
+    "computed getattr on an object": {"pkg/other.py": "def load(obj, name):\n    return getattr(obj, name)\n"},
     "prose": {"README.md": "Spool spools: `Spool().label()`.\n", "docs/index.rst": "pkg.spool.Spool\n"},
 }
 
@@ -215,6 +216,15 @@ ESCAPES = {
     "globals()": ({"pkg/use.py": "NAMES = globals()\n"}, "by name"),
     "getattr of the module": ({"pkg/other.py": "import pkg.spool\n\nCLS = getattr(pkg.spool, 'Spool')\n"},
                               "by name"),
+    "computed getattr of the module": ({"pkg/other.py": "import pkg.spool\n\n\ndef load(name):\n"
+                                                       "    return getattr(pkg.spool, name)\n"}, "by name"),
+    "computed getattr of import_module": ({"pkg/other.py": """
+        import importlib
+
+
+        def load(name):
+            return getattr(importlib.import_module("pkg.x"), name)
+    """}, "by name"),
     "dotted path in Python": ({"pkg/settings.py": "HANDLER = 'pkg.spool.Spool'\n"}, "by name"),
     "dotted path in a config file": ({"settings.toml": "handler = 'pkg.spool:Spool'\n"}, "by name"),
     "__subclasses__": ({"pkg/other.py": "ALL = object.__subclasses__()\n"}, "by name"),

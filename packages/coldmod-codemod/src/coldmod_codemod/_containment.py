@@ -26,7 +26,7 @@ import ast
 from dataclasses import dataclass, field
 
 from coldmod_codemod._classes import PARSE_BUDGET, class_file, class_record, descendants, identify, lineage
-from coldmod_codemod._scopes import Binder, Scope, absolute, annotation_exprs, default_exprs, dotted
+from coldmod_codemod._scopes import LOOKUP_CALLS, Binder, Scope, absolute, annotation_exprs, default_exprs, dotted
 from coldmod_codemod._sites import WORD, nfkc
 from coldmod_codemod._tree import ScannedFile, Tree
 
@@ -255,6 +255,16 @@ class _Check:
             self.body(cls)
         for member in sorted(family):
             self.uses(member)
+            self.lookups(member)
+
+    def lookups(self, cls: str) -> None:
+        """Row "by name": a getattr with a computed name that may produce the class's name on a module."""
+        name = cls.rpartition(".")[2]
+        for path in self.tree.containing(sorted(LOOKUP_CALLS)):
+            ctx = self._file(path)
+            for lookup in ctx.binder.lookups:
+                if lookup.produces(name) and _may_be_a_module(self.tree, lookup.receiver, lookup.scope):
+                    raise _Escape("by name", f"{path}:{lookup.line}")
 
     def _file(self, path: str) -> _Context:
         """A file's context, within the parse budget the subclass search keeps."""
@@ -442,6 +452,14 @@ class _Check:
         self._by_name(name, ctx)
         for load in self._loads(name, scope, ctx):
             self.instance(load, ctx)
+
+
+def _may_be_a_module(tree: Tree, expr: ast.expr, scope: Scope) -> bool:
+    """Whether ``getattr(expr, ...)`` may look a name up in a module: ``expr`` is not a name, or names a module."""
+    if not isinstance(expr, ast.Name | ast.Attribute):
+        return True  # import_module(...), sys.modules[...]
+    modules = tree.modules()
+    return any(fqn in modules or ("." not in fqn and identify(tree, fqn) is None) for fqn in dotted(expr, scope))
 
 
 def _plain_statement(stmt: ast.stmt) -> bool:
