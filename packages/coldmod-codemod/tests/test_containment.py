@@ -244,3 +244,36 @@ def test_an_escaping_class_keeps_unknown_receivers_as_references(tmp_path: Path,
 def test_every_escaping_row_is_tested() -> None:
     tested = {row for _, row in ESCAPES.values()}
     assert tested == {row.name for row in CONTAINMENT if not row.keeps}
+
+
+# -- by its bare name: strings, templates, lookups cannot hold a contained class's instance -------
+
+BY_NAME = {
+    "pkg/use.py": """
+        def lookup(obj, name):
+            return getattr(obj, "get"), getattr(obj, name), {"get": print}
+    """,
+    "pkg/spool.py": """
+        def dispatch(obj, verb):
+            return getattr(obj, verb.lower())()
+
+
+        MESSAGE = "get the spool"
+    """,
+    "pkg/templates/page.html": "{{ row.get('x') }}\n",
+}
+
+
+def test_strings_and_lookups_do_not_reach_a_contained_class(tmp_path: Path) -> None:
+    assert verdict(tmp_path, BY_NAME) == (SAFE, [])
+
+
+def test_strings_and_lookups_count_once_it_escapes(tmp_path: Path) -> None:
+    extra = {**BY_NAME, "pkg/other.py": "from pkg.spool import Spool\n\nprint(Spool())\n"}
+    assert verdict(tmp_path, extra) == (UNSAFE, ["attribute", "dynamic", "mention", "string", "text"])
+
+
+def test_an_entry_point_naming_the_class_lets_it_escape(tmp_path: Path) -> None:
+    extra = {"pkg.egg-info/entry_points.txt": "[spools]\nmain = pkg.spool:Spool.get\n"}
+    assert verdict(tmp_path, extra) == (UNSAFE, ["attribute", "entry-point"])
+    assert escape(tmp_path) == "by name"

@@ -26,11 +26,12 @@ import ast
 from dataclasses import dataclass, field
 
 from coldmod_codemod._classes import PARSE_BUDGET, class_file, class_record, descendants, identify, lineage
+from coldmod_codemod._rules import MENTION, STRING, TEXT
 from coldmod_codemod._scopes import LOOKUP_CALLS, Binder, Scope, absolute, annotation_exprs, default_exprs, dotted
 from coldmod_codemod._sites import WORD, nfkc
 from coldmod_codemod._tree import ScannedFile, Tree
 
-__all__ = ["CONTAINMENT", "Containment", "contained", "may_hold"]
+__all__ = ["CONTAINMENT", "STRINGS", "Containment", "by_name_only", "contained", "may_hold"]
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ HOOKS = frozenset({
 })
 #: Text files whose words cannot import a class (prose, markup, templates, front-end assets).
 PROSE_SUFFIXES = frozenset({
-    ".md", ".rst", ".txt", ".html", ".htm", ".jinja", ".jinja2", ".j2", ".css", ".js", ".svg", ".po", ".pot",
+    ".md", ".rst", ".html", ".htm", ".jinja", ".jinja2", ".j2", ".css", ".js", ".svg", ".po", ".pot",
 })
+#: Findings that name a method by its bare name only: a contained class's method is out of their reach.
+STRINGS = frozenset({STRING, MENTION, TEXT})
 _TYPE_TESTS = frozenset({"isinstance", "issubclass", "builtins.isinstance", "builtins.issubclass"})
 
 
@@ -98,6 +101,14 @@ class Containment:
     channels: frozenset[int] | None
     escape: str = ""
     where: str = ""
+
+
+def by_name_only(tree: Tree, class_fqn: str | None, name: str) -> bool:
+    """Whether the method ``name`` of ``class_fqn`` is out of reach of a string naming it (``STRINGS``): its class
+    is contained, so no ``getattr``, template or dispatch table ever holds one of its instances."""
+    if class_fqn is None or _dunder(name):
+        return False
+    return contained(tree, class_fqn).channels is not None
 
 
 def may_hold(tree: Tree, class_fqn: str, receiver: ast.expr) -> bool:

@@ -12,6 +12,7 @@ import ast
 import posixpath
 
 from coldmod_codemod._classes import base_has, class_file, lineage
+from coldmod_codemod._containment import may_hold
 from coldmod_codemod._findings import Reference
 from coldmod_codemod._receivers import Receiver, bounded, may_reach, receivers
 from coldmod_codemod._rules import (
@@ -111,8 +112,11 @@ def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
     if binder.dynamic:
         return path, binder.dynamic
     for lookup in binder.lookups:
-        if lookup.produces(name) and may_reach(
-            tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, name
+        if not lookup.produces(name):
+            continue
+        found = receivers(tree, lookup.receiver, lookup.scope)
+        if may_reach(tree, found, target.class_fqn, name) and (
+            found is not None or target.class_fqn is None or may_hold(tree, target.class_fqn, lookup.receiver)
         ):
             return path, lookup.line
     line = lineage(tree, target.class_fqn) if target.class_fqn else None
