@@ -116,6 +116,14 @@ KEEPS = {
                 return cls().label()
     """},
     "computed getattr on an object": {"pkg/other.py": "def load(obj, name):\n    return getattr(obj, name)\n"},
+    "an object's namespace": {"pkg/spool.py": "def fields(obj):\n    return vars(obj), dir(obj), obj.__dict__\n"},
+    "a loader elsewhere whose module is data": {"pkg/other.py": """
+        import importlib
+
+
+        def load(path, attr):
+            return getattr(importlib.import_module(path), attr)
+    """},
     "prose": {"README.md": "Spool spools: `Spool().label()`.\n", "docs/index.rst": "pkg.spool.Spool\n"},
 }
 
@@ -218,13 +226,16 @@ ESCAPES = {
                               "by name"),
     "computed getattr of the module": ({"pkg/other.py": "import pkg.spool\n\n\ndef load(name):\n"
                                                        "    return getattr(pkg.spool, name)\n"}, "by name"),
-    "computed getattr of import_module": ({"pkg/other.py": """
+    "computed getattr of import_module in its module": ({"pkg/spool.py": """
         import importlib
 
 
         def load(name):
             return getattr(importlib.import_module("pkg.x"), name)
     """}, "by name"),
+    "a module's namespace read whole": ({"pkg/other.py": "import inspect\n\nimport pkg.spool\n\n"
+                                                        "MEMBERS = inspect.getmembers(pkg.spool)\n"}, "by name"),
+    "locals()": ({"pkg/use.py": "def f():\n    s = Spool()\n    s.label()\n    return locals()\n"}, "by name"),
     "dotted path in Python": ({"pkg/settings.py": "HANDLER = 'pkg.spool.Spool'\n"}, "by name"),
     "dotted path in a config file": ({"settings.toml": "handler = 'pkg.spool:Spool'\n"}, "by name"),
     "__subclasses__": ({"pkg/other.py": "ALL = object.__subclasses__()\n"}, "by name"),

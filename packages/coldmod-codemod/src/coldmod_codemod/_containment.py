@@ -91,6 +91,12 @@ PROSE_SUFFIXES = frozenset({
 })
 #: Findings that name a method by its bare name only: a contained class's method is out of their reach.
 STRINGS = frozenset({STRING, MENTION, TEXT})
+#: Calls that return a module.
+MODULE_LOADERS = frozenset({"import_module", "__import__", "module_from_spec", "getmodule", "reload"})
+#: Names that read a scope whole when called without an argument (globals() and locals() always).
+SCOPE_READERS = frozenset({"globals", "locals", "vars", "dir"})
+#: Calls that read an object's namespace whole.
+NAMESPACE_READERS = frozenset({"vars", "dir", "getmembers", "getmembers_static"})
 _TYPE_TESTS = frozenset({"isinstance", "issubclass", "builtins.isinstance", "builtins.issubclass"})
 
 
@@ -156,6 +162,8 @@ class _Context:
     imports: dict[str, list[tuple[ast.alias, ast.ImportFrom]]] = field(default_factory=dict)
     strings: list[ast.Constant] = field(default_factory=list)  # not docstrings, not annotations
     supers: list[ast.Call] = field(default_factory=list)
+    namespaces: list[ast.expr] = field(default_factory=list)  # what vars(), dir(), getmembers(), .__dict__ read
+    dynamic: int = 0  # the line of the first globals(), locals(), vars(), dir() reading a scope whole
 
     def where(self, node: ast.AST) -> str:
         return f"{self.path}:{getattr(node, 'lineno', 0)}"
@@ -183,13 +191,23 @@ def _read(path: str, scanned: ScannedFile) -> _Context:
         if isinstance(node, ast.Name):
             ctx.names.setdefault(node.id, []).append(node)
             ctx.scopes[id(node)] = scope
+            if node.id in SCOPE_READERS and not ctx.dynamic:
+                call = ctx.parents.get(id(node))
+                if not (isinstance(call, ast.Call) and call.func is node and call.args and node.id in (
+                        "vars", "dir")):  # vars(obj), dir(obj): an object's namespace (see NAMESPACE_READERS)
+                    ctx.dynamic = node.lineno
         elif isinstance(node, ast.Attribute):
             ctx.names.setdefault(node.attr, []).append(node)
             ctx.scopes[id(node)] = scope
+            if node.attr == "__dict__":
+                ctx.namespaces.append(node.value)
         elif isinstance(node, ast.Call):
             ctx.scopes[id(node)] = scope
             if isinstance(node.func, ast.Name) and node.func.id == "super":
                 ctx.supers.append(node)
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if called in NAMESPACE_READERS and node.args:
+                ctx.namespaces.append(node.args[0])
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 ctx.imports.setdefault(alias.name, []).append((alias, node))
@@ -248,6 +266,7 @@ class _Check:
         tree = self.tree
         if any(True for _ in tree.containing(["__subclasses__"])):
             raise _Escape("by name", "__subclasses__")
+        self.introspection()
         family = descendants(tree, class_fqn)
         if family is None:
             raise _Escape("unknown", class_fqn)
@@ -266,16 +285,43 @@ class _Check:
             self.body(cls)
         for member in sorted(family):
             self.uses(member)
-            self.lookups(member)
+            home = class_file(tree, member)
+            if home is None:
+                raise _Escape("unknown", member)
+            self.lookups(member.rpartition(".")[2], home)
 
-    def lookups(self, cls: str) -> None:
-        """Row "by name": a getattr with a computed name that may produce the class's name on a module."""
-        name = cls.rpartition(".")[2]
+    def lookups(self, name: str, home: str) -> None:
+        """Row "by name": a getattr with a computed name that may produce ``name`` (bound in the file ``home``)
+        on its module: the module named anywhere, or anything that may be a module in ``home`` itself.
+
+        A loader whose module is data too (``getattr(import_module(path), attr)`` elsewhere) is not followed, as
+        for a function (``_conventions``): the strings it is given name the class, and those are checked.
+        """
         for path in self.tree.containing(sorted(LOOKUP_CALLS)):
             ctx = self._file(path)
             for lookup in ctx.binder.lookups:
-                if lookup.produces(name) and _may_be_a_module(self.tree, lookup.receiver, lookup.scope):
+                if not lookup.produces(name):
+                    continue
+                if path == home and _may_be_a_module(self.tree, lookup.receiver, lookup.scope):
                     raise _Escape("by name", f"{path}:{lookup.line}")
+                if isinstance(lookup.receiver, ast.Name | ast.Attribute) and any(
+                    home in self.tree.modules().get(f, ()) for f in dotted(lookup.receiver, lookup.scope)
+                ):
+                    raise _Escape("by name", f"{path}:{lookup.line}")
+
+    def introspection(self) -> None:
+        """Row "by name": a module's namespace read whole (``vars(mod)``, ``dir(mod)``, ``mod.__dict__``,
+        ``inspect.getmembers(mod)``) anywhere in the tree reaches its classes and instances without naming them."""
+        memo = self.tree.memo["containment"]
+        if "<introspection>" not in memo:
+            found = ""
+            for path in self.tree.containing(sorted(NAMESPACE_READERS | {"__dict__"})):
+                ctx = self._file(path)
+                found = found or next((ctx.where(n) for n in ctx.namespaces if _may_be_a_module(
+                    self.tree, n, ctx.scopes.get(id(n)))), "")
+            memo["<introspection>"] = found
+        if memo["<introspection>"]:
+            raise _Escape("by name", memo["<introspection>"])  # type: ignore[arg-type]
 
     def _file(self, path: str) -> _Context:
         """A file's context, within the parse budget the subclass search keeps."""
@@ -385,8 +431,8 @@ class _Check:
 
     def _by_name(self, name: str, ctx: _Context) -> None:
         """Row "by name": a string naming it, or a lookup of any name in the file."""
-        if ctx.binder.dynamic:
-            raise _Escape("by name", f"{ctx.path}:{ctx.binder.dynamic}")
+        if ctx.dynamic:
+            raise _Escape("by name", f"{ctx.path}:{ctx.dynamic}")
         for string in ctx.strings:
             if name in string.value and name in WORD.findall(nfkc(string.value)):
                 raise _Escape("by name", ctx.where(string))
@@ -460,17 +506,50 @@ class _Check:
             for path in self._paths(name):
                 if path != ctx.path:
                     raise _Escape("exported", path)
+            self.lookups(name, ctx.path)
         self._by_name(name, ctx)
         for load in self._loads(name, scope, ctx):
             self.instance(load, ctx)
 
 
-def _may_be_a_module(tree: Tree, expr: ast.expr, scope: Scope) -> bool:
-    """Whether ``getattr(expr, ...)`` may look a name up in a module: ``expr`` is not a name, or names a module."""
-    if not isinstance(expr, ast.Name | ast.Attribute):
-        return True  # import_module(...), sys.modules[...]
+def _may_be_a_module(tree: Tree, expr: ast.expr, scope: Scope | None, depth: int = 0) -> bool:
+    """Whether ``expr`` (read in ``scope``) may be a module of the tree: a module's name, an import of one,
+    ``import_module(...)``, ``sys.modules[...]``, or a local name bound to one of these.
+
+    A parameter, an attribute, a container or a function's result holding a module is not followed (a known
+    limit, see docs/verdicts.md): the name looked up must then come from a string naming the class.
+    """
+    if scope is None or depth > 8:
+        return True
+    if isinstance(expr, ast.Name | ast.Attribute):
+        if _module_named(tree, dotted(expr, scope)):
+            return True
+        if not isinstance(expr, ast.Name):
+            return False
+        bound = scope.binding_scope(expr.id)
+        if bound is None:
+            return scope.resolve(expr.id) is not None  # a class body's fallback: may be either
+        return any(
+            v.how == "value" and v.expr is not None and _may_be_a_module(tree, v.expr, v.scope, depth + 1)
+            for v in bound.values.get(expr.id, ())
+        )
+    if isinstance(expr, ast.Call):
+        called = dotted(expr.func, scope) if isinstance(expr.func, ast.Name | ast.Attribute) else set()
+        return any(f.rpartition(".")[2] in MODULE_LOADERS or f.startswith(("sys.modules.", "modules.")) for f in called)
+    if isinstance(expr, ast.Subscript):  # sys.modules[name]
+        return isinstance(expr.value, ast.Name | ast.Attribute) and any(
+            f.endswith("modules") for f in dotted(expr.value, scope))
+    if isinstance(expr, ast.IfExp | ast.BoolOp | ast.NamedExpr):
+        parts = [expr.body, expr.orelse] if isinstance(expr, ast.IfExp) else (
+            expr.values if isinstance(expr, ast.BoolOp) else [expr.value])
+        return any(_may_be_a_module(tree, e, scope, depth + 1) for e in parts)
+    return False
+
+
+def _module_named(tree: Tree, fqns: set[str]) -> bool:
+    """Whether one of ``fqns`` is a module of the tree, or a name bound nowhere (a star import may bind it)."""
     modules = tree.modules()
-    return any(fqn in modules or ("." not in fqn and identify(tree, fqn) is None) for fqn in dotted(expr, scope))
+    return any(fqn in modules or ("." not in fqn and identify(tree, fqn) is None) for fqn in fqns)
 
 
 def _plain_statement(stmt: ast.stmt) -> bool:
