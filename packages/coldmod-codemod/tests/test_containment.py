@@ -124,6 +124,7 @@ KEEPS = {
         def load(path, attr):
             return getattr(importlib.import_module(path), attr)
     """},
+    "a module's names": {"pkg/other.py": "import pkg.spool\n\nNAMES = [n for n in dir(pkg.spool) if n.isupper()]\n"},
     "prose": {"README.md": "Spool spools: `Spool().label()`.\n", "docs/index.rst": "pkg.spool.Spool\n"},
 }
 

@@ -94,9 +94,9 @@ STRINGS = frozenset({STRING, MENTION, TEXT})
 #: Calls that return a module.
 MODULE_LOADERS = frozenset({"import_module", "__import__", "module_from_spec", "getmodule", "reload"})
 #: Names that read a scope whole when called without an argument (globals() and locals() always).
-SCOPE_READERS = frozenset({"globals", "locals", "vars", "dir"})
-#: Calls that read an object's namespace whole.
-NAMESPACE_READERS = frozenset({"vars", "dir", "getmembers", "getmembers_static"})
+SCOPE_READERS = frozenset({"globals", "locals", "vars"})
+#: Calls that read an object's namespace whole (``dir()`` gives names only: a getattr then is a lookup).
+NAMESPACE_READERS = frozenset({"vars", "getmembers", "getmembers_static"})
 _TYPE_TESTS = frozenset({"isinstance", "issubclass", "builtins.isinstance", "builtins.issubclass"})
 
 
@@ -162,8 +162,8 @@ class _Context:
     imports: dict[str, list[tuple[ast.alias, ast.ImportFrom]]] = field(default_factory=dict)
     strings: list[ast.Constant] = field(default_factory=list)  # not docstrings, not annotations
     supers: list[ast.Call] = field(default_factory=list)
-    namespaces: list[ast.expr] = field(default_factory=list)  # what vars(), dir(), getmembers(), .__dict__ read
-    dynamic: int = 0  # the line of the first globals(), locals(), vars(), dir() reading a scope whole
+    namespaces: list[ast.expr] = field(default_factory=list)  # what vars(), getmembers(), .__dict__ read
+    dynamic: int = 0  # the line of the first globals(), locals(), vars() reading a scope whole
 
     def where(self, node: ast.AST) -> str:
         return f"{self.path}:{getattr(node, 'lineno', 0)}"
@@ -193,8 +193,8 @@ def _read(path: str, scanned: ScannedFile) -> _Context:
             ctx.scopes[id(node)] = scope
             if node.id in SCOPE_READERS and not ctx.dynamic:
                 call = ctx.parents.get(id(node))
-                if not (isinstance(call, ast.Call) and call.func is node and call.args and node.id in (
-                        "vars", "dir")):  # vars(obj), dir(obj): an object's namespace (see NAMESPACE_READERS)
+                if not (isinstance(call, ast.Call) and call.func is node and call.args and node.id == "vars"):
+                    # vars(obj): an object's namespace (see NAMESPACE_READERS)
                     ctx.dynamic = node.lineno
         elif isinstance(node, ast.Attribute):
             ctx.names.setdefault(node.attr, []).append(node)
@@ -259,7 +259,6 @@ class _Check:
         self.tree = tree
         self.channels: set[int] = set()
         self.followed: set[tuple[int, str]] = set()
-        self.checked: set[str] = set()
 
     def family(self, class_fqn: str) -> None:
         """The class, its subclasses in the tree and, for their methods' ``self``, their bases."""
@@ -310,9 +309,9 @@ class _Check:
                     raise _Escape("by name", f"{path}:{lookup.line}")
 
     def introspection(self) -> None:
-        """Row "by name": a module's namespace read whole (``vars(mod)``, ``dir(mod)``, ``mod.__dict__``,
+        """Row "by name": a module's namespace read whole (``vars(mod)``, ``mod.__dict__``,
         ``inspect.getmembers(mod)``) anywhere in the tree reaches its classes and instances without naming them."""
-        memo = self.tree.memo["containment"]
+        memo = self.tree.memo["containment introspection"]
         if "<introspection>" not in memo:
             found = ""
             for path in self.tree.containing(sorted(NAMESPACE_READERS | {"__dict__"})):
