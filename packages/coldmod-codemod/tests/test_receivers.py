@@ -25,6 +25,10 @@ STORE = """
 
     def helper():
         return 1
+
+
+    def make():
+        return Store()  # a Store escapes (see test_containment.py): an unknown receiver may be one
 """
 
 

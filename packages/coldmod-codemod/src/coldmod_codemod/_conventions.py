@@ -12,6 +12,7 @@ import ast
 import posixpath
 
 from coldmod_codemod._classes import base_has, class_file, lineage
+from coldmod_codemod._containment import by_name_only, may_hold
 from coldmod_codemod._findings import Reference
 from coldmod_codemod._receivers import Receiver, bounded, may_reach, receivers
 from coldmod_codemod._rules import (
@@ -101,18 +102,22 @@ def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
 
     In its own module, ``globals()``, ``vars()`` and ``__dict__`` reach every function, and a getattr with a
     computed name the names it can produce (``f"do_{x}"``, ``request.method.lower()``, any) on what its receiver
-    may be (any, when unknown). In the modules of a method's base classes, a getattr whose receiver is known
-    (``getattr(self, "on_" + event)`` in the base) reaches what it can produce in the classes it may be.
+    may be (any, when unknown). Neither reaches a method of a contained class (``_containment``). In the modules
+    of a method's base classes, a getattr whose receiver is known (``getattr(self, "on_" + event)`` in the base)
+    reaches what it can produce in the classes it may be.
     """
     binder = target.binder
     if binder is None or not target.definitions:
         return None
     path, name = target.definitions[0].path, target.bare_name
-    if binder.dynamic:
+    if binder.dynamic and not by_name_only(tree, target.class_fqn, name):  # a contained class: no namespace
         return path, binder.dynamic
     for lookup in binder.lookups:
-        if lookup.produces(name) and may_reach(
-            tree, receivers(tree, lookup.receiver, lookup.scope), target.class_fqn, name
+        if not lookup.produces(name):
+            continue
+        found = receivers(tree, lookup.receiver, lookup.scope)
+        if may_reach(tree, found, target.class_fqn, name) and (
+            found is not None or target.class_fqn is None or may_hold(tree, target.class_fqn, lookup.receiver)
         ):
             return path, lookup.line
     line = lineage(tree, target.class_fqn) if target.class_fqn else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
+from coldmod_codemod._containment import STRINGS, by_name_only, may_hold
 from coldmod_codemod._conventions import definition_findings
 from coldmod_codemod._findings import Match, Reference
 from coldmod_codemod._receivers import may_reach, receivers
@@ -44,14 +45,15 @@ def match(tree: Tree, target: Target) -> list[Match]:
     matches: list[Match] = []
     class_fqn = target.class_fqn
     getattr_modules = tree.getattr_modules() if target.definitions else set()
+    unnamed = frozenset(STRINGS) if by_name_only(tree, class_fqn, target.bare_name) else frozenset()
     for name in sorted(target.names):
         for scanned, site in tree.by_name.get(name, ()):
             kind, certain = _classify(tree, site, target, scanned, class_fqn, getattr_modules)
-            if kind is not None:
+            if kind is not None and kind not in unnamed:
                 ref = Reference(target.key, scanned.path, site.line, site.column, kind, certain)
                 matches.append(Match(ref, site))
     matches.sort(key=lambda m: (m.reference.path, m.reference.line, m.reference.column))
-    matches.extend(_text_findings(tree, target))
+    matches.extend(m for m in _text_findings(tree, target) if m.reference.kind not in unnamed)
     matches.extend(Match(ref, None) for ref in definition_findings(tree, target))
     for path in sorted(tree.failures):
         data = tree.sources.get(path)
@@ -128,9 +130,12 @@ def _classify(
         site.receiver is not None
         and site.scope is not None
         and not (target.bare_name.startswith("__") and target.bare_name.endswith("__"))  # implicit: unsafe anyway
-        and not may_reach(tree, receivers(tree, site.receiver, site.scope), class_fqn, site.name)
     ):
-        return None, True  # the object cannot be an instance or the class of the function's class
+        found = receivers(tree, site.receiver, site.scope)
+        if not may_reach(tree, found, class_fqn, site.name):
+            return None, True  # the object cannot be an instance or the class of the function's class
+        if found is None and class_fqn is not None and not may_hold(tree, class_fqn, site.receiver):
+            return None, True  # unknown, but no instance of the class can get there (``_containment``)
     return ATTRIBUTE, False
 
 
