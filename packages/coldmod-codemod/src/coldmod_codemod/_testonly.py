@@ -45,6 +45,7 @@ from coldmod_codemod._references import (
     match,
     within,
 )
+from coldmod_codemod._routes import requested
 from coldmod_codemod._rules import RULES
 from coldmod_codemod._scopes import dotted
 from coldmod_codemod._why import TEXT_KINDS
@@ -181,6 +182,14 @@ def _read(
                     home = _module_file(tree, fqn)
                     if home is not None and not is_test(home):
                         found.live.setdefault(key, f"it also exercises {fqn} ({d.path}:{site.line}), which stays")
+        for request, routes in requested(tree, d.path, d.line):  # a URL it requests reaches those views
+            for route in routes:
+                planned = next((by_fqn[f] for f in sorted(route.view) if f in by_fqn), None)
+                if planned is None:
+                    found.live.setdefault(key, f"it also requests {request.shown} ({d.path}:{request.line}), "
+                                               f"whose view {min(route.view)} stays")
+                elif planned != key:
+                    needs.add(planned)
 
 
 def _module_file(tree: Tree, fqn: str) -> str | None:
