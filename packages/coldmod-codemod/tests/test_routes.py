@@ -317,7 +317,8 @@ def test_django_urls_name_the_view_from_live_code_and_tests_request_it_too(tmp_p
     plan = plan_removal(root, ["site_app.views.article", "site_app.views.archive"], include=REVIEW_LEVEL)
     article, archive = plan.verdicts["site_app.views.article"], plan.verdicts["site_app.views.archive"]
     assert (article.verdict, archive.verdict) == (UNSAFE, UNSAFE)
-    assert plan.removed == [] and plan.edits == ()
+    assert plan.removed == []
+    assert plan.edits == ()
     assert "site_app/tests.py:7 url reverse('blog:article') (in a test)" in article.reasons
     assert "site_app/tests.py:10 url GET /blog/archive/1999/ (in a test)" in archive.reasons  # below an include()
     assert [g.name for g in article.groups][:2] == ["live", "tests"]
