@@ -151,11 +151,12 @@ def with_requests(tree: Tree, target: Target, found: list[Match], is_test: Calla
     When a test requests it, the decorator that registered the route is understood: its ``decorator``
     finding goes (the requests are how the route reaches the function).
     """
-    routes = [r for fqn in sorted(target.fqns) for r in _table(tree).get(fqn, ())]
+    requests = _all_requests(tree, is_test)
+    routes = [r for fqn in sorted(target.fqns) for r in _table(tree).get(fqn, ())] if requests else []
     if not routes:
         return found
     extra = []
-    for request in _all_requests(tree, is_test):
+    for request in requests:
         if any(route.matches(request) for route in routes):
             ref = Reference(target.key, request.path, request.line, request.column, URL, False, request.shown)
             site = Site("url", target.bare_name, request.line, request.column, request.statement_line,

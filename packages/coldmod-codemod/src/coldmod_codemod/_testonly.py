@@ -4,7 +4,8 @@ A function whose every reference lies inside functions of test files is
 ``test-only``. Removing it alone would break those tests; removing the tests
 with it is right only when they exist for nothing else. A function of a test
 file whose code refers to a planned key is its *companion* (a name in a string
-is not such a reference); so is, in turn, a function of a test file that
+is not such a reference, a request of the URL a view's route matches is: see
+``_routes``); so is, in turn, a function of a test file that
 refers to a companion (a helper's callers). A companion exists for the keys it
 refers to and goes only with them, when none of these holds (``TestCompanions.stays``):
 
@@ -17,6 +18,7 @@ constant; a module object itself does not count)
 is an ``autouse`` fixture                               it runs for every test
 is a fixture a function that stays asks for by          that test needs it
 parameter name
+requests a URL whose view the plan does not remove      it also exercises that view
 is referred to from outside what goes (like any key)    something else uses it
 =====================================================  ==========================================
 
