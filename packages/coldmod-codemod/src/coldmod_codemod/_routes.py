@@ -57,7 +57,7 @@ from coldmod_codemod._rules import DECORATOR, URL
 from coldmod_codemod._scopes import Binder, Scope, dotted
 from coldmod_codemod._sites import Site
 from coldmod_codemod._targets import Target
-from coldmod_codemod._tree import Tree
+from coldmod_codemod._tree import ScannedFile, Tree
 
 __all__ = ["Request", "Route", "requested", "with_requests"]
 
@@ -70,6 +70,7 @@ REGISTRATION_CALLS = frozenset({"add_url_rule", "add_api_route", "add_route", "a
                                 "add_get", "add_post", "add_put", "add_patch", "add_delete"})
 #: Django's calls: the pattern is relative to the include() prefixes; ``path`` has converters, the others regexes.
 DJANGO_CALLS = {"path": "path", "re_path": "regex", "url": "regex"}
+_REGISTRATION_NAMES = REGISTRATION_CALLS | frozenset(DJANGO_CALLS)
 #: Keywords that give a registration's pattern, its view, and its endpoint name.
 PATTERN_KEYWORDS = ("rule", "path")
 VIEW_KEYWORDS = ("view_func", "endpoint", "handler", "view")
@@ -152,7 +153,7 @@ def with_requests(tree: Tree, target: Target, found: list[Match], is_test: Calla
     finding goes (the requests are how the route reaches the function).
     """
     requests = _all_requests(tree, is_test)
-    routes = [r for fqn in sorted(target.fqns) for r in _table(tree).get(fqn, ())] if requests else []
+    routes = _routes_for(tree, target) if requests else []
     if not routes:
         return found
     extra = []
@@ -175,42 +176,60 @@ def requested(tree: Tree, path: str, line: int) -> Iterator[tuple[Request, list[
     requests = [r for r in _requests(tree, path) if line in r.enclosing]
     if not requests:
         return
-    routes = [r for rs in _table(tree).values() for r in rs]
-    unique = list({id(r): r for r in routes}.values())
+    routes = _every_route(tree)
     for request in requests:
-        reached = [r for r in unique if r.matches(request)]
+        reached = [r for r in routes if r.matches(request)]
         if reached:
             yield request, reached
 
 
 # -- the route table --------------------------------------------------------------------------------------------
 
-_ROUTE_BYTES = (b'"/', b"'/", b"path(", b"url(", b"Route(", b"add_url_rule", b"add_api_route", b"add_route")
+#: What a file that registers a route holds, as bytes: only such files are parsed for routes.
+_REGISTERS = re.compile(
+    rb"\((?:\s*(?:rule=|path=)?[rbu]*[\"']/)"  # a call whose first argument is "/...": a route decorator, Route(...)
+    rb"|add_[a-z_]+\("  # add_url_rule(...), add_api_route(...), add_route(...)
+    rb"|(?:path|url)\(\s*[rbu]*[\"']"  # Django's path("..."), re_path(r"..."), url(r"...")
+)
 
 
-def _table(tree: Tree) -> dict[str, list[Route]]:
-    """Every route of the tree, by each fully qualified name its view may have (built once per tree)."""
+def _routes_for(tree: Tree, target: Target) -> list[Route]:
+    """The routes of the target's view: in its own file, or in a file that names it (a registration call)."""
+    paths = dict.fromkeys([*(d.path for d in target.definitions), *tree.containing([target.bare_name])])
+    return [r for path in paths for r in _file_routes(tree, path) if r.view & target.fqns]
+
+
+def _every_route(tree: Tree) -> list[Route]:
+    """Every route of the tree (found once)."""
     memo = tree.memo["routes"]
-    if "table" not in memo:
-        table: dict[str, list[Route]] = {}
-        for path in tree.paths:
-            data = tree.read(path)
-            if data is None or not any(b in data for b in _ROUTE_BYTES):
-                continue
-            scanned = tree.file(path)
-            if scanned is None or scanned.tree is None:
-                continue
-            for route in _routes_of(scanned.bind(), scanned.tree, path):
-                for fqn in route.view:
-                    table.setdefault(fqn, []).append(route)
-        memo["table"] = table
-    return memo["table"]  # type: ignore[return-value]
+    if "all" not in memo:
+        memo["all"] = [r for path in tree.paths for r in _file_routes(tree, path)]
+    return memo["all"]  # type: ignore[return-value]
 
 
-def _routes_of(binder: Binder, module: ast.Module, path: str) -> Iterator[Route]:
-    """The routes one module registers: by decorators, and by registration calls."""
+def _file_routes(tree: Tree, path: str) -> list[Route]:
+    """The routes one file registers (found once; a file without the shape of a registration is not parsed)."""
+    memo = tree.memo["route-files"]
+    if path not in memo:
+        data = tree.read(path)
+        scanned = tree.file(path) if data is not None and _REGISTERS.search(data) else None
+        found = []
+        if scanned is not None and scanned.tree is not None:
+            found = _routes_of(scanned, scanned.tree, path)
+        memo[path] = found
+    return memo[path]  # type: ignore[return-value]
+
+
+def _routes_of(scanned: ScannedFile, module: ast.Module, path: str) -> list[Route]:
+    """The routes one module registers: by decorators, and by registration calls (bound only when it has some)."""
+    called = {_called(n.func) for n in ast.walk(module) if isinstance(n, ast.Call)}
+    decorated, registering = bool(called & ROUTE_DECORATORS), bool(called & _REGISTRATION_NAMES)
+    if not decorated and not registering:
+        return []
+    binder = scanned.bind()
+    found = []
     prefixes = _prefixes(module)
-    for info in binder.infos:
+    for info in binder.infos if decorated else ():
         for decorator in info.decorators:
             if not isinstance(decorator, ast.Call) or _called(decorator.func) not in ROUTE_DECORATORS:
                 continue
@@ -220,20 +239,26 @@ def _routes_of(binder: Binder, module: ast.Module, path: str) -> Iterator[Route]
             owner = decorator.func.value if isinstance(decorator.func, ast.Attribute) else None
             prefix = prefixes.get(owner.id, "") if isinstance(owner, ast.Name) else ""
             name = _keyword_string(decorator, NAME_KEYWORDS) or info.definition.key.rpartition(".")[2]
-            yield Route(prefix + pattern, path, decorator.lineno, frozenset({info.definition.key}),
-                        frozenset({name}), *_compile(prefix + pattern, "absolute"), decorator=True)
-    yield from _calls(binder.root, module, binder, path)
+            found.append(Route(prefix + pattern, path, decorator.lineno, frozenset({info.definition.key}),
+                               frozenset({name}), *_compile(prefix + pattern, "absolute"), decorator=True))
+    if registering:
+        found.extend(_calls(binder, module, path))
+    return found
 
 
-def _calls(scope: Scope, node: ast.AST, binder: Binder, path: str) -> Iterator[Route]:
+def _calls(binder: Binder, module: ast.Module, path: str) -> list[Route]:
     """Registration calls anywhere in the module, each view resolved in the scope it is named in."""
-    for child in ast.iter_child_nodes(node):
-        inner = binder.scopes.get(id(child), scope)
-        if isinstance(child, ast.Call):
-            route = _registration(child, scope, path)
-            if route is not None:
-                yield route
-        yield from _calls(inner, child, binder, path)
+    found = []
+    stack: list[tuple[ast.AST, Scope]] = [(module, binder.root)]
+    while stack:
+        node, scope = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Call) and _called(child.func) in _REGISTRATION_NAMES:
+                route = _registration(child, scope, path)
+                if route is not None:
+                    found.append(route)
+            stack.append((child, binder.scopes.get(id(child), scope)))
+    return found
 
 
 def _registration(call: ast.Call, scope: Scope, path: str) -> Route | None:
