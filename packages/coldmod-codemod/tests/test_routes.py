@@ -340,6 +340,7 @@ MATCHES = [
     ('@app.route("/hello")', '"see /hello"', False),  # prose
     ('@app.route("/")', '"/hello"', False),  # "/" alone matches only "/"
     ('@app.route("/")', '"/"', True),
+    ('@app.route("/")', 'location == "/"', False),  # an expectation, not a request
     ('@app.route("/<name>")', '"/a/b"', False),  # parameters alone match only exactly
     ('@app.route("/<name>")', '"/a"', True),
     ('@app.route("/post/<int:id>/edit")', '"/post/7/edit"', True),
@@ -377,7 +378,7 @@ def test_which_requests_reach_a_route(tmp_path: Path, registration: str, request
                 return "hi"
         """,
         "tests/test_web.py": f"""
-            def test_it(client, n=1, a=1, b=2, c=3, base=""):
+            def test_it(client, n=1, a=1, b=2, c=3, base="", location=""):
                 client.get({request_})
         """,
     })

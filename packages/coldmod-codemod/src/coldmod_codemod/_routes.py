@@ -35,7 +35,7 @@ URL parameters, per framework: ``<name>``, ``<int:name>``, ``{name}``, ``{name:i
 ``<name:re:...>``, ``:name#regex#`` any text; a Django regex's groups any text.
 
 What a test requests: every string literal of a test file that starts with ``/`` or ``http(s)://``
-and holds no whitespace, and the templates ``f"/a/{x}"``, ``"/a/{}".format(x)``, ``"/a/%s" % x`` and
+and holds no whitespace (but not one compared with: ``location == "/"`` is an expectation), and the templates ``f"/a/{x}"``, ``"/a/{}".format(x)``, ``"/a/%s" % x`` and
 ``"/a/" + x`` (each placeholder any text, so ``"/digest-auth/{0}/{1}/{2}"`` matches every
 ``/digest-auth/...`` route: a wrong match only keeps a key, a missed one breaks the suite). Scheme and
 host, query and fragment are dropped; a trailing ``/`` does not count. ``url_for("bp.name")``,
@@ -493,6 +493,11 @@ class _RequestFinder(ast.NodeVisitor):
             template = node.func.value
             if isinstance(template, ast.Constant) and isinstance(template.value, str):
                 self._template(node, _format_parts(template.value), template)
+        self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        # `assert response.location == "/"`: what a response should hold, not a request.
+        self._done.update(id(e) for e in (node.left, *node.comparators) if isinstance(e, ast.Constant))
         self.generic_visit(node)
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
