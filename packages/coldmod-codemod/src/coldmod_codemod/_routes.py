@@ -34,13 +34,14 @@ URL parameters, per framework: ``<name>``, ``<int:name>``, ``{name}``, ``{name:i
 (Bottle's old style) are one path segment (``[^/]+``); ``<path:name>``, ``{name:path}``,
 ``<name:re:...>``, ``:name#regex#`` any text; a Django regex's groups any text.
 
-What a test requests: every string literal of a test file that starts with ``/`` or ``http(s)://``
-and holds no whitespace (but not one compared with: ``location == "/"`` is an expectation), and the templates ``f"/a/{x}"``, ``"/a/{}".format(x)``, ``"/a/%s" % x`` and
+What a test requests: every string literal of a test file that starts with ``/`` or
+``http(s)://`` and holds no whitespace (not one compared with: ``location == "/"`` is an
+expectation), and the templates ``f"/a/{x}"``, ``"/a/{}".format(x)``, ``"/a/%s" % x`` and
 ``"/a/" + x`` (each placeholder any text, so ``"/digest-auth/{0}/{1}/{2}"`` matches every
-``/digest-auth/...`` route: a wrong match only keeps a key, a missed one breaks the suite). Scheme and
-host, query and fragment are dropped; a trailing ``/`` does not count. ``url_for("bp.name")``,
-``reverse("ns:name")``, ``reverse_lazy``, ``url_path_for`` name a view by its endpoint (Flask: the
-function's name or ``endpoint=``; Django, FastAPI, Starlette: ``name=``).
+``/digest-auth/...`` route: a wrong match only keeps a key, a missed one breaks the suite).
+Scheme and host, query and fragment are dropped; a trailing ``/`` does not count.
+``url_for("bp.name")``, ``reverse("ns:name")``, ``reverse_lazy``, ``url_path_for`` name a view by
+its endpoint (Flask: the function's name or ``endpoint=``; Django, FastAPI, Starlette: ``name=``).
 """
 
 from __future__ import annotations
