@@ -206,6 +206,37 @@ def test_both_cold_views_of_one_test_go_together(tmp_path: Path) -> None:
     assert tests.returncode == 0, tests.stdout + tests.stderr
 
 
+def test_a_view_the_tests_register_themselves_is_not_live_code(tmp_path: Path) -> None:
+    files = dict(FLASK_APP)
+    files["tests/conftest.py"] = """
+        import pytest
+
+        from shop import create_app
+
+
+        @pytest.fixture
+        def client():
+            app = create_app()
+
+            @app.route("/ping")
+            def ping():
+                return "pong"
+
+            return app.test_client()
+    """
+    files["tests/test_shop.py"] = FLASK_APP["tests/test_shop.py"].replace(
+        'response = client.get("/hello")',
+        'assert client.get("/ping").data == b"pong"\n            response = client.get("/hello")',
+    )
+    root = tree(tmp_path, files)
+    plan = plan_removal(root, [HELLO], include=TEST_LEVEL)
+    assert plan.removed == [HELLO]
+    assert plan.tests == ("tests.test_shop.test_hello",)
+    write(root, plan)
+    tests = pytest_in(root)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
 # -- other frameworks ------------------------------------------------------------------------------------------
 
 FASTAPI_APP = {

@@ -187,11 +187,12 @@ def _read(
         for request, routes in requested(tree, d.path, d.line):  # a URL it requests reaches those views
             for route in routes:
                 planned = next((by_fqn[f] for f in sorted(route.view) if f in by_fqn), None)
-                if planned is None:
+                if planned is not None:
+                    if planned != key:
+                        needs.add(planned)
+                elif not is_test(route.path):  # a view of the tests' own app is not live code
                     found.live.setdefault(key, f"it also requests {request.shown} ({d.path}:{request.line}), "
                                                f"whose view {min(route.view)} stays")
-                elif planned != key:
-                    needs.add(planned)
 
 
 def _module_file(tree: Tree, fqn: str) -> str | None:
