@@ -416,3 +416,48 @@ def test_which_requests_reach_a_route(tmp_path: Path, registration: str, request
     plan = plan_removal(root, ["web.views.hello"])
     found = [r for r in plan.verdicts["web.views.hello"].references if r.kind == URL]
     assert bool(found) == reaches, found
+
+
+# (a registration call after the view, the test's request, whether it reaches the view)
+REGISTRATIONS = [
+    ('app.add_url_rule("/hello", view_func=hello)', '"/hello"', True),
+    ('app.add_url_rule("/hello", "greet", hello)', 'url_for("greet")', True),
+    ('app.add_url_rule("/bye", "greet", hello)', '"/hello"', False),
+    ('routes = [Route("/hello", hello)]', '"/hello"', True),
+    ('routes = [Route("/hello", endpoint=hello, name="greet")]', 'request.url_for("greet")', True),
+    ('app.add_api_route("/items/{id}", hello)', 'f"/items/{n}"', True),
+    ('app.router.add_route("GET", "/hello", hello)', '"/hello"', True),
+    ('urlpatterns = [path("hello/<int:n>/", hello)]', '"/app/hello/3/"', True),  # below an include()
+    ('urlpatterns = [path("hello/<int:n>/", hello)]', '"/hello/3/4/"', False),
+    ('urlpatterns = [path("", hello)]', '"/"', True),
+    ('urlpatterns = [path("", hello)]', '"/other/"', False),  # an empty pattern matches only exactly
+    ('urlpatterns = [re_path(r"^hello/(?P<n>[0-9]+)/$", hello, name="hi")]', '"/hello/12/"', True),
+    ('urlpatterns = [re_path(r"^hello/(?P<n>[0-9]+)/$", hello, name="hi")]', 'reverse("app:hi")', True),
+    ('urlpatterns = [re_path(r"^hello/$", hello)]', '"/goodbye/"', False),
+]
+
+
+@pytest.mark.parametrize(("registration", "request_", "reaches"), REGISTRATIONS)
+def test_which_requests_reach_a_registration_call(
+    tmp_path: Path, registration: str, request_: str, reaches: bool
+) -> None:
+    root = tree(tmp_path, {
+        "web/__init__.py": "",
+        "web/views.py": f"""
+            from framework import Route, app, path, re_path
+
+
+            def hello(request=None, n=0):
+                return "hi"
+
+
+            {registration}
+        """,
+        "tests/test_web.py": f"""
+            def test_it(client, request, n=1):
+                client.get({request_})
+        """,
+    })
+    plan = plan_removal(root, ["web.views.hello"])
+    found = [r for r in plan.verdicts["web.views.hello"].references if r.kind == URL]
+    assert bool(found) == reaches, found

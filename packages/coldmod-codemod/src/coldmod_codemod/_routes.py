@@ -446,7 +446,8 @@ def _requests(tree: Tree, path: str) -> list[Request]:
     memo = tree.memo["route-requests"]
     if path not in memo:
         data = tree.read(path)
-        scanned = tree.file(path) if data is not None and (b"/" in data or b"url" in data) else None
+        wanted = data is not None and (b"/" in data or b"url" in data or b"reverse" in data)  # a URL, or a builder
+        scanned = tree.file(path) if wanted else None
         found: list[Request] = []
         if scanned is not None and scanned.tree is not None:
             finder = _RequestFinder(path)
