@@ -38,8 +38,11 @@ What a test requests: every string literal of a test file that starts with ``/``
 ``http(s)://`` and holds no whitespace (not one compared with: ``location == "/"`` is an
 expectation), and the templates ``f"/a/{x}"``, ``"/a/{}".format(x)``, ``"/a/%s" % x`` and
 ``"/a/" + x`` (each placeholder any text, so ``"/digest-auth/{0}/{1}/{2}"`` matches every
-``/digest-auth/...`` route: a wrong match only keeps a key, a missed one breaks the suite).
-Scheme and host, query and fragment are dropped; a trailing ``/`` does not count.
+``/digest-auth/...`` route: a wrong match only keeps a key, a missed one breaks the suite; but
+``"/" + x``, whose known text is only ``/``, joins a path and names no route, and a placeholder is
+never the unresolved prefix: ``f"/a/{x}"`` does not end in every route). A placeholder before the
+first ``/`` is the host (``f"{base}/hello"``). Scheme and host, query and fragment are dropped; a
+trailing ``/`` does not count.
 ``url_for("bp.name")``, ``reverse("ns:name")``, ``reverse_lazy``, ``url_path_for`` name a view by
 its endpoint (Flask: the function's name or ``endpoint=``; Django, FastAPI, Starlette: ``name=``).
 """
