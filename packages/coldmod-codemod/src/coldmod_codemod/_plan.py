@@ -421,7 +421,7 @@ class _Judge:
     def _place(self, m: Match) -> tuple[str, Place]:
         ref, referrer = m.reference, self._referrer(m)
         group = group_of(ref.kind, in_test=self.work.is_test(ref.path), referrer_cold=referrer in self.work.targets)
-        return group, Place(ref.path, ref.line, ref.kind, referrer)
+        return group, Place(ref.path, ref.line, ref.kind, referrer, ref.detail)
 
     def _around(self, findings: list[Match]) -> set[str]:
         """The outermost test functions the findings lie in."""
