@@ -112,7 +112,8 @@ def test_a_view_only_a_test_requests_goes_with_that_test_and_the_suite_passes(cl
     assert dry.code == 0, dry.err
     lines = dry.out.splitlines()
     hello = lines.index("test-only flaskapp.create_app.<locals>.hello")
-    assert lines[hello + 1] == "          from tests (1): tests/test_app.py:6 url GET /hello in tests.test_app.test_hello"
+    assert lines[hello + 1] == (
+        "          from tests (1): tests/test_app.py:6 url GET /hello in tests.test_app.test_hello")
     assert "test-only flaskapp.auth.logout" in lines
     assert "--include test-only would remove 2 more" in dry.err  # hello, and greeting that only it calls
 
