@@ -372,6 +372,8 @@ MATCHES = [
     ('@app.route("/")', '"/hello"', False),  # "/" alone matches only "/"
     ('@app.route("/")', '"/"', True),
     ('@app.route("/")', 'location == "/"', False),  # an expectation, not a request
+    ('@app.route("/")', 'client.assertEqual(location, "/")', False),
+    ('@app.route("/")', 'client.assertEqual(client.get("/").status_code, 200)', True),
     ('@app.route("/<name>")', '"/a/b"', False),  # parameters alone match only exactly
     ('@app.route("/<name>")', '"/a"', True),
     ('@app.route("/post/<int:id>/edit")', '"/post/7/edit"', True),

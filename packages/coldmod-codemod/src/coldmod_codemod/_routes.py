@@ -35,8 +35,9 @@ URL parameters, per framework: ``<name>``, ``<int:name>``, ``{name}``, ``{name:i
 ``<name:re:...>``, ``:name#regex#`` any text; a Django regex's groups any text.
 
 What a test requests: every string literal of a test file that starts with ``/`` or
-``http(s)://`` and holds no whitespace (not one compared with: ``location == "/"`` is an
-expectation), and the templates ``f"/a/{x}"``, ``"/a/{}".format(x)``, ``"/a/%s" % x`` and
+``http(s)://`` and holds no whitespace (not one compared with, nor one given to an
+``assert...`` method: ``location == "/"`` is an expectation), and the templates ``f"/a/{x}"``,
+``"/a/{}".format(x)``, ``"/a/%s" % x`` and
 ``"/a/" + x`` (each placeholder any text, so ``"/digest-auth/{0}/{1}/{2}"`` matches every
 ``/digest-auth/...`` route: a wrong match only keeps a key, a missed one breaks the suite; but
 ``"/" + x``, whose known text is only ``/``, joins a path and names no route, and a placeholder is
@@ -489,6 +490,9 @@ class _RequestFinder(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         called = _called(node.func)
         first = node.args[0] if node.args else None
+        if called.startswith("assert"):  # assertEqual(response.location, "/post"): an expectation
+            self._done.update(id(a) for a in (*node.args, *(k.value for k in node.keywords))
+                              if isinstance(a, ast.Constant))
         if called in URL_BUILDERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
             self._done.add(id(first))
             self._add(first, f"{called}({first.value!r})", endpoint=first.value)
