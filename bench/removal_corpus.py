@@ -342,13 +342,11 @@ def bench_app(app: App, work: Path, *, quick: bool = False, levels: list[str] | 
 
 
 def announced_counts(summary: str) -> dict[str, int]:
-    """What a plain `rm --cold --dry-run` says each level removes: "would remove N" at safe, and N more for each
-    "(M LEVEL: --include LEVEL removes them)" hint (levels whose wording this does not know are left out)."""
-    would = re.search(r"would remove (\d+) function", summary)
-    if not would:
-        return {}
-    counts = {"safe": int(would.group(1))}
-    for more, level in re.findall(r"(\d+) ([\w-]+): --include \2 removes them", summary):
+    """What a plain `rm --cold --dry-run` says each level removes: "would remove N function(s)" at safe (none said:
+    0), and safe + M for each "--include LEVEL [would remove] M more" of its kept line (each counted from safe)."""
+    would = re.search(r"would remove (\d+) functions? from", summary)
+    counts = {"safe": int(would.group(1)) if would else 0}
+    for level, more in re.findall(r"--include ([\w-]+) (?:would remove )?(\d+) more", summary):
         counts[level] = counts["safe"] + int(more)
     return counts
 

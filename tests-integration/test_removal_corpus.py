@@ -37,6 +37,8 @@ def test_flaskr_at_safe_breaks_nothing(tmp_path: Path) -> None:
     assert safe.own_tests
     assert safe.bench_tests
     assert safe.serves
+    # The harness reads what the plain dry run's summary announces for every level.
+    assert {"safe", "test-only", "review"} <= set(result.announced)
     # What dispatch reaches stays.
     reached = {i.key for i in result.injected if not i.dead}
     assert not reached & safe.removed

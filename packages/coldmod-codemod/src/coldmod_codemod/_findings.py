@@ -25,6 +25,7 @@ class Reference:
     column: int
     kind: str
     certain: bool = True
+    detail: str = ""  # what was found there, when the kind alone does not say (``url``: ``GET /hello``)
 
     def __post_init__(self) -> None:
         if self.kind not in RULES:
@@ -44,8 +45,8 @@ class Reference:
         return f"{self} ({rule.reason})"
 
     def __str__(self) -> str:
-        """``path:line kind``, the form used in verdicts."""
-        return f"{self.path}:{self.line} {self.kind}"
+        """``path:line kind`` (and its detail), the form used in verdicts."""
+        return f"{self.path}:{self.line} {self.kind}" + (f" {self.detail}" if self.detail else "")
 
 
 @dataclass(frozen=True)

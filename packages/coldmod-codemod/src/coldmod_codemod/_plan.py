@@ -32,6 +32,7 @@ from coldmod_codemod._references import (
     match,
     within,
 )
+from coldmod_codemod._routes import with_requests
 from coldmod_codemod._rules import REVIEW, RULES, SAFE, SIDE_EFFECTS, TEST_ONLY, UNSAFE, VERDICTS, worst
 from coldmod_codemod._testonly import TestCompanions, definitions_by_line, find_companions
 from coldmod_codemod._transform import RemovalTransformer
@@ -200,7 +201,7 @@ def plan_removal(
     collect(tree, targets, tick)
     matches = {}
     for key, target in targets.items():
-        matches[key] = match(tree, target)
+        matches[key] = with_requests(tree, target, match(tree, target), is_test)  # tests that request its URL too
         tick()
     wants_tests = not force and any(TEST_ONLY in a for a in (allowed, *other_levels))
     companions = find_companions(tree, targets, matches, is_test) if wants_tests else TestCompanions()
@@ -445,7 +446,7 @@ class _Judge:
     def _place(self, m: Match) -> tuple[str, Place]:
         ref, referrer = m.reference, self._facts(m)[2]
         group = group_of(ref.kind, in_test=self.work.is_test(ref.path), referrer_cold=referrer in self.work.targets)
-        return group, Place(ref.path, ref.line, ref.kind, referrer)
+        return group, Place(ref.path, ref.line, ref.kind, referrer, ref.detail)
 
     def _around(self, findings: list[Match]) -> set[str]:
         """The outermost test functions the findings lie in."""

@@ -12,7 +12,8 @@ no cycle):
 - ``_classes``: the class hierarchy of the tree;
 - ``_receivers``: what the object before a ``.name`` may be (the receiver table);
 - ``_conventions``: the rules about a definition itself (decorators, dispatch by name);
-- ``_matching``: which sites refer to a key, and with which rule.
+- ``_matching``: which sites refer to a key, and with which rule;
+- ``_routes``: the views routes register, and the tests that request their URLs.
 
 This module re-exports the names the rest of the package imports.
 """

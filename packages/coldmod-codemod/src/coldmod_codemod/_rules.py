@@ -43,6 +43,7 @@ __all__ = [
     "UNPARSED",
     "UNRESOLVED",
     "UNSAFE",
+    "URL",
     "USE",
     "VERDICTS",
     "Rule",
@@ -99,6 +100,7 @@ EXPORT = "export"  # an import from a module with a PEP 562 ``__getattr__``
 UNRESOLVED = "unresolved"  # ``from ..x import f`` whose module cannot be resolved
 UNPARSED = "unparsed"  # a file that mentions the name but cannot be parsed
 IMPLICIT = "implicit"  # a ``__dunder__`` function: Python itself calls it
+URL = "url"  # a test requests a URL its route matches, or names its endpoint (see ``_routes``)
 #: Indirect or possible uses.
 TEXT = "text"  # the bare name as a word in a text file (templates, configs)
 MENTION = "mention"  # the bare name inside a Python string that is not a lookup, or in a minified/vendored file
@@ -128,6 +130,7 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule(UNRESOLVED,   UNSAFE, USE, "a relative import that cannot be resolved imports a name like it"),
     Rule(UNPARSED,     UNSAFE, USE, "mentioned in a Python file that cannot be parsed"),
     Rule(IMPLICIT,     UNSAFE, DEFINITION, "a dunder method: Python calls it by itself"),
+    Rule(URL,          UNSAFE, USE, "a test requests a URL its route matches (url_for/reverse: its endpoint)"),
     # Indirect or possible uses: removed only with include=("safe", "review").
     Rule(TEXT,         REVIEW, USE, "mentioned in a template, text or config file"),
     Rule(MENTION,      REVIEW, USE, "its name appears inside a string (doctest, python -c, template, message)"),

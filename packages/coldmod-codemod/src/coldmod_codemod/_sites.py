@@ -40,7 +40,7 @@ def nfkc(text: str) -> str:
 class Site:
     """An occurrence of a searched name in one file, before matching against keys."""
 
-    shape: str  # "name", "attribute", "import", "all", "string" or "mention"
+    shape: str  # "name", "attribute", "import", "all", "string", "mention" or "url" (a request, see ``_routes``)
     name: str  # the identifier (import: the bound name; all: the entry)
     line: int
     column: int

@@ -4,7 +4,8 @@ A function whose every reference lies inside functions of test files is
 ``test-only``. Removing it alone would break those tests; removing the tests
 with it is right only when they exist for nothing else. A function of a test
 file whose code refers to a planned key is its *companion* (a name in a string
-is not such a reference); so is, in turn, a function of a test file that
+is not such a reference, a request of the URL a view's route matches is: see
+``_routes``); so is, in turn, a function of a test file that
 refers to a companion (a helper's callers). A companion exists for the keys it
 refers to and goes only with them, when none of these holds (``TestCompanions.stays``):
 
@@ -17,6 +18,7 @@ constant; a module object itself does not count)
 is an ``autouse`` fixture                               it runs for every test
 is a fixture a function that stays asks for by          that test needs it
 parameter name
+requests a URL whose view the plan does not remove      it also exercises that view
 is referred to from outside what goes (like any key)    something else uses it
 =====================================================  ==========================================
 
@@ -45,6 +47,7 @@ from coldmod_codemod._references import (
     match,
     within,
 )
+from coldmod_codemod._routes import requested
 from coldmod_codemod._rules import RULES
 from coldmod_codemod._scopes import dotted
 from coldmod_codemod._why import TEXT_KINDS
@@ -181,6 +184,15 @@ def _read(
                     home = _module_file(tree, fqn)
                     if home is not None and not is_test(home):
                         found.live.setdefault(key, f"it also exercises {fqn} ({d.path}:{site.line}), which stays")
+        for request, routes in requested(tree, d.path, d.line):  # a URL it requests reaches those views
+            for route in routes:
+                planned = next((by_fqn[f] for f in sorted(route.view) if f in by_fqn), None)
+                if planned is not None:
+                    if planned != key:
+                        needs.add(planned)
+                elif not is_test(route.path):  # a view of the tests' own app is not live code
+                    found.live.setdefault(key, f"it also requests {request.shown} ({d.path}:{request.line}), "
+                                               f"whose view {min(route.view)} stays")
 
 
 def _module_file(tree: Tree, fqn: str) -> str | None:

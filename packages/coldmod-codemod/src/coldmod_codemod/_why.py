@@ -57,10 +57,12 @@ class Place(NamedTuple):
     line: int
     kind: str
     referrer: str | None = None
+    detail: str = ""  # what was found, when the kind alone does not say (``url``: ``GET /hello``)
 
     def __str__(self) -> str:
-        """``path:line kind`` (`` in key`` when inside a function)."""
-        return f"{self.path}:{self.line} {self.kind}" + (f" in {self.referrer}" if self.referrer else "")
+        """``path:line kind`` (its detail, and `` in key`` when inside a function)."""
+        found = f"{self.path}:{self.line} {self.kind}" + (f" {self.detail}" if self.detail else "")
+        return found + (f" in {self.referrer}" if self.referrer else "")
 
 
 @dataclass(frozen=True)
