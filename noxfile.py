@@ -1,7 +1,8 @@
 """The one entry point for developers and CI: `nox` runs every check CI runs.
 
-Sessions: tests (per Python), lint, types, protos (regenerate; `-- --check`
-fails on stale code), bench, demo.
+Sessions: tests (per Python: every suite on 3.12, the tracer's and codemod's on
+each, and the version-sensitive rest: VERSION_SENSITIVE), lint, types, protos
+(regenerate; `-- --check` fails on stale code), bench, demo.
 """
 
 from __future__ import annotations
@@ -68,18 +69,60 @@ def install_wheels(session: nox.Session, dist: pathlib.Path) -> None:
     session.install("--find-links", str(dist), *wheels)
 
 
+#: The Python on which every suite runs whole.
+FULL_PYTHON = "3.12"
+#: What the other Pythons run. The tracer's suite and the codemod's run whole on every Python:
+#: the tracer's engines differ per version (sys.settrace on 3.11, sys.monitoring on 3.12+, and
+#: each version's code objects, fork and exit hooks), and the codemod reads each version's
+#: grammar. The CLI and the whole-system suites exercise the same Python-independent code on
+#: every version (the collector, its stores, the web UI, the removal plans); of them, only what
+#: differs between versions runs there too, named here with the reason:
+VERSION_SENSITIVE = {
+    "packages/coldmod-cli/tests": [
+        # the installed console script and `python -m coldmod_cli` on this Python
+        "test_cli_entry.py",
+        # the strict command line reads every command's signature through inspect and typing
+        # (Annotated, Literal, get_type_hints), whose results have changed between versions
+        "test_cli_args.py",
+        # init, files, srcs, cache: the checkout's functions found with this version's ast
+        "test_cli_local.py",
+        # status names the engine this version runs (sys.settrace or sys.monitoring)
+        "test_cli_heatmap.py::test_status_text_and_json",
+        # the stores on their own: this version's sqlite3 module (transactions, its SQLite)
+        "test_server_store.py",
+    ],
+    "tests-integration": [
+        # the tracer's keys, the codemod's and the running code's agree: qualnames and ast per version
+        "test_key_agreement.py",
+        # real traced processes (a pre-fork server, gunicorn, multiprocessing) against `coldmod serve`
+        "test_prefork_serve.py",
+    ],
+}
+
+
+def test_runs(python: str) -> list[list[str]]:
+    """The pytest runs of the tests session on ``python``: one per test folder (each stands alone)."""
+    folders = [f"packages/{name}/tests" for name in PACKAGES] + ["tests-integration"]
+    if python == FULL_PYTHON:
+        return [[folder] for folder in folders]
+    return [[folder] if folder not in VERSION_SENSITIVE else [f"{folder}/{t}" for t in VERSION_SENSITIVE[folder]]
+            for folder in folders]  # fmt: skip
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Unit tests of every package and the whole-system tests, from built wheels."""
+    """Unit tests of every package and the whole-system tests, from built wheels.
+
+    Every suite runs whole on FULL_PYTHON; the others run the tracer's and the codemod's whole
+    and the version-sensitive part of the rest (VERSION_SENSITIVE).
+    """
     dist = build_wheels(session)
     install_wheels(session, dist)
     session.install(*TEST_DEPS, *EXTRAS)
     # One pytest run per test folder: each package's tests stand alone, as
     # they would in its sdist, and same-named helpers never collide. Arguments
     # after `--` replace the folders: `nox -s tests-3.12 -- packages/coldmod-trace/tests -k sampled`.
-    runs = [session.posargs] if session.posargs else [[f"packages/{name}/tests"] for name in PACKAGES] + [
-        ["tests-integration"]
-    ]
+    runs = [session.posargs] if session.posargs else test_runs(str(session.python))
     try:
         for args in runs:
             session.run("pytest", "-p", "no:cacheprovider", *args, env={"COLDMOD_WHEELS": str(dist)})

@@ -131,88 +131,10 @@ def test_while_redis_is_down_collectors_answer_unavailable_quickly(redis, collec
 # -- Redis restarted under a pre-fork server (issue 20's fault matrix; the tracer's own matrix,
 # packages/coldmod-trace/tests/test_tracer_faults.py, cannot start a real collector) --
 
-#: A pre-fork server traced in its master, forking short-lived workers, driven line by line on
-#: stdin (as the tracer's fault matrix drives its own). Workers exit at once: what they counted
-#: goes in their exit flush. The coldmod_trace logger at DEBUG: each failed exit-flush attempt says
-#: the collector's answer.
-PREFORK = """
-import atexit
-import json
-import logging
-import os
-import sys
-import time
-
-import coldmod_trace
-from coldmod_trace import tracer
-
-WORKER = {}
-
-
-def flushed():
-    # Registered before the tracer's exit hook, so run after it: the flush is over.
-    if WORKER:
-        os.write(WORKER["pipe"], f"{os.getpid()} {WORKER['began']} {time.time()}\\n".encode())
-
-
-atexit.register(flushed)
-logging.basicConfig(format="%(process)d %(message)s")
-logging.getLogger("coldmod_trace").setLevel(logging.DEBUG)
-coldmod_trace.start(mode="exact", flush_interval=0.05, exit_timeout=float(os.environ["TEST_EXIT"]))
-
-
-def in_master():
-    pass
-
-
-def in_worker():
-    pass
-
-
-def delivered(after):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = tracer.status()
-        if not status["pending"] and not status["inflight"] and status["sequence"] > after:
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def fork_workers(count, calls):
-    read_end, write_end = os.pipe()
-    workers = set()
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_end)
-            for _ in range(calls):
-                in_worker()
-            WORKER.update(pipe=write_end, began=time.time())
-            sys.exit(0)  # atexit: the tracer's exit flush
-        workers.add(pid)
-    os.close(write_end)
-    reaped = {}
-    while len(reaped) < count:
-        pid, _ = os.wait()
-        if pid in workers:  # not the tracer's own short-lived child that starts a relay
-            reaped[pid] = time.time()
-    seen = [line.split() for line in os.read(read_end, 1 << 20).decode().splitlines()]
-    os.close(read_end)
-    return [(float(done) - float(began), reaped[int(pid)] - float(began)) for pid, began, done in seen]
-
-
-for line in sys.stdin:
-    command, *args = line.split()
-    if command == "work":
-        before = tracer.status()["sequence"]
-        for _ in range(int(args[0])):
-            in_master()
-        answer = {"delivered": delivered(before) if args[1] == "wait" else None}
-    elif command == "fork":
-        answer = {"exits": fork_workers(int(args[0]), int(args[1]))}
-    print(json.dumps(answer), flush=True)
-"""
+#: The tracer's fault matrix's pre-fork server (traced in its master, forking short-lived workers,
+#: driven line by line on stdin), with the coldmod_trace logger at DEBUG: each failed exit-flush
+#: attempt says the collector's answer.
+PREFORK = (Path(__file__).parents[1] / "packages/coldmod-trace/tests/apps/prefork_server.py").read_text()
 #: The workers' exit budget: delivery is possible once Redis is back, so it is the time a retry
 #: needs on a loaded machine (the backoff's 0.5 + 1 + 2 s, then a TLS call), not the 2 s default.
 WORKER_EXIT = 10.0
@@ -226,7 +148,7 @@ class _Prefork:
     def __init__(self, root: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-W", "ignore::DeprecationWarning", "server.py"], cwd=root,
-            env={**env, "TEST_EXIT": str(WORKER_EXIT)},
+            env={**env, "TEST_EXIT": str(WORKER_EXIT), "TEST_LOG_LEVEL": "DEBUG"},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -271,7 +193,7 @@ def test_redis_restarted_under_a_prefork_server_loses_nothing_doubles_nothing_de
             # Redis comes back once a worker's exit flush met the outage (not after a sleep):
             # workers forked meanwhile send while it is down, and retry within their budget.
             restarter.start()
-            exits = server.ask("fork 16 3")["exits"]
+            exits = server.ask("fork 16 3 16")["exits"]
             restarter.join(120)
             assert server.worker_refused.is_set(), "no worker sent while Redis was down"
             assert len(exits) == 16, "a worker did not get to the end of its exit flush"
