@@ -118,8 +118,9 @@ def by_name_only(tree: Tree, class_fqn: str | None, name: str) -> bool:
 
 
 def may_hold(tree: Tree, class_fqn: str, receiver: ast.expr) -> bool:
-    """Whether an unknown receiver may hold an instance or the class ``class_fqn``: the class escapes, or it is a
-    channel of it."""
+    """Whether a receiver may hold an instance or the class ``class_fqn``: the class escapes, or it is one of its
+    channels. Whatever the receiver table makes of it: a known receiver that is no channel (an object whose class
+    forwards attributes, an annotated parameter) cannot hold one either, since none was ever handed to it."""
     found = contained(tree, class_fqn)
     return found.channels is None or id(receiver) in found.channels
 
@@ -456,6 +457,7 @@ class _Check:
         if isinstance(parent, ast.Attribute) and parent.value is node:
             if _dunder(parent.attr):
                 raise _Escape("dunder", ctx.where(parent))
+            self.channels.add(id(node))  # Sub.get, cls.get: the class's own attributes
             return
         if isinstance(parent, ast.ClassDef) and node in parent.bases:
             return  # a subclass: in the family, checked by itself
