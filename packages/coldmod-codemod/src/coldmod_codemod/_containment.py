@@ -298,8 +298,7 @@ class _Check:
         for a function (``_conventions``): the strings it is given name the class, and those are checked.
         """
         for path in self.tree.containing(sorted(LOOKUP_CALLS)):
-            ctx = self._file(path)
-            for lookup in ctx.binder.lookups:
+            for lookup in self._binder(path).lookups:
                 if not lookup.produces(name):
                     continue
                 if path == home and _may_be_a_module(self.tree, lookup.receiver, lookup.scope):
@@ -323,13 +322,21 @@ class _Check:
         if memo["<introspection>"]:
             raise _Escape("by name", memo["<introspection>"])  # type: ignore[arg-type]
 
-    def _file(self, path: str) -> _Context:
-        """A file's context, within the parse budget the subclass search keeps."""
+    def _binder(self, path: str) -> Binder:
+        """A file's scopes, within the parse budget the subclass search keeps."""
         if path not in self.tree.scanned:
             spent = self.tree.memo["parse budget"]
             spent[path] = True
             if len(spent) > PARSE_BUDGET:
                 raise _Escape("unknown", path)
+        scanned = self.tree.file(path)
+        if scanned is None:
+            raise _Escape("unknown", path)
+        return scanned.bind()
+
+    def _file(self, path: str) -> _Context:
+        """A file's context (parents, scopes, names), within the parse budget."""
+        self._binder(path)
         ctx = _context(self.tree, path)
         if ctx is None:
             raise _Escape("unknown", path)
