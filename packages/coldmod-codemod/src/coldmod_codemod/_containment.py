@@ -218,7 +218,7 @@ def _read(path: str, scanned: ScannedFile) -> _Context:
         inner = binder.scopes.get(id(node))
         if inner is not None:
             ctx.nodes[id(inner)] = node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)) and inner:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda) and inner:
             if isinstance(node, ast.ClassDef):
                 outside: list[ast.AST] = [*node.decorator_list, *node.bases, *node.keywords]
                 annotated: list[ast.AST] = []
@@ -355,7 +355,7 @@ class _Check:
         if node.decorator_list or node.keywords or HOOKS & set(record.body.bindings):
             raise _Escape("class hook", ctx.where(node))
         for stmt in node.body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.method(stmt, record.body, ctx)
             elif not _plain_statement(stmt):
                 raise _Escape("class body", ctx.where(stmt))
@@ -576,7 +576,7 @@ def _plain_statement(stmt: ast.stmt) -> bool:
 def _constant(expr: ast.expr) -> bool:
     if isinstance(expr, ast.Constant):
         return True
-    if isinstance(expr, (ast.Tuple, ast.List, ast.Set)):
+    if isinstance(expr, ast.Tuple | ast.List | ast.Set):
         return all(_constant(e) for e in expr.elts)
     if isinstance(expr, ast.Dict):
         return all(k is not None and _constant(k) for k in expr.keys) and all(_constant(v) for v in expr.values)
