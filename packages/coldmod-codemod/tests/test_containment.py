@@ -125,6 +125,24 @@ KEEPS = {
             return getattr(importlib.import_module(path), attr)
     """},
     "a module's names": {"pkg/other.py": "import pkg.spool\n\nNAMES = [n for n in dir(pkg.spool) if n.isupper()]\n"},
+    "known receivers that are no channel": {"pkg/use.py": """
+        import flask.views
+
+
+        class Page(flask.views.MethodView):
+            def dispatch_request(self):
+                return self.get()
+
+
+        def typed(s: Spool, t: "Spool | None"):
+            return s.get(), t.get()
+    """},
+    "class channels": {"pkg/use.py": """
+        class Sub(Spool):
+            @classmethod
+            def kind(cls):
+                return cls.KIND, Sub.KIND
+    """},
     "prose": {"README.md": "Spool spools: `Spool().label()`.\n", "docs/index.rst": "pkg.spool.Spool\n"},
 }
 
@@ -132,6 +150,17 @@ KEEPS = {
 @pytest.mark.parametrize("case", sorted(KEEPS))
 def test_a_contained_class_method_is_safe_beside_unknown_receivers(tmp_path: Path, case: str) -> None:
     assert verdict(tmp_path, KEEPS[case]) == (SAFE, []), escape(tmp_path)
+    assert escape(tmp_path) == ""
+
+
+def test_cls_and_a_subclass_name_are_channels(tmp_path: Path) -> None:
+    found = verdict(tmp_path, {"pkg/use.py": """
+        class Sub(Spool):
+            @classmethod
+            def fetch(cls):
+                return cls.get, Sub.get
+    """})
+    assert found == (UNSAFE, ["attribute"])
     assert escape(tmp_path) == ""
 
 

@@ -118,8 +118,9 @@ def by_name_only(tree: Tree, class_fqn: str | None, name: str) -> bool:
 
 
 def may_hold(tree: Tree, class_fqn: str, receiver: ast.expr) -> bool:
-    """Whether an unknown receiver may hold an instance or the class ``class_fqn``: the class escapes, or it is a
-    channel of it."""
+    """Whether a receiver may hold an instance or the class ``class_fqn``: the class escapes, or it is one of its
+    channels. Whatever the receiver table makes of it: a known receiver that is no channel (an object whose class
+    forwards attributes, an annotated parameter) cannot hold one either, since none was ever handed to it."""
     found = contained(tree, class_fqn)
     return found.channels is None or id(receiver) in found.channels
 
@@ -217,7 +218,7 @@ def _read(path: str, scanned: ScannedFile) -> _Context:
         inner = binder.scopes.get(id(node))
         if inner is not None:
             ctx.nodes[id(inner)] = node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)) and inner:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda) and inner:
             if isinstance(node, ast.ClassDef):
                 outside: list[ast.AST] = [*node.decorator_list, *node.bases, *node.keywords]
                 annotated: list[ast.AST] = []
@@ -297,8 +298,7 @@ class _Check:
         for a function (``_conventions``): the strings it is given name the class, and those are checked.
         """
         for path in self.tree.containing(sorted(LOOKUP_CALLS)):
-            ctx = self._file(path)
-            for lookup in ctx.binder.lookups:
+            for lookup in self._binder(path).lookups:
                 if not lookup.produces(name):
                     continue
                 if path == home and _may_be_a_module(self.tree, lookup.receiver, lookup.scope):
@@ -322,13 +322,21 @@ class _Check:
         if memo["<introspection>"]:
             raise _Escape("by name", memo["<introspection>"])  # type: ignore[arg-type]
 
-    def _file(self, path: str) -> _Context:
-        """A file's context, within the parse budget the subclass search keeps."""
+    def _binder(self, path: str) -> Binder:
+        """A file's scopes, within the parse budget the subclass search keeps."""
         if path not in self.tree.scanned:
             spent = self.tree.memo["parse budget"]
             spent[path] = True
             if len(spent) > PARSE_BUDGET:
                 raise _Escape("unknown", path)
+        scanned = self.tree.file(path)
+        if scanned is None:
+            raise _Escape("unknown", path)
+        return scanned.bind()
+
+    def _file(self, path: str) -> _Context:
+        """A file's context (parents, scopes, names), within the parse budget."""
+        self._binder(path)
         ctx = _context(self.tree, path)
         if ctx is None:
             raise _Escape("unknown", path)
@@ -347,7 +355,7 @@ class _Check:
         if node.decorator_list or node.keywords or HOOKS & set(record.body.bindings):
             raise _Escape("class hook", ctx.where(node))
         for stmt in node.body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.method(stmt, record.body, ctx)
             elif not _plain_statement(stmt):
                 raise _Escape("class body", ctx.where(stmt))
@@ -456,6 +464,7 @@ class _Check:
         if isinstance(parent, ast.Attribute) and parent.value is node:
             if _dunder(parent.attr):
                 raise _Escape("dunder", ctx.where(parent))
+            self.channels.add(id(node))  # Sub.get, cls.get: the class's own attributes
             return
         if isinstance(parent, ast.ClassDef) and node in parent.bases:
             return  # a subclass: in the family, checked by itself
@@ -567,7 +576,7 @@ def _plain_statement(stmt: ast.stmt) -> bool:
 def _constant(expr: ast.expr) -> bool:
     if isinstance(expr, ast.Constant):
         return True
-    if isinstance(expr, (ast.Tuple, ast.List, ast.Set)):
+    if isinstance(expr, ast.Tuple | ast.List | ast.Set):
         return all(_constant(e) for e in expr.elts)
     if isinstance(expr, ast.Dict):
         return all(k is not None and _constant(k) for k in expr.keys) and all(_constant(v) for v in expr.values)

@@ -131,11 +131,10 @@ def _classify(
         and site.scope is not None
         and not (target.bare_name.startswith("__") and target.bare_name.endswith("__"))  # implicit: unsafe anyway
     ):
-        found = receivers(tree, site.receiver, site.scope)
-        if not may_reach(tree, found, class_fqn, site.name):
+        if not may_reach(tree, receivers(tree, site.receiver, site.scope), class_fqn, site.name):
             return None, True  # the object cannot be an instance or the class of the function's class
-        if found is None and class_fqn is not None and not may_hold(tree, class_fqn, site.receiver):
-            return None, True  # unknown, but no instance of the class can get there (``_containment``)
+        if class_fqn is not None and not may_hold(tree, class_fqn, site.receiver):
+            return None, True  # no instance of the class, nor the class, can get there (``_containment``)
     return ATTRIBUTE, False
 
 
