@@ -212,9 +212,13 @@ def _read(path: str, scanned: ScannedFile) -> _Context:
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 ctx.imports.setdefault(alias.name, []).append((alias, node))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and not annotation:
-            if not isinstance(ctx.parents.get(id(node)), ast.Expr):  # a docstring or a bare string statement
-                ctx.strings.append(node)
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and not annotation
+            and not isinstance(ctx.parents.get(id(node)), ast.Expr)  # a docstring or a bare string statement
+        ):
+            ctx.strings.append(node)
         inner = binder.scopes.get(id(node))
         if inner is not None:
             ctx.nodes[id(inner)] = node
@@ -441,7 +445,8 @@ class _Check:
         if ctx.dynamic:
             raise _Escape("by name", f"{ctx.path}:{ctx.dynamic}")
         for string in ctx.strings:
-            if name in string.value and name in WORD.findall(nfkc(string.value)):
+            text = string.value
+            if isinstance(text, str) and name in text and name in WORD.findall(nfkc(text)):
                 raise _Escape("by name", ctx.where(string))
 
     def _is(self, fqn: str, cls: str) -> bool:
