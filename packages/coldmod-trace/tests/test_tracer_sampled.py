@@ -48,8 +48,7 @@ for _ in range(10):
 for _ in range(5000):  # a burst at start-up, then never again: within the budget
     burst()
 calls = 0
-until = time.monotonic() + 4.0
-while time.monotonic() < until:  # a steady pace, far past the budget: sampled
+while calls < 600_000:  # a steady pace, far past the budget (counts, not seconds: a busy machine): sampled
     for _ in range(100):
         hot()
         trivial()
@@ -104,10 +103,9 @@ def short():
     return sum(range(100))
 
 
-shape, seconds = sys.argv[1], float(sys.argv[2])
+shape, total = sys.argv[1], int(sys.argv[2])
 calls = 0
-until = time.monotonic() + seconds
-while time.monotonic() < until:
+while calls < total:  # counts, not seconds: the same shape on a busy machine
     if shape == "bursts":  # bursts between sleeps: the process is idle most of the time
         for _ in range(2000):
             sleepy()
@@ -122,13 +120,15 @@ print(json.dumps({"calls": calls}))
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.settrace counts exactly")
-@pytest.mark.parametrize(("shape", "key", "seconds"), [("bursts", "app.sleepy", 4.0), ("short", "app.short", 1.2)])
+@pytest.mark.parametrize(
+    ("shape", "key", "calls"), [("bursts", "app.sleepy", 400_000), ("short", "app.short", 1_000_000)]
+)
 def test_bursts_between_sleeps_and_a_short_process_are_reported_within_2x(
-    tmp_path, collector: Collector, shape, key, seconds
+    tmp_path, collector: Collector, shape, key, calls
 ):
     # What the old sampler reported as lower bounds at 0.01× to 0.25× of the truth.
     root = make_app(tmp_path / "app", {"app.py": SHAPES_APP})
-    result = run_py(root, ["app.py", shape, str(seconds)], clean_env(**collector.env))
+    result = run_py(root, ["app.py", shape, str(calls)], clean_env(**collector.env))
     assert result.returncode == 0, result.stderr
     truth = json.loads(result.stdout)["calls"]
     collector.wait_for(lambda r: key in r.totals())

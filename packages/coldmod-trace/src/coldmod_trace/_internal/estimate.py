@@ -84,7 +84,7 @@ DEFAULT_COST = 100e-9
 
 # When the slices support an estimate (else: a lower bound). Each row is one requirement.
 #: slices opened after the cap in the window
-MIN_SLICES = 4
+MIN_SLICES = 3
 #: of which saw at least one call (fewer: the calls came in bursts the slices barely met)
 MIN_HITS = 2
 #: How far the callback's cost, measured once at start, is trusted (relative). Inside a slice
@@ -102,12 +102,29 @@ def cpu() -> float:
     measurable, and removable. The tracer's threads (discovery, Register, batches) are
     subtracted: their work is not the application's and comes in bursts of its own.
     """
+    global _ours
+    if threading.active_count() != _ours[0]:  # a thread started or ended: find ours again
+        _ours = (threading.active_count(), _clocks())
     ours = 0.0
+    for clock in _ours[1]:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            ours += time.clock_gettime(clock)
+    return time.process_time() - ours
+
+
+def _clocks() -> list[int]:
+    """The CPU-time clocks of the tracer's threads (none where there are no such clocks)."""
+    out = []
     for thread in threading.enumerate():
         if thread.name.startswith("coldmod-") and thread.ident is not None:
             with contextlib.suppress(OSError, AttributeError):  # gone meanwhile, or not Linux
-                ours += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return time.process_time() - ours
+                out.append(time.pthread_getcpuclockid(thread.ident))
+    return out
+
+
+#: (threads alive when looked for, the clocks of the tracer's among them): cpu() runs at every
+#: look of the sampler thread, and listing every thread each time would cost more than it reads.
+_ours: tuple[int, list[int]] = (-1, [])
 
 
 class Slices:

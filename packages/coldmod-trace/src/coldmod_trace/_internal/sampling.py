@@ -184,9 +184,14 @@ class SampledCounting(Counting):
             window = self.windows[cid] = _Window(self.chunk, cap)
         return window.tick
 
-    def open_slice(self, arm: Rearm, weight: float = 1.0) -> Slice:
-        """Open a slice for every hot function: ``arm`` installs its slice count and enables its events."""
+    def open_slice(self, arm: Rearm, weight: float = 1.0) -> Slice | None:
+        """Open a slice for every hot function: ``arm`` installs its slice count and enables its events.
+
+        None when no function is past its budget: nothing to watch.
+        """
         self._pick_up()
+        if not self.hot:
+            return None
         hot = list(self.hot.values())
         shared = self.slice = Slice(hot, weight)
         for each in hot:
@@ -295,13 +300,14 @@ class Sampler:
 
     def __init__(
         self,
-        begin: Callable[[float], Slice],
+        begin: Callable[[float], Slice | None],
         end: Callable[[Slice], float],
         calibrate: Callable[[], None],
         wake: Callable[[float], None] = lambda now: None,
     ) -> None:
-        """``begin(weight)`` opens a slice drawn with that mean period; ``end`` closes it and returns what
-        its callbacks cost (CPU s); ``wake(now)`` runs at every look at the CPU time."""
+        """``begin(weight)`` opens a slice drawn with that mean period (None: no function to watch);
+        ``end`` closes it and returns what its callbacks cost (CPU s); ``wake(now)`` runs at every
+        look at the CPU time."""
         self._begin = begin
         self._end = end
         self._calibrate = calibrate
@@ -336,6 +342,10 @@ class Sampler:
                 started = time.thread_time()
                 shared = self._begin(period)
                 mine = time.thread_time() - started
+                if shared is None:  # nothing past its budget yet: look again (a look costs little)
+                    period = self.period()
+                    gap = self._random.uniform(0.5, 1.5) * period
+                    continue
                 # SLICE seconds of the application's CPU time, not of the clock: a slice opened just
                 # before a sleep watches the next burst rather than the sleep.
                 self._wait(estimate.SLICE)

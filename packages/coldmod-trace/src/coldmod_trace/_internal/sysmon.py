@@ -124,7 +124,7 @@ class SysMonitoringEngine:
         """The calibration probe's local PY_START on or off."""
         self._mon.set_local_events(self.local, code, self._mon.events.PY_START if on else 0)
 
-    def _begin_slice(self, weight: float = 1.0) -> Slice:
+    def _begin_slice(self, weight: float = 1.0) -> Slice | None:
         """On the sampler thread: one slice for every hot function, each re-armed on its own."""
         assert isinstance(self._counting, SampledCounting)
         with self._counting.lock:
