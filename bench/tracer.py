@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -497,27 +498,32 @@ class _Contention:
     def __enter__(self) -> _Contention:
         busy = [sys.executable, "-c", "while True: pass"]
         self.procs = [subprocess.Popen(busy) for _ in range(2 * (os.cpu_count() or 1))]
+        # A bench stopped with SIGTERM still ends them (SIGINT already runs __exit__).
+        self.previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for proc in self.procs:  # only the processes started here
             proc.kill()
             proc.wait()
+        signal.signal(signal.SIGTERM, self.previous)
 
 
-def _shapes(work: Path, env: dict[str, str], sink: Any, quick: bool, runs: int, contention: bool) -> None:
+def _shapes(
+    work: Path, env: dict[str, str], sink: Any, quick: bool, runs: int, contention: bool, only: set[str]
+) -> None:
     """Sampled mode's reports against the truth, per call shape, ``runs`` runs each."""
     root = work / "shapes"
     root.mkdir()
     (root / "coldmod.rootmarker").write_text("")
     (root / "shapes.py").write_text(SHAPES_APP)
     (root / "webapp.py").write_text(WEB_APP)
-    shapes = SHAPES
+    shapes = [s for s in SHAPES if not only or s[0] in only]
     try:
         import flask  # noqa: F401
     except ImportError:
         print("\n(flask is not installed: the web shape is skipped)")
-        shapes = [s for s in SHAPES if s[0] != "web"]
+        shapes = [s for s in shapes if s[0] != "web"]
     ratios: list[float] = []
     for loaded in ([False, True] if contention else [False]):
         where = f"under contention ({2 * (os.cpu_count() or 1)} busy processes on {os.cpu_count()} cores)" \
@@ -638,6 +644,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=None, help="runs per call shape (default 3; --quick 1)")
     parser.add_argument("--no-contention", action="store_true", help="skip the shapes' runs under contention")
     parser.add_argument("--no-shapes", action="store_true", help="skip sampled mode's error table")
+    parser.add_argument("--shapes", default="", help="comma-separated shapes to run (default: all)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -686,7 +693,8 @@ def main(argv: list[str] | None = None) -> None:
         _memory(work, env)
         if not args.no_shapes:
             runs = args.runs or (1 if args.quick else 3)
-            _shapes(work, env, sink, args.quick, runs, contention=not args.no_contention)
+            only = {x for x in args.shapes.split(",") if x}
+            _shapes(work, env, sink, args.quick, runs, contention=not args.no_contention, only=only)
     finally:
         server.stop(None)
         shutil.rmtree(work, ignore_errors=True)
