@@ -168,11 +168,12 @@ def test_an_estimate_is_unbiased_over_schedules():
 
 
 def test_the_stated_error_shrinks_with_more_slices_and_refuses_too_few():
-    few, many = estimate.Slices(), estimate.Slices()
-    for counts, slices in (([100, 90, 110], few), ([100, 90, 110] * 10, many)):
+    too_few, few, many = estimate.Slices(), estimate.Slices(), estimate.Slices()
+    for counts, slices in (([100, 90], too_few), ([100, 90, 110], few), ([100, 90, 110] * 10, many)):
         for n in counts:
             slices.add(n, estimate.SLICE)
-    assert estimate.calls(CAP, 10.0, few)[1] is True  # fewer than MIN_SLICES: a lower bound
+    assert estimate.calls(CAP, 10.0, too_few)[1] is True  # fewer than MIN_SLICES: a lower bound
+    assert estimate.calls(CAP, 10.0, few)[1] is False
     assert estimate.calls(CAP, 10.0, many)[1] is False
     assert estimate.relative_error(CAP, 10.0, many) < estimate.relative_error(CAP, 10.0, few)
 
