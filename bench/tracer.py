@@ -12,10 +12,13 @@ Each benchmark runs in a fresh process per variant:
 
 Each benchmark module is copied under a temporary root with a ``coldmod.rootmarker``
 (the benchmark is the "application"; Django and the stdlib are libraries). The
-tracer reports to a real gRPC collector in this process. Printed: best
-per-iteration time, slowdown ratios against ``untraced``, their geometric mean, and peak
-RSS; then the tracer's own memory for 10,000 traced functions; then sampled mode's
-estimates on call shapes whose truth each shape counts itself (``SHAPES``).
+tracer reports to a real gRPC collector in this process. ``web`` is not
+pyperformance's: a Flask shop (``WEB_APP``) served in-process through WSGI. Printed: CPU
+time per iteration, slowdown ratios against ``untraced`` (medians over interleaved rounds),
+their geometric mean, and peak RSS; then the tracer's own memory for 10,000 traced
+functions; then sampled mode's reports on call shapes whose truth each shape counts itself
+(``SHAPES``, the web app's paced requests among them), several runs each, as the machine
+is and again under 2× CPU oversubscription (``_Contention``).
 
     python bench/tracer.py            # full
     python bench/tracer.py --quick    # a few minutes
