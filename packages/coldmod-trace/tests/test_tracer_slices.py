@@ -62,7 +62,7 @@ def _by_name(deltas):
 
 def test_below_the_cap_every_call_is_counted_exactly(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.sampling import DEFAULT_CAP
+    from coldmod_trace._internal.estimate import CHUNK as DEFAULT_CAP
 
     for _ in range(DEFAULT_CAP):
         mod.hot()
@@ -73,9 +73,64 @@ def test_below_the_cap_every_call_is_counted_exactly(engine):
     assert _by_name(eng.drain()) == {"hot": [1, False, False]}  # a new window counts from zero
 
 
+def _spent(eng) -> None:
+    """The exact budget used up: the call past the first chunk is the cap."""
+    eng._counting.budget.tokens = 0
+
+
+def test_within_the_budget_every_call_is_counted_exactly_chunk_after_chunk(engine):
+    eng, mod, _ = engine
+    from coldmod_trace._internal.estimate import CHUNK
+
+    budget = eng._counting.budget
+    tokens = budget.tokens
+    for _ in range(5 * CHUNK + 7):
+        mod.hot()
+    # Five chunks drawn: the first is free, and each chunk's end is one call more (the one that
+    # draws the next). Read before the drain, which refills the budget with the CPU time since.
+    assert budget.tokens == tokens - 5 * CHUNK
+    assert _by_name(eng.drain()) == {"hot": [5 * CHUNK + 7, False, False]}
+
+
+def test_a_function_past_its_share_of_the_budget_is_capped(engine):
+    eng, mod, _ = engine
+    from coldmod_trace._internal.estimate import CHUNK
+
+    eng._counting.budget.level = 3 * CHUNK  # what water-filling gave it
+    for _ in range(5 * CHUNK):
+        mod.hot()
+        mod.other()
+    eng._counting.budget.level = float("inf")
+    deltas = _by_name(eng.drain())
+    calls, estimated, lower = deltas["hot"]
+    # Three chunks, and the call at the end of each (two drew the next, one was the cap); no slice
+    # met it: what it saw, a lower bound.
+    assert (calls, lower) == (3 * CHUNK + 3, True)
+    assert deltas["other"][0] == 3 * CHUNK + 3  # the same level for every function
+
+
+def test_the_budget_is_shared_in_order_of_need_in_the_next_window(engine):
+    eng, mod, _ = engine
+    from coldmod_trace._internal.estimate import CHUNK
+
+    counting = eng._counting
+    counting.overhead = 1e-6  # a callback's cost: the window's budget is SHARE * its CPU time / 1 us
+    counting.window_start -= 1.0  # a window of 1 s of CPU time and a little: ~10,000 calls
+    counting.budget.tokens = 10**9
+    for _ in range(40 * CHUNK):
+        mod.hot()
+    for _ in range(2 * CHUNK):
+        mod.other()
+    eng.drain()
+    # (The level's arithmetic is test_tracer_estimate's; here: the engine feeds it the window's needs.)
+    assert 2 * CHUNK + 2 < counting.budget.level < 40 * CHUNK  # other() gets all it needs, hot() is cut
+
+
 def test_past_the_cap_only_calls_inside_slices_are_seen_and_too_few_slices_give_a_lower_bound(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.sampling import DEFAULT_CAP
+    from coldmod_trace._internal.estimate import CHUNK as DEFAULT_CAP
+
+    _spent(eng)
 
     for _ in range(DEFAULT_CAP + 500):  # the call past the cap switches hot() off: 499 unseen
         mod.hot()
@@ -98,9 +153,10 @@ def test_past_the_cap_only_calls_inside_slices_are_seen_and_too_few_slices_give_
 
 def test_enough_steady_slices_of_a_working_function_give_an_estimate_that_counts_the_unseen_calls(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.sampling import DEFAULT_CAP
+    from coldmod_trace._internal.estimate import CHUNK as DEFAULT_CAP
 
     eng.calibrate()  # as the sampler thread does at start: what a call in a slice costs more
+    _spent(eng)
     for _ in range(DEFAULT_CAP + 1):
         mod.working()
     seen = DEFAULT_CAP + 1
@@ -124,7 +180,7 @@ def test_enough_steady_slices_of_a_working_function_give_an_estimate_that_counts
 
 def test_re_arming_a_window_leaves_library_code_switched_off(engine, monkeypatch):
     eng, mod, apps = engine
-    from coldmod_trace._internal.sampling import DEFAULT_CAP
+    from coldmod_trace._internal.estimate import CHUNK as DEFAULT_CAP
 
     decided: list[str] = []
     is_app = apps.is_app
@@ -132,6 +188,7 @@ def test_re_arming_a_window_leaves_library_code_switched_off(engine, monkeypatch
     import json
 
     for _ in range(3):
+        _spent(eng)
         for _ in range(DEFAULT_CAP + 10):
             mod.hot()
         json.dumps({"a": 1})  # library code: decided once, switched off for good

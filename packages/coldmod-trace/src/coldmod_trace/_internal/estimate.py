@@ -1,16 +1,27 @@
-"""Sampled mode's arithmetic: from time slices to an estimate with a stated error, or a lower bound.
+"""Sampled mode's arithmetic: the exact budget, and from time slices to an estimate or a lower bound.
 
-A function past its cap is switched off and seen again only during slices of
-``SLICE`` seconds that start on a random schedule (a random phase, then gaps
-drawn uniformly around ``PERIOD``) that never looks at the function's calls.
+**What is counted exactly.** Counting a call exactly costs one callback
+(~50-100 ns, measured). Exact counting may spend ``SHARE`` of the process's CPU
+time: a token bucket (:class:`Budget`) gains ``SHARE / cost`` calls per
+CPU-second, and a function draws ``CHUNK`` calls at a time from it. Each window
+the budget is shared in order of need (:func:`water_level`, from the last
+window's counts): functions that need less than the level get all they need
+(exact), only the hottest are cut at the level and sampled, and they are the
+ones whose slices have many calls to go on.
+
+**What is sampled.** A function past its share is switched off and seen again only during slices of
+``SLICE`` seconds that start on a random schedule in the process's CPU time
+(a random phase, then gaps drawn uniformly around a period between
+``MIN_PERIOD`` and ``PERIOD``) that never looks at the function's calls: an
+idle or sleeping process is not sampled, a burst between sleeps is.
 Every moment after the cap is therefore inside a slice with the same
 probability, and the calls inside slices are a fair sample of the calls after
 the cap: the rate they show, times the time no slice watched, estimates the
 calls nobody saw (a ratio estimator over cluster samples). Its standard error
-comes from the spread of the slices' own counts, so the estimator knows when it
-does not know: a burst that one slice caught (or none did) spreads the counts
-so much that the estimate is refused and what was seen for sure is reported as
-a lower bound instead.
+comes from the spread of the slices' own counts, so the estimate states how far
+it may be off. Slices come often enough (every ``MIN_PERIOD`` where they are
+cheap) that bursts and short processes are met by several. Only when slices give nothing to go on (too few,
+or too few that met a call) is what was seen for sure reported, as a lower bound.
 
 Everything but :func:`cpu` is pure and deterministic: the tests feed it call shapes.
 """
@@ -24,35 +35,58 @@ import time
 
 __all__ = [
     "CALIBRATION",
-    "MAX_ERROR",
+    "CHUNK",
     "MIN_HITS",
+    "MIN_PERIOD",
     "MIN_SLICES",
     "PERIOD",
+    "SHARE",
     "SLICE",
+    "SLICE_SHARE",
+    "Budget",
     "Slices",
     "calls",
     "cpu",
     "relative_error",
+    "water_level",
 ]
 
-#: Length of one slice (s). The sampler thread opens and closes it; when the application
-#: holds the GIL, both happen up to one switch interval (5 ms) late, alike, so the slice
-#: moves rather than shrinks (a slice the application's own thread closed would start late
-#: and end on time, and miss the bursts that kept the sampler waiting).
-SLICE = 0.005
-#: Mean time between slice starts (s): 1 % of the time is watched (up to 2 % while the
-#: application holds the GIL), which bounds what sampled mode costs a call-heavy program
-#: at 1-2 % of what exact counting costs it; 20 slices per default 10 s window.
+#: Length of one slice (CPU s of the application, at least). The sampler thread opens and
+#: closes it; when the application holds the GIL, both happen up to one switch interval
+#: (5 ms) late, alike, so the slice moves and grows rather than shrinks (a slice the
+#: application's own thread closed would start late and end on time, and miss the bursts
+#: that kept the sampler waiting). Its length is measured, not assumed. Short, because a
+#: slice costs its calls' callbacks: the shorter, the more slices the same cost buys.
+SLICE = 0.001
+#: Longest mean time between slice starts (CPU s of the application): where every call in
+#: a slice costs a callback (a call-heavy program), slices are expensive and come this
+#: rarely, so that they cost it ``SLICE_SHARE`` of its time at most.
 PERIOD = 0.5
+#: Shortest: where slices are cheap (they meet few calls, or calls with work of their own),
+#: they come this often (4 % of the time watched), so that bursts and short processes get enough.
+MIN_PERIOD = 0.025
+#: What slices may cost (their callbacks and the sampler's work), as a share of the
+#: application's CPU time: it sets the period between the two above, slice by slice (each
+#: slice is weighted by the period it was drawn with: see :class:`Slices`).
+SLICE_SHARE = 0.02
+
+#: Share of the application's CPU time that exact counting may spend on callbacks.
+SHARE = 0.01
+#: Calls a function draws from the budget at a time (the first chunk of a window is free:
+#: a function called once is counted exactly, whatever the budget).
+CHUNK = 1024
+#: The bucket holds at most this many CPU seconds' worth of calls, and starts with ``START``'s:
+#: a start-up burst is counted exactly; a short process does not spend a window's budget at once.
+CAPACITY = 10.0
+START = 1.0
+#: What a callback costs until it is measured (s).
+DEFAULT_COST = 100e-9
 
 # When the slices support an estimate (else: a lower bound). Each row is one requirement.
 #: slices opened after the cap in the window
-MIN_SLICES = 5
+MIN_SLICES = 3
 #: of which saw at least one call (fewer: the calls came in bursts the slices barely met)
-MIN_HITS = 4
-#: two standard errors of the estimate (≈95 %), plus what the callback's measured cost may
-#: be off (below), relative to the estimate, at most
-MAX_ERROR = 0.5
+MIN_HITS = 2
 #: How far the callback's cost, measured once at start, is trusted (relative). Inside a slice
 #: every call pays it; for a trivial function it is most of the slice's time, and the
 #: application's own work there is the small difference of two large numbers.
@@ -68,80 +102,166 @@ def cpu() -> float:
     measurable, and removable. The tracer's threads (discovery, Register, batches) are
     subtracted: their work is not the application's and comes in bursts of its own.
     """
+    global _ours
+    if threading.active_count() != _ours[0]:  # a thread started or ended: find ours again
+        _ours = (threading.active_count(), _clocks())
     ours = 0.0
-    for thread in threading.enumerate():
-        if thread.name.startswith("coldmod-") and thread.ident is not None:
-            with contextlib.suppress(OSError, AttributeError):  # gone meanwhile, or not Linux
-                ours += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    for clock in _ours[1]:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            ours += time.clock_gettime(clock)
     return time.process_time() - ours
 
 
-class Slices:
-    """Running sums over one function's slices in one window (constant memory)."""
+def _clocks() -> list[int]:
+    """The CPU-time clocks of the tracer's threads (none where there are no such clocks)."""
+    out = []
+    for thread in threading.enumerate():
+        if thread.name.startswith("coldmod-") and thread.ident is not None:
+            with contextlib.suppress(OSError, AttributeError):  # gone meanwhile, or not Linux
+                out.append(time.pthread_getcpuclockid(thread.ident))
+    return out
 
-    __slots__ = ("calls", "calls2", "calls_time", "hits", "n", "removed", "time", "time2", "watched")
+
+#: (threads alive when looked for, the clocks of the tracer's among them): cpu() runs at every
+#: look of the sampler thread, and listing every thread each time would cost more than it reads.
+_ours: tuple[int, list[int]] = (-1, [])
+
+
+class Slices:
+    """Running sums over one function's slices in one window (constant memory).
+
+    Each slice is weighted by the mean period the sampler drew its start with: where
+    slices came less often (they cost more), each stands for more time, so the rate
+    they show together is not tilted toward the cheap, quiet moments.
+    """
+
+    __slots__ = (
+        "calls",
+        "hits",
+        "n",
+        "removed",
+        "w_calls",
+        "w_time",
+        "watched",
+        "ww_calls2",
+        "ww_calls_time",
+        "ww_time2",
+    )
 
     def __init__(self) -> None:
         self.n = 0
         self.hits = 0
         self.calls = 0
-        self.time = 0.0
-        self.calls2 = 0.0
-        self.calls_time = 0.0
-        self.time2 = 0.0
         self.watched = 0.0
-        self.removed = 0.0  # the callbacks' cost taken out of the slices (watched - time)
+        self.removed = 0.0  # the callbacks' cost taken out of the slices (watched - length)
+        self.w_calls = 0.0  # sum(w * calls)
+        self.w_time = 0.0  # sum(w * length)
+        self.ww_calls2 = 0.0  # sum((w * calls) ** 2), and so on: the residuals' sums
+        self.ww_calls_time = 0.0
+        self.ww_time2 = 0.0
 
-    def add(self, calls: int, length: float, watched: float | None = None) -> None:
+    def add(self, calls: int, length: float, watched: float | None = None, weight: float = 1.0) -> None:
         """One slice: ``calls`` counted exactly during ``length`` seconds of the application's work.
 
-        ``watched`` is the CPU time the slice lasted (``length`` plus the callbacks' cost).
+        ``watched`` is the CPU time the slice lasted (``length`` plus the callbacks' cost);
+        ``weight`` the mean period its start was drawn with.
         """
         self.watched += length if watched is None else watched
         self.removed += 0.0 if watched is None else max(watched - length, 0.0)
         self.n += 1
         self.hits += calls > 0
         self.calls += calls
-        self.time += length
-        self.calls2 += calls * calls
-        self.calls_time += calls * length
-        self.time2 += length * length
+        self.w_calls += weight * calls
+        self.w_time += weight * length
+        self.ww_calls2 += (weight * calls) ** 2
+        self.ww_calls_time += weight * calls * weight * length
+        self.ww_time2 += (weight * length) ** 2
+
+
+class Budget:
+    """Calls that may still be counted exactly: a token bucket filled with ``SHARE`` of the CPU time.
+
+    Filled by the sampler thread (:meth:`refill`, off the application's threads);
+    drawn from by a function's call at the end of its chunk (:meth:`take`, under
+    the counting lock, taken without waiting). ``level`` is each function's share
+    of a window (:func:`water_level`; infinite until a window shows the need).
+    """
+
+    __slots__ = ("at", "level", "tokens")
+
+    def __init__(self, now: float, cost: float = DEFAULT_COST) -> None:
+        self.at = now
+        self.tokens = SHARE * START / cost
+        self.level = math.inf
+
+    def refill(self, now: float, cost: float) -> None:
+        """Add what the CPU time since the last refill buys at ``cost`` per call (at most ``CAPACITY``'s)."""
+        cost = max(cost, DEFAULT_COST / 10)
+        self.tokens = min(self.tokens + max(now - self.at, 0.0) * SHARE / cost, SHARE * CAPACITY / cost)
+        self.at = max(now, self.at)
+
+    def take(self, exact: int, calls: int) -> bool:
+        """Whether a function that counted ``exact`` calls this window may count ``calls`` more."""
+        if exact + calls > max(self.level, CHUNK) or self.tokens < calls:
+            return False
+        self.tokens -= calls
+        return True
+
+    def plan(self, needs: list[int], window: float, cost: float) -> None:
+        """Next window's level: last window's calls per function shared the budget its CPU time gave."""
+        self.level = water_level(needs, SHARE * window / max(cost, DEFAULT_COST / 10))
+
+
+def water_level(needs: list[int], budget: float) -> float:
+    """The level L at which ``sum(min(need, L)) == budget`` (infinite when every need fits).
+
+    Functions that need less than L are counted whole; the rest are cut at L.
+    """
+    left, count = budget, len(needs)
+    for need in sorted(needs):
+        if need * count > left:
+            return left / count
+        left -= need
+        count -= 1
+    return math.inf
 
 
 def calls(exact: int, span: float, slices: Slices) -> tuple[int, bool]:
     """``(calls, lower_bound)`` of a window: ``exact`` counted before the cap, ``span`` seconds after it.
 
     Estimate: ``exact`` + the calls slices saw + their rate × the time they did not
-    watch. Reported only when :func:`relative_error` (two standard errors, plus the
-    callbacks' cost's uncertainty) is at most
-    ``MAX_ERROR`` from at least ``MIN_SLICES`` slices of which ``MIN_HITS`` saw calls;
-    otherwise ``exact`` + the calls slices saw, a lower bound.
+    watch, from at least ``MIN_SLICES`` slices of which ``MIN_HITS`` saw calls.
+    With fewer there is nothing to go on (one slice that met a burst would be
+    extrapolated to every moment no slice watched): what was seen for sure is
+    reported, as a lower bound. Its :func:`relative_error` is not a reason to refuse
+    an estimate: slices are dense enough that the estimate is the better report.
     """
     seen = exact + slices.calls
-    estimate, error = _estimate(exact, span, slices)
-    if slices.n < MIN_SLICES or slices.hits < MIN_HITS or error > MAX_ERROR:
+    if slices.n < MIN_SLICES or slices.hits < MIN_HITS:
         return seen, True
+    estimate, _ = _estimate(exact, span, slices)
     return max(seen, round(estimate)), False
 
 
 def relative_error(exact: int, span: float, slices: Slices) -> float:
-    """Two standard errors plus the calibration's share, relative to the estimate (inf: nothing to go on)."""
+    """The estimate's stated error: two standard errors plus the calibration's share, relative to it."""
     return _estimate(exact, span, slices)[1]
 
 
 def _estimate(exact: int, span: float, slices: Slices) -> tuple[float, float]:
     n = slices.n
-    if n < 2 or slices.time <= 0 or slices.calls <= 0:
+    if n < 2 or slices.w_time <= 0 or slices.calls <= 0:
         return float(exact + slices.calls), math.inf
-    rate = slices.calls / slices.time
+    rate = slices.w_calls / slices.w_time
     unwatched = max(span - slices.watched, 0.0)
     estimate = exact + slices.calls + rate * unwatched
-    # Residuals of the ratio estimator: sum((c - rate * t)^2) from the running sums.
-    residual = slices.calls2 - 2 * rate * slices.calls_time + rate * rate * slices.time2
-    mean_time = slices.time / n
-    variance = max(residual, 0.0) / (n - 1) / n / (mean_time * mean_time)  # of the rate
+    # The ratio estimator's variance (linearised): sum((w * (c - rate * t))^2) / sum(w * t)^2,
+    # the residuals from the running sums, n / (n - 1) for the rate fitted to them.
+    residual = slices.ww_calls2 - 2 * rate * slices.ww_calls_time + rate * rate * slices.ww_time2
+    variance = max(residual, 0.0) / (slices.w_time * slices.w_time) * n / (n - 1)  # of the rate
     # If the callbacks' cost is off by CALIBRATION, the work in slices is off by that much
     # of what was taken out, and the rate (so the extrapolated part) by the same share.
-    systematic = rate * unwatched * CALIBRATION * slices.removed / slices.time
+    time = slices.watched - slices.removed
+    systematic = rate * unwatched * CALIBRATION * slices.removed / time if time > 0 else math.inf
     error = 2 * unwatched * math.sqrt(variance) + systematic
     return estimate, error / estimate

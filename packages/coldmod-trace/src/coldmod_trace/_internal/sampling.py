@@ -1,17 +1,20 @@
-"""Sampled mode: exact first calls per window, time slices past the cap, and the callback's measured cost.
+"""Sampled mode: exact counts within a CPU budget, time slices past it, and the callback's measured cost.
 
-A function's first ``cap`` calls of a window are counted exactly (C steps of a
-per-window chain). The call past the cap switches the function's *local*
-``PY_START`` off; from then on the function is seen only during short time
-slices that the sampler thread opens on a random schedule that does not depend
-on any call (:mod:`coldmod_trace._internal.estimate` turns the slices into an
+A function's calls are counted exactly (C steps of a per-window chain) in chunks:
+the first ``CHUNK`` of a window are free, each further chunk is drawn from a
+budget of CPU time (:class:`~coldmod_trace._internal.estimate.Budget`; the call
+at a chunk's end draws it, without waiting for any lock). When the budget says
+no, that call is the *cap*: it switches the function's local ``PY_START`` off;
+from then on the function is seen only during short time slices that the
+sampler thread opens on a random schedule in CPU time that does not depend on
+any call (:mod:`coldmod_trace._internal.estimate` turns the slices into an
 estimate or a lower bound). The engine re-arms one function at a time, so
 library code that was switched off stays off.
 
 Inside a slice every call pays the monitoring callback, so the application did
 that much less of its own work there: :class:`CallbackCost` measures what a
 call costs more when armed (a probe function, alternating runs), once at start
-and again before each slice closes, and the slice's work is corrected by it.
+and again now and then as slices close, and the slice's work is corrected by it.
 
 Engine-neutral: what arms and disarms a function is passed in by the engine
 (:mod:`coldmod_trace._internal.sysmon`).
@@ -19,6 +22,7 @@ Engine-neutral: what arms and disarms a function is passed in by the engine
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import random
@@ -34,67 +38,98 @@ from coldmod_trace._internal.counting import Counted, Counting, Delta, Disarm, R
 from coldmod_trace._internal.estimate import cpu
 from coldmod_trace.config import Mode
 
-__all__ = ["DEFAULT_CAP", "CallbackCost", "SampledCounting", "Sampler", "Slice"]
+__all__ = ["CallbackCost", "SampledCounting", "Sampler", "Slice"]
 
-#: Calls counted individually per function per window in sampled mode (see the README's trade-off).
-DEFAULT_CAP = 1024
 #: The first calibration: alternating runs, each way, of this many calls (~10 ms on the sampler thread).
 CALIBRATION_RUNS = 15
 CALIBRATION_CALLS = 1000
 #: Before each slice closes: a quick measurement (~0.3 ms every 0.5 s, under 0.1 % of one core).
 SLICE_RUNS = 3
 SLICE_CALLS = 200
+#: What a slice is corrected by: the median of this many last measurements.
+RECENT = 9
 _NEVER = object()  # a sentinel no callable of ours returns
 
 
 class _Cap:
-    """What runs past a function's cap: made once per function, shared by all its windows."""
+    """What runs at the end of a function's chunk: made once per function, shared by all its windows."""
 
-    __slots__ = ("at", "calls", "cid", "disable", "extra", "queue")
+    __slots__ = ("calls", "cid", "counting", "window")
 
-    def __init__(self, cid: int, disable: object, queue: list[int]) -> None:
+    def __init__(self, cid: int, counting: SampledCounting) -> None:
         self.cid = cid
-        self.at = 0.0  # when the cap was reached in the current window (0.0: not reached)
-        self.extra = 0  # calls that ran hit() in this window (one, or a few racing threads)
-        self.disable = disable
-        self.queue = queue  # capped functions the sampler thread has not picked up yet
-        # Never exhausted (hit() never returns _NEVER), so every window's chain can reuse it.
+        self.counting = counting
+        self.window: _Window | None = None  # the current window (set by the counting)
+        # Never exhausted (hit() never returns _NEVER), so every chunk's chain can reuse it.
         self.calls: Iterator[object] = iter(self.hit, _NEVER)
 
     def hit(self) -> object:
-        """The call past the cap: note when (once per window), hand over to the slices, switch off."""
-        self.extra += 1
-        if not self.at:
-            self.at = cpu()
-            self.queue.append(self.cid)  # list.append: atomic, no lock on the app's thread
-        return self.disable
+        """The call past a chunk (on the app's thread): a next chunk from the budget, else the cap.
+
+        Never waits: the counting lock is only tried. Held elsewhere (a drain, a slice
+        opening), or a stale chain another thread already replaced: this call is counted
+        and the function stays armed, so a next call tries again.
+        """
+        window, counting = self.window, self.counting
+        if window is None:
+            return None  # forgotten meanwhile
+        window.extra += 1  # this call, counted exactly whatever happens next
+        if window.at or window.remaining.__length_hint__():  # type: ignore[attr-defined]
+            return counting.disable if window.at else None  # capped already / a stale chain
+        if counting.lock.acquire(blocking=False):
+            try:
+                if self.window is window and counting.budget.take(window.exact(), window.size):
+                    counting.ticks[self.cid] = window.next_chunk(self.calls)
+                    return None
+            finally:
+                counting.lock.release()
+        else:
+            return None  # try again at the next call
+        window.at = cpu()  # the cap: from here on, slices
+        counting.capped.append(self.cid)  # list.append: atomic, no lock on the app's thread
+        return counting.disable
 
 
 class _Window:
-    """One function's exact counter for one window in sampled mode: ``size`` C steps, then the cap."""
+    """One function's exact counter for one window in sampled mode: chunks of ``size`` C steps, then the cap."""
 
-    __slots__ = ("cap", "remaining", "size", "tick")
+    __slots__ = ("at", "base", "extra", "remaining", "size", "tick")
 
     def __init__(self, size: int, cap: _Cap) -> None:
         self.size = size
-        self.cap = cap
+        self.at = 0.0  # when the cap was reached in this window (0.0: not reached)
+        self.base = 0  # calls counted by earlier chunks
+        self.extra = 0  # calls that ran hit() (one per chunk, or a few racing threads)
         # Nothing here points back at the window: a replaced one is freed at once.
         self.remaining: Iterator[None] = itertools.repeat(None, size)  # knows its length left
         self.tick: Callable[[], object] = itertools.chain(self.remaining, cap.calls).__next__
+        cap.window = self
+
+    def next_chunk(self, calls: Iterator[object]) -> Callable[[], object]:
+        """Another ``size`` C steps (the current chunk is used up); returns the tick that takes them."""
+        self.base += self.size
+        self.remaining = itertools.repeat(None, self.size)
+        self.tick = itertools.chain(self.remaining, calls).__next__
+        return self.tick
+
+    def exact(self) -> int:
+        """Calls counted in chunks so far (the current one included, whole)."""
+        return self.base + self.size
 
     def seen(self) -> int:
         """Calls counted individually in this window (past the cap included)."""
         left: int = self.remaining.__length_hint__()  # type: ignore[attr-defined]
-        return self.size - left + self.cap.extra
+        return self.base + self.size - left + self.extra
 
 
 class Slice:
     """One time slice of the sampler, shared by every hot function it re-armed."""
 
-    __slots__ = ("cpu_start", "hot")
+    __slots__ = ("cpu_start", "hot", "weight")
 
-    def __init__(self, hot: list[_Hot]) -> None:
+    def __init__(self, hot: list[_Hot], weight: float) -> None:
         self.hot = hot
+        self.weight = weight  # the mean period its start was drawn with (estimate.Slices)
         self.cpu_start = cpu()
 
 
@@ -116,87 +151,110 @@ class _Hot:
 
 
 class SampledCounting(Counting):
-    """Exact counting up to a cap per window, then time slices: windows, caps and the open slice."""
+    """Exact counting within a CPU budget per window, then time slices: windows, caps and the open slice."""
 
     mode = Mode.SAMPLED
 
-    def __init__(self, cap: int, disable: object) -> None:
+    def __init__(self, chunk: int, disable: object, ticks: dict[int, Callable[[], object]]) -> None:
         super().__init__()
-        self.cap = cap
+        self.chunk = chunk
         self.disable = disable  # what a tick returns to switch the function off (sys.monitoring.DISABLE)
+        self.ticks = ticks  # the engine's: a next chunk's tick is put in place there
         self.windows: dict[int, _Window] = {}
         self.caps: dict[int, _Cap] = {}
         self.capped: list[int] = []  # filled by _Cap.hit on the app's threads
         self.hot: dict[int, _Hot] = {}
         self.slice: Slice | None = None  # the sampler's open slice
         self.overhead = 0.0  # CPU seconds a call in a slice costs more (CallbackCost)
+        self.floor = 0.0  # CPU seconds no call takes less than (CallbackCost; 0: not known)
+        self.window_start = cpu()
+        self.budget = estimate.Budget(self.window_start)
+
+    def cost(self) -> float:
+        """What counting one call exactly costs (as measured; a default until then)."""
+        return self.overhead or estimate.DEFAULT_COST
 
     def new_tick(self, code: CodeType) -> Callable[[], object]:
-        """Register an application function; its tick counts the window's first ``cap`` calls, then caps."""
+        """Register an application function; its tick counts its calls in chunks of the budget, then caps."""
         cid = id(code)
         self.codes.setdefault(cid, code)
-        cap = self.caps.setdefault(cid, _Cap(cid, self.disable, self.capped))
-        return self.windows.setdefault(cid, _Window(self.cap, cap)).tick
+        cap = self.caps.setdefault(cid, _Cap(cid, self))
+        window = self.windows.get(cid)
+        if window is None:
+            window = self.windows[cid] = _Window(self.chunk, cap)
+        return window.tick
 
-    def open_slice(self, arm: Rearm) -> Slice:
-        """Open a slice for every hot function: ``arm`` installs its slice count and enables its events."""
+    def open_slice(self, arm: Rearm, weight: float = 1.0) -> Slice | None:
+        """Open a slice for every hot function: ``arm`` installs its slice count and enables its events.
+
+        None when no function is past its budget: nothing to watch.
+        """
         self._pick_up()
+        if not self.hot:
+            return None
         hot = list(self.hot.values())
-        shared = self.slice = Slice(hot)
+        shared = self.slice = Slice(hot, weight)
         for each in hot:
             arm(id(each.code), each.open())
         return shared
 
-    def close_slice(self, disarm: Disarm, which: Slice | None = None) -> None:
-        """Switch the open slice's functions off, then fold their counts into their statistics."""
+    def close_slice(self, disarm: Disarm, which: Slice | None = None) -> int:
+        """Switch the open slice's functions off, then fold their counts into their statistics; its calls."""
         shared = self.slice
         if shared is None or (which is not None and shared is not which):
-            return  # already closed (by a drain)
+            return 0  # already closed (by a drain)
         self.slice = None
         for each in shared.hot:
             disarm(each.code)  # first: no call is counted after the CPU time is read
         watched = max(cpu() - shared.cpu_start, 0.0)
         counts = [(each, value(each.steps)) for each in shared.hot]
-        # The calls in the slice ran slower (each paid a callback): the application did
-        # that much less of its own work there. At most by 90 %: the cost is measured, not known.
-        work = max(watched - sum(n for _, n in counts) * self.overhead, watched * 0.1)
-        if watched < estimate.SLICE / 10 and not any(n for _, n in counts):
-            return  # the process hardly ran during the slice (a busy machine): it saw nothing either way
+        calls = sum(n for _, n in counts)
+        # The calls in the slice ran slower (each paid a callback): the application did that much
+        # less of its own work there. The cost is measured, not known: the work left is at least
+        # what the calls take at the least (``floor``), and at least 10 % of the slice.
+        work = max(watched - calls * self.overhead, calls * self.floor, watched * 0.1)
+        if watched < estimate.SLICE / 10 and not calls:
+            return 0  # the process hardly ran during the slice (a busy machine): it saw nothing either way
         for each, n in counts:
             if self.hot.get(id(each.code)) is each:
-                each.slices.add(n, work, watched)
+                each.slices.add(n, work, watched, shared.weight)
+        return calls
 
     def _pick_up(self) -> None:
         """Functions capped since the last slice become hot."""
         while self.capped:
             cid = self.capped.pop()
-            cap = self.caps.get(cid)
+            window = self.windows.get(cid)
             code = self.codes.get(cid)
-            if cap is None or not cap.at or cid in self.hot or not isinstance(code, CodeType):
+            if window is None or not window.at or cid in self.hot or not isinstance(code, CodeType):
                 continue  # a stale entry of a window already drained, or a duplicate
-            self.hot[cid] = _Hot(code, cap.at)
+            self.hot[cid] = _Hot(code, window.at)
 
     def drain(self, rearm: Rearm, disarm: Disarm) -> list[Delta]:
         """Deltas of the window; ``rearm`` puts a new window's tick in place and re-enables the function."""
         self.close_slice(disarm)
         now = cpu()
+        self.budget.refill(now, self.cost())
         out = super().drain(rearm, disarm)  # rewritten code's key counters (none in sampled mode today)
+        needs = []
         for cid, window in list(self.windows.items()):
-            cap = window.cap
             seen = window.seen()
             if not seen:
                 continue  # not called this window: keep its counter
             hot = self.hot.pop(cid, None)
-            capped_at = cap.at
-            new = self.windows[cid] = _Window(self.cap, cap)
-            cap.at, cap.extra = 0.0, 0  # the new window starts uncapped
+            new = self.windows[cid] = _Window(self.chunk, self.caps[cid])
             rearm(cid, new.tick)  # first, so that no call lands on the old one once it is read
-            if not capped_at:
+            if not window.at:
                 out.append((self.codes[cid], seen, False, False))
+                needs.append(seen)
                 continue
             slices = hot.slices if hot is not None else estimate.Slices()
-            calls, lower = estimate.calls(seen, now - capped_at, slices)
+            calls, lower = estimate.calls(seen, now - window.at, slices)
             out.append((self.codes[cid], calls, not lower, lower))
+            needs.append(calls)
+        # The next window shares the budget in order of this one's need.
+        self.budget.plan(needs, now - self.window_start, self.cost())
+        self.window_start = now
         return out
 
     def reset(self) -> dict[int, Callable[[], object]]:
@@ -205,10 +263,11 @@ class SampledCounting(Counting):
         self.capped.clear()
         self.hot.clear()
         self.slice = None
+        self.window_start = cpu()
+        self.budget = estimate.Budget(self.window_start, self.cost())
         ticks: dict[int, Callable[[], object]] = {}
         for cid, cap in self.caps.items():
-            cap.at, cap.extra = 0.0, 0
-            window = self.windows[cid] = _Window(self.cap, cap)
+            window = self.windows[cid] = _Window(self.chunk, cap)
             ticks[cid] = window.tick
         return ticks
 
@@ -217,21 +276,45 @@ class SampledCounting(Counting):
         super().forget(code)
         cid = id(code)
         self.windows.pop(cid, None)
-        self.caps.pop(cid, None)
+        cap = self.caps.pop(cid, None)
+        if cap is not None:
+            cap.window = None  # a call still on its way counts nothing
         self.hot.pop(cid, None)
 
 
 class Sampler:
-    """The thread that opens and closes time slices: a schedule drawn at random, blind to every call."""
+    """The thread that opens and closes time slices: a schedule drawn at random in CPU time, blind to every call.
+
+    Gaps are drawn in the application's CPU time (:func:`~estimate.cpu`): a slice
+    starts only once the application has worked that long since the last one, so an
+    idle process is not watched and a burst between sleeps is. The mean gap follows
+    what slices cost (their callbacks, the sampler's own work) so that they spend
+    ``SLICE_SHARE`` of the application's time: between ``MIN_PERIOD`` (slices that
+    meet few calls are cheap: many, for bursts and short processes) and ``PERIOD``.
+    A slice, too, lasts ``SLICE`` of the application's CPU time.
+    """
+
+    #: Shortest wait between two looks at the CPU time; an idle process is looked at less
+    #: and less often (doubling, up to ``PERIOD``).
+    POLL = 0.002
 
     def __init__(
-        self, begin: Callable[[], Slice], end: Callable[[Slice], None], calibrate: Callable[[], None]
+        self,
+        begin: Callable[[float], Slice | None],
+        end: Callable[[Slice], float],
+        calibrate: Callable[[], None],
+        wake: Callable[[float], None] = lambda now: None,
     ) -> None:
+        """``begin(weight)`` opens a slice drawn with that mean period (None: no function to watch);
+        ``end`` closes it and returns what its callbacks cost (CPU s); ``wake(now)`` runs at every
+        look at the CPU time."""
         self._begin = begin
         self._end = end
         self._calibrate = calibrate
+        self._wake = wake
         self._stop = threading.Event()
         self._random = random.Random()  # noqa: S311 - a sampling schedule, not a secret
+        self.cost = 0.0  # running mean of what one slice costs (CPU s)
 
     def start(self) -> None:
         """Start (or, in a forked child, restart) the thread."""
@@ -243,21 +326,56 @@ class Sampler:
         """Ask the thread to end (it is a daemon: nothing waits for it)."""
         self._stop.set()
 
+    def period(self) -> float:
+        """Mean CPU time between slice starts: what a slice costs, spent at ``SLICE_SHARE``."""
+        return min(max(self.cost / estimate.SLICE_SHARE, estimate.MIN_PERIOD), estimate.PERIOD)
+
     def _run(self) -> None:
         # A random phase first, then gaps drawn uniformly around the mean period: a
         # periodic burst in the application cannot stay in (or out of) step with it.
-        stop = self._stop
         with contextlib.suppress(Exception):  # uncalibrated, estimates of trivial functions run low
             self._calibrate()  # before the first slice, whose count it corrects
-        gap = self._random.uniform(0.0, estimate.PERIOD)
-        while not stop.wait(gap):
+        period = self.period()
+        gap = self._random.uniform(0.0, period)
+        while self._wait(gap):
             try:
-                shared = self._begin()
-                stop.wait(estimate.SLICE)
-                self._end(shared)
+                started = time.thread_time()
+                shared = self._begin(period)
+                mine = time.thread_time() - started
+                if shared is None:  # nothing past its budget yet: look again (a look costs little)
+                    period = self.period()
+                    gap = self._random.uniform(0.5, 1.5) * period
+                    continue
+                # SLICE seconds of the application's CPU time, not of the clock: a slice opened just
+                # before a sleep watches the next burst rather than the sleep.
+                self._wait(estimate.SLICE)
+                started = time.thread_time()
+                callbacks = self._end(shared)
+                mine += time.thread_time() - started
+                # A running mean (the last ~8 slices): the period follows the program's phases.
+                self.cost += (mine + callbacks - self.cost) / 8
             except Exception:  # noqa: S110 - never let a sampling fault reach the application
                 pass
-            gap = self._random.uniform(0.5, 1.5) * (estimate.PERIOD - estimate.SLICE)
+            period = self.period()
+            gap = self._random.uniform(0.5, 1.5) * (period - estimate.SLICE)
+
+    def _wait(self, gap: float) -> bool:
+        """Until the application has used ``gap`` more CPU seconds; False when asked to stop."""
+        stop = self._stop
+        last = cpu()
+        target = last + gap
+        wait = gap
+        while not stop.wait(wait):
+            now = cpu()
+            with contextlib.suppress(Exception):
+                self._wake(now)
+            if now >= target:
+                return True
+            # The application worked meanwhile: wait for the rest. It did not: look less often.
+            idle = now - last < wait * 0.01
+            wait = max(target - now, min(wait * 2, estimate.PERIOD) if idle else self.POLL)
+            last = now
+        return False
 
 
 _PROBE = """
@@ -287,6 +405,8 @@ class CallbackCost:
         self._ticks = ticks
         self._arm = arm
         self.calibrated = False
+        self.unarmed = 0.0  # CPU seconds a call of the probe takes, unarmed (the last measurement)
+        self._recent: collections.deque[float] = collections.deque(maxlen=RECENT)
         self._probe: tuple[CodeType, Callable[[int], None]] | None = None  # what measurements time
         self._calibrating = threading.Lock()  # a second caller waits for the first's measurement
 
@@ -301,10 +421,19 @@ class CallbackCost:
                 self._make_probe()
                 measured = self.measure(CALIBRATION_RUNS, CALIBRATION_CALLS, ready)
                 if measured is not None:
-                    self._counting.overhead = measured
+                    self._counting.overhead = self.recent(measured)
+                    # Half the probe's unarmed call (a loop step and a call of `pass`): no call
+                    # of the application's takes less CPU time, whatever calls it (from C too).
+                    self._counting.floor = self.unarmed / 2
         finally:
             self.calibrated = True
             self._calibrating.release()
+
+    def recent(self, measured: float) -> float:
+        """The median of the last ``RECENT`` measurements, ``measured`` the newest: one quick
+        measurement on a busy machine is off by half; the median follows drift, not noise."""
+        self._recent.append(measured)
+        return statistics.median(self._recent)
 
     def after_fork(self) -> None:
         """In a forked child: the parent's lock may be held by a thread the child does not have."""
@@ -337,4 +466,5 @@ class CallbackCost:
             self._arm(code, False)
         # Medians: the application's calls run among its other work (caches, a busy machine),
         # not in the best case a minimum would pick.
+        self.unarmed = statistics.median(taken[False])
         return max(statistics.median(taken[True]) - statistics.median(taken[False]), 0.0)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.counting import Counted, Counting, Delta
+from coldmod_trace._internal.estimate import CHUNK
 from coldmod_trace._internal.sampling import (
-    DEFAULT_CAP,
     SLICE_CALLS,
     SLICE_RUNS,
     CallbackCost,
@@ -29,6 +30,9 @@ from coldmod_trace._internal.sampling import (
 from coldmod_trace.config import Mode
 
 __all__ = ["SysMonitoringEngine"]
+
+#: How often the callback's cost is measured again as a slice closes (s): it moves with the machine.
+REMEASURE = 0.5
 
 
 def _py_start_callback(
@@ -56,7 +60,7 @@ class SysMonitoringEngine:
     name = "sys.monitoring"
 
     def __init__(
-        self, tool: int, apps: AppFilter, mode: Mode, cap: int = DEFAULT_CAP, local: int | None = None
+        self, tool: int, apps: AppFilter, mode: Mode, chunk: int = CHUNK, local: int | None = None
     ) -> None:
         """Use the already claimed ``tool`` id (and ``local`` for sampled mode; None: count exactly)."""
         self.mode = mode
@@ -70,8 +74,9 @@ class SysMonitoringEngine:
         self._cost: CallbackCost | None = None
         self._counting: Counting
         if mode is Mode.SAMPLED and local is not None:
-            sampled = self._counting = SampledCounting(cap, self._mon.DISABLE)
-            self._sampler = Sampler(self._begin_slice, self._end_slice, self.calibrate)
+            sampled = self._counting = SampledCounting(chunk, self._mon.DISABLE, self._ticks)
+            self._sampler = Sampler(self._begin_slice, self._end_slice, self.calibrate, self._refill)
+            self._measured = 0.0  # when the callback's cost was last measured (monotonic s)
             self._cost = CallbackCost(sampled, self._ticks, self._arm_probe)
             self._callback = _py_start_callback(self._ticks, self._not_armed)
         else:
@@ -119,25 +124,35 @@ class SysMonitoringEngine:
         """The calibration probe's local PY_START on or off."""
         self._mon.set_local_events(self.local, code, self._mon.events.PY_START if on else 0)
 
-    def _begin_slice(self) -> Slice:
+    def _begin_slice(self, weight: float = 1.0) -> Slice | None:
         """On the sampler thread: one slice for every hot function, each re-armed on its own."""
         assert isinstance(self._counting, SampledCounting)
         with self._counting.lock:
             if not self._installed:
                 raise RuntimeError("uninstalled")  # the sampler thread ends its round quietly
-            return self._counting.open_slice(self._rearm)
+            return self._counting.open_slice(self._rearm, weight)
 
-    def _end_slice(self, which: Slice) -> None:
-        """On the sampler thread, a slice later: measure the callback's cost again (while the slice is
-        still open: the sampler's CPU time is not the application's), then close the slice."""
+    def _end_slice(self, which: Slice) -> float:
+        """On the sampler thread, a slice later: measure the callback's cost again (at most every
+        ``REMEASURE`` s; while the slice is still open: the sampler's CPU time is not the
+        application's), then close the slice; returns what its callbacks cost (CPU s)."""
         counting, cost = self._counting, self._cost
         assert isinstance(counting, SampledCounting)
         assert cost is not None
-        fresh = cost.measure(SLICE_RUNS, SLICE_CALLS, self._ready) if which.hot else None
+        fresh = None
+        if which.hot and time.monotonic() - self._measured >= REMEASURE:
+            self._measured = time.monotonic()
+            fresh = cost.measure(SLICE_RUNS, SLICE_CALLS, self._ready)
         with counting.lock:
             if fresh is not None:
-                counting.overhead = fresh
-            counting.close_slice(self._disarm, which)
+                counting.overhead = cost.recent(fresh)
+            return counting.close_slice(self._disarm, which) * counting.overhead
+
+    def _refill(self, now: float) -> None:
+        """On the sampler thread, at every look at the CPU time: the exact budget's share of it."""
+        counting = self._counting
+        assert isinstance(counting, SampledCounting)
+        counting.budget.refill(now, counting.cost())
 
     def _ready(self) -> bool:
         return self._installed
