@@ -102,7 +102,7 @@ def test_a_function_past_its_share_of_the_budget_is_capped(engine):
         mod.other()
     eng._counting.budget.level = float("inf")
     deltas = _by_name(eng.drain())
-    calls, estimated, lower = deltas["hot"]
+    calls, _estimated, lower = deltas["hot"]
     # Three chunks, and the call at the end of each (two drew the next, one was the cap); no slice
     # met it: what it saw, a lower bound.
     assert (calls, lower) == (3 * CHUNK + 3, True)
