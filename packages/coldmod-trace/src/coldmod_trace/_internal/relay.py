@@ -160,6 +160,11 @@ def _is_our_pipe(lifeline: tuple[int, int, int]) -> bool:
         return False
 
 
+#: Connections one call may try when the relay drops them (each within the call's deadline): the one it
+#: had, and a new relay's, twice — a relay killed while a new one starts can reset the first new connection.
+_ATTEMPTS = 3
+
+
 class Relay:
     """One process's connection to its tree's relay; one call at a time (the caller serialises)."""
 
@@ -175,15 +180,15 @@ class Relay:
     def call(self, method: int, payload: bytes, timeout: float) -> bytes:
         """The collector's answer to one call within ``timeout`` seconds; raises :class:`RelayError` when none."""
         deadline = time.monotonic() + timeout
-        for attempt in (1, 2):
-            reused = self._sock is not None
+        for attempt in range(1, _ATTEMPTS + 1):
             try:
                 return self._exchange(self._connection(deadline), method, payload, deadline)
             except _Broken as exc:
                 self.close()
-                if not reused or attempt == 2:
+                if attempt == _ATTEMPTS or time.monotonic() >= deadline:
                     raise RelayError("UNAVAILABLE", f"the relay process dropped the connection ({exc})") from None
-                # The relay we were connected to is gone (it ended or was killed): once, a new one.
+                # The relay we were connected to is gone (it ended or was killed), or a relay that had just
+                # been replaced reset a new connection while it went: again, with a new one, within the deadline.
         raise AssertionError("unreachable")
 
     def open(self, deadline: float) -> None:
