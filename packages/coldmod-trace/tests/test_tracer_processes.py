@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
-from conftest import Collector, clean_env, make_app, run_py
+from conftest import Collector, Recorder, clean_env, make_app, run_py
+from tls_fixtures import TlsCollector
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -182,6 +185,70 @@ def test_sigterm_flushes_then_dies_of_sigterm(tmp_path, collector: Collector):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == -signal.SIGTERM
     collector.wait_for(lambda r: r.totals() == {"app.before_the_end": 3}, timeout=5)
+
+
+EXITING = """
+import sys
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=30, exit_timeout=4)  # only the exit flush delivers
+
+
+def last():
+    pass
+
+
+for _ in range(3):
+    last()
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+class _TermOnFirstReport(Recorder):
+    """Answers the first Report by sending SIGTERM to the reporting process and then UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pid = 0
+        self.signalled = False
+
+    def Report(self, request, context):  # gRPC method name
+        with self.lock:
+            first, self.signalled = not self.signalled, True
+        if first:
+            os.kill(self.pid, signal.SIGTERM)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+        return super().Report(request, context)
+
+
+def test_a_sigterm_during_the_exit_flush_waits_for_it_then_ends_the_process(tmp_path):
+    """A pool terminating workers already exiting: the flush is not cut short; SIGTERM ends the process after."""
+    import subprocess
+
+    recorder = _TermOnFirstReport()
+    collector = TlsCollector(tmp_path)
+    collector.recorder = recorder
+    collector.start()
+    root = make_app(tmp_path / "app", {"app.py": EXITING})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=clean_env(**collector.env),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    recorder.pid = proc.pid
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.stdin.close()  # the app exits: its exit flush sends the only Report
+        assert proc.wait(timeout=30) == -signal.SIGTERM  # the flush retried, then SIGTERM ended the process
+        collector.wait_for(lambda r: r.totals() == {"app.last": 3}, timeout=10)
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        collector.stop()
 
 
 def test_run_keeps_the_sitecustomize_it_shadows(tmp_path, collector: Collector):

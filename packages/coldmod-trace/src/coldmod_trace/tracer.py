@@ -25,7 +25,7 @@ log = logging.getLogger("coldmod_trace")
 #: Seconds the process exit (or SIGTERM) waits at most for the last batch.
 DEFAULT_EXIT_TIMEOUT = 2.0
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a SIGTERM's flush may interrupt start()/stop() on the main thread
 _tracer: Any = None  # the running _internal.runtime.Tracer, if any
 _last_warning = ""  # a repeated start() with the same problem does not warn again
 
@@ -116,7 +116,7 @@ def stop(timeout: float = DEFAULT_EXIT_TIMEOUT) -> bool:
 def _reinit_after_fork() -> None:
     """In a forked child: the parent's lock may have been held by a thread the child does not have."""
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 def active() -> Any:

@@ -5,6 +5,9 @@
   flushes and then dies of SIGTERM as before; an existing Python handler is
   chained (called after the flush). An app that installs its own handler later
   replaces ours and usually exits through ``sys.exit``, which runs the exit hook.
+  A SIGTERM that arrives while the last flush runs (a ``multiprocessing`` pool
+  terminates workers that are already exiting) does not cut it short: it is
+  delivered again once the flush is done (:func:`final_flush`).
 - multiprocessing children end with ``os._exit`` (no atexit): they flush from
   multiprocessing's own exit finalizers (``util.Finalize`` with an exit
   priority, run by ``_exit_function`` before ``os._exit``). A child's
@@ -23,18 +26,21 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
 __all__ = [
     "Startable",
     "current_sender",
+    "final_flush",
     "install",
     "set_sender",
     "uninstall_sigterm",
@@ -64,6 +70,10 @@ _sender: Startable | None = None  # the running sender
 _in_child_hooks = False  # inside the early after_in_child: a new sender waits to start
 _child_pending: Startable | None = None
 _inherited: list[Startable] = []  # the senders of the processes we were forked from, kept as they were
+_flushing_thread: int | None = None  # the thread running the last flush, while it runs
+_flush_deadline = 0.0  # monotonic time by which that flush ends
+_flush_done = threading.Event()
+_sigterm_deferred = False  # a SIGTERM interrupted the main thread's last flush: delivered again after it
 
 
 def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> None:
@@ -188,7 +198,15 @@ def _install_sigterm(on_exit: Callable[[], None]) -> None:
         return  # ignored on purpose, or set from C: not ours to touch
 
     def on_sigterm(signum: int, frame: FrameType | None) -> Any:
-        on_exit()
+        global _sigterm_deferred
+        flushing = _flushing_thread
+        if flushing == threading.get_ident():
+            _sigterm_deferred = True  # we interrupted the last flush itself: it finishes, then this signal
+            return None
+        if flushing is not None:
+            _flush_done.wait(max(0.0, _flush_deadline - time.monotonic()))  # another thread's last flush
+        else:
+            on_exit()
         if callable(previous):
             return previous(signum, frame)
         # Default action: die of SIGTERM, as the process would have without us.
@@ -201,6 +219,30 @@ def _install_sigterm(on_exit: Callable[[], None]) -> None:
     except (ValueError, OSError):
         return
     _previous_sigterm, _our_handler = previous, on_sigterm
+
+
+@contextlib.contextmanager
+def final_flush(timeout: float) -> Iterator[None]:
+    """The tracer's last flush runs inside: a SIGTERM meanwhile waits for it instead of ending it.
+
+    Then our SIGTERM handler is put back as it was, and a SIGTERM that arrived
+    during the flush is delivered again, to the application's handler or to the
+    default action (the process dies of it, as it would have without us).
+    """
+    global _flushing_thread, _flush_deadline, _sigterm_deferred
+    _flush_done.clear()
+    _flush_deadline = time.monotonic() + timeout
+    _flushing_thread = threading.get_ident()
+    try:
+        yield
+    finally:
+        _flushing_thread = None
+        _flush_done.set()
+        uninstall_sigterm()
+        if _sigterm_deferred and threading.current_thread() is threading.main_thread():
+            _sigterm_deferred = False
+            with contextlib.suppress(OSError):
+                os.kill(os.getpid(), signal.SIGTERM)
 
 
 def uninstall_sigterm() -> None:

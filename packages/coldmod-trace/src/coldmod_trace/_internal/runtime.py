@@ -76,7 +76,7 @@ class Tracer:
         self.hook = RewriteHook(self.apps, self.engine.key_counter, self.engine.exclude) if exact else None
         self.sender_config = SenderConfig(app, marker, client, flush, mode, self.engine.name, version)
         self.sender = Sender(self.sender_config, self.engine, self.apps)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM's flush may interrupt stop() on its thread
         self._stopped = False
 
     def start(self) -> None:
@@ -97,8 +97,8 @@ class Tracer:
         self.engine.uninstall()
         if self.hook is not None:
             self.hook.uninstall()
-        lifecycle.uninstall_sigterm()
-        return self.sender.close(timeout)
+        with lifecycle.final_flush(timeout):
+            return self.sender.close(timeout)
 
     def status(self) -> dict[str, Any]:
         """Internal state for tests and debugging."""
@@ -109,7 +109,7 @@ class Tracer:
         """In a forked child: counts from zero, a new identity, a new sender and channel."""
         if self._stopped:
             return
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.engine.reset_after_fork()
         self.sender = Sender(self.sender_config, self.engine, self.apps, self.sender.sources_if_known())
         self.sender.start()
