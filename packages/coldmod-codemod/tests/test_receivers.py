@@ -56,7 +56,7 @@ def both(tmp_path: Path, known_not: str, may_be: str, key: str = "pkg.store.Stor
 
 def test_the_receiver_table_is_a_table() -> None:
     assert [row.name for row in RECEIVERS] == [
-        "self", "cls", "constructed", "literal", "class", "annotated", "returned", "variable"]
+        "self", "cls", "super", "constructed", "literal", "class", "annotated", "returned", "variable"]
 
 
 def test_an_instance_constructed_in_scope(tmp_path: Path) -> None:
@@ -186,6 +186,56 @@ def test_an_attribute_of_an_unknown_object_and_super_still_count(tmp_path: Path)
             def run(self):
                 self.store.put(1)
     """)] == ["attribute"]
+
+
+def test_super_reaches_only_the_classes_after_its_own_in_an_mro(tmp_path: Path) -> None:
+    both(tmp_path, """
+        class Unrelated:
+            def put(self, item):
+                return super().put(item)  # object comes after Unrelated, and nothing else does
+    """, """
+        from pkg.store import Store
+
+        class Mixin:
+            def put(self, item):
+                return super().put(item)  # in Both, Store comes after Mixin
+
+        class Both(Mixin, Store):
+            pass
+    """)
+    tree = write(tmp_path / "chain", {"pkg/chain.py": """
+        from pkg.store import Store
+
+        class Middle(Store):
+            def put(self, item):
+                return super().put(item)
+
+        class Leaf(Middle):
+            def put(self, item):
+                return super(Leaf, self).put(item)
+    """})
+    assert [str(r) for r in find_references(tree, "pkg.store.Store.put")] == [
+        "pkg/chain.py:5 attribute", "pkg/chain.py:9 attribute"]
+    assert [str(r) for r in find_references(tree, "pkg.chain.Middle.put")] == ["pkg/chain.py:9 attribute"]
+    assert [str(r) for r in find_references(tree, "pkg.chain.Leaf.put")] == []  # a subclass is never after
+
+
+def test_super_init_counts_only_against_the_inits_after_it(tmp_path: Path) -> None:
+    tree = write(tmp_path, {"pkg/inits.py": """
+        class Base:
+            def __init__(self):
+                self.ready = True
+
+        class Child(Base):
+            def __init__(self):
+                super().__init__()
+
+        class Alone:
+            def __init__(self):
+                super().__init__()
+    """})
+    assert [str(r) for r in find_references(tree, "pkg.inits.Base.__init__")] == ["pkg/inits.py:7 attribute"]
+    assert [str(r) for r in find_references(tree, "pkg.inits.Child.__init__")] == []
 
 
 def test_a_class_with_getattr_may_answer_any_name(tmp_path: Path) -> None:
@@ -335,6 +385,15 @@ def kinds(root: Path, use: str, key: str = "pkg.store.Store.put", **more: str) -
     return [u.split()[1] for u in uses(root, use, key, **more)]
 
 
+def test_gettext_catalogs_are_not_read_other_text_is(tmp_path: Path) -> None:
+    catalog = '#: pkg/store.py:7\nmsgid "helper"\nmsgstr "assistant"\n'
+    root = write(tmp_path / "po", {"locale/fr/LC_MESSAGES/django.po": catalog, "locale/django.pot": catalog})
+    assert plan_removal(root, ["pkg.store.helper"]).verdicts["pkg.store.helper"].verdict == "safe"
+    root = write(tmp_path / "txt", {"docs/notes.txt": catalog})
+    assert [str(r) for r in plan_removal(root, ["pkg.store.helper"]).verdicts["pkg.store.helper"].references] == [
+        "docs/notes.txt:2 text"]
+
+
 def test_a_bare_string_is_a_mention_unless_it_becomes_a_name(tmp_path: Path) -> None:
     assert kinds(tmp_path / "client", """
         def call(client):
@@ -456,6 +515,41 @@ def test_a_getattr_of_any_name_on_anything_keeps_the_module_rule(tmp_path: Path)
     source = SHELL.replace("return 1", "return getattr(obj, name)")
     assert "dynamic" in reasons(tmp_path / "a", "pkg.shell.do_quit", source)
     assert "dynamic" in reasons(tmp_path / "b", "pkg.shell.View.render", source)
+
+
+def test_a_getattr_with_a_named_prefix_reaches_unknown_receivers_methods_in_every_module(tmp_path: Path) -> None:
+    compiler = """
+        def compile(node, vendor):
+            return getattr(node, "as_" + vendor)()
+    """
+    funcs = """
+        class Cast:
+            def as_oracle(self):
+                return "CAST"
+
+            def render(self):
+                return "x"
+
+        class Now:
+            def as_mysql(self):
+                return f"{self}_now"
+
+        def nodes():
+            return [Cast(), Now()]  # they escape: an unknown receiver may be one
+    """
+    visitor = """
+        def visit(node, kind):
+            return getattr(node, f"{kind}_mysql")()
+    """
+    root = write(tmp_path, {"pkg/compiler.py": compiler, "pkg/funcs.py": funcs})
+    plan = plan_removal(root, ["pkg.funcs.Cast.as_oracle", "pkg.funcs.Cast.render"])
+    assert [str(r) for r in plan.verdicts["pkg.funcs.Cast.as_oracle"].references] == ["pkg/compiler.py:2 dynamic"]
+    assert plan.verdicts["pkg.funcs.Cast.as_oracle"].verdict == "review"
+    assert plan.verdicts["pkg.funcs.Cast.render"].verdict == "safe"  # no lookup can produce it
+    root = write(tmp_path / "suffix", {"pkg/visitor.py": visitor, "pkg/funcs.py": funcs})
+    plan = plan_removal(root, ["pkg.funcs.Now.as_mysql", "pkg.funcs.Cast.as_oracle"])
+    assert [str(r) for r in plan.verdicts["pkg.funcs.Now.as_mysql"].references] == ["pkg/visitor.py:2 dynamic"]
+    assert plan.verdicts["pkg.funcs.Cast.as_oracle"].verdict == "safe"
 
 
 def test_an_imported_module_level_instance(tmp_path: Path) -> None:

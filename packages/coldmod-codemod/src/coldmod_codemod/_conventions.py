@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import posixpath
+import re
+from collections import defaultdict
 
 from coldmod_codemod._classes import base_has, class_file, lineage
 from coldmod_codemod._containment import by_name_only, may_hold
@@ -25,7 +27,7 @@ from coldmod_codemod._rules import (
     OVERRIDE,
     TEST,
 )
-from coldmod_codemod._scopes import DefInfo, Lookup, Scope, dotted
+from coldmod_codemod._scopes import HTTP_VERBS, LOOKUP_CALLS, DefInfo, Lookup, Scope, dotted
 from coldmod_codemod._targets import Target
 from coldmod_codemod._tree import Tree
 
@@ -125,7 +127,74 @@ def _dynamic_lookup(tree: Tree, target: Target) -> tuple[str, int] | None:
         for elsewhere, lookup, found in _known_lookups(tree, base):
             if lookup.produces(name) and may_reach(tree, found, target.class_fqn, name):
                 return elsewhere, lookup.line
+    # A name built by a convention (``getattr(node, "as_" + vendor)``) dispatches across the tree: on an
+    # unknown receiver it reaches every function whose name it can produce, in any module.
+    for elsewhere, lookup in _named_lookups(tree, name):
+        found = receivers(tree, lookup.receiver, lookup.scope)
+        if may_reach(tree, found, target.class_fqn, name) and (
+            found is not None or target.class_fqn is None or may_hold(tree, target.class_fqn, lookup.receiver)
+        ):
+            return elsewhere, lookup.line
     return None
+
+
+def _named_lookups(tree: Tree, name: str) -> list[tuple[str, Lookup]]:
+    """The tree's getattrs whose computed name is narrowed (a prefix, a suffix, a set) and includes ``name``.
+
+    Such a lookup's constant part is written in a string inside the call (``"as_" + vendor``,
+    ``f"visit_{kind}"``, ``f"{x}_handler"``): only the files with such a string are parsed.
+    """
+    memo = tree.memo["named lookups"]
+    if name not in memo:
+        index = _lookup_constants(tree)
+        affixes = {name[:i] for i in range(1, len(name) + 1)} | {name[i:] for i in range(len(name))}
+        if name in HTTP_VERBS:
+            affixes.add(_HTTP_VERB_CALL)
+        paths = {path for word in affixes for path in index.get(word, ())} | index.get("", set())
+        found: list[tuple[str, Lookup]] = []
+        for path in sorted(paths):
+            found.extend((path, lookup) for lookup in _narrowed_lookups(tree, path) if lookup.produces(name))
+        memo[name] = found
+    return memo[name]  # type: ignore[return-value]
+
+
+#: A call that looks an attribute up, and the constant part of a name computed in it: a string's first word
+#: (``"as_" + x``, ``f"do_{x}"``) or its last (``x + "_at"``, ``f"{x}_at"``).
+_LOOKUP_CALL = re.compile(rb"\b(?:getattr|hasattr|setattr|delattr)\s*\(")
+_CONSTANT = re.compile(rb"(?<=[\"'])\w+(?=[\"'{])|(?<=})\w+(?=[\"'])")
+#: How far after ``getattr(`` the computed name is looked for (a receiver written longer than this is unheard of).
+_LOOKUP_WINDOW = 400
+_HTTP_VERB_CALL = "method.lower()"
+
+
+def _lookup_constants(tree: Tree) -> dict[str, set[str]]:
+    """Each word of a string near a getattr call, with the files it is in ("" : files that must be parsed anyway)."""
+    memo = tree.memo["lookup constants"]
+    if not memo:
+        index: dict[str, set[str]] = defaultdict(set)
+        for path in tree.containing(sorted(LOOKUP_CALLS)):
+            data = tree.read(path) or b""
+            if not data.isascii():
+                index[""].add(path)  # an identifier beyond ASCII: parse it rather than read its bytes
+                continue
+            for call in _LOOKUP_CALL.finditer(data):
+                window = data[call.end() : call.end() + _LOOKUP_WINDOW]
+                for word in _CONSTANT.findall(window):
+                    index[word.decode()].add(path)
+                if _HTTP_VERB_CALL.encode() in window:
+                    index[_HTTP_VERB_CALL].add(path)
+        memo["index"] = index
+    return memo["index"]  # type: ignore[return-value]
+
+
+def _narrowed_lookups(tree: Tree, path: str) -> list[Lookup]:
+    """The file's getattrs whose computed name is narrowed to a prefix, a suffix or a set."""
+    memo = tree.memo["narrowed lookups"]
+    if path not in memo:
+        scanned = tree.file(path)
+        lookups = scanned.bind().lookups if scanned is not None else []
+        memo[path] = [lk for lk in lookups if lk.prefix or lk.suffix or lk.names is not None]
+    return memo[path]  # type: ignore[return-value]
 
 
 def _known_lookups(tree: Tree, cls: str) -> list[tuple[str, Lookup, frozenset[Receiver]]]:

@@ -126,11 +126,7 @@ def _classify(
         return (NAME, False) if site.unbound else (None, True)
     if class_fqn is not None and site.self_class == class_fqn and site.name == target.bare_name:
         return METHOD, True
-    if (
-        site.receiver is not None
-        and site.scope is not None
-        and not (target.bare_name.startswith("__") and target.bare_name.endswith("__"))  # implicit: unsafe anyway
-    ):
+    if site.receiver is not None and site.scope is not None:
         if not may_reach(tree, receivers(tree, site.receiver, site.scope), class_fqn, site.name):
             return None, True  # the object cannot be an instance or the class of the function's class
         if class_fqn is not None and not may_hold(tree, class_fqn, site.receiver):

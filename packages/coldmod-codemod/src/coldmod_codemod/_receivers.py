@@ -23,8 +23,10 @@ from coldmod_codemod._tree import Tree
 __all__ = ["RECEIVERS", "Receiver", "bounded", "may_reach", "receivers"]
 
 #: What a resolved receiver may be: exactly an instance of its class, an instance of it or of a subclass, the
-#: same for an annotation (which an ABC's ``register`` or a Protocol can also satisfy), or the class object.
+#: same for an annotation (which an ABC's ``register`` or a Protocol can also satisfy), the class object, or
+#: ``super()`` in its methods (what comes after it in the MRO of it or of a subclass).
 EXACT, SUBCLASS, ANNOTATED, CLASS, CLASS_OR_SUBCLASS = "exact", "subclass", "annotated", "class", "class-or-subclass"
+AFTER = "after"
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,14 @@ class Row:
 
 
 # fmt: off
-#: Every receiver resolved, and how. Anything not here (``super()``, ``self.x``, ``obj[k]``, a call of an
-#: unannotated or third-party function, a loop variable, a parameter without annotation, ``Any``, ``object``,
+#: Every receiver resolved, and how. Anything not here (``super()`` outside a method, ``self.x``, ``obj[k]``, a
+#: call of an unannotated or third-party function, a loop variable, a parameter without annotation, ``Any``, ``object``,
 #: a TypeVar, a third-party class) is unknown: ``x.name`` stays a possible reference.
 RECEIVERS: tuple[Row, ...] = (
     Row("self",        "a method's first parameter (not a staticmethod's)",      "its class or a subclass's instance"),
     Row("cls",         "a classmethod's first parameter (and __new__'s)",        "its class or a subclass"),
+    Row("super",       "super() in a method of C, super(C, x)",                  "a class after C in the MRO of C or "
+                                                                                  "of a subclass: never C or below"),
     Row("constructed", "C(...) for a class C of the tree or the standard library", "exactly an instance of C"),
     Row("literal",     "'s', f'{x}', b'', 1, [..], {..}, (..), comprehensions",  "exactly str, bytes, int, list..."),
     Row("class",       "C or mod.C naming a class directly",                      "the class C itself"),
@@ -175,6 +179,8 @@ def _imported(tree: Tree, fqn: str, depth: int) -> Receivers:
 
 def _called(tree: Tree, call: ast.Call, scope: Scope, depth: int) -> Receivers:
     """Rows "constructed" and "returned": an instance of the class called, or the function's annotated return."""
+    if isinstance(call.func, ast.Name) and call.func.id == "super" and scope.resolve("super") is None:
+        return _super(tree, call, scope)
     made = _infer(tree, call.func, scope, depth + 1) if not isinstance(call.func, ast.Call) else None
     if made is not None and all(r.mode in (CLASS, CLASS_OR_SUBCLASS) for r in made):
         found = set()
@@ -199,6 +205,22 @@ def _called(tree: Tree, call: ast.Call, scope: Scope, depth: int) -> Receivers:
             return None
         found |= one
     return frozenset(found)
+
+
+def _super(tree: Tree, call: ast.Call, scope: Scope) -> Receivers:
+    """Row "super": ``super()`` in a method of C, or ``super(C, x)``; None when C cannot be told."""
+    owner: str | None = None
+    if not call.args and not call.keywords:
+        method: Scope | None = scope
+        while method is not None and method.kind == "other":  # a comprehension or lambda inside the method
+            method = method.parent
+        owner = method.owner_class if method is not None and method.kind == "function" else None
+    elif len(call.args) == 2 and not call.keywords:
+        named = _infer(tree, call.args[0], scope, _DEPTH)  # no deeper: a class named directly
+        if named is not None and len(named) == 1:
+            (one,) = named
+            owner = one.cls if one.mode == CLASS else None
+    return frozenset({Receiver(owner, AFTER)}) if owner is not None and _in_tree(tree, owner) else None
 
 
 def _keeps_return(info: DefInfo) -> bool:
@@ -336,6 +358,8 @@ def _reachable(tree: Tree, receiver: Receiver) -> frozenset[str] | None:
         if below is None or below.forwards or below.metaclass:
             return None
         classes |= below.classes
+    if receiver.mode == AFTER:  # a class precedes its bases in every MRO: super() never finds it or a subclass
+        classes -= subclasses
     return frozenset(classes)
 
 

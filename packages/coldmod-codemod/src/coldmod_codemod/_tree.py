@@ -32,7 +32,9 @@ from coldmod_codemod._discovery import EXCLUDED_DIRS, module_for, walk_files
 from coldmod_codemod._scopes import Binder
 from coldmod_codemod._sites import TOKEN, WORD, Finder, Site, StringLiteral, nfkc, string_sites
 
-__all__ = ["SKIPPED_DIRS", "SKIPPED_FILES", "FileFailure", "ScannedFile", "Tree", "iter_source_files"]
+__all__ = [
+    "DERIVED_SUFFIXES", "SKIPPED_DIRS", "SKIPPED_FILES", "FileFailure", "ScannedFile", "Tree", "iter_source_files",
+]
 
 WORD_BYTES = re.compile(rb"\w+")
 #: ``import *`` anywhere (after a semicolon, across a backslash): the cheap test before parsing for star imports.
@@ -56,6 +58,13 @@ _BINARY_SUFFIXES = frozenset({
     ".tar", ".png", ".jpg", ".jpeg", ".gif", ".ico", ".webp", ".pdf", ".woff", ".woff2", ".ttf", ".otf",
     ".eot", ".mo", ".db", ".sqlite", ".sqlite3", ".bin", ".mp3", ".mp4", ".svgz",
 })
+#: Text files generated from the code they seem to mention: a name in one was copied from a file the scan
+#: reads anyway, and nothing looks a function up through it. Not read (Django ships 1,226 catalogs).
+DERIVED_SUFFIXES = {
+    ".po": "a gettext catalog: its messages are copied from the code's strings and templates",
+    ".pot": "a gettext template: the same messages, untranslated",
+    ".map": "a source map: positions and names of a built asset",
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ def iter_source_files(root: str | os.PathLike[str]) -> tuple[list[str], list[str
         suffix = os.path.splitext(name)[1].lower()
         if suffix in (".py", ".pyi", ".pyw"):
             python.append(rel)
-        elif suffix not in _BINARY_SUFFIXES:
+        elif suffix not in _BINARY_SUFFIXES and suffix not in DERIVED_SUFFIXES:
             text.append(rel)
     return python, text
 
