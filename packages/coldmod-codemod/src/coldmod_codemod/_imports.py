@@ -3,7 +3,9 @@
 Only bindings the removal orphans are touched: an import binding with at
 least one use inside a removed definition and none anywhere else in its
 file (``__all__`` entries and strings count as uses), that no other file
-imports from this module either. An import that was unused before stays.
+imports from this module either, and that no dotted path in a string or a
+text file names (``mock.patch("pkg.mod.json.loads")`` reads ``pkg.mod.json``).
+An import that was unused before stays.
 """
 
 from __future__ import annotations
@@ -74,13 +76,23 @@ def _used_elsewhere(tree: Tree, scanned: ScannedFile, name: str) -> bool:
     if any(imported in modules for _, imported in tree.star_imports()) and tree.exported(scanned.module_name, name):
         return True
     for path in tree.containing([name]):
-        other = tree.file(path) if path != scanned.path else None
+        other = tree.file(path)
         if other is None:
             continue
-        for site in other.occurrences()[0].get(name, ()):
-            if site.shape in ("import", "attribute", "name") and site.fqns & fqns:
-                return True
-    return False
+        everything, strings = other.occurrences()
+        if path != scanned.path and any(
+            site.shape in ("import", "attribute", "name") and site.fqns & fqns for site in everything.get(name, ())
+        ):
+            return True
+        if any(_names(token, fqns) for site in string_sites(strings, frozenset({name})) for token in site.fqns):
+            return True
+    return any(_names(token, fqns) for path in tree.text_files_with(name) for token in tree.text_tokens(path)[0])
+
+
+def _names(path: str, fqns: set[str]) -> bool:
+    """Whether the dotted path (``pkg.mod.json.loads``, ``pkg.mod:json``) names one of ``fqns`` or inside it."""
+    path = path.replace(":", ".")
+    return any(path == fqn or path.startswith(fqn + ".") for fqn in fqns)
 
 
 def lost_modules(
