@@ -43,14 +43,14 @@ def after(plan) -> dict[str, str]:  # type: ignore[no-untyped-def]
 CLUSTER = {
     "app/__init__.py": "",
     "app/jobs.py": """
-        import atexit
+        from scheduler import every
 
 
         def main():
             return "live"
 
 
-        @atexit.register
+        @every(60)
         def first():
             return second()
 
