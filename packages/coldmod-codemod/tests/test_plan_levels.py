@@ -43,14 +43,14 @@ def after(plan) -> dict[str, str]:  # type: ignore[no-untyped-def]
 CLUSTER = {
     "app/__init__.py": "",
     "app/jobs.py": """
-        from scheduler import every
+        import atexit
 
 
         def main():
             return "live"
 
 
-        @every(60)
+        @atexit.register
         def first():
             return second()
 

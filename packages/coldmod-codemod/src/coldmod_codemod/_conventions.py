@@ -54,12 +54,12 @@ COMMAND_METHODS = frozenset({"handle", "add_arguments", "handle_label", "handle_
 #: Django forms' clean_<field>.
 DISPATCH_PREFIXES = ("do_", "help_", "complete_", "visit_", "leave_", "depart_", "test_", "test", "pytest_", "clean_")
 #: Decorators that put the function in a framework's registry, which calls it on its own schedule (by what they
-#: resolve to): Django's system checks and signal receivers, the admin's ModelAdmin registration, exit handlers.
+#: resolve to): Django's system checks and signal receivers, the admin's ModelAdmin registration. (An exit handler,
+#: ``atexit.register``, runs in the traced process itself: a decorator the reader knows no more about, review.)
 REGISTRARS = frozenset({
     "django.core.checks.register", "django.core.checks.registry.register",
     "django.dispatch.receiver", "django.dispatch.dispatcher.receiver",
     "django.contrib.admin.register", "django.contrib.admin.decorators.register",
-    "atexit.register",
 })
 #: Classes whose instances register what they decorate (``register = template.Library()`` then
 #: ``@register.filter``; ``hookimpl = HookimplMarker("app")`` then ``@hookimpl``), by what the class resolves to.
