@@ -76,17 +76,28 @@ def _used_elsewhere(tree: Tree, scanned: ScannedFile, name: str) -> bool:
     if any(imported in modules for _, imported in tree.star_imports()) and tree.exported(scanned.module_name, name):
         return True
     for path in tree.containing([name]):
-        other = tree.file(path)
+        other = tree.file(path) if path != scanned.path else None
         if other is None:
             continue
-        everything, strings = other.occurrences()
-        if path != scanned.path and any(
-            site.shape in ("import", "attribute", "name") and site.fqns & fqns for site in everything.get(name, ())
-        ):
-            return True
-        if any(_names(token, fqns) for site in string_sites(strings, frozenset({name})) for token in site.fqns):
-            return True
-    return any(_names(token, fqns) for path in tree.text_files_with(name) for token in tree.text_tokens(path)[0])
+        for site in other.occurrences()[0].get(name, ()):
+            if site.shape in ("import", "attribute", "name") and site.fqns & fqns:
+                return True
+    return any(_names(token, fqns) for token in _dotted_mentions(tree, name))
+
+
+def _dotted_mentions(tree: Tree, name: str) -> frozenset[str]:
+    """The dotted paths holding ``name`` in the tree's Python strings and text files (found once per name)."""
+    memo = tree.memo["dotted-mentions"]
+    if name not in memo:
+        found: set[str] = set()
+        for path in tree.containing([name]):
+            scanned = tree.file(path)
+            if scanned is not None:
+                found.update(t for site in string_sites(scanned.occurrences()[1], frozenset({name})) for t in site.fqns)
+        for path in tree.text_files_with(name):
+            found.update(t for t in tree.text_tokens(path)[0] if name in t)
+        memo[name] = frozenset(t for t in found if "." in t or ":" in t)
+    return memo[name]  # type: ignore[return-value]
 
 
 def _names(path: str, fqns: set[str]) -> bool:
