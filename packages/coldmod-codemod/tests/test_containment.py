@@ -311,7 +311,7 @@ def test_strings_and_lookups_do_not_reach_a_contained_class(tmp_path: Path) -> N
 
 def test_strings_and_lookups_count_once_it_escapes(tmp_path: Path) -> None:
     extra = {**BY_NAME, "pkg/other.py": "from pkg.spool import Spool\n\nprint(Spool())\n"}
-    assert verdict(tmp_path, extra) == (UNSAFE, ["attribute", "dynamic", "mention", "string", "text"])
+    assert verdict(tmp_path, extra) == (UNSAFE, ["attribute", "dynamic", "mention", "string", "template"])
 
 
 def test_an_entry_point_naming_the_class_lets_it_escape(tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def test_pure_wrappers_are_not_registrations(tmp_path: Path, key: str) -> None:
     assert verdict(tmp_path, APP, key) == (SAFE, [])
 
 
-def test_a_django_receiver_is_review_and_its_imports_go_with_it(tmp_path: Path) -> None:
+def test_a_django_receiver_is_registered_and_stays(tmp_path: Path) -> None:
+    """A signal receiver is called whenever the signal is sent: unsafe, not review (``test_framework_uses``)."""
     files = {
         "polls/__init__.py": "",
         "polls/signals.py": """
@@ -123,9 +124,8 @@ def test_a_django_receiver_is_review_and_its_imports_go_with_it(tmp_path: Path) 
         """,
         "polls/models.py": "class Question:\n    pass\n",
     }
-    assert verdict(tmp_path, files, "polls.signals.question_saved") == (REVIEW, ["polls/signals.py:7 decorator"])
-    # Every import only the handler used goes too; the in-tree module import is kept (side effects).
-    assert after(tmp_path, files, "polls.signals.question_saved") == {"polls/signals.py": ""}
+    assert verdict(tmp_path, files, "polls.signals.question_saved") == (UNSAFE, ["polls/signals.py:7 registered"])
+    assert after(tmp_path, files, "polls.signals.question_saved") == {}
 
 
 # -- review: dispatch by name or convention -------------------------------------------

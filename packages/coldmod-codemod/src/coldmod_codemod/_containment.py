@@ -26,7 +26,7 @@ import ast
 from dataclasses import dataclass, field
 
 from coldmod_codemod._classes import PARSE_BUDGET, class_file, class_record, descendants, identify, lineage
-from coldmod_codemod._rules import MENTION, STRING, TEXT
+from coldmod_codemod._rules import MENTION, STRING, TEMPLATE, TEXT
 from coldmod_codemod._scopes import LOOKUP_CALLS, Binder, Scope, absolute, annotation_exprs, default_exprs, dotted
 from coldmod_codemod._sites import WORD, nfkc
 from coldmod_codemod._tree import ScannedFile, Tree
@@ -90,7 +90,7 @@ PROSE_SUFFIXES = frozenset({
     ".md", ".rst", ".html", ".htm", ".jinja", ".jinja2", ".j2", ".css", ".js", ".svg", ".po", ".pot",
 })
 #: Findings that name a method by its bare name only: a contained class's method is out of their reach.
-STRINGS = frozenset({STRING, MENTION, TEXT})
+STRINGS = frozenset({STRING, MENTION, TEXT, TEMPLATE})
 #: Calls that return a module.
 MODULE_LOADERS = frozenset({"import_module", "__import__", "module_from_spec", "getmodule", "reload"})
 #: Names that read a scope whole when called without an argument (globals() and locals() always).

@@ -13,7 +13,7 @@ import posixpath
 import re
 from collections import defaultdict
 
-from coldmod_codemod._classes import base_has, class_file, lineage
+from coldmod_codemod._classes import base_has, class_file, class_record, descendants, lineage
 from coldmod_codemod._containment import by_name_only, may_hold
 from coldmod_codemod._findings import Reference
 from coldmod_codemod._receivers import Receiver, bounded, may_reach, receivers
@@ -22,9 +22,11 @@ from coldmod_codemod._rules import (
     DECORATOR,
     DISPATCH,
     DYNAMIC,
+    FIELD_HOOK,
     HTTP_METHOD,
     IMPLICIT,
     OVERRIDE,
+    REGISTERED,
     TEST,
 )
 from coldmod_codemod._scopes import HTTP_VERBS, LOOKUP_CALLS, DefInfo, Lookup, Scope, dotted
@@ -53,6 +55,23 @@ COMMAND_METHODS = frozenset({"handle", "add_arguments", "handle_label", "handle_
 #: Prefixes that frameworks dispatch by: cmd's do_/help_/complete_, visitors, test runners, pytest hooks,
 #: Django forms' clean_<field>.
 DISPATCH_PREFIXES = ("do_", "help_", "complete_", "visit_", "leave_", "depart_", "test_", "test", "pytest_", "clean_")
+#: Decorators that put the function in a framework's registry, which calls it on its own schedule (by what they
+#: resolve to): Django's system checks and signal receivers, the admin's ModelAdmin registration. (An exit handler,
+#: ``atexit.register``, runs in the traced process itself: a decorator the reader knows no more about, review.)
+REGISTRARS = frozenset({
+    "django.core.checks.register", "django.core.checks.registry.register",
+    "django.dispatch.receiver", "django.dispatch.dispatcher.receiver",
+    "django.contrib.admin.register", "django.contrib.admin.decorators.register",
+})
+#: Classes whose instances register what they decorate (``register = template.Library()`` then
+#: ``@register.filter``; ``hookimpl = HookimplMarker("app")`` then ``@hookimpl``), by what the class resolves to.
+REGISTRIES = frozenset({
+    "django.template.Library", "django.template.library.Library", "django.template.base.Library",
+    "pluggy.HookimplMarker", "pluggy._hooks.HookimplMarker", "pluggy.hooks.HookimplMarker",
+})
+#: Per-field hooks a form or serializer calls by name for each field its class declares (Django forms'
+#: ``clean_<field>``, Django REST framework's ``validate_<field>``).
+FIELD_HOOKS = ("clean_", "validate_")
 #: Whole names unittest and doctest runners call.
 DISPATCH_NAMES = frozenset({
     "setUp", "tearDown", "setUpClass", "tearDownClass", "setUpModule", "tearDownModule",
@@ -79,10 +98,12 @@ def definition_findings(tree: Tree, target: Target) -> list[Reference]:
         if len(name) > 4 and name.startswith("__") and name.endswith("__"):
             add(IMPLICIT, d.path, d.line)
         for decorator in info.decorators:
-            kind = _decorator_kind(decorator, info.scope)
+            kind = _decorator_kind(tree, decorator, info.scope)
             if kind is not None:
                 add(kind, d.path, decorator.lineno)
         if info.owner is not None:
+            if name.startswith(FIELD_HOOKS) and _declares(tree, info.owner, name.partition("_")[2]):
+                add(FIELD_HOOK, d.path, d.line)
             if name in HTTP_METHODS and _may_be_a_view(tree, info):
                 add(HTTP_METHOD, d.path, d.line)
             if name in COMMAND_METHODS:
@@ -213,8 +234,8 @@ def _known_lookups(tree: Tree, cls: str) -> list[tuple[str, Lookup, frozenset[Re
     return memo[cls]  # type: ignore[return-value]
 
 
-def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:
-    """The rule a decorator triggers: ``decorator``, ``test`` (a fixture) or None (a pure wrapper)."""
+def _decorator_kind(tree: Tree, decorator: ast.expr, scope: Scope) -> str | None:
+    """The rule a decorator triggers: ``registered``, ``decorator``, ``test`` (a fixture) or None (a pure wrapper)."""
     func = decorator.func if isinstance(decorator, ast.Call) else decorator
     if isinstance(func, ast.Attribute) and func.attr in PROPERTY_PARTS and isinstance(func.value, ast.Name):
         return None
@@ -223,7 +244,48 @@ def _decorator_kind(decorator: ast.expr, scope: Scope) -> str | None:
         return TEST
     if resolved and resolved <= PURE_WRAPPERS:
         return None
+    if resolved & REGISTRARS or _made_by(tree, func.value if isinstance(func, ast.Attribute) else func, scope):
+        return REGISTERED
     return DECORATOR
+
+
+def _made_by(tree: Tree, expr: ast.expr, scope: Scope, depth: int = 0) -> bool:
+    """Whether the name ``expr`` holds an instance of a registry (``REGISTRIES``): ``register = Library()`` in its
+    module, or imported from a module of the tree that makes it there (through re-exports, a few deep)."""
+    if not isinstance(expr, ast.Name) or depth > 3:
+        return False
+    where = scope.binding_scope(expr.id)
+    if where is None:
+        return False
+    for value in where.values.get(expr.id, ()):
+        made = value.how == "value" and isinstance(value.expr, ast.Call) and value.scope is not None
+        if made and dotted(value.expr.func, value.scope) & REGISTRIES:  # type: ignore[union-attr,arg-type]
+            return True
+        if value.how == "name":
+            for fqn in where.bindings.get(expr.id, ()):
+                module, _, name = fqn.rpartition(".")
+                for path in tree.modules().get(module, ()):
+                    scanned = tree.file(path)
+                    root = scanned.bind().root if scanned is not None else None
+                    if root is not None and name in root.bindings and _made_by(
+                        tree, ast.Name(id=name, ctx=ast.Load()), root, depth + 1
+                    ):
+                        return True
+    return False
+
+
+def _declares(tree: Tree, owner: str, field: str) -> bool:
+    """Whether the class ``owner``, a class of the tree it inherits from or one inheriting from it binds ``field``
+    in its body (a subclass's form validates its fields with the hooks it inherits)."""
+    if not field:
+        return False
+    line = lineage(tree, owner)
+    below = descendants(tree, owner) or frozenset()  # unknown (over budget): its own family only
+    for cls in sorted({owner, *(line.classes if line is not None else ()), *below}):
+        record = class_record(tree, cls)
+        if record is not None and field in record.body.bindings:
+            return True
+    return False
 
 
 def is_test_file(path: str) -> bool:

@@ -3,7 +3,9 @@
 Only bindings the removal orphans are touched: an import binding with at
 least one use inside a removed definition and none anywhere else in its
 file (``__all__`` entries and strings count as uses), that no other file
-imports from this module either. An import that was unused before stays.
+imports from this module either, and that no dotted path in a string or a
+text file names (``mock.patch("pkg.mod.json.loads")`` reads ``pkg.mod.json``).
+An import that was unused before stays.
 """
 
 from __future__ import annotations
@@ -80,7 +82,28 @@ def _used_elsewhere(tree: Tree, scanned: ScannedFile, name: str) -> bool:
         for site in other.occurrences()[0].get(name, ()):
             if site.shape in ("import", "attribute", "name") and site.fqns & fqns:
                 return True
-    return False
+    return any(_names(token, fqns) for token in _dotted_mentions(tree, name))
+
+
+def _dotted_mentions(tree: Tree, name: str) -> frozenset[str]:
+    """The dotted paths holding ``name`` in the tree's Python strings and text files (found once per name)."""
+    memo = tree.memo["dotted-mentions"]
+    if name not in memo:
+        found: set[str] = set()
+        for path in tree.containing([name]):
+            scanned = tree.file(path)
+            if scanned is not None:
+                found.update(t for site in string_sites(scanned.occurrences()[1], frozenset({name})) for t in site.fqns)
+        for path in tree.text_files_with(name):
+            found.update(t for t in tree.text_tokens(path)[0] if name in t)
+        memo[name] = frozenset(t for t in found if "." in t or ":" in t)
+    return memo[name]  # type: ignore[return-value]
+
+
+def _names(path: str, fqns: set[str]) -> bool:
+    """Whether the dotted path (``pkg.mod.json.loads``, ``pkg.mod:json``) names one of ``fqns`` or inside it."""
+    path = path.replace(":", ".")
+    return any(path == fqn or path.startswith(fqn + ".") for fqn in fqns)
 
 
 def lost_modules(

@@ -9,6 +9,7 @@ that mention it but cannot be parsed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 
 from coldmod_codemod._containment import STRINGS, by_name_only, may_hold
@@ -28,6 +29,7 @@ from coldmod_codemod._rules import (
     NAME,
     RULES,
     STRING,
+    TEMPLATE,
     TEXT,
     UNPARSED,
     UNRESOLVED,
@@ -74,10 +76,22 @@ def spellings(target: Target) -> frozenset[str]:
     return frozenset(found)
 
 
-def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
-    """Mentions in text files: the full path (``mod:f``, ``mod.C.m``) is an entry point, the bare name a review.
+#: Template files: by suffix, or any text file in a ``templates`` directory (Django's and Jinja's loaders).
+TEMPLATE_SUFFIXES = (".html", ".htm", ".jinja", ".jinja2", ".j2", ".djhtml", ".tpl", ".tmpl", ".txt", ".xml")
+TEMPLATE_DIRS = frozenset({"templates", "jinja2"})
+#: A template's variable or tag (``{{ ... }}``, ``{% ... %}``), the quoted strings in one, and an attribute
+#: looked up in one (``.name`` after an expression).
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_LOOKUP = re.compile(r"(?<=[\w\)\]])\s*\.\s*([A-Za-z_]\w*)")
 
-    In a minified or vendored file either is only a mention: nobody maintains a reference there by hand.
+
+def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
+    """Mentions in text files: the full path (``mod:f``, ``mod.C.m``) is an entry point, a method's name looked
+    up in a template's tag (``{{ obj.name }}``: any object it is given) a template reference, any other bare name
+    a review.
+
+    In a minified or vendored file any of them is only a mention: nobody maintains a reference there by hand.
     """
     name = target.bare_name
     paths = tree.text_files_with(name)
@@ -87,10 +101,29 @@ def _text_findings(tree: Tree, target: Target) -> Iterator[Match]:
     for path in paths:
         tokens, words = tree.text_tokens(path)
         line = min((tokens[s] for s in names if s in tokens), default=0)
-        kind = MENTION if tree.foreign(path) else ENTRY_POINT if line else TEXT
-        line = line or words.get(name, 0)
+        looked_up = 0 if line or target.class_fqn is None else template_lookups(tree, path).get(name, 0)
+        kind = MENTION if tree.foreign(path) else ENTRY_POINT if line else TEMPLATE if looked_up else TEXT
+        line = line or looked_up or words.get(name, 0)
         if line:
             yield Match(Reference(target.key, path, line, 0, kind, False), None)
+
+
+def template_lookups(tree: Tree, path: str) -> dict[str, int]:
+    """The attributes a template file looks up in its tags (``{{ call.tottime }}``: ``tottime``), each with the
+    line it first appears on; none in a file that is not a template."""
+    memo = tree.memo["template-lookups"]
+    if path not in memo:
+        found: dict[str, int] = {}
+        directory, _, base = path.rpartition("/")
+        if base.lower().endswith(TEMPLATE_SUFFIXES) or TEMPLATE_DIRS & set(directory.split("/")):
+            text = nfkc((tree.read(path) or b"").decode("utf-8", "replace"))
+            for tag in _TAG.finditer(text):
+                bare = _QUOTED.sub(lambda q: " " * len(q.group()), tag.group())
+                for lookup in _LOOKUP.finditer(bare):
+                    line = text.count("\n", 0, tag.start() + lookup.start(1)) + 1
+                    found.setdefault(lookup.group(1), line)
+        memo[path] = found
+    return memo[path]  # type: ignore[return-value]
 
 
 def _classify(

@@ -23,6 +23,7 @@ __all__ = [
     "DYNAMIC",
     "ENTRY_POINT",
     "EXPORT",
+    "FIELD_HOOK",
     "GOES",
     "HTTP_METHOD",
     "IMPLICIT",
@@ -31,12 +32,14 @@ __all__ = [
     "METHOD",
     "NAME",
     "OVERRIDE",
+    "REGISTERED",
     "REMOVABLE_KINDS",
     "REVIEW",
     "RULES",
     "SAFE",
     "SIDE_EFFECTS",
     "STRING",
+    "TEMPLATE",
     "TEST",
     "TEST_ONLY",
     "TEXT",
@@ -101,6 +104,9 @@ UNRESOLVED = "unresolved"  # ``from ..x import f`` whose module cannot be resolv
 UNPARSED = "unparsed"  # a file that mentions the name but cannot be parsed
 IMPLICIT = "implicit"  # a ``__dunder__`` function: Python itself calls it
 URL = "url"  # a test requests a URL its route matches, or names its endpoint (see ``_routes``)
+TEMPLATE = "template"  # ``{{ obj.name }}``, ``{% if obj.name %}``: a template looks the attribute up
+REGISTERED = "registered"  # ``@register`` (system checks), ``@receiver(signal)``, ``@library.filter``, ``@hookimpl``
+FIELD_HOOK = "field-hook"  # ``clean_<field>``/``validate_<field>`` of a class that declares ``<field>``
 #: Indirect or possible uses.
 TEXT = "text"  # the bare name as a word in a text file (templates, configs)
 MENTION = "mention"  # the bare name inside a Python string that is not a lookup, or in a minified/vendored file
@@ -131,6 +137,11 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule(UNPARSED,     UNSAFE, USE, "mentioned in a Python file that cannot be parsed"),
     Rule(IMPLICIT,     UNSAFE, DEFINITION, "a dunder method: Python calls it by itself"),
     Rule(URL,          UNSAFE, USE, "a test requests a URL its route matches (url_for/reverse: its endpoint)"),
+    Rule(TEMPLATE,     UNSAFE, USE, "a method a template looks up ({{ obj.name }}, {% if obj.name %}) on any object"),
+    Rule(REGISTERED,   UNSAFE, DEFINITION, "registered by a framework decorator (system check, signal receiver, "
+                                           "template tag, plugin hook): it calls it"),
+    Rule(FIELD_HOOK,   UNSAFE, DEFINITION, "clean_<field>/validate_<field> for a field its class declares: "
+                                           "validation calls it"),
     # Indirect or possible uses: removed only with include=("safe", "review").
     Rule(TEXT,         REVIEW, USE, "mentioned in a template, text or config file"),
     Rule(MENTION,      REVIEW, USE, "its name appears inside a string (doctest, python -c, template, message)"),

@@ -30,7 +30,7 @@ GROUPS: dict[str, str] = {
 # fmt: on
 
 #: Reference kinds that are a name written down outside code (see ``_rules.RULES``).
-TEXT_KINDS = frozenset({"string", "mention", "text", "entry-point"})
+TEXT_KINDS = frozenset({"string", "mention", "text", "entry-point", "template"})
 
 
 def group_of(kind: str, *, in_test: bool, referrer_cold: bool) -> str:
