@@ -48,9 +48,10 @@ def match(tree: Tree, target: Target) -> list[Match]:
     class_fqn = target.class_fqn
     getattr_modules = tree.getattr_modules() if target.definitions else set()
     unnamed = frozenset(STRINGS) if by_name_only(tree, class_fqn, target.bare_name) else frozenset()
+    spelled = spellings(target)
     for name in sorted(target.names):
         for scanned, site in tree.by_name.get(name, ()):
-            kind, certain = _classify(tree, site, target, scanned, class_fqn, getattr_modules)
+            kind, certain = _classify(tree, site, target, scanned, class_fqn, getattr_modules, spelled)
             if kind is not None and kind not in unnamed:
                 ref = Reference(target.key, scanned.path, site.line, site.column, kind, certain)
                 matches.append(Match(ref, site))
@@ -127,10 +128,16 @@ def template_lookups(tree: Tree, path: str) -> dict[str, int]:
 
 
 def _classify(
-    tree: Tree, site: Site, target: Target, scanned: ScannedFile, class_fqn: str | None, getattr_modules: set[str]
+    tree: Tree,
+    site: Site,
+    target: Target,
+    scanned: ScannedFile,
+    class_fqn: str | None,
+    getattr_modules: set[str],
+    spelled: frozenset[str],
 ) -> tuple[str | None, bool]:
     """The kind of reference ``site`` is to ``target``, or None when it is not one."""
-    resolved = bool(site.fqns & target.fqns)
+    resolved = not site.fqns.isdisjoint(target.fqns)
     if site.shape == "import":
         if resolved:
             return IMPORT, True
@@ -152,7 +159,7 @@ def _classify(
     if site.shape == "mention":
         if site.name != target.bare_name:
             return None, True
-        return (ENTRY_POINT if site.fqns & spellings(target) else MENTION), False
+        return (ENTRY_POINT if not site.fqns.isdisjoint(spelled) else MENTION), False
     if resolved:
         return (METHOD if class_fqn else CALL if site.call else NAME), True
     if site.shape == "name":

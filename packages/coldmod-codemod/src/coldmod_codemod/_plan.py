@@ -363,6 +363,9 @@ def _removable(
         removing -= kept
 
 
+_RANK = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
+
+
 class _Judge:
     """Each key's verdict once its level is settled: its findings outside the removed code, grouped."""
 
@@ -380,32 +383,35 @@ class _Judge:
             return Verdict(key, UNSAFE, removed=False, reasons=(broken or _NOT_FOUND,))
         own = {(d.path, d.line) for d in target.definitions}
         own_paths = {d.path for d in target.definitions}
-        findings = [
-            m for m in _blocking(found)
-            if not self._facts(m)[0] and not (m.reference.path in own_paths and within(m, own))
-        ]
-        rated = [(self._rating(m), m) for m in findings]
-        rated.sort(key=lambda pair: (-VERDICTS.index(pair[0]), pair[1].reference.path, pair[1].reference.line))
-        findings = [m for _, m in rated]
+        rated: list[tuple[int, str, Match, str | None]] = []  # (rank, rating, finding, referrer), one pass
+        for m in _blocking(found):
+            gone, in_test, referrer = self._facts(m)
+            ref = m.reference
+            if gone or (ref.path in own_paths and within(m, own)):
+                continue
+            rating = self._rating(m, in_test)
+            rated.append((_RANK[rating], rating, m, referrer))
+        rated.sort(key=lambda r: (-r[0], r[2].reference.path, r[2].reference.line))
+        findings = [m for _, _, m, _ in rated]
         refs = tuple(m.reference for m in findings) + ((held,) if held else ())
-        reasons = tuple(_reason(m.reference, rating) for rating, m in rated) + ((held.reason,) if held else ())
-        verdict = worst([rating for rating, _ in rated] + ([held.verdict] if held else []))
+        reasons = tuple(_reason(m.reference, rating) for _, rating, m, _ in rated) + ((held.reason,) if held else ())
+        verdict = worst([rating for _, rating, _, _ in rated] + ([held.verdict] if held else []))
         reasons += tuple(self._tests_staying(findings))
         if broken is not None:
             reasons += (broken,)
             verdict = UNSAFE
-        places = [self._place(m) for m in findings]
+        places = [self._place(m.reference, referrer) for _, _, m, referrer in rated]
         if held:
             places.append((DEFINITION_GROUP, Place(held.path, held.line, held.kind)))
         removed = key in self.outcome.removing
         tests = tuple(sorted(self._around(findings) & self.outcome.going)) if removed and self.outcome.going else ()
         return Verdict(key, verdict, removed, reasons, refs, grouped(places), tests)
 
-    def _rating(self, m: Match) -> str:
+    def _rating(self, m: Match, in_test_function: bool) -> str:
         """The verdict one finding gives: its rule's, or ``test-only`` for a use inside a function of a test file."""
         rule = RULES.get(m.reference.kind)
-        if self._in_test_function(m) and rule is not None and not rule.own:
-            return min(m.reference.verdict, TEST_ONLY, key=VERDICTS.index)
+        if in_test_function and rule is not None and not rule.own:
+            return min(rule.verdict, TEST_ONLY, key=_RANK.__getitem__)
         return m.reference.verdict
 
     def _in_test_function(self, m: Match) -> bool:
@@ -443,8 +449,7 @@ class _Judge:
         found = self._definitions(m.reference.path).get(m.site.enclosing[-1 if innermost else 0])
         return found.key if found else None
 
-    def _place(self, m: Match) -> tuple[str, Place]:
-        ref, referrer = m.reference, self._facts(m)[2]
+    def _place(self, ref: Reference, referrer: str | None) -> tuple[str, Place]:
         group = group_of(ref.kind, in_test=self.work.is_test(ref.path), referrer_cold=referrer in self.work.targets)
         return group, Place(ref.path, ref.line, ref.kind, referrer, ref.detail)
 

@@ -296,12 +296,17 @@ def may_reach(tree: Tree, found: Receivers, class_fqn: str | None, name: str) ->
     """
     if found is None:
         return True
-    if class_fqn is None:
-        return any(_binds(tree, r, name) for r in found)
-    target = lineage(tree, class_fqn)
-    if target is None or target.metaclass:
-        return True
-    return any(_reaches(tree, r, class_fqn) for r in found)
+    memo = tree.memo["may reach"]
+    key = (found, class_fqn, name if class_fqn is None else "")
+    answer = memo.get(key)
+    if answer is None:
+        if class_fqn is None:
+            answer = any(_binds(tree, r, name) for r in found)
+        else:
+            target = lineage(tree, class_fqn)
+            answer = target is None or target.metaclass or any(_reaches(tree, r, class_fqn) for r in found)
+        memo[key] = answer
+    return bool(answer)
 
 
 def bounded(tree: Tree, found: Receivers) -> bool:

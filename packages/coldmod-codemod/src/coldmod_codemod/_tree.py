@@ -344,12 +344,15 @@ class Tree:
 
     def getattr_modules(self) -> set[str]:
         """Modules with a PEP 562 ``__getattr__``: ``from m import anything`` may succeed through it."""
-        found: set[str] = set()
-        for path in self.containing(["__getattr__"]):
-            scanned = self.file(path)
-            if scanned is not None and scanned.bind().module_getattr:
-                found.update(p[:-1] for p in self.module_prefixes(path))
-        return found
+        memo = self.memo["getattr modules"]
+        if "found" not in memo:
+            found: set[str] = set()
+            for path in self.containing(["__getattr__"]):
+                scanned = self.file(path)
+                if scanned is not None and scanned.bind().module_getattr:
+                    found.update(p[:-1] for p in self.module_prefixes(path))
+            memo["found"] = found
+        return memo["found"]  # type: ignore[return-value]
 
     def text_files_with(self, word: str) -> list[str]:
         """The text (non-Python) files containing ``word``; indexed once a plan asks for many words."""
@@ -432,6 +435,7 @@ class Tree:
         """Take a module LibCST already parsed as the file at ``path`` (for the codemod commands)."""
         if path not in self.paths:
             self.paths.append(path)
+            self.memo.pop("getattr modules", None)
         self.sources[path] = source
         scanned = self.file(path)
         result = parse_cst(path, source, scanned.tree, module) if scanned and scanned.tree else None
