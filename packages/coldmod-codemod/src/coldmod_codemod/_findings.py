@@ -7,7 +7,7 @@ fails when the reference is made, not later as a silent ``unsafe``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from coldmod_codemod._rules import RULES, SAFE, UNSAFE
 from coldmod_codemod._sites import Site
@@ -15,10 +15,7 @@ from coldmod_codemod._sites import Site
 __all__ = ["Match", "Reference"]
 
 
-@dataclass(frozen=True)
-class Reference:
-    """One site that may refer to a function; ``certain`` is False for the possible kinds."""
-
+class _Fields(NamedTuple):
     key: str
     path: str
     line: int
@@ -27,9 +24,21 @@ class Reference:
     certain: bool = True
     detail: str = ""  # what was found there, when the kind alone does not say (``url``: ``GET /hello``)
 
-    def __post_init__(self) -> None:
-        if self.kind not in RULES:
-            raise ValueError(f"{self.kind!r} is not a rule of _rules.RULES")
+
+class Reference(_Fields):
+    """One site that may refer to a function; ``certain`` is False for the possible kinds.
+
+    Immutable and cheap (a named tuple): a plan of a large tree makes hundreds of thousands.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls, key: str, path: str, line: int, column: int, kind: str, certain: bool = True, detail: str = ""
+    ) -> Reference:
+        if kind not in RULES:
+            raise ValueError(f"{kind!r} is not a rule of _rules.RULES")
+        return super().__new__(cls, key, path, line, column, kind, certain, detail)
 
     @property
     def verdict(self) -> str:
@@ -49,8 +58,7 @@ class Reference:
         return f"{self.path}:{self.line} {self.kind}" + (f" {self.detail}" if self.detail else "")
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """A reference together with the site it was found at (None for one outside Python code)."""
 
     reference: Reference

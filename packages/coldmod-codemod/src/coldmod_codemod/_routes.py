@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 from coldmod_codemod._findings import Match, Reference
 from coldmod_codemod._rules import DECORATOR, URL
-from coldmod_codemod._scopes import Binder, Scope, dotted
+from coldmod_codemod._scopes import Binder, Scope, Visitor, dotted
 from coldmod_codemod._sites import Site
 from coldmod_codemod._targets import Target
 from coldmod_codemod._tree import ScannedFile, Tree
@@ -461,7 +461,7 @@ def _requests(tree: Tree, path: str) -> list[Request]:
     return memo[path]  # type: ignore[return-value]
 
 
-class _RequestFinder(ast.NodeVisitor):
+class _RequestFinder(Visitor):
     """Strings and templates that are URLs, and endpoint names given to ``url_for``/``reverse``."""
 
     def __init__(self, path: str) -> None:

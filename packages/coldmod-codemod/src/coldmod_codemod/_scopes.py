@@ -12,8 +12,9 @@ methods. Nothing here knows about the tree or about the keys being searched.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "Binder",
@@ -23,12 +24,50 @@ __all__ = [
     "Lookup",
     "Scope",
     "Value",
+    "Visitor",
     "absolute",
     "absolute_module",
     "annotation_exprs",
     "default_exprs",
     "dotted",
 ]
+
+
+class Visitor(ast.NodeVisitor):
+    """``ast.NodeVisitor`` with the same contract, faster: each node class's method is looked up once.
+
+    The reference scan visits every node of every file twice (scopes, then sites): the standard
+    visitor's string building and ``getattr`` per node, and its generator over the fields, were a
+    fifth of planning a large tree.
+    """
+
+    _node_methods: dict[type, Callable[[Any, Any], Any] | None]  # per subclass: node class -> its visit_ method
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._node_methods = {}
+
+    def visit(self, node: ast.AST) -> Any:
+        kind = node.__class__
+        methods = type(self)._node_methods
+        if kind in methods:
+            method = methods[kind]
+        else:
+            method = methods[kind] = getattr(type(self), "visit_" + kind.__name__, None)
+        if method is None:
+            return self.generic_visit(node)
+        return method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        visit, node_type = self.visit, ast.AST
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, node_type):
+                        visit(item)
+            elif isinstance(value, node_type):
+                visit(value)
 
 
 @dataclass(frozen=True)
@@ -186,7 +225,7 @@ class Lookup:
         return name.startswith(self.prefix) and name.endswith(self.suffix) and len(name) >= fixed
 
 
-class Binder(ast.NodeVisitor):
+class Binder(Visitor):
     """First pass: every scope of a module and the names each one binds."""
 
     def __init__(self, path: str, module: str, package: str) -> None:

@@ -13,7 +13,15 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from coldmod_codemod._scopes import LOOKUP_CALLS, Binder, Scope, absolute, annotation_exprs, default_exprs
+from coldmod_codemod._scopes import (
+    LOOKUP_CALLS,
+    Binder,
+    Scope,
+    Visitor,
+    absolute,
+    annotation_exprs,
+    default_exprs,
+)
 
 __all__ = ["PATH_STRING", "TOKEN", "WORD", "Finder", "Site", "StringLiteral", "nfkc", "string_sites"]
 
@@ -61,7 +69,7 @@ class Site:
     scope: Scope | None = field(default=None, compare=False, repr=False)  # attribute: the scope it is read in
 
 
-class Finder(ast.NodeVisitor):
+class Finder(Visitor):
     """Second pass, once per file: every name, attribute, import and string, resolved with the binder's scopes.
 
     Strings are kept as they are (``strings``); which names they mention is
