@@ -506,7 +506,12 @@ def test_format_json_has_the_same_groups_and_levels(cli, shop, insecure_env):
         "group": "cold",
         "title": "from cold code (goes if it goes)",
         "count": 1,
-        "sites": [{"path": "shop/jobs.py", "line": 14, "kind": "call", "in": "shop.jobs.retry_flush", "calls": 0}],
+        "sites": [
+            {
+                "path": "shop/jobs.py", "line": 14, "kind": "call", "detail": "", "in": "shop.jobs.retry_flush",
+                "calls": 0,
+            },
+        ],
         "line": "from cold code (goes if it goes) (1): shop/jobs.py:14 call in shop.jobs.retry_flush",
     }
     assert "-    def merge" in data["diff"]

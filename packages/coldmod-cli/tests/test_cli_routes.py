@@ -6,6 +6,7 @@ login view are hot); the app's own tests are run with pytest before and after.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,10 @@ def test_a_view_only_a_test_requests_goes_with_that_test_and_the_suite_passes(cl
         "          from tests (1): tests/test_app.py:6 url GET /hello in tests.test_app.test_hello")
     assert "test-only flaskapp.auth.logout" in lines
     assert "--include test-only would remove 2 more" in dry.err  # hello, and greeting that only it calls
+    as_json = cli("rm", "--cold", "--dry-run", "--min-tracked", "0s", "--format", "json")
+    verdicts = {v["key"]: v for v in json.loads(as_json.out)["verdicts"]}
+    (site,) = verdicts["flaskapp.create_app.<locals>.hello"]["groups"][0]["sites"]
+    assert (site["kind"], site["detail"], site["in"]) == ("url", "GET /hello", "tests.test_app.test_hello")
 
     result = cli("rm", "--cold", "--min-tracked", "0s", "--include", "test-only")
 

@@ -266,7 +266,8 @@ def reason_groups(verdict: Verdict, calls: Mapping[str, int] | None = None) -> l
     """Why a function stays, one entry per group of findings (live code, cold code, tests, strings, definition).
 
     Each entry: ``group``, ``title``, ``count`` (sites, each ``path:line`` once), ``sites`` (the first three:
-    ``path``, ``line``, ``kind``, ``in`` — the function it lies in, or None at module level — and its
+    ``path``, ``line``, ``kind``, ``detail`` — what was found, when the kind alone does not say, such as
+    ``GET /hello`` for ``url`` — ``in`` — the function it lies in, or None at module level — and its
     production ``calls`` when the heatmap knows them) and ``line``, the entry as one line of text. The CLI's
     text, ``--format json`` and the web UI's removal dialog all show these.
     """
@@ -281,7 +282,10 @@ def reason_groups(verdict: Verdict, calls: Mapping[str, int] | None = None) -> l
             "title": group.title,
             "count": len(group.places),
             "sites": [
-                {"path": p.path, "line": p.line, "kind": p.kind, "in": p.referrer, "calls": known.get(p.referrer or "")}
+                {
+                    "path": p.path, "line": p.line, "kind": p.kind, "detail": p.detail, "in": p.referrer,
+                    "calls": known.get(p.referrer or ""),
+                }
                 for p in group.places[:3]
             ],
             "line": group.line(note=note),
