@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import builtins
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from coldmod_codemod._classes import class_record, descendants, identify, lineage
 from coldmod_codemod._scopes import DefInfo, Scope, Value, dotted
@@ -29,8 +30,7 @@ EXACT, SUBCLASS, ANNOTATED, CLASS, CLASS_OR_SUBCLASS = "exact", "subclass", "ann
 AFTER = "after"
 
 
-@dataclass(frozen=True)
-class Receiver:
+class Receiver(NamedTuple):
     """One thing a receiver may be: ``cls`` (a class's fully qualified name) in one of the modes above."""
 
     cls: str

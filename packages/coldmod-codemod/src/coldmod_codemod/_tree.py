@@ -206,6 +206,7 @@ class Tree:
         self._stars: list[tuple[str, str]] | None = None
         self._modules: dict[str, list[str]] | None = None  # module name (any spelling) -> paths
         self._prefixes: dict[str, tuple[str, ...]] = {}
+        self._order: dict[str, int] = {}  # path -> its place in ``paths`` (``containing`` answers in that order)
         self.memo: dict[str, dict[object, object]] = defaultdict(dict)  # derived facts by concern (classes, receivers)
         if files is None:
             self._find_scripts()
@@ -259,7 +260,9 @@ class Tree:
             return
         index = self._index()
         found = {p for n in names for p in index.get(n, ())}
-        yield from (p for p in self.paths if p in found)
+        if len(self._order) != len(self.paths):
+            self._order = {p: i for i, p in enumerate(self.paths)}
+        yield from sorted(found, key=self._order.__getitem__)
 
     def _has_word(self, path: str, names: list[str]) -> bool:
         """Whether the file contains one of a few ``names`` as a word (bytes first: no index for a small query)."""
