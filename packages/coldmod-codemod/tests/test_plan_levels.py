@@ -307,3 +307,21 @@ def test_a_name_in_a_tests_string_does_not_tie_the_test_to_that_function(tmp_pat
     plan = plan_removal(root, ["app.helpers.double", "app.helpers.live"], include=LADDER[TEST_ONLY])
     assert plan.removed == ["app.helpers.double"]
     assert "tests.test_more.test_double_again" in plan.tests
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cycle_collector_pauses_while_a_plan_runs_and_comes_back_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    root = tree(tmp_path, {"app/__init__.py": "", "app/jobs.py": "def dead():\n    return 1\n"})
+    seen = []
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        plan = plan_removal(root, ["app.jobs.dead"], progress=lambda done, total: seen.append(gc.isenabled()))
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert plan.verdicts["app.jobs.dead"].verdict == SAFE
+    assert seen
+    assert not any(seen)  # paused for the whole plan
