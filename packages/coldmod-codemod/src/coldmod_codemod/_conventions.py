@@ -182,7 +182,12 @@ def _named_lookups(tree: Tree, name: str) -> list[tuple[str, Lookup]]:
 #: A call that looks an attribute up, and the constant part of a name computed in it: a string's first word
 #: (``"as_" + x``, ``f"do_{x}"``) or its last (``x + "_at"``, ``f"{x}_at"``).
 _LOOKUP_CALL = re.compile(rb"\b(?:getattr|hasattr|setattr|delattr)\s*\(")
-_CONSTANT = re.compile(rb"(?<=[\"'])\w+(?=[\"'{])|(?<=})\w+(?=[\"'])")
+_CONSTANT = re.compile(
+    rb"[\"'](\w+)[\"']\s*\+"  # "as_" + vendor
+    rb"|[\"'](\w+)\{"  # f"do_{x}"
+    rb"|\+\s*[rbuRBU]?[\"'](\w+)[\"']"  # x + "_at"
+    rb"|\}(\w+)[\"']"  # f"{x}_at"
+)
 #: How far after ``getattr(`` the computed name is looked for (a receiver written longer than this is unheard of).
 _LOOKUP_WINDOW = 400
 _HTTP_VERB_CALL = "method.lower()"
@@ -200,8 +205,8 @@ def _lookup_constants(tree: Tree) -> dict[str, set[str]]:
                 continue
             for call in _LOOKUP_CALL.finditer(data):
                 window = data[call.end() : call.end() + _LOOKUP_WINDOW]
-                for word in _CONSTANT.findall(window):
-                    index[word.decode()].add(path)
+                for groups in _CONSTANT.findall(window):
+                    index[b"".join(groups).decode()].add(path)
                 if _HTTP_VERB_CALL.encode() in window:
                     index[_HTTP_VERB_CALL].add(path)
         memo["index"] = index
