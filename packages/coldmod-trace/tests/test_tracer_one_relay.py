@@ -79,7 +79,7 @@ if __name__ == "__main__":
 """
 
 
-#: A spawn pool's exit has hung past 30 s intermittently (CI's 3.11 and 3.12 runs of 2026-12-06, and 2 of 8 full
+#: A spawn pool's exit has hung past 30 s intermittently (CI's 3.11 and 3.12 runs of 2026-12-06, and 2 of 6 full
 #: local runs of this suite; never when the file runs alone): where it waits is not known yet. The app dumps its
 #: threads after 50 s (faulthandler) so that a hang says where; CI leaves the spawn case out until it is found.
 SPAWN_HANGS = pytest.mark.skipif(bool(os.environ.get("CI")), reason="intermittent exit hang under investigation")
