@@ -12,26 +12,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from test_verdicts import tree
 
 from coldmod_codemod import apply, plan_removal
 from coldmod_codemod._rules import REVIEW, SAFE, TEST_ONLY, UNSAFE
 
 pytestmark = pytest.mark.timeout(120)
 EVERY_LEVEL = (SAFE, TEST_ONLY, REVIEW)
-
-
-def tree(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "coldmod.rootmarker").write_text("")
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
 
 
 def verdicts(root: Path, keys: list[str]) -> dict[str, tuple[str, list[str]]]:
