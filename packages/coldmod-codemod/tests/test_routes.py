@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from test_plan_levels import after, src, tree
 
 from coldmod_codemod import plan_removal
 from coldmod_codemod._rules import REVIEW, SAFE, TEST_ONLY, UNSAFE, URL
@@ -21,24 +21,6 @@ pytestmark = pytest.mark.timeout(120)
 
 TEST_LEVEL = (SAFE, TEST_ONLY)
 REVIEW_LEVEL = (SAFE, TEST_ONLY, REVIEW)
-
-
-def src(text: str) -> str:
-    return textwrap.dedent(text).lstrip("\n")
-
-
-def tree(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "coldmod.rootmarker").write_text("")
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(src(text).encode("utf-8"))
-    return root
-
-
-def after(plan) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {e.path: e.new.decode(e.encoding) for e in plan.edits}
 
 
 def write(root: Path, plan) -> None:  # type: ignore[no-untyped-def]
