@@ -234,6 +234,32 @@ def test_cold_line_counts_cover_decorators_nested_functions_and_shared_keys(cli,
     assert heatmap.line_counts(str(tmp_path), rows, cold, progress=lambda files: files) == (14, 18)
 
 
+def test_a_first_cold_parses_each_file_once_discovery_and_extents_from_one_parse(tmp_path, monkeypatch):
+    import ast
+
+    from coldmod_cli import heatmap, local
+
+    (tmp_path / "coldmod.rootmarker").write_text("")
+    (tmp_path / "lines.py").write_text(LINES_MODULE)
+    (tmp_path / "more.py").write_text("def one():  # coldmod: keep\n    return 1\n")
+    parsed: list[str] = []
+    real_parse = ast.parse
+
+    def counting_parse(source, filename="<unknown>", *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append(str(filename))
+        return real_parse(source, filename, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", counting_parse)
+    found = local.checkout(tmp_path)  # nothing cached yet: discovery parses both files
+    rows = [heatmap.Row(s.key, s.path, s.lines[0], tracked=True, lines=tuple(s.lines)) for s in found.sources.values()]
+    counts = heatmap.line_counts(str(tmp_path), rows, {"lines.outer"}, progress=lambda files: files)
+
+    assert sorted(parsed) == ["lines.py", "more.py"]  # once each: the extents came from discovery's parse
+    assert counts == (5, 16 + 2)  # outer; every function of both files
+    cache = heatmap.SpanCache(tmp_path)
+    assert cache.spans("more.py") == [(1, 2, 1, 1)]  # the keep marker was read in the same pass
+
+
 def test_cold_since_and_min_tracked(cli, shop, insecure_env):
     traced(insecure_env.address, shop, HOT)
 

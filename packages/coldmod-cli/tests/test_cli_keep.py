@@ -43,6 +43,7 @@ def d():  # coldmod: keeper
     assert marked_lines(source) == {3, 7, 12}
     assert marked_lines(b"def f():\n    pass\n") == frozenset()
     assert marked_lines(b"def f(:  # coldmod: keep\n  '''") == frozenset()  # cannot tokenize: nothing marked
+    assert marked_lines(b"def f():  # Coldmod: KEEP\n    pass\n") == {1}  # any case, as the pattern says
 
 
 def test_a_kept_function_leaves_the_cold_list(cli, shop, insecure_env):

@@ -111,6 +111,22 @@ def test_warm_cache_hits_and_follows_edits(tmp_path: Path) -> None:
     assert "m0.f0" not in keys(tmp_path)
 
 
+def test_the_parse_hook_sees_each_parsed_file_and_no_cached_one(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"a.py": "def f(): pass\n", "b.py": "def g(): pass\n", "bad.py": "def (\n"})
+    seen: list[tuple[str, bytes, list[str]]] = []
+
+    def hook(relpath: str, stat: os.stat_result, source: bytes, tree) -> None:  # type: ignore[no-untyped-def]
+        assert stat.st_size == len(source)
+        seen.append((relpath, source, [node.name for node in tree.body]))
+
+    discover(tmp_path, on_parse=hook, warn=lambda skipped: None)
+    assert sorted(seen) == [("a.py", b"def f(): pass\n", ["f"]), ("b.py", b"def g(): pass\n", ["g"])]
+    seen.clear()
+    (tmp_path / "b.py").write_text("def h(): pass\n")
+    discover(tmp_path, on_parse=hook, warn=lambda skipped: None)
+    assert seen == [("b.py", b"def h(): pass\n", ["h"])]  # a.py came from the cache
+
+
 def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     make_tree(tmp_path, {"a.py": "def a(): pass\n"})
     discover(tmp_path)

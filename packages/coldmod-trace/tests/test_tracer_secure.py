@@ -44,6 +44,7 @@ def test_a_process_shorter_than_the_flush_interval_delivers_at_exit(tmp_path, tl
 
 
 SIGTERMED = """
+import faulthandler
 import time
 
 import coldmod_trace
@@ -57,6 +58,7 @@ def before_the_end():
 
 for _ in range(3):
     before_the_end()
+faulthandler.dump_traceback_later(8)  # a hang at exit says where it waits
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -65,12 +67,19 @@ time.sleep(60)
 def test_sigterm_delivers_then_dies_of_sigterm(tmp_path, tls_collector: TlsCollector):
     root = make_app(tmp_path / "app", {"app.py": SIGTERMED})
     proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env), stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == -signal.SIGTERM
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError(f"the process did not end within 10 s of SIGTERM:\n{stderr}") from None
+    assert proc.returncode == -signal.SIGTERM, stderr
     assert tls_collector.recorder.totals() == {"app.before_the_end": 3}
 
 

@@ -7,12 +7,13 @@ seen yet is *untracked* (never cold: nothing is known about it).
 
 from __future__ import annotations
 
+import ast
 import marshal
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -385,8 +386,6 @@ class SpanCache:
 
     def spans(self, relpath: str) -> list[Span] | None:
         """The file's function extents (cached, else parsed), or None when it cannot be read or parsed."""
-        import ast
-
         from coldmod_trace.discovery import _fingerprint  # one definition of "unchanged" for both caches
 
         full = self.root / relpath
@@ -398,13 +397,22 @@ class SpanCache:
         cached = entry[1] if type(entry) is list and len(entry) == 2 and entry[0] == fingerprint else None
         if _well_formed(cached):
             return cached
-        from coldmod_cli.keep import marked_lines
-
         try:
             source = full.read_bytes()
             tree = ast.parse(source, filename=relpath)
         except (OSError, SyntaxError, ValueError):
             return None
+        return self._store(relpath, fingerprint, source, tree)
+
+    def parsed(self, relpath: str, stat: os.stat_result, source: bytes, tree: ast.Module) -> None:
+        """Discovery's hook (:data:`~coldmod_trace.discovery.ParseHook`): one parse serves both caches."""
+        from coldmod_trace.discovery import _fingerprint
+
+        self._store(relpath, _fingerprint(stat), source, tree)
+
+    def _store(self, relpath: str, fingerprint: list[int], source: bytes, tree: ast.Module) -> list[Span]:
+        from coldmod_cli.keep import marked_lines
+
         marked = marked_lines(source)
         spans = []
         for node in _definitions(tree.body):
@@ -443,18 +451,20 @@ def _well_formed(spans: Any) -> TypeGuard[list[Span]]:
     return all(type(s) is tuple and len(s) == 4 and all(type(n) is int for n in s) for s in spans)
 
 
-def _definitions(body: list[Any]) -> Iterator[Any]:
+def _definitions(body: list[Any]) -> list[Any]:
     """Every function definition under these statements (statement bodies only: a def is never in an expression)."""
-    import ast
-
     from coldmod_trace.discovery import _statements  # the walk discovery itself does
 
+    out: list[Any] = []
+    node: Any
     for node in _statements(body):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield node
-            yield from _definitions(node.body)
-        elif isinstance(node, ast.ClassDef):
-            yield from _definitions(node.body)
+        kind = type(node)
+        if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+            out.append(node)
+            out.extend(_definitions(node.body))
+        elif kind is ast.ClassDef:
+            out.extend(_definitions(node.body))
+    return out
 
 
 def _covered(spans: list[Span]) -> int:

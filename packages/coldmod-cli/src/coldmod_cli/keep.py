@@ -31,11 +31,12 @@ __all__ = ["MARKER", "kept", "marked_lines", "rows_of"]
 
 #: The comment, as written; ``#coldmod:keep`` and trailing words (``# coldmod: keep - DR path``) count too.
 MARKER = re.compile(r"#\s*coldmod:\s*keep\b", re.IGNORECASE)
+_MENTIONED = re.compile(rb"coldmod", re.IGNORECASE).search
 
 
 def marked_lines(source: bytes) -> frozenset[int]:
     """The 1-based lines of ``source`` holding a ``# coldmod: keep`` comment (empty when it cannot be tokenized)."""
-    if b"coldmod" not in source:  # the common case: no tokenizing at all
+    if not _MENTIONED(source):  # the common case: no tokenizing at all
         return frozenset()
     lines = set()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,7 @@ from coldmod_trace import config
 
 if TYPE_CHECKING:
     from coldmod_trace.discovery import Discovery, Skipped
+    from coldmod_trace.rootmarker import Rootmarker
 
 
 def _warn_skipped(skipped: Skipped) -> None:
@@ -20,9 +22,31 @@ def _warn_skipped(skipped: Skipped) -> None:
 
 def checkout(start: str | os.PathLike[str] | None = None, *, cache: bool = True) -> Discovery:
     """Discover the functions under the rootmarker found from ``start`` (default: the cwd)."""
+    from coldmod_trace.rootmarker import load
+
+    marker = load(start)
+    paused = gc.isenabled()
+    if paused:
+        # Parsing makes syntax trees that die with their file: reference counting frees them, and the
+        # cycle collector's passes over them were a fifth of a first `coldmod cold` on a large tree.
+        gc.disable()
+    try:
+        return _discover(marker, cache)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _discover(marker: Rootmarker, cache: bool) -> Discovery:
+    from coldmod_cli.heatmap import SpanCache
     from coldmod_trace.discovery import discover
 
-    found = discover(start, cache=cache, warn=_warn_skipped)
+    if not cache:
+        found = discover(marker, cache=False, warn=_warn_skipped)
+    else:
+        spans = SpanCache(marker.root)  # function extents from the same parse (``coldmod cold`` counts lines)
+        found = discover(marker, warn=_warn_skipped, on_parse=spans.parsed)
+        spans.save(set(found.files))
     unmatched = found.unmatched_warning()
     if unmatched:
         warn(unmatched)

@@ -27,6 +27,7 @@ __all__ = [
     "CACHE_DIR",
     "EXCLUDED_DIRS",
     "Discovery",
+    "ParseHook",
     "Skipped",
     "Source",
     "discover",
@@ -127,40 +128,62 @@ def iter_files(marker: Rootmarker) -> Iterator[str]:
 
 def qualnames(tree: ast.Module) -> Iterator[tuple[str, int]]:
     """``(qualname, line)`` of every function definition in a module, as CPython names them."""
-    # (body statements, qualname prefix, names declared global in that scope)
-    stack: list[tuple[list[ast.stmt], str, frozenset[str]]] = [(tree.body, "", frozenset())]
+    # (a scope's statements, qualname prefix, names declared global in that scope); each scope is walked once
+    stack: list[tuple[list[ast.stmt], str, frozenset[str]]] = [(_statements(tree.body), "", frozenset())]
     while stack:
-        body, prefix, globals_ = stack.pop()
-        for node in _statements(body):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        statements, prefix, globals_ = stack.pop()
+        for node in statements:
+            kind = type(node)
+            if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef or kind is ast.ClassDef:
+                name = node.name  # type: ignore[attr-defined]
                 # CPython: a nested def declared `global` in its enclosing scope
                 # gets its bare name as qualname (compile.c, compiler_set_qualname).
-                qualname = node.name if node.name in globals_ else prefix + node.name
+                qualname = name if name in globals_ else prefix + name
+                inner = _statements(node.body)  # type: ignore[attr-defined]
+                if kind is ast.ClassDef:
+                    stack.append((inner, qualname + ".", _declared_global(inner)))
+                    continue
                 yield qualname, node.lineno
-                stack.append((node.body, qualname + ".<locals>.", _declared_global(node.body)))
-            elif isinstance(node, ast.ClassDef):
-                qualname = node.name if node.name in globals_ else prefix + node.name
-                stack.append((node.body, qualname + ".", _declared_global(node.body)))
+                stack.append((inner, qualname + ".<locals>.", _declared_global(inner)))
 
 
-def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
-    """Statements of a scope, descending into compound statements (not into new scopes)."""
+#: The statement lists inside each compound statement (a new scope's are not: it is a scope of its own).
+_NESTED: dict[type, tuple[str, ...]] = {
+    ast.If: ("body", "orelse"),
+    ast.For: ("body", "orelse"),
+    ast.AsyncFor: ("body", "orelse"),
+    ast.While: ("body", "orelse"),
+    ast.With: ("body",),
+    ast.AsyncWith: ("body",),
+    ast.Try: ("body", "handlers", "orelse", "finalbody"),
+    ast.Match: ("cases",),
+    ast.ExceptHandler: ("body",),
+    ast.TryStar: ("body", "handlers", "orelse", "finalbody"),
+    ast.match_case: ("body",),
+}
+
+
+def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Statements of a scope in file order, descending into compound statements (not into new scopes)."""
+    out: list[ast.stmt] = []
+    _collect(body, out)
+    return out
+
+
+def _collect(body: list[Any], out: list[ast.stmt]) -> None:
+    nested = _NESTED
     for node in body:
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for attr in ("body", "orelse", "finalbody"):
-            inner = getattr(node, attr, None)
-            if isinstance(inner, list):
-                yield from _statements(inner)
-        for handler in getattr(node, "handlers", ()):
-            yield from _statements(handler.body)
-        for case in getattr(node, "cases", ()):
-            yield from _statements(case.body)
+        kind = type(node)
+        if kind is not ast.ExceptHandler and kind is not ast.match_case:  # not statements: only hold some
+            out.append(node)
+        fields = nested.get(kind)
+        if fields is not None:
+            for name in fields:
+                _collect(getattr(node, name), out)
 
 
-def _declared_global(body: list[ast.stmt]) -> frozenset[str]:
-    names = [name for node in _statements(body) if isinstance(node, ast.Global) for name in node.names]
+def _declared_global(statements: list[ast.stmt]) -> frozenset[str]:
+    names = [name for node in statements if type(node) is ast.Global for name in node.names]
     return frozenset(names)
 
 
@@ -170,7 +193,13 @@ def _declared_global(body: list[ast.stmt]) -> frozenset[str]:
 Defs = tuple[list[str], list[int]]
 
 
-def _parse(source: bytes, relpath: str) -> Defs | Skipped:
+#: Called with each file discovery parsed (not the cached ones): its root-relative path, its
+#: ``os.stat``, its bytes and its syntax tree. Another reader of the same files (the CLI's
+#: function extents) fills its own cache from this parse instead of parsing every file again.
+ParseHook = Callable[[str, os.stat_result, bytes, ast.Module], None]
+
+
+def _parse(source: bytes, relpath: str) -> tuple[Defs, ast.Module] | Skipped:
     try:
         tree = ast.parse(source, filename=relpath)
     except SyntaxError as exc:
@@ -180,7 +209,7 @@ def _parse(source: bytes, relpath: str) -> Defs | Skipped:
     except ValueError as exc:  # e.g. source contains null bytes
         return Skipped(relpath, 1, f"cannot parse the file ({exc})")
     found = list(qualnames(tree))
-    return [qualname for qualname, _ in found], [line for _, line in found]
+    return ([qualname for qualname, _ in found], [line for _, line in found]), tree
 
 
 def _fingerprint(stat: os.stat_result) -> list[int]:
@@ -277,12 +306,14 @@ def discover(
     *,
     cache: bool = True,
     warn: Callable[[Skipped], None] | None = None,
+    on_parse: ParseHook | None = None,
 ) -> Discovery:
     """Every trace source under the root, minus ``[ignore]`` files and keys.
 
     ``root`` is a directory at or below the rootmarker's (default: the cwd) or a
     loaded :class:`Rootmarker`. Files that cannot be parsed are skipped and
     reported through ``warn`` (default: a warning on the ``coldmod_trace`` logger).
+    ``on_parse`` sees each file that was parsed rather than found in the cache.
     Raises :class:`~coldmod_trace.rootmarker.RootmarkerError` for a missing or
     invalid rootmarker.
     """
@@ -308,8 +339,10 @@ def discover(
                         result.skipped.append(parsed)
                         (warn or _log_skipped)(parsed)
                         continue
-                    defs = parsed
+                    defs, tree = parsed
                     store.store(relpath, digest, stat, defs)
+                    if on_parse is not None:
+                        on_parse(relpath, stat, data, tree)
                 else:
                     result.cache_hits += 1
             else:
