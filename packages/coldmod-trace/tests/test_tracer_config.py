@@ -70,9 +70,10 @@ import time
 
 import coldmod_trace
 
-started = time.perf_counter()
+from coldmod_trace import tracer
+
 coldmod_trace.start(mode="exact", flush_interval=0.1)
-took = time.perf_counter() - started
+discovered = tracer.active().sender.sources_if_known() is not None  # not waited for: seconds on this tree
 
 
 def first():
@@ -80,8 +81,7 @@ def first():
 
 
 first()  # right after start(): counted although discovery has not finished
-print(took, flush=True)
-from coldmod_trace import tracer
+print(discovered, flush=True)
 
 deadline = time.monotonic() + 60  # stay until delivered: discovering this tree outlasts the exit budget
 while time.monotonic() < deadline and not (tracer.status()["sequence"] and not tracer.status()["inflight"]):
@@ -89,14 +89,15 @@ while time.monotonic() < deadline and not (tracer.status()["sequence"] and not t
 """
 
 
-def test_start_returns_in_milliseconds_on_a_large_tree(tmp_path, collector: Collector):
+def test_start_returns_before_discovery_of_a_large_tree_ends(tmp_path, collector: Collector):
     module = "".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(50))
     files = {f"pkg{d}/mod{m}.py": module for d in range(40) for m in range(50)}  # 100,000 functions
     root = make_app(tmp_path / "big", {"app.py": BIG_START, **files})
     result = run_py(root, ["app.py"], clean_env(**collector.env))
     assert result.returncode == 0, result.stderr
-    # Discovery of 2,000 files (seconds) happens off the caller's thread; start() costs its imports.
-    assert float(result.stdout) < 0.25
+    # Discovery of 2,000 files (seconds) happens off the caller's thread: start() returned before it ended.
+    # (What start() costs is measured in `nox -s bench`, not asserted here.)
+    assert result.stdout.strip() == "False"
     collector.wait_for(lambda r: r.totals() == {"app.first": 1}, timeout=60)
     assert len(collector.recorder.registers[0].sources) == 100_001
 

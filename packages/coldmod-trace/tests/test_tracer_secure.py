@@ -64,8 +64,24 @@ time.sleep(60)
 """
 
 
-def test_sigterm_delivers_then_dies_of_sigterm(tmp_path, tls_collector: TlsCollector):
-    root = make_app(tmp_path / "app", {"app.py": SIGTERMED})
+#: The main thread blocks SIGTERM, so the kernel hands it to another thread (which, without us,
+#: would end the process at once): Python's C handler notes it there, and the main thread, asleep
+#: in a system call, is not woken. The same happens when a SIGTERM lands between Python's last
+#: look at its signals and a blocking call.
+SIGTERMED_ASLEEP = SIGTERMED.replace(
+    'print("ready"',
+    """import signal
+import threading
+
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # an app thread, SIGTERM unblocked
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+print("ready\"""",
+)
+
+
+@pytest.mark.parametrize("app", [SIGTERMED, SIGTERMED_ASLEEP], ids=["main-thread", "main-thread-asleep"])
+def test_sigterm_delivers_then_dies_of_sigterm(tmp_path, tls_collector: TlsCollector, app: str):
+    root = make_app(tmp_path / "app", {"app.py": app})
     proc = subprocess.Popen(
         [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

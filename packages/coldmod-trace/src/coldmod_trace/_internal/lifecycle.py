@@ -8,6 +8,17 @@
   A SIGTERM that arrives while the last flush runs (a ``multiprocessing`` pool
   terminates workers that are already exiting) does not cut it short: it is
   delivered again once the flush is done (:func:`final_flush`).
+  A Python handler runs only on the main thread, between bytecodes: a SIGTERM
+  the kernel hands to another thread (the main thread blocks it, or already has
+  a signal pending), or one that lands just before the main thread enters a
+  blocking call (``time.sleep``, a queue's ``get``), is noted but not handled
+  until that call returns — maybe never, where without us the process would
+  simply have died. So while our handler is installed, Python's wakeup fd
+  tells a small thread of ours about each signal, and when a SIGTERM's handler
+  has not run a moment later, that thread wakes the main thread with a signal
+  whose handler does nothing (:data:`NUDGE`): the interrupted call lets Python
+  run the SIGTERM handler. An application with a wakeup fd of its own (asyncio)
+  or a handler of its own on :data:`NUDGE` keeps them; it is then not watched.
 - multiprocessing children end with ``os._exit`` (no atexit): they flush from
   multiprocessing's own exit finalizers (``util.Finalize`` with an exit
   priority, run by ``_exit_function`` before ``os._exit``). A child's
@@ -50,6 +61,13 @@ log = logging.getLogger("coldmod_trace")
 
 #: Our multiprocessing exit finalizer runs before those of lower priority (queues' use 10 and -5).
 MP_EXIT_PRIORITY = 100
+#: Sent to the main thread to interrupt a blocking call while a SIGTERM waits to be handled.
+#: Ignored by default (so nobody else expects it), and our handler for it does nothing.
+NUDGE = signal.SIGURG
+#: How long a noted SIGTERM may wait for its handler before the main thread is woken, and how often
+#: it is woken again (a wake-up that lands in the same gap as the SIGTERM did is lost too).
+NUDGE_AFTER = 0.05
+NUDGE_TRIES = 100
 
 
 class Startable(Protocol):
@@ -74,6 +92,9 @@ _flushing_thread: int | None = None  # the thread running the last flush, while 
 _flush_deadline = 0.0  # monotonic time by which that flush ends
 _flush_done = threading.Event()
 _sigterm_deferred = False  # a SIGTERM interrupted the main thread's last flush: delivered again after it
+_sigterm_seen = threading.Event()  # our SIGTERM handler has started
+_watch_fds: tuple[int, int] | None = None  # (read, write) of the wakeup pipe while we watch
+_nudges_sent = False  # then our handler of NUDGE stays: a late one must find it
 
 
 def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> None:
@@ -91,6 +112,7 @@ def install(on_exit: Callable[[], None], on_fork_child: Callable[[], None]) -> N
                 # The parent's sender and its connection are never closed or collected here: the
                 # parent still uses them, and a daemonising child may have reused the fd's number.
                 _inherited.append(_sender)
+            _rewatch_after_fork()
             _in_child_hooks = True
             try:
                 on_fork_child()
@@ -199,6 +221,7 @@ def _install_sigterm(on_exit: Callable[[], None]) -> None:
 
     def on_sigterm(signum: int, frame: FrameType | None) -> Any:
         global _sigterm_deferred
+        _sigterm_seen.set()
         flushing = _flushing_thread
         if flushing == threading.get_ident():
             _sigterm_deferred = True  # we interrupted the last flush itself: it finishes, then this signal
@@ -219,6 +242,124 @@ def _install_sigterm(on_exit: Callable[[], None]) -> None:
     except (ValueError, OSError):
         return
     _previous_sigterm, _our_handler = previous, on_sigterm
+    _watch()
+
+
+# -- waking the main thread for a SIGTERM it has not handled -------------------------
+
+
+def _nudged(signum: int, frame: FrameType | None) -> None:
+    """The handler of :data:`NUDGE`: nothing; being interrupted is the point."""
+
+
+def _watch() -> None:
+    """On the main thread, with our SIGTERM handler installed: have Python tell our thread of each signal."""
+    global _watch_fds
+    if _watch_fds is not None:
+        return
+    try:
+        if signal.getsignal(NUDGE) not in (signal.SIG_DFL, _nudged):
+            return  # the application's own: not ours to take
+        read_end, write_end = os.pipe()
+        write_end = _out_of_the_way(write_end)
+        os.set_blocking(write_end, False)  # Python's C handler must never block on it
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        if previous != -1:  # the application's own (an event loop): put it back, and do without
+            signal.set_wakeup_fd(previous)
+            os.close(read_end)
+            os.close(write_end)
+            return
+        signal.signal(NUDGE, _nudged)
+    except (ValueError, OSError) as exc:
+        log.debug("coldmod: a SIGTERM that finds the main thread in a blocking call waits for it (%s)", exc)
+        return
+    _watch_fds = (read_end, write_end)
+    _sigterm_seen.clear()
+    thread = threading.Thread(target=_watcher, args=(read_end,), name="coldmod-sigterm", daemon=True)
+    thread.start()
+
+
+def _out_of_the_way(fd: int) -> int:
+    """The descriptor moved to a number near the process's limit, or as it was.
+
+    Python writes to the wakeup fd by number. An application that closes every
+    descriptor (daemonising) and opens files again gets the lowest free numbers,
+    so a high one is not reused for its files before we notice.
+    """
+    import fcntl
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    floor = min(soft, 1 << 16) - 64
+    if floor <= fd:
+        return fd
+    try:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    except OSError:
+        return fd
+    os.close(fd)
+    return moved
+
+
+def _watcher(read_end: int) -> None:
+    """Read the signal numbers Python writes; wake the main thread while a SIGTERM's handler has not run."""
+    sys.settrace(None)  # threading.settrace (3.11) handed this thread the trace function
+    main = threading.main_thread().ident
+    term = signal.SIGTERM.value
+    try:
+        while True:
+            noted = os.read(read_end, 512)
+            if not noted:
+                return  # the write end was closed: we no longer watch
+            if term not in noted or _our_handler is None or signal.getsignal(signal.SIGTERM) is not _our_handler:
+                continue  # another signal, or the application's own SIGTERM handler: not ours to hurry
+            for _ in range(NUDGE_TRIES):
+                if _sigterm_seen.wait(NUDGE_AFTER) or _watch_fds is None or main is None:
+                    break
+                global _nudges_sent
+                _nudges_sent = True
+                signal.pthread_kill(main, NUDGE)
+    except OSError:
+        return
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(read_end)
+
+
+def _unwatch() -> None:
+    """On the main thread: Python's wakeup fd and :data:`NUDGE` back as they were; our thread ends."""
+    global _watch_fds
+    fds, _watch_fds = _watch_fds, None
+    if fds is None:
+        return
+    try:
+        current = signal.set_wakeup_fd(-1)
+        if current not in (-1, fds[1]):
+            signal.set_wakeup_fd(current)  # the application set its own since: keep it
+        # A wake-up may still be on its way: Python would raise for one it finds with no handler.
+        if signal.getsignal(NUDGE) is _nudged and not _nudges_sent:
+            signal.signal(NUDGE, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
+    with contextlib.suppress(OSError):
+        os.close(fds[1])  # the thread reads the end of the pipe and closes its own end
+
+
+def _rewatch_after_fork() -> None:
+    """In a forked child: Python still writes to the parent's pipe, which the parent's thread reads."""
+    global _watch_fds
+    fds, _watch_fds = _watch_fds, None
+    if fds is None:
+        return
+    try:
+        signal.set_wakeup_fd(-1)  # before the close: Python must never write to a closed descriptor
+    except (ValueError, OSError):
+        return
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # the child's copies; the parent's stay open
+    if _our_handler is not None and signal.getsignal(signal.SIGTERM) is _our_handler:
+        _watch()
 
 
 @contextlib.contextmanager
@@ -255,4 +396,5 @@ def uninstall_sigterm() -> None:
             signal.signal(signal.SIGTERM, _previous_sigterm)
     except (ValueError, OSError):
         pass
+    _unwatch()
     _previous_sigterm, _our_handler = None, None
