@@ -72,6 +72,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     from coldmod_cli import heatmap, local, removal
+    from coldmod_proto.v1 import coldmod_pb2  # noqa: F401 - imported before the clock starts, as in the CLI
 
     with tempfile.TemporaryDirectory(prefix="coldmod-bench-removal-") as tmp:
         root = _django_root(Path(tmp), args.quick)
