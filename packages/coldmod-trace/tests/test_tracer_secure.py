@@ -8,6 +8,8 @@ mismatch are each said once, in words that name the cause.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -134,6 +136,62 @@ def test_a_forked_child_delivers_as_its_own_instance(tmp_path, tls_collector: Tl
     recorder = tls_collector.recorder
     by_pid = {pid: dict(recorder.totals(iid)) for iid, pid in recorder.instances().items()}
     assert sorted(by_pid.values(), key=str) == [{"app.child": 4}, {"app.parent": 1}]
+
+
+FORKED_ASLEEP = """
+import os
+import os
+import signal
+import sys
+import threading
+import time
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)
+
+
+def in_the_child():
+    pass
+
+
+pid = os.fork()
+if pid == 0:
+    in_the_child()
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # SIGTERM lands on this thread
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    os._exit(3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), flush=True)
+time.sleep(0.5)  # a wake-up meant for the child would reach the parent here
+print("parent done", flush=True)
+"""
+
+
+def test_a_forked_child_asleep_is_woken_for_its_sigterm_and_its_parent_is_not(tmp_path, tls_collector: TlsCollector):
+    # The child inherits Python's wakeup fd, still the parent's pipe: it gets its own, or the
+    # parent's thread would read the child's signals (and wake the parent for them).
+    root = make_app(tmp_path / "app", {"app.py": FORKED_ASLEEP})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    os.kill(child, signal.SIGTERM)
+    try:
+        out, stderr = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        for pid in (child, proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        out, stderr = proc.communicate()
+        raise AssertionError(f"the child did not end within 15 s of SIGTERM:\n{stderr}") from None
+    assert out.split("\n")[:2] == [f"child {-signal.SIGTERM}", "parent done"], stderr
+    assert proc.returncode == 0, stderr
+    assert tls_collector.recorder.totals() == {"app.in_the_child": 1}
 
 
 LONG_RUNNING = """

@@ -303,6 +303,7 @@ def _out_of_the_way(fd: int) -> int:
 
 def _watcher(read_end: int) -> None:
     """Read the signal numbers Python writes; wake the main thread while a SIGTERM's handler has not run."""
+    global _nudges_sent
     sys.settrace(None)  # threading.settrace (3.11) handed this thread the trace function
     main = threading.main_thread().ident
     term = signal.SIGTERM.value
@@ -316,7 +317,6 @@ def _watcher(read_end: int) -> None:
             for _ in range(NUDGE_TRIES):
                 if _sigterm_seen.wait(NUDGE_AFTER) or _watch_fds is None or main is None:
                     break
-                global _nudges_sent
                 _nudges_sent = True
                 signal.pthread_kill(main, NUDGE)
     except OSError:
