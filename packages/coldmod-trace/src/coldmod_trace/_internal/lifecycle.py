@@ -260,6 +260,8 @@ def _watch() -> None:
     try:
         if signal.getsignal(NUDGE) not in (signal.SIG_DFL, _nudged):
             return  # the application's own: not ours to take
+        if "trio" in sys.modules:
+            return  # trio warns when it finds a wakeup fd set (asyncio and others take it over silently)
         read_end, write_end = os.pipe()
         write_end = _out_of_the_way(write_end)
         os.set_blocking(write_end, False)  # Python's C handler must never block on it
