@@ -138,6 +138,53 @@ def test_a_forked_child_delivers_as_its_own_instance(tmp_path, tls_collector: Tl
     assert sorted(by_pid.values(), key=str) == [{"app.child": 4}, {"app.parent": 1}]
 
 
+ASYNCIO_FIRST = """
+import asyncio
+import signal
+
+import coldmod_trace
+
+
+def served():
+    pass
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)  # the loop's wakeup fd, set before start()
+    coldmod_trace.start(mode="exact", flush_interval=3600)
+    served()
+    print("ready", flush=True)
+    await stopping.wait()
+    print("graceful", flush=True)
+
+
+asyncio.run(main())
+"""
+
+
+def test_an_event_loops_own_wakeup_fd_and_sigterm_handler_keep_working(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": ASYNCIO_FIRST})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, stderr = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, stderr = proc.communicate()
+        raise AssertionError(f"the loop did not stop within 15 s of SIGTERM:\n{stderr}") from None
+    assert out.strip() == "graceful", stderr  # the loop's handler ran: our watch left its fd alone
+    assert proc.returncode == 0, stderr
+    assert stderr == ""
+    assert tls_collector.recorder.totals() == {"app.served": 1}
+
+
 FORKED_ASLEEP = """
 import os
 import os
