@@ -185,6 +185,45 @@ def test_an_event_loops_own_wakeup_fd_and_sigterm_handler_keep_working(tmp_path,
     assert tls_collector.recorder.totals() == {"app.served": 1}
 
 
+DAEMONISED = """
+import os
+import resource
+import signal
+import time
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)
+
+
+def after_the_close():
+    pass
+
+
+soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+os.closerange(3, soft)  # a daemon closes every descriptor it did not open itself
+time.sleep(0.2)
+handled = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: handled.append(signum))
+for _ in range(3):
+    os.kill(os.getpid(), signal.SIGUSR1)
+    time.sleep(0.05)
+after_the_close()
+print(len(handled), flush=True)
+"""
+
+
+def test_a_process_that_closes_every_descriptor_hears_nothing_from_the_wakeup_fd(tmp_path, tls_collector):
+    # Python writes each handled signal's number to the wakeup fd by number: once the app closed
+    # ours, every signal would put "Exception ignored when trying to write to the signal wakeup fd"
+    # on its stderr. The watcher takes the number back on a new pipe.
+    root = make_app(tmp_path / "app", {"app.py": DAEMONISED})
+    result = run_py(root, ["app.py"], clean_env(**tls_collector.env))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3"
+    assert "wakeup fd" not in result.stderr, result.stderr
+
+
 FORKED_ASLEEP = """
 import os
 import os

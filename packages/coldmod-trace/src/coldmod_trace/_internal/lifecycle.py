@@ -94,6 +94,7 @@ _flush_done = threading.Event()
 _sigterm_deferred = False  # a SIGTERM interrupted the main thread's last flush: delivered again after it
 _sigterm_seen = threading.Event()  # our SIGTERM handler has started
 _watch_fds: tuple[int, int] | None = None  # (read, write) of the wakeup pipe while we watch
+_watch_pipe: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of that pipe: a number reused by the app is not it
 _nudges_sent = False  # then our handler of NUDGE stays: a late one must find it
 
 
@@ -254,7 +255,7 @@ def _nudged(signum: int, frame: FrameType | None) -> None:
 
 def _watch() -> None:
     """On the main thread, with our SIGTERM handler installed: have Python tell our thread of each signal."""
-    global _watch_fds
+    global _watch_fds, _watch_pipe
     if _watch_fds is not None:
         return
     try:
@@ -262,8 +263,7 @@ def _watch() -> None:
             return  # the application's own: not ours to take
         if "trio" in sys.modules:
             return  # trio warns when it finds a wakeup fd set (asyncio and others take it over silently)
-        read_end, write_end = os.pipe()
-        write_end = _out_of_the_way(write_end)
+        read_end, write_end = (_out_of_the_way(fd) for fd in os.pipe())
         os.set_blocking(write_end, False)  # Python's C handler must never block on it
         previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         if previous != -1:  # the application's own (an event loop): put it back, and do without
@@ -275,18 +275,20 @@ def _watch() -> None:
     except (ValueError, OSError) as exc:
         log.debug("coldmod: a SIGTERM that finds the main thread in a blocking call waits for it (%s)", exc)
         return
-    _watch_fds = (read_end, write_end)
+    _watch_fds, _watch_pipe = (read_end, write_end), _identity(read_end)
     _sigterm_seen.clear()
-    thread = threading.Thread(target=_watcher, args=(read_end,), name="coldmod-sigterm", daemon=True)
+    thread = threading.Thread(target=_watcher, args=(read_end, _watch_pipe), name="coldmod-sigterm", daemon=True)
     thread.start()
 
 
 def _out_of_the_way(fd: int) -> int:
     """The descriptor moved to a number near the process's limit, or as it was.
 
-    Python writes to the wakeup fd by number. An application that closes every
-    descriptor (daemonising) and opens files again gets the lowest free numbers,
-    so a high one is not reused for its files before we notice.
+    Python writes to the wakeup fd by number, and our thread reads the other end by
+    number. An application that closes every descriptor (daemonising) and opens
+    files again gets the lowest free numbers, so a high one is not reused for its
+    files before we notice (the thread also checks, before each read, that the
+    number is still our pipe).
     """
     import fcntl
     import resource
@@ -303,17 +305,66 @@ def _out_of_the_way(fd: int) -> int:
     return moved
 
 
-def _watcher(read_end: int) -> None:
+def _identity(fd: int) -> tuple[int, int]:
+    """Which open file a descriptor number refers to now ((0, 0) when it is closed)."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return (0, 0)
+    return (info.st_dev, info.st_ino)
+
+
+def _close_if_ours(fd: int, pipe: tuple[int, int]) -> None:
+    """Close ``fd`` if it still is our pipe (an application that closed it may have reused the number)."""
+    if _identity(fd) == pipe:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _reclaim(write_end: int) -> int | None:
+    """A new pipe whose write end has the number ``write_end`` had, if nothing took it; its read end."""
+    import fcntl
+
+    try:
+        read_end, fresh = os.pipe()
+    except OSError:
+        return None
+    try:
+        moved = fcntl.fcntl(fresh, fcntl.F_DUPFD_CLOEXEC, write_end)  # the lowest free number from there
+    except OSError:
+        moved = -1
+    os.close(fresh)
+    if moved != write_end:  # taken: the application's now, never ours to write to or close
+        for fd in (moved, read_end):
+            if fd >= 0:
+                os.close(fd)
+        return None
+    os.set_blocking(moved, False)
+    return _out_of_the_way(read_end)
+
+
+def _watcher(read_end: int, pipe: tuple[int, int]) -> None:
     """Read the signal numbers Python writes; wake the main thread while a SIGTERM's handler has not run."""
-    global _nudges_sent
+    global _nudges_sent, _watch_fds, _watch_pipe
     sys.settrace(None)  # threading.settrace (3.11) handed this thread the trace function
     main = threading.main_thread().ident
     term = signal.SIGTERM.value
+    write_end = _watch_fds[1] if _watch_fds is not None else -1
     try:
         while True:
-            noted = os.read(read_end, 512)
-            if not noted:
-                return  # the write end was closed: we no longer watch
+            noted = os.read(read_end, 512) if _identity(read_end) == pipe else b""
+            if not noted:  # the write end was closed: by us (unwatched), or by the application
+                if _watch_fds is None:
+                    return
+                # An application that closed every descriptor: Python would report each later signal's
+                # failed write on stderr. The write end's number is taken back on a new pipe if free.
+                _close_if_ours(read_end, pipe)
+                reclaimed = _reclaim(write_end)
+                if reclaimed is None:
+                    return
+                read_end, pipe = reclaimed, _identity(reclaimed)
+                _watch_fds, _watch_pipe = (read_end, write_end), pipe  # what stop() then closes
+                continue
             if term not in noted or _our_handler is None or signal.getsignal(signal.SIGTERM) is not _our_handler:
                 continue  # another signal, or the application's own SIGTERM handler: not ours to hurry
             for _ in range(NUDGE_TRIES):
@@ -324,8 +375,7 @@ def _watcher(read_end: int) -> None:
     except OSError:
         return
     finally:
-        with contextlib.suppress(OSError):
-            os.close(read_end)
+        _close_if_ours(read_end, pipe)
 
 
 def _unwatch() -> None:
@@ -343,8 +393,7 @@ def _unwatch() -> None:
             signal.signal(NUDGE, signal.SIG_DFL)
     except (ValueError, OSError):
         pass
-    with contextlib.suppress(OSError):
-        os.close(fds[1])  # the thread reads the end of the pipe and closes its own end
+    _close_if_ours(fds[1], _watch_pipe)  # the thread then reads the end of the pipe and closes its own end
 
 
 def _rewatch_after_fork() -> None:
@@ -358,8 +407,7 @@ def _rewatch_after_fork() -> None:
     except (ValueError, OSError):
         return
     for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # the child's copies; the parent's stay open
+        _close_if_ours(fd, _watch_pipe)  # the child's copies; the parent's stay open
     if _our_handler is not None and signal.getsignal(signal.SIGTERM) is _our_handler:
         _watch()
 
