@@ -224,6 +224,34 @@ def test_a_process_that_closes_every_descriptor_hears_nothing_from_the_wakeup_fd
     assert "wakeup fd" not in result.stderr, result.stderr
 
 
+LOOP_THEN_FORK = """
+import os
+import signal
+
+import coldmod_trace
+
+coldmod_trace.start(mode="exact", flush_interval=3600)
+
+# The application's own event loop (as Twisted's or a hand-written one) takes the wakeup fd over.
+read_end, write_end = os.pipe()
+os.set_blocking(write_end, False)
+signal.set_wakeup_fd(write_end)
+pid = os.fork()
+if pid == 0:
+    inherited = signal.set_wakeup_fd(-1)
+    os._exit(0 if inherited == write_end else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_a_forked_child_keeps_the_wakeup_fd_of_an_event_loop(tmp_path, tls_collector: TlsCollector):
+    root = make_app(tmp_path / "app", {"app.py": LOOP_THEN_FORK})
+    result = run_py(root, ["app.py"], clean_env(**tls_collector.env))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", "the child lost the loop's wakeup fd"
+
+
 FORKED_ASLEEP = """
 import os
 import os

@@ -403,7 +403,9 @@ def _rewatch_after_fork() -> None:
     if fds is None:
         return
     try:
-        signal.set_wakeup_fd(-1)  # before the close: Python must never write to a closed descriptor
+        current = signal.set_wakeup_fd(-1)  # before the close: Python must never write to a closed descriptor
+        if current not in (-1, fds[1]):
+            signal.set_wakeup_fd(current)  # the application's own (an event loop's), inherited: kept
     except (ValueError, OSError):
         return
     for fd in fds:
