@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import Collector, clean_env, make_app, run_py
@@ -81,23 +83,34 @@ print("ready\"""",
 )
 
 
+def _terminated(root: Path, env: dict[str, str], target: Callable[[str], int] | None = None) -> tuple[int, str, str]:
+    """Run app.py, read its first line, SIGTERM the process it names (``target(line)``; default: the app),
+    wait up to 15 s; (exit code, the rest of stdout, stderr). A hang fails with the app's stderr, where
+    its faulthandler says where every thread waits."""
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    victim = proc.pid if target is None else target(first)
+    os.kill(victim, signal.SIGTERM)
+    try:
+        out, stderr = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        for pid in {victim, proc.pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        out, stderr = proc.communicate()
+        raise AssertionError(f"not ended within 15 s of SIGTERM (first line {first!r}):\n{stderr}") from None
+    assert first.strip() == "ready" or target is not None, (first, stderr)
+    return proc.returncode, out, stderr
+
+
 @pytest.mark.parametrize("app", [SIGTERMED, SIGTERMED_ASLEEP], ids=["main-thread", "main-thread-asleep"])
 def test_sigterm_delivers_then_dies_of_sigterm(tmp_path, tls_collector: TlsCollector, app: str):
     root = make_app(tmp_path / "app", {"app.py": app})
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, stderr = proc.communicate()
-        raise AssertionError(f"the process did not end within 10 s of SIGTERM:\n{stderr}") from None
-    assert proc.returncode == -signal.SIGTERM, stderr
+    code, _, stderr = _terminated(root, clean_env(**tls_collector.env))
+    assert code == -signal.SIGTERM, stderr
     assert tls_collector.recorder.totals() == {"app.before_the_end": 3}
 
 
@@ -166,21 +179,9 @@ asyncio.run(main())
 
 def test_an_event_loops_own_wakeup_fd_and_sigterm_handler_keep_working(tmp_path, tls_collector: TlsCollector):
     root = make_app(tmp_path / "app", {"app.py": ASYNCIO_FIRST})
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, stderr = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, stderr = proc.communicate()
-        raise AssertionError(f"the loop did not stop within 15 s of SIGTERM:\n{stderr}") from None
+    code, out, stderr = _terminated(root, clean_env(**tls_collector.env))
     assert out.strip() == "graceful", stderr  # the loop's handler ran: our watch left its fd alone
-    assert proc.returncode == 0, stderr
+    assert code == 0, stderr
     assert stderr == ""
     assert tls_collector.recorder.totals() == {"app.served": 1}
 
@@ -288,23 +289,9 @@ def test_a_forked_child_asleep_is_woken_for_its_sigterm_and_its_parent_is_not(tm
     # The child inherits Python's wakeup fd, still the parent's pipe: it gets its own, or the
     # parent's thread would read the child's signals (and wake the parent for them).
     root = make_app(tmp_path / "app", {"app.py": FORKED_ASLEEP})
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=root, env=clean_env(**tls_collector.env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    child = int(proc.stdout.readline())
-    os.kill(child, signal.SIGTERM)
-    try:
-        out, stderr = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        for pid in (child, proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        out, stderr = proc.communicate()
-        raise AssertionError(f"the child did not end within 15 s of SIGTERM:\n{stderr}") from None
+    code, out, stderr = _terminated(root, clean_env(**tls_collector.env), target=int)  # its first line: the child
     assert out.split("\n")[:2] == [f"child {-signal.SIGTERM}", "parent done"], stderr
-    assert proc.returncode == 0, stderr
+    assert code == 0, stderr
     assert tls_collector.recorder.totals() == {"app.in_the_child": 1}
 
 
