@@ -134,3 +134,30 @@ def test_exact_counts_for_threads_recursion_generators_coroutines(tmp_path, coll
     assert len(register.process.instance_id) == 32
     [instance] = recorder.instances()
     assert recorder.sequences(instance) == list(range(1, len(recorder.sequences(instance)) + 1))
+
+
+def test_a_drain_reports_only_the_counters_that_moved_with_their_exact_calls():
+    # An application of tens of thousands of functions has as many counters, few of which move
+    # between two flushes; the drain compares them in bulk and looks only at those that moved.
+    from coldmod_trace._internal.counting import Counting, value
+
+    counting = Counting()
+    counters = [counting.key_counter(f"app.f{i}") for i in range(20_000)]
+    assert counting.drain(None, None) == []  # nothing called: nothing to report
+    for i in (3, 17, 19_999):
+        for _ in range(i % 7 + 1):
+            next(counters[i])
+    assert sorted(counting.drain(None, None)) == [
+        ("app.f17", 4, False, False), ("app.f19999", 1, False, False), ("app.f3", 4, False, False)
+    ]
+    assert counting.drain(None, None) == []  # reported once
+    next(counters[17])
+    late = counting.key_counter("app.late")  # a module imported between two flushes
+    next(late)
+    counting.forget("app.f3")  # (its counter is no longer drained)
+    assert sorted(counting.drain(None, None)) == [("app.f17", 1, False, False), ("app.late", 1, False, False)]
+    assert value(counters[17]) == 5
+    next(counters[5])
+    counting.reset()  # a forked child: counts from here
+    next(counters[5])
+    assert counting.drain(None, None) == [("app.f5", 1, False, False)]

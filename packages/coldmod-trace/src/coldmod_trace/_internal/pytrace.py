@@ -8,7 +8,6 @@ the frame's instruction offset, so it counts once per call, not per resume.
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from coldmod_trace._internal.appfilter import AppFilter
-from coldmod_trace._internal.counting import Counted, Counting, Delta
+from coldmod_trace._internal.counting import Counted, Counter, Counting, Delta
 from coldmod_trace.config import Mode
 
 __all__ = ["SettraceEngine"]
@@ -37,7 +36,7 @@ def _call_trace_function(
         entry = ticks.get(_id(code))  # app code seen before (by id: hashing code is slow)
         if entry is not None:  # an application function (or one we stopped counting)
             if frame.f_lasti <= entry[1]:  # a generator/coroutine resume is not a call
-                entry[0]()  # itertools.count step: one C call, atomic under the GIL
+                entry[0]()  # a counter's step: one C call, atomic under the GIL
         elif code.co_filename not in foreign:  # library files are rejected by name, cheaply
             first_sight(frame)  # once per code object of an app file: decide and count
         # Returning None: no local trace function, so no line/return events in this frame.
@@ -103,7 +102,7 @@ class SettraceEngine:
                 self._ticks[id(code)] = (int, -1)
             self._counting.forget(code)
 
-    def key_counter(self, key: str) -> itertools.count[int]:
+    def key_counter(self, key: str) -> Counter[None]:
         """The counter of a rewritten function's key."""
         with self._counting.lock:
             return self._counting.key_counter(key)

@@ -3,10 +3,12 @@
 Like pytest's assertion rewriting, a meta-path finder hands application modules
 to a loader that parses the source, inserts one statement at the top of each
 function body (after its docstring) and compiles the tree. The statement is
-``next(counter)`` with the builtin ``next`` and the function's ``itertools.count``
+``next(counter)`` with the builtin ``next`` and the function's counter (an
+``itertools.repeat`` counting down: :data:`~coldmod_trace._internal.counting.Counter`)
 placed into the code object's constants after compiling: two ``LOAD_CONST`` and
 one specialised builtin call (~25 ns), atomic under the GIL, with no name added
-to the module (a method-wrapper such as ``count.__next__`` takes twice as long). It carries the line
+to the module (a method-wrapper such as ``counter.__next__`` takes twice as long).
+It carries the line
 of the body's first statement, so a function has exactly the line events,
 line numbers and tracebacks it has without the tracer (the ``def`` line would
 add a line event on 3.12); the source on disk is untouched, so
@@ -155,7 +157,7 @@ class RewriteHook:
     def __init__(
         self, apps: AppFilter, counter: Callable[[str], object], exclude: Callable[[CodeType], None]
     ) -> None:
-        """``counter(key)`` gives a key's ``itertools.count``; ``exclude(code)`` tells the engine not to count it."""
+        """``counter(key)`` gives a key's counter; ``exclude(code)`` tells the engine not to count it."""
         self._apps = apps
         self._counter = counter
         self._exclude = exclude

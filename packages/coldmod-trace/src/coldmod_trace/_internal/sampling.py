@@ -35,7 +35,7 @@ from types import CodeType
 from typing import Any
 
 from coldmod_trace._internal import estimate
-from coldmod_trace._internal.counting import Counted, Counting, Delta, Disarm, Rearm, value
+from coldmod_trace._internal.counting import Counted, Counting, Delta, Disarm, Rearm, counter, value
 from coldmod_trace._internal.estimate import cpu
 from coldmod_trace.config import Mode
 
@@ -147,11 +147,11 @@ class _Hot:
         self.code = code
         self.capped_at = capped_at  # process CPU time of the call past the cap
         self.slices = estimate.Slices()
-        self.steps = itertools.count()
+        self.steps = counter()
 
     def open(self) -> Callable[[], object]:
         """A fresh count for a new slice; returns its C step (the function's tick during the slice)."""
-        self.steps = itertools.count()
+        self.steps = counter()
         return self.steps.__next__
 
 
@@ -472,7 +472,7 @@ class CallbackCost:
         code = probe.__code__
         with self._counting.lock:
             self._counting.codes[id(code)] = code
-            self._ticks[id(code)] = itertools.count().__next__  # what a slice installs
+            self._ticks[id(code)] = counter().__next__  # what a slice installs
         self._probe = (code, loop)
 
     def measure(self, runs: int, calls: int, ready: Callable[[], bool]) -> float | None:

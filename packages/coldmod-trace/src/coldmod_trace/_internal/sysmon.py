@@ -1,7 +1,7 @@
 """The ``sys.monitoring`` engine (3.12+): ``PY_START``, foreign code disabled at first sight.
 
 Exact mode uses one tool id: every application call runs the callback, whose
-tick is an ``itertools.count`` step. Sampled mode uses two: the first (global
+tick is a counter's step. Sampled mode uses two: the first (global
 ``PY_START``) only sees each code object once and arms the function's *local*
 ``PY_START`` on the second, so that each function can be switched off past its
 cap and back on for a slice on its own (:mod:`coldmod_trace._internal.sampling`).
@@ -17,7 +17,7 @@ from types import CodeType
 from typing import Any
 
 from coldmod_trace._internal.appfilter import AppFilter
-from coldmod_trace._internal.counting import Counted, Counting, Delta
+from coldmod_trace._internal.counting import Counted, Counter, Counting, Delta
 from coldmod_trace._internal.estimate import CHUNK
 from coldmod_trace._internal.sampling import (
     SLICE_CALLS,
@@ -43,7 +43,7 @@ def _py_start_callback(
     def py_start(code: CodeType, offset: int, _id: Callable[[object], int] = id) -> object:
         # (`_id` is a default argument: a local load, cheaper than a builtin lookup.)
         try:  # zero-cost on 3.11+ when nothing is raised
-            # One C call, the one that counts: an itertools.count step (exact), a
+            # One C call, the one that counts: a counter's step (exact), a
             # window step that returns DISABLE past its cap (sampled), a slice's
             # tick, or a repeat(DISABLE) step for code we do not count. The return
             # value is sys.monitoring's: DISABLE switches PY_START off for this function.
@@ -205,7 +205,7 @@ class SysMonitoringEngine:
                 self._ticks[id(code)] = itertools.repeat(self._mon.DISABLE).__next__
             self._counting.forget(code)
 
-    def key_counter(self, key: str) -> itertools.count[int]:
+    def key_counter(self, key: str) -> Counter[None]:
         """The counter of a rewritten function's key."""
         with self._counting.lock:
             return self._counting.key_counter(key)
