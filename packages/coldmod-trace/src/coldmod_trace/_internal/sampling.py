@@ -387,19 +387,24 @@ class Sampler:
             gap = self._random.uniform(0.5, 1.5) * (period - estimate.SLICE)
 
     def _wait(self, gap: float) -> bool:
-        """Until the application has used ``gap`` more CPU seconds; False when asked to stop."""
+        """Until the application has used ``gap`` more CPU seconds; False when asked to stop.
+
+        Each look costs a wake-up: the rest of the gap is waited for at the pace the
+        application got since the last look (a share of a core on a busy machine,
+        several cores with several threads), not in short polls.
+        """
         stop = self._stop
-        last = cpu()
+        last, since = cpu(), time.monotonic()
         target = last + gap
         wait = gap
         while not stop.wait(wait):
-            now = cpu()
+            now, at = cpu(), time.monotonic()
             if now >= target:
                 return True
-            # The application worked meanwhile: wait for the rest. It did not: look less often.
-            idle = now - last < wait * 0.01
-            wait = max(target - now, min(wait * 2, estimate.PERIOD) if idle else self.POLL)
-            last = now
+            pace = (now - last) / max(at - since, 1e-6)  # CPU seconds per second of the clock
+            # It did not work meanwhile (asleep, idle): look less and less often. It did: the rest.
+            wait = min(wait * 2, estimate.PERIOD) if pace < 0.01 else max((target - now) / pace, self.POLL)
+            last, since = now, at
         return False
 
 
