@@ -247,3 +247,61 @@ def test_the_sampler_thread_sleeps_until_a_function_is_past_its_budget(tmp_path:
         assert len(looks) >= 2
     finally:
         eng.uninstall()
+
+
+class _Clock:
+    """The wall clock and the application's CPU time, advanced only by the sampler's waits."""
+
+    def __init__(self, pace: float) -> None:
+        self.wall = 0.0
+        self.pace = pace  # CPU seconds the application gets per second of the clock
+        self.waits: list[float] = []
+
+    def wait(self, seconds: float) -> bool:  # the sampler's stop event: never set here
+        self.waits.append(seconds)
+        self.wall += seconds
+        return False
+
+
+def _sampler_on(clock: _Clock, monkeypatch: pytest.MonkeyPatch):
+    import time
+    import types
+
+    from coldmod_trace._internal import sampling
+
+    monkeypatch.setattr(sampling, "cpu", lambda: clock.wall * clock.pace)
+    monkeypatch.setattr(
+        sampling, "time", types.SimpleNamespace(monotonic=lambda: clock.wall, thread_time=time.thread_time)
+    )
+    sampler = sampling.Sampler(lambda weight: None, lambda shared: 0.0, lambda: None)
+    sampler._stop = clock  # type: ignore[assignment]
+    return sampler
+
+
+@pytest.mark.parametrize("pace", [1.0, 0.25, 0.05, 3.0])
+def test_the_sampler_waits_for_the_rest_of_a_gap_at_the_pace_the_application_gets(monkeypatch, pace):
+    # Each look at the CPU time is a wake-up (~0.1 ms of CPU while the application holds the GIL):
+    # a process that gets a share of a busy machine's core is looked at twice per gap, not every 2 ms.
+    clock = _Clock(pace)
+    sampler = _sampler_on(clock, monkeypatch)
+    assert sampler._wait(0.1)
+    assert clock.wall * pace >= 0.1  # the gap was waited for in the application's CPU time
+    assert len(clock.waits) <= 3, clock.waits  # (a third: a rounding short of the target)
+
+
+def test_an_idle_process_is_looked_at_less_and_less_often(monkeypatch):
+    from coldmod_trace._internal import estimate
+
+    clock = _Clock(0.0)
+    sampler = _sampler_on(clock, monkeypatch)
+    stop_after = 12
+
+    def wait(seconds: float) -> bool:
+        clock.waits.append(seconds)
+        clock.wall += seconds
+        return len(clock.waits) >= stop_after  # then asked to stop
+
+    clock.wait = wait  # type: ignore[method-assign]
+    assert not sampler._wait(0.01)
+    assert clock.waits == sorted(clock.waits)
+    assert clock.waits[-1] == estimate.PERIOD
