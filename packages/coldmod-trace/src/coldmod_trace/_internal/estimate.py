@@ -70,7 +70,7 @@ MIN_PERIOD = 0.025
 #: What slices may cost (their callbacks and the sampler's work), as a share of the
 #: application's CPU time: it sets the period between the two above, slice by slice (each
 #: slice is weighted by the period it was drawn with: see :class:`Slices`).
-SLICE_SHARE = 0.015
+SLICE_SHARE = 0.02
 
 #: Share of the application's CPU time that exact counting may spend on callbacks.
 SHARE = 0.01

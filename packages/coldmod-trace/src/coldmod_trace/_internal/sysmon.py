@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.counting import Counted, Counter, Counting, Delta
-from coldmod_trace._internal.estimate import CHUNK, cpu
+from coldmod_trace._internal.estimate import CHUNK
 from coldmod_trace._internal.sampling import (
     SLICE_CALLS,
     SLICE_RUNS,
@@ -30,8 +31,8 @@ from coldmod_trace.config import Mode
 
 __all__ = ["SysMonitoringEngine"]
 
-#: How often the callback's cost is measured again as a slice closes (s of the application's CPU
-#: time: a process that gets little of a busy machine is not measured more often for it).
+#: How often the callback's cost is measured again as a slice closes (s): it moves with the machine
+#: (on a busy one, from one moment to the next: the clock's time, not the application's CPU time).
 REMEASURE = 0.5
 
 
@@ -78,7 +79,7 @@ class SysMonitoringEngine:
             self._sampler = Sampler(
                 self._begin_slice, self._end_slice, self.calibrate, sampled.wait_for_cap, sampled.nudge
             )
-            self._measured = 0.0  # when the callback's cost was last measured (estimate.cpu() s)
+            self._measured = 0.0  # when the callback's cost was last measured (monotonic s)
             self._cost = CallbackCost(sampled, self._ticks, self._arm_probe)
             self._callback = _py_start_callback(self._ticks, self._not_armed)
         else:
@@ -142,8 +143,8 @@ class SysMonitoringEngine:
         assert isinstance(counting, SampledCounting)
         assert cost is not None
         fresh = None
-        if which.hot and cpu() - self._measured >= REMEASURE:
-            self._measured = cpu()
+        if which.hot and time.monotonic() - self._measured >= REMEASURE:
+            self._measured = time.monotonic()
             fresh = cost.measure(SLICE_RUNS, SLICE_CALLS, self._ready)
         with counting.lock:
             if fresh is not None:
