@@ -80,7 +80,7 @@ CHUNK = 1024
 #: The bucket holds at most ``SHARE`` of this many CPU seconds, and starts with ``START``'s:
 #: a start-up burst is counted exactly; a short process does not spend a window's budget at once.
 CAPACITY = 10.0
-START = 1.0
+START = 4.5
 #: What a callback costs until it is measured (s): the first milliseconds, while the sampler
 #: thread calibrates (a typical 3.12 figure; a slow machine's is twice that).
 DEFAULT_COST = 200e-9
