@@ -74,21 +74,23 @@ def test_below_the_cap_every_call_is_counted_exactly(engine):
 
 
 def _spent(eng) -> None:
-    """The exact budget used up: the call past the first chunk is the cap."""
-    eng._counting.budget.tokens = 0
+    """The exact budget used up, and no CPU time refills it: the call past the first chunk is the cap."""
+    eng._counting.budget.seconds = 0.0
+    eng._counting.budget.at = float("inf")
 
 
 def test_within_the_budget_every_call_is_counted_exactly_chunk_after_chunk(engine):
     eng, mod, _ = engine
     from coldmod_trace._internal.estimate import CHUNK
 
-    budget = eng._counting.budget
-    tokens = budget.tokens
+    counting = eng._counting
+    budget = counting.budget
+    seconds = budget.seconds
     for _ in range(5 * CHUNK + 7):
         mod.hot()
-    # Five chunks drawn: the first is free, and each chunk's end is one call more (the one that
-    # draws the next). Read before the drain, which refills the budget with the CPU time since.
-    assert budget.tokens == tokens - 5 * CHUNK
+    # Five chunks drawn, each priced at what a call costs: the first is free, and each chunk's end
+    # is one call more (the one that draws the next). Read before the drain, which refills the budget.
+    assert budget.seconds == pytest.approx(seconds - 5 * CHUNK * counting.cost())
     assert _by_name(eng.drain()) == {"hot": [5 * CHUNK + 7, False, False]}
 
 
@@ -116,7 +118,7 @@ def test_the_budget_is_shared_in_order_of_need_in_the_next_window(engine):
     counting = eng._counting
     counting.overhead = 1e-6  # a callback's cost: the window's budget is SHARE * its CPU time / 1 us
     counting.window_start -= 1.0  # a window of 1 s of CPU time and a little: ~10,000 calls
-    counting.budget.tokens = 10**9
+    counting.budget.seconds = 1e9
     for _ in range(40 * CHUNK):
         mod.hot()
     for _ in range(2 * CHUNK):
@@ -198,3 +200,108 @@ def test_re_arming_a_window_leaves_library_code_switched_off(engine, monkeypatch
         eng.drain()
     assert decided.count("dumps") <= 1
     assert decided.count("hot") == 1  # an application function too: decided once, re-armed by itself
+
+
+def _work(seconds: float) -> None:
+    """CPU time of this thread that calls no application function."""
+    import time
+
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(range(200))
+
+
+def test_the_sampler_thread_sleeps_until_a_function_is_past_its_budget(tmp_path: Path):
+    # Each wake-up of the sampler while the application holds the GIL costs CPU time on both
+    # threads: while every function is counted exactly, there is nothing to watch and no reason to.
+    import time
+
+    from coldmod_trace._internal.appfilter import AppFilter
+    from coldmod_trace._internal.core import select_engine
+    from coldmod_trace._internal.estimate import CHUNK
+    from coldmod_trace.config import Mode
+    from coldmod_trace.rootmarker import load
+
+    root = make_app(tmp_path / "app", {"mod.py": MODULE})
+    eng, _ = select_engine(AppFilter(load(root), str(root)), Mode.SAMPLED)
+    spec = importlib.util.spec_from_file_location("h4_sleeping_mod", root / "mod.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    looks: list[float] = []
+    begin = eng._sampler._begin
+    eng._sampler._begin = lambda weight: looks.append(weight) or begin(weight)
+    eng.install()
+    try:
+        eng.calibrate()  # (the sampler thread's first act; here it is done when this returns)
+        for _ in range(100):
+            mod.hot()  # within the budget: exact
+        _work(0.3)  # a dozen mean periods of the application's CPU time
+        assert len(looks) <= 1  # one look after the random phase found nothing to watch: asleep since
+        _spent(eng)
+        for _ in range(2 * CHUNK):
+            mod.hot()  # the call past the first chunk is the cap: it wakes the sampler
+        deadline = time.monotonic() + 10
+        while not eng._counting.hot and time.monotonic() < deadline:
+            _work(0.01)  # slices start in the application's CPU time
+        assert eng._counting.hot  # picked up by a slice
+        assert len(looks) >= 2
+    finally:
+        eng.uninstall()
+
+
+class _Clock:
+    """The wall clock and the application's CPU time, advanced only by the sampler's waits."""
+
+    def __init__(self, pace: float) -> None:
+        self.wall = 0.0
+        self.pace = pace  # CPU seconds the application gets per second of the clock
+        self.waits: list[float] = []
+
+    def wait(self, seconds: float) -> bool:  # the sampler's stop event: never set here
+        self.waits.append(seconds)
+        self.wall += seconds
+        return False
+
+
+def _sampler_on(clock: _Clock, monkeypatch: pytest.MonkeyPatch):
+    import time
+    import types
+
+    from coldmod_trace._internal import sampling
+
+    monkeypatch.setattr(sampling, "cpu", lambda: clock.wall * clock.pace)
+    monkeypatch.setattr(
+        sampling, "time", types.SimpleNamespace(monotonic=lambda: clock.wall, thread_time=time.thread_time)
+    )
+    sampler = sampling.Sampler(lambda weight: None, lambda shared: 0.0, lambda: None)
+    sampler._stop = clock  # type: ignore[assignment]
+    return sampler
+
+
+@pytest.mark.parametrize("pace", [1.0, 0.25, 0.05, 3.0])
+def test_the_sampler_waits_for_the_rest_of_a_gap_at_the_pace_the_application_gets(monkeypatch, pace):
+    # Each look at the CPU time is a wake-up (~0.1 ms of CPU while the application holds the GIL):
+    # a process that gets a share of a busy machine's core is looked at twice per gap, not every 2 ms.
+    clock = _Clock(pace)
+    sampler = _sampler_on(clock, monkeypatch)
+    assert sampler._wait(0.1)
+    assert clock.wall * pace >= 0.1  # the gap was waited for in the application's CPU time
+    assert len(clock.waits) <= 3, clock.waits  # (a third: a rounding short of the target)
+
+
+def test_an_idle_process_is_looked_at_less_and_less_often(monkeypatch):
+    from coldmod_trace._internal import estimate
+
+    clock = _Clock(0.0)
+    sampler = _sampler_on(clock, monkeypatch)
+    stop_after = 12
+
+    def wait(seconds: float) -> bool:
+        clock.waits.append(seconds)
+        clock.wall += seconds
+        return len(clock.waits) >= stop_after  # then asked to stop
+
+    clock.wait = wait  # type: ignore[method-assign]
+    assert not sampler._wait(0.01)
+    assert clock.waits == sorted(clock.waits)
+    assert clock.waits[-1] == estimate.PERIOD

@@ -31,7 +31,8 @@ from coldmod_trace.config import Mode
 
 __all__ = ["SysMonitoringEngine"]
 
-#: How often the callback's cost is measured again as a slice closes (s): it moves with the machine.
+#: How often the callback's cost is measured again as a slice closes (s): it moves with the machine
+#: (on a busy one, from one moment to the next: the clock's time, not the application's CPU time).
 REMEASURE = 0.5
 
 
@@ -75,7 +76,9 @@ class SysMonitoringEngine:
         self._counting: Counting
         if mode is Mode.SAMPLED and local is not None:
             sampled = self._counting = SampledCounting(chunk, self._mon.DISABLE, self._ticks)
-            self._sampler = Sampler(self._begin_slice, self._end_slice, self.calibrate, self._refill)
+            self._sampler = Sampler(
+                self._begin_slice, self._end_slice, self.calibrate, sampled.wait_for_cap, sampled.nudge
+            )
             self._measured = 0.0  # when the callback's cost was last measured (monotonic s)
             self._cost = CallbackCost(sampled, self._ticks, self._arm_probe)
             self._callback = _py_start_callback(self._ticks, self._not_armed)
@@ -147,12 +150,6 @@ class SysMonitoringEngine:
             if fresh is not None:
                 counting.overhead = cost.recent(fresh)
             return counting.close_slice(self._disarm, which) * counting.overhead
-
-    def _refill(self, now: float) -> None:
-        """On the sampler thread, at every look at the CPU time: the exact budget's share of it."""
-        counting = self._counting
-        assert isinstance(counting, SampledCounting)
-        counting.budget.refill(now, counting.cost())
 
     def _ready(self) -> bool:
         return self._installed
