@@ -1,6 +1,6 @@
 """Tracer overhead on programs no one here wrote: pyperformance's benchmarks, side by side.
 
-Each benchmark runs in a fresh process per variant:
+Each benchmark runs in a fresh process per variant, paired with a fresh untraced one:
 
 - ``untraced``   the baseline
 - ``sampled``    coldmod-trace, default mode
@@ -13,8 +13,17 @@ Each benchmark runs in a fresh process per variant:
 Each benchmark module is copied under a temporary root with a ``coldmod.rootmarker``
 (the benchmark is the "application"; Django and the stdlib are libraries). The
 tracer reports to a real gRPC collector in this process. ``web`` is not
-pyperformance's: a Flask shop (``WEB_APP``) served in-process through WSGI. Printed: CPU
-time per iteration, slowdown ratios against ``untraced`` (medians over interleaved rounds),
+pyperformance's: a Flask shop (``WEB_APP``) served in-process through WSGI, timed after a
+longer warm-up (``WARMUP``: a server's steady state, its start-up allowance spent).
+
+**Pairs on one core.** A variant's process and an untraced one run at the same time, both
+pinned to the same CPU, and the ratio is taken within the pair. On a shared 2-vCPU host an
+untraced process's CPU time per iteration moves by ±30 % from one run to the next (the host's
+other tenants, which of the two vCPUs it lands on), so ratios between runs taken one after the
+other cannot resolve a few per cent; two untraced processes paired this way agree within ±1 %.
+(Sharing a core means sharing its caches: if anything this overstates what a tracer costs.)
+
+Printed: CPU time per iteration, slowdown ratios against ``untraced`` (medians over rounds),
 their geometric mean, and peak RSS; then the tracer's own memory for 10,000 traced
 functions; then sampled mode's reports on call shapes whose truth each shape counts itself
 (``SHAPES``, the web app's paced requests among them), several runs each, as the machine
@@ -113,6 +122,11 @@ def _naive_settrace() -> Any:
     return stop
 
 
+#: Warm-up before timing (s of the clock): the web workload's is long enough that what the
+#: tracer grants at start (its exact budget's start allowance) is spent, as in a server under load.
+WARMUP = {"web": 3.0}
+
+
 def child(variant: str, name: str, root: str, budget: float) -> None:
     """Run one benchmark under one variant; print JSON with the per-iteration times."""
     import resource
@@ -133,7 +147,7 @@ def child(variant: str, name: str, root: str, budget: float) -> None:
     sys.path.insert(0, root)
     module = __import__(f"bm_{name}")
     work = _workload(name, module)
-    warm = time.perf_counter() + 1.0
+    warm = time.perf_counter() + WARMUP.get(name, 1.0)
     work()  # warm-up: imports, first calls, the tracer's discovery of the app's sources
     while time.perf_counter() < warm:
         work()
@@ -624,17 +638,44 @@ def _benchmarks_dir() -> Path:
     return Path(pyperformance.__file__).parent / "data-files" / "benchmarks"
 
 
-def _run_child(args: list[str], env: dict[str, str], slipcover_root: str | None = None) -> dict[str, Any]:
+def _command(args: list[str], slipcover_root: str | None = None) -> list[str]:
     command = [sys.executable]
     if slipcover_root is not None:
         command += ["-m", "slipcover", "--source", slipcover_root, "--out", os.devnull, "--json"]
-    result = subprocess.run(
-        [*command, str(HERE), *args], env=env, capture_output=True, text=True, timeout=900
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise SystemExit(f"bench child failed ({' '.join(args)}):\n{result.stderr[-2000:]}")
+    return [*command, str(HERE), *args]
+
+
+def _result(args: list[str], returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if returncode != 0 or not lines:
+        raise SystemExit(f"bench child failed ({' '.join(args)}):\n{stderr[-2000:]}")
     return dict(json.loads(lines[0]))
+
+
+def _run_child(args: list[str], env: dict[str, str], slipcover_root: str | None = None) -> dict[str, Any]:
+    result = subprocess.run(_command(args, slipcover_root), env=env, capture_output=True, text=True, timeout=900)
+    return _result(args, result.returncode, result.stdout, result.stderr)
+
+
+def _run_pair(
+    untraced: list[str], traced: list[str], env: dict[str, str], slipcover_root: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both children at once, pinned to one CPU (see the module's docstring); their results."""
+    cpu = min(os.sched_getaffinity(0))
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    procs = [
+        (args, subprocess.Popen(_command(args, sc), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, preexec_fn=pin))
+        for args, sc in ((untraced, None), (traced, slipcover_root))
+    ]
+    results = []
+    for args, proc in procs:
+        out, err = proc.communicate(timeout=900)
+        results.append(_result(args, proc.returncode, out, err))
+    return results[0], results[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -660,7 +701,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     budget = 1.0 if args.quick else 4.0
     names = [n for n in args.benchmarks.split(",") if n]
-    variants = [v for v in args.variants.split(",") if v]
+    variants = ["untraced", *(v for v in args.variants.split(",") if v and v != "untraced")]
     server, port, sink = _collector()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COLDMOD_", "COVERAGE_"))}
     env.update(COLDMOD_GRPC_HOST=f"127.0.0.1:{port}", COLDMOD_INSECURE="on", COVERAGE_CORE="sysmon")
@@ -678,17 +719,25 @@ def main(argv: list[str] | None = None) -> None:
         rounds = args.rounds or (2 if args.quick else 3)
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.1f} at start; {budget:g} s per run, {rounds} interleaved rounds; "
-              "time = CPU time of the process per iteration, ratio = median over rounds of time / untraced's")
+              "time = CPU time of the process per iteration, ratio = median over rounds of time / "
+              "the untraced process's beside it (both on one core)")
         results: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in names}
-        for round_ in range(rounds):  # interleaved, so that a busy minute hits every variant
+        for round_ in range(rounds):
             for name in names:
                 for variant in variants:
+                    if variant == "untraced":
+                        continue
                     sc = str(root) if variant == "slipcover" else None
-                    row = _run_child(
-                        ["--child", variant, name, str(root), str(budget)], env, slipcover_root=sc
+                    base, row = _run_pair(
+                        ["--child", "untraced", name, str(root), str(budget)],
+                        ["--child", variant, name, str(root), str(budget)], env, slipcover_root=sc,
                     )
+                    row["ratio"] = row["cpu"] / base["cpu"]
+                    base["ratio"] = 1.0
+                    results[name].setdefault("untraced", []).append(base)
                     results[name].setdefault(variant, []).append(row)
-                    print(f"  round {round_ + 1} {name:16} {variant:10} {row['cpu'] * 1e3:9.2f} ms",
+                    print(f"  round {round_ + 1} {name:16} {variant:10} {row['cpu'] * 1e3:9.2f} ms "
+                          f"(untraced beside it {base['cpu'] * 1e3:.2f} ms): {row['ratio']:.3f}x",
                           file=sys.stderr)
         if names:
             _print_table(names, variants, results)
@@ -710,12 +759,11 @@ def _print_table(names: list[str], variants: list[str], results: dict[str, Any])
     ratios: dict[str, list[float]] = {v: [] for v in variants}
 
     def row_of(name: str) -> str:
-        base = results[name].get("untraced")
         cells = []
         for variant in variants:
             rows = results[name][variant]
-            # Each round's ratio against the same round's baseline: a busy minute hits both.
-            ratio = statistics.median(r["cpu"] / b["cpu"] for r, b in zip(rows, base)) if base else float("nan")
+            # Each pair's ratio: the traced process against the untraced one beside it.
+            ratio = statistics.median(r["ratio"] for r in rows)
             if name not in OWN:
                 ratios[variant].append(ratio)
             cpu = statistics.median(r["cpu"] for r in rows)
@@ -733,8 +781,9 @@ def _print_table(names: list[str], variants: list[str], results: dict[str, Any])
     for name, line in zip(names, lines):
         if name in OWN:
             print(line)
-    print("\nCells: slowdown against untraced (CPU time per iteration, peak RSS of the process), medians "
-          "over the rounds; `web` (a Flask shop, 60 requests back to back through WSGI) is not in the mean.")
+    print("\nCells: slowdown against the untraced process run beside it on the same core (CPU time per "
+          "iteration, peak RSS of the process), medians over the rounds; `web` (a Flask shop, 60 requests "
+          "back to back through WSGI, timed in its steady state) is not in the mean.")
 
 
 def _memory(work: Path, env: dict[str, str]) -> None:

@@ -113,10 +113,11 @@ def test_a_function_past_its_share_of_the_budget_is_capped(engine):
 
 def test_the_budget_is_shared_in_order_of_need_in_the_next_window(engine):
     eng, mod, _ = engine
-    from coldmod_trace._internal.estimate import CHUNK
+    from coldmod_trace._internal.estimate import CHUNK, IN_APP
 
     counting = eng._counting
-    counting.overhead = 1e-6  # a callback's cost: the window's budget is SHARE * its CPU time / 1 us
+    counting.overhead = 1e-6 / IN_APP  # a callback's cost among the app's work: 1 us; the window's
+    # budget is SHARE * its CPU time / 1 us
     counting.window_start -= 1.0  # a window of 1 s of CPU time and a little: ~10,000 calls
     counting.budget.seconds = 1e9
     for _ in range(40 * CHUNK):

@@ -185,8 +185,9 @@ class SampledCounting(Counting):
         self.capped.put(_NUDGE)
 
     def cost(self) -> float:
-        """What counting one call exactly costs (as measured; a default until then)."""
-        return self.overhead or estimate.DEFAULT_COST
+        """What counting one call costs the application: the probe's measured cost (a default
+        until then) at ``IN_APP`` times, as it is among the application's own work."""
+        return (self.overhead or estimate.DEFAULT_COST) * estimate.IN_APP
 
     def new_tick(self, code: CodeType) -> Callable[[], object]:
         """Register an application function; its tick counts its calls in chunks of the budget, then caps."""

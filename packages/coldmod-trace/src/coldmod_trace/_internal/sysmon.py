@@ -149,7 +149,7 @@ class SysMonitoringEngine:
         with counting.lock:
             if fresh is not None:
                 counting.overhead = cost.recent(fresh)
-            return counting.close_slice(self._disarm, which) * counting.overhead
+            return counting.close_slice(self._disarm, which) * counting.cost()
 
     def _ready(self) -> bool:
         return self._installed
