@@ -122,9 +122,10 @@ def _naive_settrace() -> Any:
     return stop
 
 
-#: Warm-up before timing (s of the clock): the web workload's is long enough that what the
-#: tracer grants at start (its exact budget's start allowance) is spent, as in a server under load.
-WARMUP = {"web": 3.0}
+#: Warm-up before timing (s of the process's CPU time, which a pair on one core gets half of):
+#: the web workload's is long enough that what the tracer grants at start (its exact budget's
+#: start allowance: ~150,000 calls counted by callback) is spent, as in a server under load.
+WARMUP = {"web": 6.0}
 
 
 def child(variant: str, name: str, root: str, budget: float) -> None:
@@ -147,9 +148,9 @@ def child(variant: str, name: str, root: str, budget: float) -> None:
     sys.path.insert(0, root)
     module = __import__(f"bm_{name}")
     work = _workload(name, module)
-    warm = time.perf_counter() + WARMUP.get(name, 1.0)
+    warm = time.process_time() + WARMUP.get(name, 0.5)
     work()  # warm-up: imports, first calls, the tracer's discovery of the app's sources
-    while time.perf_counter() < warm:
+    while time.process_time() < warm:
         work()
     # CPU time of the whole process per iteration, averaged over the run: what the tracer's
     # threads and its slices cost counts too (a best iteration would pick one without a slice).

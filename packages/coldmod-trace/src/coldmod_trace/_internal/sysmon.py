@@ -18,7 +18,7 @@ from typing import Any
 
 from coldmod_trace._internal.appfilter import AppFilter
 from coldmod_trace._internal.counting import Counted, Counter, Counting, Delta
-from coldmod_trace._internal.estimate import CHUNK
+from coldmod_trace._internal.estimate import ARM, CHUNK
 from coldmod_trace._internal.sampling import (
     SLICE_CALLS,
     SLICE_RUNS,
@@ -149,7 +149,9 @@ class SysMonitoringEngine:
         with counting.lock:
             if fresh is not None:
                 counting.overhead = cost.recent(fresh)
-            return counting.close_slice(self._disarm, which) * counting.cost()
+            # Its callbacks, and what arming and disarming each function cost the application's
+            # threads (not the sampler's: its own CPU time is counted by the sampler).
+            return counting.close_slice(self._disarm, which) * counting.cost() + len(which.hot) * ARM
 
     def _ready(self) -> bool:
         return self._installed
