@@ -1,10 +1,11 @@
 """Sampled mode's arithmetic: the exact budget, and from time slices to an estimate or a lower bound.
 
 **What is counted exactly.** Counting a call exactly costs one callback
-(~150-450 ns on 3.12-3.13, measured at start and as slices close). Exact
+(~150-450 ns on 3.12-3.13 in the calibration probe's loop, measured at start and as
+slices close; ``IN_APP`` times that among the application's own work). Exact
 counting may spend ``SHARE`` of the process's CPU time: a token bucket of CPU
 seconds (:class:`Budget`) gains ``SHARE`` of every CPU-second, and a function
-draws ``CHUNK`` calls at a time from it, each priced at the measured cost. Each window
+draws ``CHUNK`` calls at a time from it, each priced at that cost. Each window
 the budget is shared in order of need (:func:`water_level`, from the last
 window's counts): functions that need less than the level get all they need
 (exact), only the hottest are cut at the level and sampled, and they are the
