@@ -663,15 +663,13 @@ def _run_pair(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both children at once, pinned to one CPU (see the module's docstring); their results."""
     cpu = min(os.sched_getaffinity(0))
-
-    def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
-
-    procs = [
-        (args, subprocess.Popen(_command(args, sc), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, preexec_fn=pin))
-        for args, sc in ((untraced, None), (traced, slipcover_root))
-    ]
+    procs = []
+    for args, sc in ((untraced, None), (traced, slipcover_root)):
+        proc = subprocess.Popen(_command(args, sc), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Pinned while it starts up, single-threaded: its threads and children inherit it. (Not a
+        # preexec_fn: this process has gRPC's threads, and Python code between fork and exec may hang.)
+        os.sched_setaffinity(proc.pid, {cpu})
+        procs.append((args, proc))
     results = []
     for args, proc in procs:
         out, err = proc.communicate(timeout=900)

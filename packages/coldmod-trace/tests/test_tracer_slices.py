@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,27 @@ def test_the_budget_is_shared_in_order_of_need_in_the_next_window(engine):
     eng.drain()
     # (The level's arithmetic is test_tracer_estimate's; here: the engine feeds it the window's needs.)
     assert 2 * CHUNK + 2 < counting.budget.level < 40 * CHUNK  # other() gets all it needs, hot() is cut
+
+
+def test_a_slice_costs_its_calls_at_the_in_app_price_and_the_switching_of_each_function(engine):
+    eng, mod, _ = engine
+    from coldmod_trace._internal.estimate import ARM, CHUNK, IN_APP
+
+    _spent(eng)
+    for _ in range(CHUNK + 1):  # both past their first chunk: capped
+        mod.hot()
+        mod.working()
+    eng._counting.overhead = 100e-9  # the probe's figure
+    eng._measured = time.monotonic() + 3600  # no measuring again meanwhile
+    shared = eng._begin_slice()
+    assert len(shared.hot) == 2
+    # No call in it: what switching its two functions on and off cost the application's thread.
+    assert eng._end_slice(shared) == pytest.approx(2 * ARM)
+    shared = eng._begin_slice()
+    for _ in range(10):
+        mod.hot()
+    # Ten calls, each at what a callback costs among the application's work, not the probe's figure.
+    assert eng._end_slice(shared) == pytest.approx(10 * 100e-9 * IN_APP + 2 * ARM)
 
 
 def test_past_the_cap_only_calls_inside_slices_are_seen_and_too_few_slices_give_a_lower_bound(engine):

@@ -378,6 +378,14 @@ def _watcher(read_end: int, pipe: tuple[int, int]) -> None:
         _close_if_ours(read_end, pipe)
 
 
+def _clear_wakeup_fd(ours: int) -> None:
+    """Python's wakeup fd off if it is ``ours``; one the application set since (an event loop's,
+    or one a forked child inherited) stays."""
+    current = signal.set_wakeup_fd(-1)
+    if current not in (-1, ours):
+        signal.set_wakeup_fd(current)
+
+
 def _unwatch() -> None:
     """On the main thread: Python's wakeup fd and :data:`NUDGE` back as they were; our thread ends."""
     global _watch_fds
@@ -385,9 +393,7 @@ def _unwatch() -> None:
     if fds is None:
         return
     try:
-        current = signal.set_wakeup_fd(-1)
-        if current not in (-1, fds[1]):
-            signal.set_wakeup_fd(current)  # the application set its own since: keep it
+        _clear_wakeup_fd(fds[1])
         # A wake-up may still be on its way: Python would raise for one it finds with no handler.
         if signal.getsignal(NUDGE) is _nudged and not _nudges_sent:
             signal.signal(NUDGE, signal.SIG_DFL)
@@ -403,9 +409,7 @@ def _rewatch_after_fork() -> None:
     if fds is None:
         return
     try:
-        current = signal.set_wakeup_fd(-1)  # before the close: Python must never write to a closed descriptor
-        if current not in (-1, fds[1]):
-            signal.set_wakeup_fd(current)  # the application's own (an event loop's), inherited: kept
+        _clear_wakeup_fd(fds[1])  # before the close: Python must never write to a closed descriptor
     except (ValueError, OSError):
         return
     for fd in fds:
