@@ -203,14 +203,14 @@ def test_a_function_whose_slices_were_mostly_callbacks_is_estimated_with_a_large
 
 def test_the_budget_fills_with_a_share_of_cpu_time_up_to_its_capacity():
     budget = estimate.Budget(now=50.0)
-    start = estimate.SHARE * estimate.START
+    start = estimate.START
     assert budget.seconds == pytest.approx(start)
     budget.refill(51.0)  # one CPU second: SHARE of it
     assert budget.seconds == pytest.approx(start + estimate.SHARE)
     budget.refill(51.0)  # no CPU time: nothing
     assert budget.seconds == pytest.approx(start + estimate.SHARE)
     budget.refill(1000.0)
-    assert budget.seconds == pytest.approx(estimate.SHARE * estimate.CAPACITY)
+    assert budget.seconds == pytest.approx(estimate.CAPACITY)
 
 
 def test_a_chunk_is_drawn_only_within_the_budget_and_the_functions_share():
