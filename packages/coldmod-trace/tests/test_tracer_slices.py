@@ -151,6 +151,44 @@ def test_a_slice_costs_its_calls_at_the_in_app_price_and_the_switching_of_each_f
     assert eng._end_slice(shared) == pytest.approx(10 * 100e-9 * IN_APP + 2 * ARM)
 
 
+def test_a_function_whose_slices_all_agree_is_armed_in_fewer_of_them_each_standing_for_more_time(engine):
+    eng, mod, _ = engine
+    import random
+
+    from coldmod_trace._internal import estimate
+
+    _spent(eng)
+    for _ in range(estimate.CHUNK + 1):  # both past their first chunk: capped
+        mod.hot()
+        mod.working()
+    eng._measured = time.monotonic() + 3600  # no measuring again meanwhile
+    for calls in (0, 0, 0, 0, 0, 200):  # the first three arm both (how each varies is not known yet)
+        shared = eng._begin_slice()
+        for _ in range(calls):
+            mod.hot()
+        for _ in range(50):
+            mod.working()
+        eng._end_slice(shared)
+    # working() showed 50 calls in every slice, hot() all of its calls in one: hot() needs the slices.
+    eng._counting.random = random.Random(1)
+    armed = {"hot": 0, "working": 0}
+    for _ in range(60):
+        shared = eng._begin_slice(weight=0.1)
+        for each, weight in zip(shared.hot, shared.weights, strict=True):
+            name = each.code.co_name
+            armed[name] += 1
+            # The mean time between its slices: the period over its chance of being armed.
+            assert weight == pytest.approx(0.1) if name == "hot" else weight > 0.1 * 1.2
+        for _ in range(50):
+            mod.working()
+        eng._end_slice(shared)
+    assert armed["hot"] == 60
+    assert 1 <= armed["working"] <= 45
+    [(calls, estimated, lower)] = [v for k, v in _by_name(eng.drain()).items() if k == "working"]
+    assert estimated
+    assert not lower
+
+
 def test_past_the_cap_only_calls_inside_slices_are_seen_and_too_few_slices_give_a_lower_bound(engine):
     eng, mod, _ = engine
     from coldmod_trace._internal.estimate import CHUNK as DEFAULT_CAP

@@ -25,6 +25,14 @@ it may be off. Slices come often enough (every ``MIN_PERIOD`` where they are
 cheap) that bursts and short processes are met by several. Only when slices give nothing to go on (too few,
 or too few that met a call) is what was seen for sure reported, as a lower bound.
 
+**Which functions a slice watches.** Not every hot function in every slice: a function whose
+slices all show the same rate, and cost thousands of callbacks each, gains little from more of
+them, while a bursty one beside it needs many (most of its slices see nothing).
+:func:`inclusion` arms each function at random with a chance that follows its need
+(Neyman's allocation over the slices' spread and cost), and the slices a function was armed in
+are weighted by that chance, so its estimate stays a fair one. The slices' cost falls, so they
+come more often, for the same share of CPU time.
+
 Everything but :func:`cpu` is pure and deterministic: the tests feed it call shapes.
 """
 
@@ -43,6 +51,7 @@ __all__ = [
     "CHUNK",
     "MIN_HITS",
     "MIN_PERIOD",
+    "MIN_SHARE",
     "MIN_SLICES",
     "PERIOD",
     "SHARE",
@@ -52,6 +61,7 @@ __all__ = [
     "Slices",
     "calls",
     "cpu",
+    "inclusion",
     "relative_error",
     "water_level",
 ]
@@ -104,6 +114,10 @@ DEFAULT_COST = 200e-9
 #: ~1 us a call where the probe said ~300 ns. The budget and the slices are priced at it.
 IN_APP = 3.0
 
+#: The least share of slices a hot function is armed in (:func:`inclusion`): a steady function
+#: needs few slices, but still enough in every window for an estimate.
+MIN_SHARE = 0.1
+
 # When the slices support an estimate (else: a lower bound). Each row is one requirement.
 #: slices opened after the cap in the window
 MIN_SLICES = 3
@@ -152,9 +166,11 @@ _ours: tuple[int, list[int]] = (-1, [])
 class Slices:
     """Running sums over one function's slices in one window (constant memory).
 
-    Each slice is weighted by the mean period the sampler drew its start with: where
-    slices came less often (they cost more), each stands for more time, so the rate
-    they show together is not tilted toward the cheap, quiet moments.
+    Each slice is weighted by the mean time between the function's slices when it was
+    drawn: the period the sampler drew its start with, over the function's chance of
+    being armed in it (:func:`inclusion`). Where slices came less often (they cost more),
+    each stands for more time, so the rate they show together is not tilted toward the
+    cheap, quiet moments.
     """
 
     __slots__ = (
@@ -199,6 +215,25 @@ class Slices:
         self.ww_calls_time += weight * calls * weight * length
         self.ww_time2 += (weight * length) ** 2
 
+    def spread(self) -> float | None:
+        """How much one slice's count varies around the rate they show together (relative variance:
+        the residuals' mean square over the mean count squared); None with fewer than ``MIN_SLICES``.
+
+        Slices that saw no call at all: as if one had seen one call (``n``), so that a function
+        that is no longer called does not claim every slice for ever.
+        """
+        n = self.n
+        if n < MIN_SLICES:
+            return None
+        if self.w_calls <= 0:
+            return float(n)
+        rate = self.w_calls / self.w_time if self.w_time > 0 else 0.0
+        return self.residual(rate) * n / (self.w_calls * self.w_calls)
+
+    def residual(self, rate: float) -> float:
+        """``sum((w * (calls - rate * length)) ** 2)`` over the slices, from the running sums."""
+        return max(self.ww_calls2 - 2 * rate * self.ww_calls_time + rate * rate * self.ww_time2, 0.0)
+
 
 class Budget:
     """CPU time that exact counting may still spend: a token bucket filled with ``SHARE`` of the CPU time.
@@ -240,6 +275,26 @@ class Budget:
     def plan(self, needs: list[int], window: float, cost: float) -> None:
         """Next window's level: last window's calls per function shared the budget its CPU time gave."""
         self.level = water_level(needs, SHARE * window / max(cost, DEFAULT_COST / 10))
+
+
+def inclusion(needs: list[tuple[float | None, float]]) -> list[float]:
+    """Each hot function's chance of being armed in a slice, from ``(spread, cost)`` per function.
+
+    ``spread`` is how much one slice's count varies around the function's rate (relative
+    variance, :meth:`Slices.spread`; None: not known yet), ``cost`` what arming it for a
+    slice costs (CPU s). Slices go where the uncertainty is: a function is armed in
+    proportion to ``sqrt(spread / cost)`` (Neyman's allocation: the variance of all
+    estimates together is least for what they cost), the neediest in every slice, none
+    in fewer than ``MIN_SHARE``. A steady function that is expensive to watch (thousands
+    of calls in each slice, all alike) no longer makes every slice expensive, so slices
+    come more often for the bursty function beside it, whose slices mostly see nothing.
+    A function whose spread is not known yet needs most: it is armed in every slice.
+    """
+    scores = [math.sqrt(spread / max(cost, 1e-9)) if spread is not None else math.inf for spread, cost in needs]
+    top = max(scores, default=0.0)
+    if top <= 0:
+        return [1.0] * len(scores)  # every function's slices agree exactly: nothing to prefer
+    return [1.0 if score == top else max(MIN_SHARE, score / top) for score in scores]
 
 
 def water_level(needs: list[int], budget: float) -> float:
@@ -287,8 +342,7 @@ def _estimate(exact: int, span: float, slices: Slices) -> tuple[float, float]:
     estimate = exact + slices.calls + rate * unwatched
     # The ratio estimator's variance (linearised): sum((w * (c - rate * t))^2) / sum(w * t)^2,
     # the residuals from the running sums, n / (n - 1) for the rate fitted to them.
-    residual = slices.ww_calls2 - 2 * rate * slices.ww_calls_time + rate * rate * slices.ww_time2
-    variance = max(residual, 0.0) / (slices.w_time * slices.w_time) * n / (n - 1)  # of the rate
+    variance = slices.residual(rate) / (slices.w_time * slices.w_time) * n / (n - 1)  # of the rate
     # If the callbacks' cost is off by CALIBRATION, the work in slices is off by that much
     # of what was taken out, and the rate (so the extrapolated part) by the same share.
     time = slices.watched - slices.removed

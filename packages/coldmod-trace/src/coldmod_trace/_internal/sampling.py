@@ -7,9 +7,11 @@ at a chunk's end draws it, without waiting for any lock). When the budget says
 no, that call is the *cap*: it switches the function's local ``PY_START`` off;
 from then on the function is seen only during short time slices that the
 sampler thread opens on a random schedule in CPU time that does not depend on
-any call (:mod:`coldmod_trace._internal.estimate` turns the slices into an
-estimate or a lower bound). The engine re-arms one function at a time, so
-library code that was switched off stays off.
+any call; each slice arms the hot functions drawn into it, each with a chance that
+follows its need (:func:`~coldmod_trace._internal.estimate.inclusion`), and
+:mod:`coldmod_trace._internal.estimate` turns the slices into an estimate or a
+lower bound. The engine re-arms one function at a time, so library code that was
+switched off stays off.
 
 Inside a slice every call pays the monitoring callback, so the application did
 that much less of its own work there: :class:`CallbackCost` measures what a
@@ -128,13 +130,15 @@ class _Window:
 
 
 class Slice:
-    """One time slice of the sampler, shared by every hot function it re-armed."""
+    """One time slice of the sampler, shared by the hot functions it re-armed."""
 
-    __slots__ = ("cpu_start", "hot", "weight")
+    __slots__ = ("cpu_start", "hot", "weights")
 
-    def __init__(self, hot: list[_Hot], weight: float) -> None:
+    def __init__(self, hot: list[_Hot], weights: list[float]) -> None:
         self.hot = hot
-        self.weight = weight  # the mean period its start was drawn with (estimate.Slices)
+        # Per function: the mean period its start was drawn with, over the function's chance of
+        # being armed in it (estimate.Slices, estimate.inclusion): the mean time between its slices.
+        self.weights = weights
         self.cpu_start = cpu()
 
 
@@ -153,6 +157,12 @@ class _Hot:
         """A fresh count for a new slice; returns its C step (the function's tick during the slice)."""
         self.steps = counter()
         return self.steps.__next__
+
+    def need(self, price: float) -> tuple[float | None, float]:
+        """``(spread, cost)`` for :func:`estimate.inclusion`: how its slices' counts vary, and what
+        arming it for one costs (switching it, and its mean calls in a slice at ``price`` each)."""
+        slices = self.slices
+        return slices.spread(), estimate.ARM + (slices.calls / slices.n if slices.n else 0.0) * price
 
 
 class SampledCounting(Counting):
@@ -174,6 +184,7 @@ class SampledCounting(Counting):
         self.floor = 0.0  # CPU seconds no call takes less than (CallbackCost; 0: not known)
         self.window_start = cpu()
         self.budget = estimate.Budget(self.window_start)
+        self.random = random.Random()  # noqa: S311 - which functions a slice arms, not a secret
 
     def wait_for_cap(self, timeout: float) -> None:
         """Until a function is capped (or ``timeout`` s, or :meth:`nudge`): before, slices have nothing to watch."""
@@ -200,7 +211,8 @@ class SampledCounting(Counting):
         return window.tick
 
     def open_slice(self, arm: Rearm, weight: float = 1.0) -> Slice | None:
-        """Open a slice for every hot function: ``arm`` installs its slice count and enables its events.
+        """Open a slice for the hot functions drawn into it (:func:`estimate.inclusion`): ``arm``
+        installs each one's slice count and enables its events.
 
         None when no function is past its budget: nothing to watch.
         """
@@ -208,8 +220,11 @@ class SampledCounting(Counting):
         if not self.hot:
             return None
         hot = list(self.hot.values())
-        shared = self.slice = Slice(hot, weight)
-        for each in hot:
+        price = self.cost()
+        chances = estimate.inclusion([each.need(price) for each in hot])
+        drawn = [(each, chance) for each, chance in zip(hot, chances, strict=True) if self.random.random() < chance]
+        shared = self.slice = Slice([each for each, _ in drawn], [weight / chance for _, chance in drawn])
+        for each, _ in drawn:
             arm(id(each.code), each.open())
         return shared
 
@@ -230,9 +245,9 @@ class SampledCounting(Counting):
         work = max(watched - calls * self.overhead, calls * self.floor, watched * 0.1)
         if watched < estimate.SLICE / 10 and not calls:
             return 0  # the process hardly ran during the slice (a busy machine): it saw nothing either way
-        for each, n in counts:
+        for (each, n), weight in zip(counts, shared.weights, strict=True):
             if self.hot.get(id(each.code)) is each:
-                each.slices.add(n, work, watched, shared.weight)
+                each.slices.add(n, work, watched, weight)
         return calls
 
     def _pick_up(self) -> None:
@@ -283,6 +298,7 @@ class SampledCounting(Counting):
         self.slice = None
         self.window_start = cpu()
         self.budget = estimate.Budget(self.window_start)
+        self.random = random.Random()  # noqa: S311 - a child must not repeat its parent's draws
         ticks: dict[int, Callable[[], object]] = {}
         for cid, cap in self.caps.items():
             window = self.windows[cid] = _Window(self.chunk, cap)
