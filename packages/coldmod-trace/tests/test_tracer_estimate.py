@@ -15,6 +15,7 @@ import bisect
 import math
 import random
 import statistics
+from collections.abc import Callable
 
 import pytest
 
@@ -38,6 +39,21 @@ def _exact_part(n: int, budget: int = BUDGET) -> int:
     return min(n, chunks * (CAP + 1))
 
 
+def schedule(rng: random.Random, window: float, watch: Callable[[float, float, float], float]) -> None:
+    """The sampler's schedule over one window, as :class:`~coldmod_trace._internal.sampling.Sampler`
+    draws it: a random phase, then gaps around a period that follows what slices cost.
+    ``watch(start, end, period)`` looks at one slice (drawn with that mean period) and returns
+    what it cost (s)."""
+    cost = 0.0
+    period = estimate.MIN_PERIOD
+    at = rng.uniform(0.0, period)
+    while at < window:
+        end = min(at + estimate.SLICE, window)
+        cost += (watch(at, end, period) - cost) / 8  # as the Sampler keeps it
+        period = min(max(cost / estimate.SLICE_SHARE, estimate.MIN_PERIOD), estimate.PERIOD)
+        at = end + rng.uniform(0.5, 1.5) * (period - estimate.SLICE)
+
+
 def simulate(times: list[float], seed: int, window: float = WINDOW, budget: int = BUDGET) -> tuple[int, bool]:
     """``(reported calls, lower_bound)`` for one window whose calls happen at ``times`` (sorted)."""
     exact = _exact_part(len(times), budget)
@@ -45,22 +61,14 @@ def simulate(times: list[float], seed: int, window: float = WINDOW, budget: int 
         return exact, False
     capped_at = times[exact]  # the call past the budget: switched off from here on
     slices = estimate.Slices()
-    rng = random.Random(seed)
-    cost = 0.0
-    period = drawn_with = estimate.MIN_PERIOD
 
-    def gap() -> float:
-        return rng.uniform(0.5, 1.5) * (period - estimate.SLICE)
+    def watch(start: float, end: float, period: float) -> float:
+        seen = bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
+        if start >= capped_at:  # (before the cap the function was still counted exactly)
+            slices.add(seen, end - start, weight=period)
+        return seen * COST + FIXED
 
-    at = rng.uniform(0.0, period)
-    while at < window:
-        end = min(at + estimate.SLICE, window)
-        seen = bisect.bisect_left(times, end) - bisect.bisect_left(times, at)
-        if at >= capped_at:  # (before the cap the function was still counted exactly)
-            slices.add(seen, end - at, weight=drawn_with)
-        cost += (seen * COST + FIXED - cost) / 8  # as the Sampler keeps it
-        period = drawn_with = min(max(cost / estimate.SLICE_SHARE, estimate.MIN_PERIOD), estimate.PERIOD)
-        at = end + gap()
+    schedule(random.Random(seed), window, watch)
     return estimate.calls(exact + 1, window - capped_at, slices)
 
 
@@ -318,22 +326,19 @@ def _two_functions(seed: int, thin: bool) -> tuple[dict[str, float], dict[str, i
 
     rng = random.Random(seed)
     slices = {name: estimate.Slices() for name in truth}
-    cost = 0.0
-    period = estimate.MIN_PERIOD
-    at = rng.uniform(0.0, period)
-    while at < WINDOW:
-        end = min(at + estimate.SLICE, WINDOW)
+
+    def watch(start: float, end: float, period: float) -> float:
         needs = [(s.spread(), estimate.ARM + (s.calls / s.n if s.n else 0) * COST) for s in slices.values()]
         chances = estimate.inclusion(needs) if thin else [1.0] * len(needs)
         spent = FIXED
         for (name, each), chance in zip(slices.items(), chances, strict=True):
             if rng.random() < chance:
-                calls = seen(name, at, end)
-                each.add(calls, end - at, weight=period / chance)
+                calls = seen(name, start, end)
+                each.add(calls, end - start, weight=period / chance)
                 spent += estimate.ARM + calls * COST
-        cost += (spent - cost) / 8  # as the Sampler keeps it
-        period = min(max(cost / estimate.SLICE_SHARE, estimate.MIN_PERIOD), estimate.PERIOD)
-        at = end + rng.uniform(0.5, 1.5) * (period - estimate.SLICE)
+        return spent
+
+    schedule(rng, WINDOW, watch)
     ratios = {name: estimate.calls(0, WINDOW, s)[0] / truth[name] for name, s in slices.items()}
     return ratios, {name: s.n for name, s in slices.items()}
 

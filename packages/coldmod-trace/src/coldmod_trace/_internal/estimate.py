@@ -115,7 +115,7 @@ DEFAULT_COST = 200e-9
 IN_APP = 3.0
 
 #: The least share of slices a hot function is armed in (:func:`inclusion`): a steady function
-#: needs few slices, but still enough in every window for an estimate.
+#: needs few slices, but not none (its rate may change).
 MIN_SHARE = 0.1
 
 # When the slices support an estimate (else: a lower bound). Each row is one requirement.
