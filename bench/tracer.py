@@ -389,7 +389,33 @@ def run_short_process(seconds):
             short()
         n += 100
     return {"short": n}
-'''
+
+
+def rare():
+    return sum(range(40))
+
+
+def run_mid_burst(seconds):
+    """One burst of 300,000 calls half-way, past what exact counting may spend, among CPU work."""
+    work(seconds / 2)
+    for _ in range(300_000):
+        rare()
+    work(seconds / 2)
+    return {"rare": 300_000}
+
+
+def run_many_hot(seconds):
+    """Thirty functions called in turn, all past the budget: slices arm many at once."""
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for f in HOT:
+            f()
+        n += 1
+    return {f"hot{i}": n for i in range(30)}
+''' + "".join(f"\n\ndef hot{i}():\n    return sum(range(20))\n" for i in range(30)) + (
+    '\n\nHOT = [globals()[f"hot{i}"] for i in range(30)]\n'
+)
 
 #: The web workload: a Flask shop, driven in-process through WSGI (no sockets: what is
 #: measured is the request handling). Its functions count their own calls (``CALLS``).
@@ -481,7 +507,11 @@ SHAPES = [
     ("paced_requests", 6.0, 1),
     ("web", 6.0, 1),
     ("short_process", 1.5, 10),
+    ("mid_burst", 6.0, 1),
+    ("many_hot", 6.0, 1),
 ]
+#: Shapes whose functions share one row (the run and function farthest from the truth).
+GROUPS = {"many_hot": "`hot0`–`hot29`"}
 #: A title per shape for the table.
 TITLES = {
     "startup_burst": "burst of 8,100 calls at start-up, then CPU work",
@@ -495,6 +525,8 @@ TITLES = {
     "paced_requests": "paced requests: 8 helper calls, 0.3 ms work, 2 ms idle",
     "web": "web: a Flask shop, paced requests through WSGI",
     "short_process": "short processes (1.5 s each)",
+    "mid_burst": "one burst of 300,000 calls half-way, past the exact budget",
+    "many_hot": "thirty functions called in turn",
 }
 
 
@@ -566,7 +598,7 @@ def _shapes(
                     for key in sorted(truth):
                         calls, estimated, lower = sink.total(apps, key)
                         kind = "lower bound" if lower else "estimate" if estimated else "exact"
-                        rows.setdefault(key, []).append((truth[key], calls, kind))
+                        rows.setdefault(GROUPS.get(shape, f"`{key}`"), []).append((truth[key], calls, kind))
                 for key, seen in rows.items():
                     each = [calls / truth if truth else float("inf") for truth, calls, _ in seen]
                     ratios.extend(each)
@@ -576,7 +608,7 @@ def _shapes(
                                       for k, n in _tally(k for _, _, k in seen).items())
                     name = TITLES.get(shape, shape) + (f" ×{processes}" if processes > 1 else "")
                     shown = f"≥ {calls:,}" if kind == "lower bound" else f"{calls:,}"
-                    print(f"| {name} | `{key}` | {truth:,} | {shown} | {each[worst]:.2f}× "
+                    print(f"| {name} | {key} | {truth:,} | {shown} | {each[worst]:.2f}× "
                           f"| {statistics.median(each):.2f}× | {kinds} |")
     if ratios:
         inside = sum(0.5 <= r <= 2 for r in ratios)

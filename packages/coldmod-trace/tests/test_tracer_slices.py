@@ -369,3 +369,47 @@ def test_an_idle_process_is_looked_at_less_and_less_often(monkeypatch):
     assert not sampler._wait(0.01)
     assert clock.waits == sorted(clock.waits)
     assert clock.waits[-1] == estimate.PERIOD
+
+
+def test_after_a_quiet_spell_the_sampler_spends_its_share_on_quick_slices_then_follows_their_cost(monkeypatch):
+    # Nothing to watch for 3 s of the application's CPU time, then a function is capped in the
+    # middle of a burst: every slice costs 9 ms of callbacks. The quiet spell's share is spent
+    # first, on slices every ~10 ms; then they come at what they cost, spent at SLICE_SHARE.
+    import itertools
+    import random
+    import sys
+
+    from coldmod_trace._internal import estimate
+
+    clock = _Clock(1.0)
+    sampler = _sampler_on(clock, monkeypatch)
+    sampler._random = random.Random(1)
+    starts: list[tuple[float, float]] = []  # (CPU time, weight) of each slice
+    quiet: list[float] = []
+
+    def begin(weight: float) -> object:
+        if not quiet:
+            return None  # nothing past its budget yet
+        starts.append((clock.wall, weight))
+        return object()
+
+    def idle(timeout: float) -> None:
+        clock.wall += 3.0  # the quiet spell, until a function is capped
+        quiet.append(clock.wall)
+
+    def end(shared: object) -> float:
+        clock.wall += 0.006  # the slice, its callbacks included
+        return 0.009
+
+    def wait(seconds: float) -> bool:
+        clock.wall += seconds
+        return len(starts) >= 12  # then asked to stop
+
+    sampler._begin, sampler._end, sampler._idle = begin, end, idle
+    clock.wait = wait  # type: ignore[method-assign]
+    sampler._run()
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(starts)]
+    assert all(gap < estimate.MIN_PERIOD for gap in gaps[:4]), gaps  # quick: ~10 ms apart
+    assert all(gap > 4 * estimate.MIN_PERIOD for gap in gaps[-4:]), gaps  # then ~0.3 s, what they cost
+    # The first slice stands for its period and the sampler's lag (two switch intervals until measured).
+    assert starts[0][1] == pytest.approx(estimate.QUICK_PERIOD + 2 * sys.getswitchinterval())

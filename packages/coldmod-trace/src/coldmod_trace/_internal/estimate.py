@@ -22,7 +22,9 @@ the cap: the rate they show, times the time no slice watched, estimates the
 calls nobody saw (a ratio estimator over cluster samples). Its standard error
 comes from the spread of the slices' own counts, so the estimate states how far
 it may be off. Slices come often enough (every ``MIN_PERIOD`` where they are
-cheap) that bursts and short processes are met by several. Only when slices give nothing to go on (too few,
+cheap) that bursts and short processes are met by several; the share of a spell
+with nothing to watch is spent first (:class:`Pace`), so a burst that outlasts
+the exact budget is met by several slices before it ends. Only when slices give nothing to go on (too few,
 or too few that met a call) is what was seen for sure reported, as a lower bound.
 
 **Which functions a slice watches.** Not every hot function in every slice: a function whose
@@ -49,15 +51,18 @@ __all__ = [
     "ARM",
     "CALIBRATION",
     "CHUNK",
+    "CREDIT",
     "MIN_HITS",
     "MIN_PERIOD",
     "MIN_SHARE",
     "MIN_SLICES",
     "PERIOD",
+    "QUICK_PERIOD",
     "SHARE",
     "SLICE",
     "SLICE_SHARE",
     "Budget",
+    "Pace",
     "Slices",
     "calls",
     "cpu",
@@ -84,6 +89,15 @@ MIN_PERIOD = 0.025
 #: application's CPU time: it sets the period between the two above, slice by slice (each
 #: slice is weighted by the period it was drawn with: see :class:`Slices`).
 SLICE_SHARE = 0.015
+#: What slices may spend ahead of ``SLICE_SHARE`` (CPU s): the share of a spell with nothing to
+#: watch (no function past its budget), spent at ``QUICK_PERIOD`` as soon as a function is capped
+#: (:class:`Pace`). A function capped in the middle of a burst is met by several slices before the
+#: burst ends, not by one in a lucky run. Slices still spend no more than ``SLICE_SHARE`` of the
+#: application's CPU time since start.
+CREDIT = 0.04
+#: The mean time between slices while the credit lasts (CPU s of the application): a slice's
+#: length and the sampler's few wake-ups apart (each waits up to a switch interval for the GIL).
+QUICK_PERIOD = 0.01
 #: What arming a function for one slice and disarming it after costs the application's threads,
 #: beyond the sampler's own CPU time (s). On 3.12, measured on the web workload: slices whose
 #: functions were switched on and off cost it 1.2 % more than the same slices switching nothing,
@@ -275,6 +289,54 @@ class Budget:
     def plan(self, needs: list[int], window: float, cost: float) -> None:
         """Next window's level: last window's calls per function shared the budget its CPU time gave."""
         self.level = water_level(needs, SHARE * window / max(cost, DEFAULT_COST / 10))
+
+
+class Pace:
+    """How often slices come: what they cost, spent at ``SLICE_SHARE`` of the application's CPU time.
+
+    The mean time between slice starts (:meth:`period`) is what a slice costs (a running mean of
+    the last ~8: it follows the program's phases) over ``SLICE_SHARE``, between ``MIN_PERIOD`` and
+    ``PERIOD``. The share of a spell with nothing to watch is kept (``credit``, up to ``CREDIT``)
+    and spent first: while it covers a slice, slices come every ``QUICK_PERIOD``. Each slice
+    stands for the period it was drawn with and the sampler's lag (:meth:`weight`), so the
+    estimate stays fair whatever the pace.
+    """
+
+    __slots__ = ("cost", "credit", "lag")
+
+    def __init__(self, lag: float = 0.0) -> None:
+        """``lag``: how much later than drawn slices start until measured (CPU s)."""
+        self.cost = 0.0  # running mean of what one slice costs (CPU s)
+        self.credit = 0.0  # CPU s of a quiet spell's share not spent yet
+        self.lag = lag  # running mean of how much later than drawn slices start (CPU s)
+
+    def period(self) -> float:
+        """Mean CPU time until the next slice starts."""
+        if self.credit > 0 and self.credit >= self.cost:
+            return QUICK_PERIOD
+        return min(max(self.cost / SLICE_SHARE, MIN_PERIOD), PERIOD)
+
+    def weight(self, period: float) -> float:
+        """What a slice drawn with ``period`` stands for: the mean time between slice starts, the
+        sampler's lag included (its wake-ups wait for the GIL; a slice lasts longer than
+        ``SLICE`` while the application holds it). The same lag matters little at ``PERIOD``
+        and doubles ``QUICK_PERIOD``: slices of both are weighed alike only with it."""
+        return max(period + self.lag, SLICE)
+
+    def started(self, spacing: float, period: float) -> None:
+        """A slice started ``spacing`` CPU s after the last one, drawn with ``period``."""
+        self.lag += (spacing - period - self.lag) / 8
+
+    def spent(self, cost: float, worked: float) -> None:
+        """A slice cost ``cost`` CPU s (its callbacks, the sampler's cycle); the application
+        worked ``worked`` CPU s since the last slice. What it cost beyond its own share is paid
+        from the credit (never added to it: only a quiet spell's share is kept)."""
+        self.cost += (cost - self.cost) / 8
+        self.credit = max(min(self.credit, self.credit + worked * SLICE_SHARE - cost), 0.0)
+
+    def worked(self, worked: float) -> None:
+        """The application worked ``worked`` CPU s with nothing to watch: its share is kept."""
+        self.credit = min(self.credit + worked * SLICE_SHARE, CREDIT)
 
 
 def inclusion(needs: list[tuple[float | None, float]]) -> list[float]:

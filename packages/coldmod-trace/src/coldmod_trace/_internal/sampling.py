@@ -30,6 +30,7 @@ import itertools
 import queue
 import random
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -325,7 +326,8 @@ class Sampler:
     what slices cost (their callbacks, the sampler's own work) so that they spend
     ``SLICE_SHARE`` of the application's time: between ``MIN_PERIOD`` (slices that
     meet few calls are cheap: many, for bursts and short processes) and ``PERIOD``.
-    A slice, too, lasts ``SLICE`` of the application's CPU time.
+    A slice, too, lasts ``SLICE`` of the application's CPU time. The share of a spell with
+    nothing to watch is spent first, at a quicker pace (:class:`~estimate.Pace`).
 
     While no function is past its budget there is nothing to watch: the thread sleeps
     until the first cap wakes it (``idle``), then starts at a random phase. It does
@@ -356,12 +358,13 @@ class Sampler:
         self._nudge = nudge
         self._stop = threading.Event()
         self._random = random.Random()  # noqa: S311 - a sampling schedule, not a secret
-        self.cost = 0.0  # running mean of what one slice costs (CPU s)
+        self.pace = estimate.Pace(2 * sys.getswitchinterval())
 
     def start(self) -> None:
         """Start (or, in a forked child, restart) the thread."""
         self._stop = threading.Event()
         self._random = random.Random()  # noqa: S311 - a child must not repeat its parent's schedule
+        self.pace = estimate.Pace(2 * sys.getswitchinterval())  # nor spend what its parent kept
         threading.Thread(target=self._run, name="coldmod-sampler", daemon=True).start()
 
     def stop(self) -> None:
@@ -369,38 +372,45 @@ class Sampler:
         self._stop.set()
         self._nudge()
 
-    def period(self) -> float:
-        """Mean CPU time between slice starts: what a slice costs, spent at ``SLICE_SHARE``."""
-        return min(max(self.cost / estimate.SLICE_SHARE, estimate.MIN_PERIOD), estimate.PERIOD)
-
     def _run(self) -> None:
         # A random phase first, then gaps drawn uniformly around the mean period: a
         # periodic burst in the application cannot stay in (or out of) step with it.
         with contextlib.suppress(Exception):  # uncalibrated, estimates of trivial functions run low
             self._calibrate()  # before the first slice, whose count it corrects
-        period = self.period()
+        pace = self.pace
+        period = pace.period()
         gap = self._random.uniform(0.0, period)
-        cycle = time.thread_time()
+        cycle, worked = time.thread_time(), cpu()
+        last = None  # when the previous slice started (None: a random phase since)
         while self._wait(gap):
             try:
-                shared = self._begin(period)
+                # What the slice stands for: the period it was drawn with and the sampler's lag,
+                # both known before it starts (not this start's own lag: a slice the GIL kept
+                # waiting is one that met a burst).
+                start = cpu()
+                shared = self._begin(pace.weight(period))
                 if shared is None:  # nothing past its budget: sleep until a function is capped
                     self._idle(IDLE)
-                    period = self.period()
+                    now = cpu()
+                    pace.worked(now - worked)  # the share a quiet spell leaves is kept
+                    period = pace.period()
                     gap = self._random.uniform(0.0, period)  # a random phase again
-                    cycle = time.thread_time()
+                    cycle, worked, last = time.thread_time(), now, None
                     continue
+                if last is not None:
+                    pace.started(start - last, period)
+                last = start
                 # SLICE seconds of the application's CPU time, not of the clock: a slice opened just
                 # before a sleep watches the next burst rather than the sleep.
                 self._wait(estimate.SLICE)
                 callbacks = self._end(shared)
-                now = time.thread_time()
-                mine, cycle = now - cycle, now  # the cycle's wake-ups and work, from the last slice's end
-                # A running mean (the last ~8 slices): the period follows the program's phases.
-                self.cost += (mine + callbacks - self.cost) / 8
+                now, at = time.thread_time(), cpu()
+                # The cycle's wake-ups and work, from the last slice's end, and its callbacks.
+                pace.spent(now - cycle + callbacks, at - worked)
+                cycle, worked = now, at
             except Exception:  # noqa: S110 - never let a sampling fault reach the application
                 pass
-            period = self.period()
+            period = pace.period()
             gap = self._random.uniform(0.5, 1.5) * (period - estimate.SLICE)
 
     def _wait(self, gap: float) -> bool:
