@@ -87,7 +87,7 @@ PERIOD = 0.5
 MIN_PERIOD = 0.025
 #: What slices may cost (their callbacks and the sampler's work), as a share of the
 #: application's CPU time: it sets the period between the two above, slice by slice (each
-#: slice is weighted by the period it was drawn with: see :class:`Slices`).
+#: slice is weighted by the period it was drawn with and the sampler's lag: :meth:`Pace.weight`).
 SLICE_SHARE = 0.015
 #: What slices may spend ahead of ``SLICE_SHARE`` (CPU s): the share of a spell with nothing to
 #: watch (no function past its budget), spent at ``QUICK_PERIOD`` as soon as a function is capped
@@ -181,8 +181,8 @@ class Slices:
     """Running sums over one function's slices in one window (constant memory).
 
     Each slice is weighted by the mean time between the function's slices when it was
-    drawn: the period the sampler drew its start with, over the function's chance of
-    being armed in it (:func:`inclusion`). Where slices came less often (they cost more),
+    drawn: the period the sampler drew its start with and its lag (:meth:`Pace.weight`),
+    over the function's chance of being armed in it (:func:`inclusion`). Where slices came less often (they cost more),
     each stands for more time, so the rate they show together is not tilted toward the
     cheap, quiet moments.
     """
@@ -216,7 +216,7 @@ class Slices:
         """One slice: ``calls`` counted exactly during ``length`` seconds of the application's work.
 
         ``watched`` is the CPU time the slice lasted (``length`` plus the callbacks' cost);
-        ``weight`` the mean period its start was drawn with.
+        ``weight`` what it stands for (:meth:`Pace.weight`: its period and the sampler's lag).
         """
         self.watched += length if watched is None else watched
         self.removed += 0.0 if watched is None else max(watched - length, 0.0)

@@ -137,8 +137,9 @@ class Slice:
 
     def __init__(self, hot: list[_Hot], weights: list[float]) -> None:
         self.hot = hot
-        # Per function: the mean period its start was drawn with, over the function's chance of
-        # being armed in it (estimate.Slices, estimate.inclusion): the mean time between its slices.
+        # Per function: what the slice stands for (its period and the sampler's lag: Pace.weight),
+        # over the function's chance of being armed in it (estimate.inclusion): the mean time
+        # between its slices.
         self.weights = weights
         self.cpu_start = cpu()
 
@@ -348,7 +349,7 @@ class Sampler:
         idle: Callable[[float], None] = time.sleep,
         nudge: Callable[[], None] = lambda: None,
     ) -> None:
-        """``begin(weight)`` opens a slice drawn with that mean period (None: no function to watch);
+        """``begin(weight)`` opens a slice that stands for ``weight`` CPU s (None: no function to watch);
         ``end`` closes it and returns what its callbacks cost (CPU s); ``idle(timeout)`` returns
         when there may be something to watch; ``nudge()`` makes it return now."""
         self._begin = begin
