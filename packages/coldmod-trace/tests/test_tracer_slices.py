@@ -413,3 +413,29 @@ def test_after_a_quiet_spell_the_sampler_spends_its_share_on_quick_slices_then_f
     assert all(gap > 4 * estimate.MIN_PERIOD for gap in gaps[-4:]), gaps  # then ~0.3 s, what they cost
     # The first slice stands for its period and the sampler's lag (two switch intervals until measured).
     assert starts[0][1] == pytest.approx(estimate.QUICK_PERIOD + 2 * sys.getswitchinterval())
+
+
+def test_the_tracers_own_functions_are_decided_without_a_look_at_the_file_system(tmp_path, monkeypatch):
+    # The sampler thread first sees its own functions as it opens the first slice after a cap.
+    # A system call there gives the GIL to a busy application for a whole switch interval:
+    # realpath's one per path component made that first slice ~40 ms late.
+    import json
+    import os
+
+    from coldmod_trace._internal import appfilter, sampling
+    from coldmod_trace.rootmarker import load
+
+    root = make_app(tmp_path / "app", {"mod.py": MODULE})
+    apps = appfilter.AppFilter(load(root), str(root))
+    looked: list[str] = []
+
+    def realpath(path: str, *args: object, **kwargs: object) -> str:
+        looked.append(path)
+        return path
+
+    monkeypatch.setattr(appfilter.os.path, "realpath", realpath)
+    assert not apps.is_app(sampling._Hot.__init__.__code__)
+    assert looked == []
+    # A library's file outside the root is still looked at (reached through a symlink?).
+    assert not apps.is_app(json.JSONEncoder.encode.__code__)
+    assert looked == [os.path.normpath(json.__file__.replace("__init__.py", "encoder.py"))]

@@ -68,11 +68,16 @@ class AppFilter:
         if not filename.endswith(".py") or filename.startswith("<"):
             return None
         path = os.path.normpath(os.path.join(self._cwd, filename))
+        if path.startswith(self._foreign):
+            # First, before any look at the file system: the sampler thread first sees the tracer's
+            # own functions while it opens a slice, and each system call there gives the GIL away
+            # to a busy application for a switch interval (realpath: one per path component).
+            return None
         rel = self._under_root(path)
         if rel is None:
             # Reached through a symlink (the root itself is resolved)?
             rel = self._under_root(os.path.realpath(path))
-        if rel is None or path.startswith(self._foreign):
+        if rel is None:
             return None
         parts = rel.split("/")
         for part in parts[:-1]:
